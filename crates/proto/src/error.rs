@@ -1,0 +1,137 @@
+//! The one error type of the protocol crate.
+
+/// Everything that can go wrong in `portcullis-proto`.
+///
+/// Variants fall into the kinds reported by [`Error::kind`]: malformed input, a peer that
+/// misbehaves (bad authentication, wrong state), API misuse by the caller, and failures of
+/// the crypto backend. "Need more bytes" is never an error: incremental parsers return
+/// `Ok(None)` for it.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// A text field (ticket id, scrambler, hex, …) does not have the required form.
+    #[error("invalid {what}: {reason}")]
+    Invalid {
+        /// What was being parsed.
+        what: &'static str,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A binary field has the wrong length.
+    #[error("{what} must be {expected} bytes, got {got}")]
+    WrongLength {
+        /// What was being parsed.
+        what: &'static str,
+        /// The required length.
+        expected: usize,
+        /// The length that was given.
+        got: usize,
+    },
+    /// A field is not valid standard, padded base64.
+    #[error("{0} is not valid base64")]
+    Base64(&'static str),
+    /// A JSON document does not have the expected structure.
+    #[error("invalid JSON in {what}: {detail}")]
+    Json {
+        /// Which document.
+        what: &'static str,
+        /// The parser's message (never contains secret material: it names a position).
+        detail: String,
+    },
+    /// A bzip2 stream is corrupt.
+    #[error("{0} is not valid bzip2 data")]
+    Decompress(&'static str),
+    /// A bzip2 stream expands beyond the allowed size.
+    #[error("{what} decompresses to more than {limit} bytes")]
+    DecompressedTooLarge {
+        /// Which field.
+        what: &'static str,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// An algorithm, type or version this implementation does not speak.
+    #[error("unsupported {what}: {value}")]
+    Unsupported {
+        /// What kind of value.
+        what: &'static str,
+        /// The value received (never secret).
+        value: String,
+    },
+    /// AEAD decryption failed: wrong key, wrong ticket salt, or tampered data.
+    #[error("decryption failed (wrong key or ticket, or tampered data)")]
+    DecryptFailed,
+    /// A signature does not verify under the given key.
+    #[error("the {0} signature does not verify")]
+    BadSignature(&'static str),
+    /// A handshake proof or confirmation MAC does not verify.
+    #[error("the tunnel handshake {0} does not verify")]
+    BadProof(&'static str),
+    /// A tunnel message or record of a kind that is not allowed here.
+    #[error("unexpected {0}")]
+    Unexpected(&'static str),
+    /// A length prefix announces more than the protocol allows.
+    #[error("{what} of {got} bytes exceeds the limit of {max}")]
+    TooLarge {
+        /// What was announced.
+        what: &'static str,
+        /// The announced size.
+        got: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The record counter of one direction reached its limit; the connection must close.
+    #[error("record counter limit reached: the connection must be closed and resumed")]
+    CounterExhausted,
+    /// The peer refused the handshake with this error code.
+    #[error("the tunnel server refused the connection: {0}")]
+    Refused(crate::tunnel::ErrorCode),
+    /// The peer asked for bytes this side no longer keeps (or never sent).
+    #[error("cannot resume: {0}")]
+    Resume(&'static str),
+    /// The caller passed a buffer or argument that cannot work.
+    #[error("API misuse: {0}")]
+    Misuse(&'static str),
+    /// The crypto backend failed (key generation, RNG): not caused by input.
+    #[error("crypto backend failure in {0}")]
+    Crypto(&'static str),
+}
+
+/// Coarse classification of an [`Error`], for logging and mapping to wire codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// Input that does not parse.
+    Malformed,
+    /// Input that parses but fails authentication or breaks the protocol's rules.
+    Peer,
+    /// A limit of this implementation was reached.
+    Limit,
+    /// The caller used the API wrongly.
+    Misuse,
+    /// The crypto backend failed.
+    Internal,
+}
+
+impl Error {
+    /// The kind of this error.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Self::Invalid { .. }
+            | Self::WrongLength { .. }
+            | Self::Base64(_)
+            | Self::Json { .. }
+            | Self::Decompress(_)
+            | Self::Unsupported { .. } => ErrorKind::Malformed,
+            Self::DecryptFailed
+            | Self::BadSignature(_)
+            | Self::BadProof(_)
+            | Self::Unexpected(_)
+            | Self::Refused(_)
+            | Self::Resume(_) => ErrorKind::Peer,
+            Self::DecompressedTooLarge { .. } | Self::TooLarge { .. } | Self::CounterExhausted => {
+                ErrorKind::Limit
+            }
+            Self::Misuse(_) => ErrorKind::Misuse,
+            Self::Crypto(_) => ErrorKind::Internal,
+        }
+    }
+}

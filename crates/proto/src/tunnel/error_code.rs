@@ -1,0 +1,101 @@
+//! The error codes carried by `Refuse` handshake messages and `Error` control records.
+
+use core::fmt;
+
+/// Why a tunnel server refused a handshake or ended a connection. Sent as a `u16`.
+#[non_exhaustive]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// The client speaks a protocol version this server does not.
+    UnsupportedVersion,
+    /// The message was not a valid handshake or record.
+    Malformed,
+    /// The ticket is unknown, used or expired, or the proof is wrong. Deliberately one code.
+    AccessDenied,
+    /// The broker could not be reached or did not answer in time; retrying may work.
+    BrokerUnavailable,
+    /// The target refused the connection or could not be reached in time.
+    TargetUnreachable,
+    /// The session already has its maximum number of connections.
+    TooManyConnections,
+    /// The session is unknown, ended, or expired.
+    SessionUnknown,
+    /// The bytes needed to resume are no longer buffered.
+    ResumeImpossible,
+    /// The tunnel server is shutting down.
+    ShuttingDown,
+    /// The session reached its idle timeout or maximum duration.
+    SessionExpired,
+    /// The record counter of a direction is exhausted.
+    CounterExhausted,
+    /// Anything else; details are in the server log.
+    Internal,
+    /// A code this implementation does not know.
+    Unknown(u16),
+}
+
+impl ErrorCode {
+    /// The wire value.
+    pub fn to_u16(self) -> u16 {
+        match self {
+            Self::UnsupportedVersion => 1,
+            Self::Malformed => 2,
+            Self::AccessDenied => 3,
+            Self::BrokerUnavailable => 4,
+            Self::TargetUnreachable => 5,
+            Self::TooManyConnections => 6,
+            Self::SessionUnknown => 7,
+            Self::ResumeImpossible => 8,
+            Self::ShuttingDown => 9,
+            Self::SessionExpired => 10,
+            Self::CounterExhausted => 11,
+            Self::Internal => 12,
+            Self::Unknown(code) => code,
+        }
+    }
+
+    /// Maps a wire value; unknown values are kept, not refused.
+    pub fn from_u16(code: u16) -> Self {
+        match code {
+            1 => Self::UnsupportedVersion,
+            2 => Self::Malformed,
+            3 => Self::AccessDenied,
+            4 => Self::BrokerUnavailable,
+            5 => Self::TargetUnreachable,
+            6 => Self::TooManyConnections,
+            7 => Self::SessionUnknown,
+            8 => Self::ResumeImpossible,
+            9 => Self::ShuttingDown,
+            10 => Self::SessionExpired,
+            11 => Self::CounterExhausted,
+            12 => Self::Internal,
+            other => Self::Unknown(other),
+        }
+    }
+
+    /// Whether the client may try the same operation again later.
+    pub fn is_retryable(self) -> bool {
+        matches!(self, Self::BrokerUnavailable | Self::ShuttingDown)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            Self::UnsupportedVersion => "unsupported protocol version",
+            Self::Malformed => "malformed message",
+            Self::AccessDenied => "access denied",
+            Self::BrokerUnavailable => "broker unavailable",
+            Self::TargetUnreachable => "target unreachable",
+            Self::TooManyConnections => "too many connections in this session",
+            Self::SessionUnknown => "unknown or ended session",
+            Self::ResumeImpossible => "cannot resume: data no longer buffered",
+            Self::ShuttingDown => "tunnel server shutting down",
+            Self::SessionExpired => "session expired",
+            Self::CounterExhausted => "record counter exhausted",
+            Self::Internal => "internal error",
+            Self::Unknown(code) => return write!(f, "error code {code}"),
+        };
+        f.write_str(text)
+    }
+}

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The whole Portcullis test suite. Installs what the tests need when it is missing, then
+# runs every test of the workspace and a short smoke run of each fuzz target.
+#
+#   bash scripts/test.sh            # everything
+#   FUZZ_SECONDS=0 bash scripts/test.sh   # skip the fuzz smoke run (local iterations only)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# A target directory outside the clone, so repeated runs (and CI) do not rebuild the world.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
+
+need() {
+    # need COMMAND DEBIAN-PACKAGE: installs the package when the command is missing.
+    command -v "$1" >/dev/null 2>&1 && return 0
+    echo "==> $1 is missing: installing Debian package $2"
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
+    fi
+    command -v "$1" >/dev/null 2>&1 || {
+        echo "error: $1 is still missing; install the Debian package $2 and run again" >&2
+        exit 1
+    }
+}
+
+need cc gcc
+need c++ g++
+
+echo "==> cargo test (workspace, all targets)"
+cargo test --workspace --all-targets --locked
+echo "==> cargo test (doc tests)"
+cargo test --workspace --doc --locked
+
+if [ "${FUZZ_SECONDS:-10}" != 0 ]; then
+    echo "==> fuzz smoke run (${FUZZ_SECONDS:-10} s per target)"
+    bash scripts/fuzz.sh "${FUZZ_SECONDS:-10}"
+fi
