@@ -1,0 +1,33 @@
+//! The sans-io core of Portcullis.
+//!
+//! Every byte the broker, the tunnel server and the launcher exchange is encoded, parsed,
+//! derived, sealed and opened here, as pure and deterministic code: no sockets, no files,
+//! no async runtime, no clocks (time is an argument). The servers and the launcher only
+//! move bytes between sockets and these functions.
+//!
+//! - [`TicketId`], [`Scrambler`], [`SessionId`], [`ConnectionId`]: identifiers.
+//! - [`kem`]: ML-KEM-768 key pairs, encapsulation and decapsulation.
+//! - [`openuds`]: the OpenUDS 5 ticket key schedule and the encrypted [`openuds::Envelope`].
+//! - [`payload`]: the launcher payload (signed script and parameters) and its signatures.
+//! - [`api`]: the JSON bodies of the client and tunnel-server HTTP APIs.
+//! - [`tunnel`]: tunnel protocol v1 (handshake, key schedule, records, resume).
+//!
+//! `docs/protocol.md` in the repository is the normative specification of all of it.
+
+#![forbid(unsafe_code)]
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod b64;
+mod error;
+pub mod hex;
+mod ids;
+mod kdf;
+pub mod kem;
+pub mod openuds;
+pub mod random;
+mod secret;
+pub mod tunnel;
+
+pub use error::{Error, ErrorKind};
+pub use ids::{ConnectionId, Scrambler, SessionId, TicketId};
+pub use secret::{SharedSecret, constant_time_eq};
