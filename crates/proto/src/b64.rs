@@ -19,7 +19,11 @@ pub fn decode(text: &str, what: &'static str) -> Result<Vec<u8>, Error> {
 pub fn decode_exact(text: &str, len: usize, what: &'static str) -> Result<Vec<u8>, Error> {
     let bytes = decode(text, what)?;
     if bytes.len() != len {
-        return Err(Error::WrongLength { what, expected: len, got: bytes.len() });
+        return Err(Error::WrongLength {
+            what,
+            expected: len,
+            got: bytes.len(),
+        });
     }
     Ok(bytes)
 }

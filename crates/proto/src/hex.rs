@@ -17,11 +17,21 @@ pub fn encode(bytes: &[u8]) -> String {
 pub(crate) fn decode_into(text: &str, out: &mut [u8], what: &'static str) -> Result<(), Error> {
     let digits = text.as_bytes();
     if digits.len() % 2 != 0 || digits.len() / 2 != out.len() {
-        return Err(Error::WrongLength { what, expected: out.len(), got: digits.len() / 2 });
+        return Err(Error::WrongLength {
+            what,
+            expected: out.len(),
+            got: digits.len() / 2,
+        });
     }
     for (slot, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        let high = nibble(pair[0]).ok_or(Error::Invalid { what, reason: "not hex" })?;
-        let low = nibble(pair[1]).ok_or(Error::Invalid { what, reason: "not hex" })?;
+        let high = nibble(pair[0]).ok_or(Error::Invalid {
+            what,
+            reason: "not hex",
+        })?;
+        let low = nibble(pair[1]).ok_or(Error::Invalid {
+            what,
+            reason: "not hex",
+        })?;
         *slot = (high << 4) | low;
     }
     Ok(())

@@ -41,8 +41,9 @@ impl EncapsulationKey {
     pub fn encapsulate(&self) -> Result<(Ciphertext, SharedSecret), Error> {
         let key = kem::EncapsulationKey::new(&ML_KEM_768, self.0.as_slice())
             .map_err(|_| Error::Crypto("ML-KEM-768 encapsulation key"))?;
-        let (ciphertext, secret) =
-            key.encapsulate().map_err(|_| Error::Crypto("ML-KEM-768 encapsulation"))?;
+        let (ciphertext, secret) = key
+            .encapsulate()
+            .map_err(|_| Error::Crypto("ML-KEM-768 encapsulation"))?;
         let ciphertext = Ciphertext::from_bytes(ciphertext.as_ref())?;
         let secret = SharedSecret::from_slice(secret.as_ref())?;
         Ok((ciphertext, secret))
@@ -114,9 +115,11 @@ impl DecapsulationKey {
                 got: private.len(),
             });
         }
-        let private = kem::DecapsulationKey::new(&ML_KEM_768, private).map_err(|_| {
-            Error::Invalid { what: "ML-KEM-768 decapsulation key", reason: "rejected" }
-        })?;
+        let private =
+            kem::DecapsulationKey::new(&ML_KEM_768, private).map_err(|_| Error::Invalid {
+                what: "ML-KEM-768 decapsulation key",
+                reason: "rejected",
+            })?;
         Ok(Self { private, public })
     }
 
@@ -183,7 +186,11 @@ mod tests {
         );
         assert!(matches!(
             Ciphertext::from_bytes(&[0; 1089]).unwrap_err(),
-            Error::WrongLength { expected: 1088, got: 1089, .. }
+            Error::WrongLength {
+                expected: 1088,
+                got: 1089,
+                ..
+            }
         ));
         assert!(matches!(
             DecapsulationKey::from_expanded(&[0; 100]).unwrap_err(),
@@ -197,7 +204,9 @@ mod tests {
         let (ct, sent) = pair.encapsulation_key().encapsulate().unwrap();
         let mut forged = *ct.as_bytes();
         forged[0] ^= 1;
-        let received = pair.decapsulate(&Ciphertext::from_bytes(&forged).unwrap()).unwrap();
+        let received = pair
+            .decapsulate(&Ciphertext::from_bytes(&forged).unwrap())
+            .unwrap();
         assert!(sent != received);
     }
 }

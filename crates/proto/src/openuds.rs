@@ -199,7 +199,10 @@ mod tests {
     fn wrong_ticket_salt_fails() {
         let (pair, _, envelope) = sealed();
         let other = TicketId::generate().unwrap();
-        assert_eq!(envelope.open(&pair, &other).unwrap_err(), Error::DecryptFailed);
+        assert_eq!(
+            envelope.open(&pair, &other).unwrap_err(),
+            Error::DecryptFailed
+        );
     }
 
     #[test]
@@ -209,25 +212,61 @@ mod tests {
         for index in [0, data.len() - 1] {
             let mut forged = data.clone();
             forged[index] ^= 0x80;
-            let forged = Envelope { data: b64::encode(&forged), ..envelope.clone() };
-            assert_eq!(forged.open(&pair, &ticket).unwrap_err(), Error::DecryptFailed);
+            let forged = Envelope {
+                data: b64::encode(&forged),
+                ..envelope.clone()
+            };
+            assert_eq!(
+                forged.open(&pair, &ticket).unwrap_err(),
+                Error::DecryptFailed
+            );
         }
         let mut ct = b64::decode(&envelope.ciphertext, "ct").unwrap();
         ct[10] ^= 1;
-        let forged = Envelope { ciphertext: b64::encode(&ct), ..envelope.clone() };
-        assert_eq!(forged.open(&pair, &ticket).unwrap_err(), Error::DecryptFailed);
+        let forged = Envelope {
+            ciphertext: b64::encode(&ct),
+            ..envelope.clone()
+        };
+        assert_eq!(
+            forged.open(&pair, &ticket).unwrap_err(),
+            Error::DecryptFailed
+        );
     }
 
     #[test]
     fn malformed_envelopes_are_typed_errors() {
         let (pair, ticket, envelope) = sealed();
-        let bad_alg = Envelope { algorithm: "NONE".into(), ..envelope.clone() };
-        assert!(matches!(bad_alg.open(&pair, &ticket), Err(Error::Unsupported { .. })));
-        let bad_b64 = Envelope { data: "***".into(), ..envelope.clone() };
-        assert_eq!(bad_b64.open(&pair, &ticket).unwrap_err(), Error::Base64("envelope data"));
-        let short_ct = Envelope { ciphertext: b64::encode(&[0; 10]), ..envelope.clone() };
-        assert!(matches!(short_ct.open(&pair, &ticket), Err(Error::WrongLength { .. })));
-        let truncated = Envelope { data: b64::encode(&[0; 5]), ..envelope };
-        assert_eq!(truncated.open(&pair, &ticket).unwrap_err(), Error::DecryptFailed);
+        let bad_alg = Envelope {
+            algorithm: "NONE".into(),
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            bad_alg.open(&pair, &ticket),
+            Err(Error::Unsupported { .. })
+        ));
+        let bad_b64 = Envelope {
+            data: "***".into(),
+            ..envelope.clone()
+        };
+        assert_eq!(
+            bad_b64.open(&pair, &ticket).unwrap_err(),
+            Error::Base64("envelope data")
+        );
+        let short_ct = Envelope {
+            ciphertext: b64::encode(&[0; 10]),
+            ..envelope.clone()
+        };
+        assert!(matches!(
+            short_ct.open(&pair, &ticket),
+            Err(Error::WrongLength { .. })
+        ));
+        let truncated = Envelope {
+            data: b64::encode(&[0; 5]),
+            ..envelope
+        };
+        assert_eq!(
+            truncated.open(&pair, &ticket).unwrap_err(),
+            Error::DecryptFailed
+        );
     }
 }

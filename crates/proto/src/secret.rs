@@ -88,7 +88,11 @@ mod tests {
         assert!(SharedSecret::from_hex(&secret.to_hex()).unwrap() == secret);
         assert_eq!(
             SharedSecret::from_hex("00").unwrap_err(),
-            Error::WrongLength { what: "shared secret", expected: 32, got: 1 }
+            Error::WrongLength {
+                what: "shared secret",
+                expected: 32,
+                got: 1
+            }
         );
         assert!(SharedSecret::from_hex(&"zz".repeat(32)).is_err());
     }

@@ -8,7 +8,9 @@ use portcullis_proto::{SharedSecret, TicketId};
 use serde_json::Value;
 
 fn shared_vector(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/vectors")
+        .join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
         panic!(
             "cannot read {}: {error}. The shared/ folder must sit beside the repository \
@@ -16,11 +18,13 @@ fn shared_vector(name: &str) -> Value {
             path.display()
         )
     });
-    serde_json::from_str(&text).unwrap()
+    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
 }
 
 fn field<'a>(value: &'a Value, name: &str) -> &'a str {
-    value[name].as_str().unwrap_or_else(|| panic!("vector field {name} missing"))
+    value[name]
+        .as_str()
+        .unwrap_or_else(|| panic!("vector field {name} missing"))
 }
 
 fn assert_hex(actual: &[u8], expected_hex: &str, what: &str) {
@@ -41,20 +45,43 @@ fn key_schedule_cases_reproduce() {
             None => hex::decode(field(case, "salt_hex")).unwrap(),
         };
         let keys = TicketKeys::derive(&secret, &salt).unwrap();
-        assert_hex(keys.client_to_server(), field(case, "key_send_hex"), "key_send");
-        assert_hex(keys.server_to_client(), field(case, "key_receive_hex"), "key_receive");
+        assert_hex(
+            keys.client_to_server(),
+            field(case, "key_send_hex"),
+            "key_send",
+        );
+        assert_hex(
+            keys.server_to_client(),
+            field(case, "key_receive_hex"),
+            "key_receive",
+        );
         if let Some(expected) = case.get("key_payload_hex") {
-            assert_hex(keys.payload_key(), expected.as_str().unwrap(), "key_payload");
+            assert_hex(
+                keys.payload_key(),
+                expected.as_str().unwrap(),
+                "key_payload",
+            );
         }
         if let Some(expected) = case.get("nonce_payload_hex") {
-            assert_hex(keys.payload_nonce(), expected.as_str().unwrap(), "nonce_payload");
+            assert_hex(
+                keys.payload_nonce(),
+                expected.as_str().unwrap(),
+                "nonce_payload",
+            );
         }
         if let Some(plaintext) = case.get("payload_plaintext") {
             let plaintext = plaintext.as_str().unwrap().as_bytes();
-            let expected = portcullis_proto::b64::decode(field(case, "payload_data_b64"), "data")
-                .unwrap();
-            assert_eq!(keys.encrypt_payload(plaintext).unwrap(), expected, "payload data");
-            assert_eq!(keys.decrypt_payload(&expected).unwrap().as_slice(), plaintext);
+            let expected =
+                portcullis_proto::b64::decode(field(case, "payload_data_b64"), "data").unwrap();
+            assert_eq!(
+                keys.encrypt_payload(plaintext).unwrap(),
+                expected,
+                "payload data"
+            );
+            assert_eq!(
+                keys.decrypt_payload(&expected).unwrap().as_slice(),
+                plaintext
+            );
         }
     }
 }
@@ -72,14 +99,37 @@ fn ticket_exchange_decrypts() {
     let expected = &vector["expected"];
 
     let (plaintext, secret) = envelope.open(&key, &ticket).unwrap();
-    assert_hex(secret.expose(), field(expected, "shared_secret_hex"), "shared secret");
-    assert_eq!(plaintext.as_slice(), field(expected, "plaintext").as_bytes());
+    assert_hex(
+        secret.expose(),
+        field(expected, "shared_secret_hex"),
+        "shared secret",
+    );
+    assert_eq!(
+        plaintext.as_slice(),
+        field(expected, "plaintext").as_bytes()
+    );
 
     let keys = TicketKeys::derive(&secret, ticket.as_bytes()).unwrap();
-    assert_hex(keys.payload_key(), field(expected, "key_payload_hex"), "key_payload");
-    assert_hex(keys.client_to_server(), field(expected, "key_send_hex"), "key_send");
-    assert_hex(keys.server_to_client(), field(expected, "key_receive_hex"), "key_receive");
-    assert_hex(keys.payload_nonce(), field(expected, "nonce_payload_hex"), "nonce_payload");
+    assert_hex(
+        keys.payload_key(),
+        field(expected, "key_payload_hex"),
+        "key_payload",
+    );
+    assert_hex(
+        keys.client_to_server(),
+        field(expected, "key_send_hex"),
+        "key_send",
+    );
+    assert_hex(
+        keys.server_to_client(),
+        field(expected, "key_receive_hex"),
+        "key_receive",
+    );
+    assert_hex(
+        keys.payload_nonce(),
+        field(expected, "nonce_payload_hex"),
+        "nonce_payload",
+    );
 }
 
 #[test]
@@ -93,5 +143,8 @@ fn ticket_exchange_refuses_the_wrong_ticket() {
     let mut wrong = field(&vector, "ticket").to_owned();
     wrong.replace_range(0..1, "X");
     let wrong = TicketId::parse(&wrong).unwrap();
-    assert_eq!(envelope.open(&key, &wrong).unwrap_err(), portcullis_proto::Error::DecryptFailed);
+    assert_eq!(
+        envelope.open(&key, &wrong).unwrap_err(),
+        portcullis_proto::Error::DecryptFailed
+    );
 }
