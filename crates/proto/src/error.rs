@@ -63,6 +63,9 @@ pub enum Error {
     /// A signature does not verify under the given key.
     #[error("the {0} signature does not verify")]
     BadSignature(&'static str),
+    /// A signature that is required here is absent (a stripped signature is a downgrade).
+    #[error("the {0} signature is missing")]
+    MissingSignature(&'static str),
     /// A handshake proof or confirmation MAC does not verify.
     #[error("the tunnel handshake {0} does not verify")]
     BadProof(&'static str),
@@ -123,6 +126,7 @@ impl Error {
             | Self::Unsupported { .. } => ErrorKind::Malformed,
             Self::DecryptFailed
             | Self::BadSignature(_)
+            | Self::MissingSignature(_)
             | Self::BadProof(_)
             | Self::Unexpected(_)
             | Self::Refused(_)

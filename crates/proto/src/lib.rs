@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod api;
 pub mod b64;
 mod error;
 pub mod hex;
@@ -24,6 +25,7 @@ mod ids;
 mod kdf;
 pub mod kem;
 pub mod openuds;
+pub mod payload;
 pub mod random;
 mod secret;
 pub mod tunnel;
