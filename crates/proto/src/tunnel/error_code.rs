@@ -2,6 +2,8 @@
 
 use core::fmt;
 
+use crate::Error;
+
 /// Why a tunnel server refused a handshake or ended a connection. Sent as a `u16`.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -73,6 +75,29 @@ impl ErrorCode {
         }
     }
 
+    /// The code a tunnel server sends (in `Refuse` or an `Error` record) for a protocol
+    /// error: the one place errors map to wire codes.
+    pub fn for_error(error: &Error) -> Self {
+        match error {
+            Error::Unsupported { what, .. }
+                if *what == crate::tunnel::hello::UNSUPPORTED_VERSION =>
+            {
+                Self::UnsupportedVersion
+            }
+            Error::BadProof(_) => Self::AccessDenied,
+            Error::Resume(_) => Self::ResumeImpossible,
+            Error::CounterExhausted => Self::CounterExhausted,
+            Error::Refused(code) => *code,
+            Error::Invalid { .. }
+            | Error::WrongLength { .. }
+            | Error::Unsupported { .. }
+            | Error::TooLarge { .. }
+            | Error::DecryptFailed
+            | Error::Unexpected(_) => Self::Malformed,
+            _ => Self::Internal,
+        }
+    }
+
     /// Whether the client may try the same operation again later.
     pub fn is_retryable(self) -> bool {
         matches!(self, Self::BrokerUnavailable | Self::ShuttingDown)
@@ -97,5 +122,43 @@ impl fmt::Display for ErrorCode {
             Self::Unknown(code) => return write!(f, "error code {code}"),
         };
         f.write_str(text)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_values_round_trip() {
+        for value in 0..=20u16 {
+            assert_eq!(ErrorCode::from_u16(value).to_u16(), value);
+        }
+        assert_eq!(ErrorCode::from_u16(3), ErrorCode::AccessDenied);
+        assert_eq!(ErrorCode::Unknown(999).to_string(), "error code 999");
+    }
+
+    #[test]
+    fn errors_map_to_codes() {
+        let version = crate::tunnel::ClientHello::decode(b"PCTN\x07").unwrap_err();
+        assert_eq!(
+            ErrorCode::for_error(&version),
+            ErrorCode::UnsupportedVersion
+        );
+        let magic = crate::tunnel::ClientHello::decode(b"XXXX").unwrap_err();
+        assert_eq!(ErrorCode::for_error(&magic), ErrorCode::Malformed);
+        assert_eq!(
+            ErrorCode::for_error(&Error::BadProof("proof")),
+            ErrorCode::AccessDenied
+        );
+        assert_eq!(
+            ErrorCode::for_error(&Error::Resume("x")),
+            ErrorCode::ResumeImpossible
+        );
+        assert_eq!(
+            ErrorCode::for_error(&Error::Crypto("x")),
+            ErrorCode::Internal
+        );
     }
 }

@@ -1,5 +1,90 @@
-//! Tunnel protocol v1.
+//! Tunnel protocol v1: handshake, key schedule, records and resume.
+//!
+//! A launcher reaches a target through a tunnel server over one TCP connection per local
+//! connection. Every connection starts with a fixed-size [`ClientHello`]:
+//!
+//! - `Test` is a health check; the server answers `OK` and closes.
+//! - `Open` carries a tunnel ticket and creates a session; the tunnel server redeems the
+//!   ticket at the broker, which checks the client's proof before consuming the ticket.
+//! - `Attach` adds a connection to a live session; `Resume` re-attaches a dropped connection
+//!   and both sides state how many bytes they received, so nothing is lost or duplicated.
+//!
+//! The server answers a [`ServerMessage::Challenge`] with its random, the client proves
+//! possession of the session key with an HMAC over the transcript, and the server answers
+//! [`ServerMessage::Accept`] with a confirmation MAC (or [`ServerMessage::Refuse`]).
+//!
+//! ```text
+//! client                                   server
+//!   ClientHello (magic, version, command) -->
+//!                                    <-- Challenge (server random)
+//!   proof = HMAC(k_proof, transcript)  -->
+//!                                    <-- Accept (session, connection, received, confirm)
+//!   records (AES-256-GCM) <==========================> records
+//! ```
+//!
+//! The [`SessionKey`] is `HKDF-Extract(salt = ticket id, IKM = shared secret)`; every
+//! connection derives fresh AES-256-GCM keys and base IVs from it and both randoms, so no
+//! (key, nonce) pair ever repeats. Records are sealed and opened in place in the caller's
+//! buffers by a [`RecordSealer`] and a [`RecordOpener`]; a [`ReplayBuffer`] keeps sent but
+//! unacknowledged bytes for resume.
+//!
+//! Handshake states ([`client`], [`server`]) consume `self` at every step, so an error ends
+//! the handshake for good. Nothing here performs I/O or reads a clock: timeouts such as
+//! [`HANDSHAKE_TIMEOUT`] are applied by the caller. `docs/drafts/tunnel-v1.md` is the
+//! byte-exact specification.
 
+use core::time::Duration;
+
+pub mod client;
+mod codec;
 mod error_code;
+mod hello;
+mod key_schedule;
+mod record;
+mod replay;
+pub mod server;
+mod server_message;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests;
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod vectors;
 
 pub use error_code::ErrorCode;
+pub use hello::{ClientHello, Command};
+pub use key_schedule::{SessionCredentials, SessionKey, compute_open_proof, verify_open_proof};
+pub use record::{
+    Control, DEFAULT_PLAINTEXT, DEFAULT_RECORD_LIMIT, HEADER_LEN, MAX_ERROR_MESSAGE, MAX_PLAINTEXT,
+    MAX_RECORD_LEN, OVERHEAD, PAYLOAD_OFFSET, Record, RecordOpener, RecordSealer, TAG_LEN,
+};
+pub use replay::{DEFAULT_REPLAY_CAPACITY, ReplayBuffer};
+pub use server_message::ServerMessage;
+
+/// The four bytes every client hello starts with: `"PCTN"`.
+pub const MAGIC: [u8; 4] = *b"PCTN";
+/// The protocol version this implementation speaks.
+pub const VERSION: u8 = 1;
+/// Length of the client and server randoms.
+pub const RANDOM_LEN: usize = 32;
+/// Length of the client's proof and of the server's confirmation.
+pub const MAC_LEN: usize = 32;
+/// The bytes a server answers to a `Test` hello before it closes.
+pub const TEST_ANSWER: [u8; 2] = *b"OK";
+
+/// How long a server waits for a complete handshake (hello to proof).
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a tunnel server waits for the broker to redeem a ticket.
+pub const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a tunnel server waits for the target's TCP connection.
+pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Connections a session admits at once unless configured otherwise.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
+
+/// A client or server random: 32 bytes from the CSPRNG, fresh for every connection.
+pub type Random = [u8; RANDOM_LEN];
+
+/// Draws a fresh random for a handshake (a convenience over [`crate::random::array`]).
+pub fn fresh_random() -> Result<Random, crate::Error> {
+    crate::random::array()
+}
