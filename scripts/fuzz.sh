@@ -25,15 +25,19 @@ export RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4
 -Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
 -Cllvm-args=-sanitizer-coverage-trace-compares --cfg fuzzing -Cdebug-assertions -Coverflow-checks"
 
+# An explicit --target keeps RUSTFLAGS off build scripts, as cargo-fuzz does.
+host=$(rustc -vV | sed -n 's/^host: //p')
+bin_dir="$CARGO_TARGET_DIR/$host/release"
+
 echo "==> building fuzz targets: ${targets[*]}"
-(cd fuzz && cargo build --release --locked --bins)
+(cd fuzz && cargo build --release --locked --bins --target "$host")
 
 status=0
 for target in "${targets[@]}"; do
     scratch="$CARGO_TARGET_DIR/corpus/$target"
     mkdir -p "$scratch" "fuzz/corpus/$target" "fuzz/artifacts/$target"
     echo "==> fuzzing $target for $seconds s"
-    if ! "$CARGO_TARGET_DIR/release/$target" "$scratch" "fuzz/corpus/$target" \
+    if ! "$bin_dir/$target" "$scratch" "fuzz/corpus/$target" \
         -max_total_time="$seconds" -max_len=70000 -rss_limit_mb=2048 \
         -artifact_prefix="fuzz/artifacts/$target/" -print_final_stats=1 2>"$CARGO_TARGET_DIR/$target.log"; then
         tail -n 40 "$CARGO_TARGET_DIR/$target.log" >&2
@@ -44,7 +48,7 @@ for target in "${targets[@]}"; do
     grep -E 'stat::number_of_executed_units|stat::new_units_added' "$CARGO_TARGET_DIR/$target.log" \
         | sed "s/^/    $target: /"
     if [ "${UPDATE_CORPUS:-0}" = 1 ]; then
-        "$CARGO_TARGET_DIR/release/$target" -merge=1 "fuzz/corpus/$target" "$scratch" \
+        "$bin_dir/$target" -merge=1 "fuzz/corpus/$target" "$scratch" \
             2>>"$CARGO_TARGET_DIR/$target.log"
     fi
 done

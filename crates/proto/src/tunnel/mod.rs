@@ -30,7 +30,7 @@
 //!
 //! Handshake states ([`client`], [`server`]) consume `self` at every step, so an error ends
 //! the handshake for good. Nothing here performs I/O or reads a clock: timeouts such as
-//! [`HANDSHAKE_TIMEOUT`] are applied by the caller. `docs/drafts/tunnel-v1.md` is the
+//! [`HANDSHAKE_TIMEOUT`] are applied by the caller. `docs/protocol.md` (section 8) is the
 //! byte-exact specification.
 
 use core::time::Duration;

@@ -246,7 +246,7 @@ fn generate() -> Value {
         &mut credentials,
     );
     json!({
-        "description": "Portcullis tunnel protocol v1 known-answer vectors (docs/drafts/tunnel-v1.md). All byte strings are lowercase hex except ticket (ASCII).",
+        "description": "Portcullis tunnel protocol v1 known-answer vectors (docs/protocol.md, section 8). All byte strings are lowercase hex except ticket (ASCII).",
         "shared_secret": hex(secret().expose()),
         "ticket": TICKET,
         "session_id": hex(SESSION.as_bytes()),
