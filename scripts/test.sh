@@ -10,23 +10,43 @@ cd "$(dirname "$0")/.."
 # A target directory outside the clone, so repeated runs (and CI) do not rebuild the world.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/portcullis/target}"
 
+install_package() {
+    # install_package DEBIAN-PACKAGE, as root or through sudo.
+    if [ "$(id -u)" -eq 0 ]; then
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"
+    else
+        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$1"
+    fi
+}
+
 need() {
     # need COMMAND DEBIAN-PACKAGE: installs the package when the command is missing.
     command -v "$1" >/dev/null 2>&1 && return 0
     echo "==> $1 is missing: installing Debian package $2"
-    if [ "$(id -u)" -eq 0 ]; then
-        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
-    else
-        sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2"
-    fi
+    install_package "$2"
     command -v "$1" >/dev/null 2>&1 || {
         echo "error: $1 is still missing; install the Debian package $2 and run again" >&2
         exit 1
     }
 }
 
+need_postgres() {
+    # The broker's storage tests start their own PostgreSQL server (initdb in a temporary
+    # directory) from Debian's binaries, which are not on PATH. The package's own cluster
+    # service is not needed and not started here.
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && return 0
+    echo "==> PostgreSQL server binaries are missing: installing Debian package postgresql"
+    install_package postgresql
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || {
+        echo "error: initdb is still missing; install the Debian package postgresql and run again" >&2
+        exit 1
+    }
+}
+
 need cc gcc
 need c++ g++
+need node nodejs
+need_postgres
 
 echo "==> cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked

@@ -1,9 +1,28 @@
 //! The Portcullis broker: users, services, one-use tickets, the OpenUDS-5-compatible client
 //! and tunnel-server APIs, the portal and the admin API.
 //!
-//! This crate is the broker's home in the workspace; its server is not built yet. The wire
-//! formats it will speak live in [`portcullis_proto`].
+//! The wire formats live in [`portcullis_proto`]; this crate stores, decides and serves:
+//! [`store`] (SQLite or PostgreSQL), [`exchange`] and [`redeem`] (the ticket logic),
+//! [`http`] (the routes), [`server`] (TLS, listening, shutdown). `docs/broker.md` is the
+//! operator's guide.
 
 #![forbid(unsafe_code)]
 
 pub use portcullis_proto as proto;
+
+pub mod config;
+pub mod exchange;
+pub mod http;
+pub mod keys;
+pub mod metrics;
+pub mod model;
+pub mod password;
+pub mod rate_limit;
+pub mod readiness;
+pub mod redeem;
+pub mod scripts;
+pub mod server;
+pub mod state;
+pub mod store;
+pub mod tickets;
+pub mod tls;

@@ -1,21 +1,83 @@
-//! `portcullis`: the server-side command (broker, tunnel server, admin, dev stack).
+//! `portcullis`: the server-side command — the broker, its admin CLI, and `dev`, the whole
+//! stack on one machine with SQLite and demo data.
 
 #![forbid(unsafe_code)]
+// A command-line program talks to its user on stdout and stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod admin;
+mod dev;
+mod logging;
+mod serve;
 
 /// Portcullis: a post-quantum connection broker for remote desktops and services.
 ///
-/// Subcommands (`dev`, `broker`, `tunnel`, `admin`) arrive as their servers are built; this
-/// build only reports its version and the protocol it implements.
+/// Users sign in to the broker's portal and click Connect; the launcher fetches its
+/// instructions end-to-end encrypted under ML-KEM-768, signed with ML-DSA-65.
 #[derive(Debug, Parser)]
 #[command(name = "portcullis", version, about, long_about)]
-struct Args {}
+struct Cli {
+    /// Log filter (e.g. `info`, `debug`, `portcullis_broker=trace`); overrides RUST_LOG.
+    #[arg(long, global = true, value_name = "FILTER")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
 
-fn main() {
-    let Args {} = Args::parse();
-    let mut command = <Args as clap::CommandFactory>::command();
-    if command.print_long_help().is_err() {
-        std::process::exit(1);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the whole stack on this machine: a broker on loopback with SQLite, a signing
+    /// key, a TLS certificate, a demo user and demo services (an echo service, direct and
+    /// tunneled). Writes DIR/dev.json. Ctrl-C stops it; running it again reuses DIR.
+    Dev {
+        /// Where the dev stack keeps its database, keys, certificate and dev.json.
+        #[arg(long, default_value = "./portcullis-dev", value_name = "DIR")]
+        dir: PathBuf,
+        /// The broker's port on 127.0.0.1 (0 picks a free one).
+        #[arg(long, default_value_t = 8443)]
+        port: u16,
+    },
+    /// Run a broker from a configuration file (see docs/broker.md for every setting).
+    Broker {
+        /// The TOML configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Administer a broker's database: users, groups, services, tunnel servers, the
+    /// signing key and the audit log.
+    Admin(admin::AdminArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    logging::init(cli.log.as_deref());
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Dev { dir, port } => dev::run(&dir, port).await,
+            Command::Broker { config } => serve::run(&config).await,
+            Command::Admin(args) => admin::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }

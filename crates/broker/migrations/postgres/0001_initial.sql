@@ -1,0 +1,118 @@
+-- Portcullis broker schema, version 1 (PostgreSQL).
+-- Keep table and column names identical to ../sqlite/0001_initial.sql: the broker runs
+-- one set of queries on both. Only BIGINT, TEXT and BYTEA columns (the types sqlx's Any
+-- driver maps); times are Unix milliseconds, booleans 0/1.
+
+CREATE TABLE users (
+    id            BIGSERIAL PRIMARY KEY,
+    username      TEXT    NOT NULL UNIQUE,
+    password_hash TEXT    NOT NULL,
+    created_at    BIGINT  NOT NULL
+);
+
+CREATE TABLE groups (
+    id   BIGSERIAL PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
+);
+
+CREATE TABLE user_groups (
+    user_id  BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    group_id BIGINT  NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    PRIMARY KEY (user_id, group_id)
+);
+CREATE INDEX user_groups_group ON user_groups (group_id);
+
+CREATE TABLE services (
+    id               BIGSERIAL PRIMARY KEY,
+    name             TEXT    NOT NULL UNIQUE,
+    host             TEXT    NOT NULL,
+    port             BIGINT  NOT NULL CHECK (port BETWEEN 1 AND 65535),
+    protocol         TEXT    NOT NULL CHECK (protocol IN ('rdp', 'ssh', 'vnc', 'tcp')),
+    transport        TEXT    NOT NULL CHECK (transport IN ('direct', 'tunneled')),
+    tunnel_group     TEXT,
+    max_session_secs BIGINT  NOT NULL CHECK (max_session_secs > 0),
+    created_at       BIGINT  NOT NULL,
+    CHECK (transport = 'direct' OR tunnel_group IS NOT NULL)
+);
+
+CREATE TABLE service_groups (
+    service_id BIGINT  NOT NULL REFERENCES services (id) ON DELETE CASCADE,
+    group_id   BIGINT  NOT NULL REFERENCES groups (id) ON DELETE CASCADE,
+    PRIMARY KEY (service_id, group_id)
+);
+CREATE INDEX service_groups_group ON service_groups (group_id);
+
+CREATE TABLE tunnel_servers (
+    id             BIGSERIAL PRIMARY KEY,
+    name           TEXT    NOT NULL UNIQUE,
+    public_address TEXT    NOT NULL,
+    token_hash     BYTEA   NOT NULL UNIQUE CHECK (octet_length(token_hash) = 32),
+    legacy         BIGINT  NOT NULL CHECK (legacy IN (0, 1)),
+    tunnel_group   TEXT    NOT NULL,
+    created_at     BIGINT  NOT NULL
+);
+CREATE INDEX tunnel_servers_group ON tunnel_servers (tunnel_group);
+
+-- Tickets are keyed by SHA-256("portcullis ticket id v1" || 0x00 || id): never the id.
+CREATE TABLE client_tickets (
+    id_hash          BYTEA   NOT NULL PRIMARY KEY CHECK (octet_length(id_hash) = 32),
+    status_id        TEXT    NOT NULL UNIQUE,
+    user_id          BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    service_id       BIGINT  NOT NULL REFERENCES services (id) ON DELETE CASCADE,
+    scrambler        TEXT    NOT NULL,
+    client_os        TEXT,
+    created_at       BIGINT  NOT NULL,
+    expires_at       BIGINT  NOT NULL,
+    used_at          BIGINT,
+    progress_percent BIGINT,
+    last_error       TEXT
+);
+
+-- secret_enc = nonce || AES-256-GCM(key from the ticket id, secret) || tag.
+CREATE TABLE tunnel_tickets (
+    id_hash          BYTEA   NOT NULL PRIMARY KEY CHECK (octet_length(id_hash) = 32),
+    secret_enc       BYTEA   NOT NULL,
+    target_host      TEXT    NOT NULL,
+    target_port      BIGINT  NOT NULL CHECK (target_port BETWEEN 1 AND 65535),
+    service_id       BIGINT  NOT NULL REFERENCES services (id) ON DELETE CASCADE,
+    user_id          BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    tunnel_group     TEXT    NOT NULL,
+    max_session_secs BIGINT  NOT NULL,
+    created_at       BIGINT  NOT NULL,
+    expires_at       BIGINT  NOT NULL,
+    used_at          BIGINT,
+    failed_proofs    BIGINT  NOT NULL DEFAULT 0
+);
+
+-- No foreign keys: a running session outlives the removal of its user, service or
+-- tunnel server, and its stop report is still accounted.
+CREATE TABLE notify_tickets (
+    id_hash            BYTEA   NOT NULL PRIMARY KEY CHECK (octet_length(id_hash) = 32),
+    tunnel_ticket_hash BYTEA   NOT NULL,
+    user_id            BIGINT  NOT NULL,
+    service_id         BIGINT  NOT NULL,
+    tunnel_server_id   BIGINT  NOT NULL,
+    started_at         BIGINT  NOT NULL,
+    expires_at         BIGINT  NOT NULL,
+    stopped_at         BIGINT,
+    sent               BIGINT,
+    recv               BIGINT
+);
+
+CREATE TABLE audit_events (
+    id        BIGSERIAL PRIMARY KEY,
+    at        BIGINT  NOT NULL,
+    kind      TEXT    NOT NULL,
+    username  TEXT,
+    service   TEXT,
+    source_ip TEXT,
+    detail    TEXT    NOT NULL
+);
+
+CREATE TABLE login_sessions (
+    token_hash BYTEA   NOT NULL PRIMARY KEY CHECK (octet_length(token_hash) = 32),
+    user_id    BIGINT  NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at BIGINT  NOT NULL,
+    expires_at BIGINT  NOT NULL
+);
+CREATE INDEX login_sessions_user ON login_sessions (user_id);

@@ -1,0 +1,322 @@
+//! The client ticket exchange (DESIGN.md, flow step 3): check the ticket, the launcher and
+//! the service; build, sign and encrypt the payload; for tunneled services store a tunnel
+//! ticket; and consume the client ticket — only when all of that succeeded (difference 1).
+
+use portcullis_proto::TicketId;
+use portcullis_proto::api::{CheckedTicketRequest, Percent, ProtocolVersion, TicketRequest};
+use portcullis_proto::openuds::Envelope;
+use portcullis_proto::payload::{self, BuildOptions, LogSettings};
+use serde_json::json;
+
+use crate::http::ClientAddr;
+use crate::metrics::RefusalReason;
+use crate::model::Protocol;
+use crate::model::Transport;
+use crate::readiness;
+use crate::scripts::{
+    LaunchParams, Os, RdpParams, Route, ServiceParams, SshParams, TcpParams, TunnelParams,
+    TunnelProtocol, VncParams,
+};
+use crate::state::{AppState, Millis};
+use crate::store::{AuditEvent, ClientTicket, NewTunnelTicket, Service, StoreError, TunnelServer};
+use crate::tickets::crypto::{seal_secret, ticket_hash};
+
+/// Why an exchange did not produce a payload. The `Display` text is what the launcher shows.
+#[derive(Debug, thiserror::Error)]
+pub enum ExchangeRefusal {
+    /// The body is not a valid ticket request.
+    #[error("Invalid request: {0}")]
+    Invalid(String),
+    /// Unknown, used, expired or malformed ticket, or a wrong scrambler: one answer for all.
+    #[error("Ticket not found or expired: start the connection again from the portal")]
+    UnknownTicket,
+    /// The launcher's protocol version is below the required one.
+    #[error("Launcher version {have} is too old; {need} is required")]
+    VersionTooOld {
+        /// The launcher's version.
+        have: ProtocolVersion,
+        /// The required version.
+        need: ProtocolVersion,
+    },
+    /// The service is gone or the user lost the right to it.
+    #[error("This service is no longer available to you")]
+    Forbidden,
+    /// The launcher lacks a capability the service needs.
+    #[error("{0}")]
+    UnsupportedClient(String),
+    /// No tunnel server serves the service's tunnel group.
+    #[error("No tunnel server is available for this service; ask your administrator")]
+    NoTunnelServer,
+    /// The target does not answer yet; the launcher retries with the same ticket.
+    #[error("Preparing service")]
+    Preparing(Percent),
+    /// Anything else (logged; not shown in detail).
+    #[error("The broker could not complete the request; try again")]
+    Internal(String),
+}
+
+impl ExchangeRefusal {
+    /// The metrics label.
+    pub fn reason(&self) -> RefusalReason {
+        match self {
+            Self::Invalid(_) => RefusalReason::InvalidRequest,
+            Self::UnknownTicket => RefusalReason::UnknownTicket,
+            Self::VersionTooOld { .. } => RefusalReason::VersionTooOld,
+            Self::Forbidden => RefusalReason::Forbidden,
+            Self::UnsupportedClient(_) | Self::NoTunnelServer => RefusalReason::UnsupportedClient,
+            Self::Preparing(_) => RefusalReason::Preparing,
+            Self::Internal(_) => RefusalReason::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for ExchangeRefusal {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Runs one exchange. `ticket_text` comes from the URL, `body` is the raw request body.
+pub async fn exchange(
+    state: &AppState,
+    ticket_text: &str,
+    body: &[u8],
+    client: ClientAddr,
+) -> Result<Envelope, ExchangeRefusal> {
+    let request = TicketRequest::from_json(body)
+        .and_then(|request| request.check())
+        .map_err(|error| ExchangeRefusal::Invalid(error.to_string()))?;
+    check_version(state, &request)?;
+    let ticket = TicketId::parse(ticket_text).map_err(|_| ExchangeRefusal::UnknownTicket)?;
+    let hash = ticket_hash(&ticket);
+    let now = state.now();
+    let client_ticket = state
+        .store
+        .client_ticket_for_exchange(&hash, now)
+        .await?
+        .ok_or(ExchangeRefusal::UnknownTicket)?;
+    if client_ticket.scrambler != request.scrambler.as_str() {
+        return Err(ExchangeRefusal::UnknownTicket);
+    }
+    let service = state
+        .store
+        .service_by_id(client_ticket.service_id)
+        .await?
+        .ok_or(ExchangeRefusal::Forbidden)?;
+    if !state
+        .store
+        .user_may_use_service(client_ticket.user_id, service.id)
+        .await?
+    {
+        return Err(ExchangeRefusal::Forbidden);
+    }
+    let tunnel_server = match service.transport {
+        Transport::Direct => None,
+        Transport::Tunneled => Some(pick_tunnel_server(state, &service, &request).await?),
+    };
+
+    let timeout = state.config.readiness_timeout();
+    if !readiness::target_answers(&service.host, service.port, timeout).await {
+        let percent = preparing_percent(&client_ticket, now);
+        state
+            .store
+            .set_client_ticket_progress(&hash, percent.get(), "Preparing service")
+            .await?;
+        return Err(ExchangeRefusal::Preparing(percent));
+    }
+
+    let tunnel_ticket = match &tunnel_server {
+        Some(_) => Some(TicketId::generate().map_err(internal)?),
+        None => None,
+    };
+    let os = Os::from_client(
+        request.client.as_ref().map(|client| client.os.as_str()),
+        client_ticket.client_os.as_deref(),
+    );
+    let route = match (&tunnel_server, &tunnel_ticket) {
+        (Some(server), Some(ticket)) => Route::Tunneled {
+            tunnel: tunnel_params(state, server, ticket)?,
+        },
+        _ => Route::Direct {
+            host: service.host.clone(),
+            port: service.port,
+        },
+    };
+    let params = LaunchParams {
+        name: service.name.clone(),
+        route,
+        service: service_params(service.protocol),
+    };
+    let params_json = params.to_json().map_err(internal)?;
+    let script = state.scripts.get(service.protocol, os);
+    let payload = payload::build(
+        script,
+        &params_json,
+        &LogSettings::default(),
+        &state.signing_key,
+        &BuildOptions {
+            ticket: &ticket,
+            client_key: &request.client_key,
+            payload_signature: request.wants_payload_signature(),
+        },
+    )
+    .map_err(internal)?;
+    let (envelope, secret) =
+        Envelope::seal(&request.client_key, &ticket, &payload).map_err(internal)?;
+
+    let new_tunnel_ticket = match &tunnel_ticket {
+        Some(id) => Some(NewTunnelTicket {
+            id_hash: ticket_hash(id),
+            secret_enc: seal_secret(id, &secret).map_err(internal)?,
+            target_host: service.host.clone(),
+            target_port: service.port,
+            service_id: service.id,
+            user_id: client_ticket.user_id,
+            tunnel_group: service.tunnel_group.clone().unwrap_or_default(),
+            max_session_secs: service.max_session_secs,
+            created_at: now,
+            expires_at: now + secs_to_millis(state.config.tickets.tunnel_ticket_ttl_secs),
+        }),
+        None => None,
+    };
+    if !state
+        .store
+        .exchange_client_ticket(&hash, now, new_tunnel_ticket)
+        .await?
+    {
+        return Err(ExchangeRefusal::UnknownTicket);
+    }
+
+    let username = state
+        .store
+        .user_by_id(client_ticket.user_id)
+        .await?
+        .map(|user| user.username);
+    state
+        .store
+        .audit(AuditEvent {
+            at: now,
+            kind: "ticket.exchanged".into(),
+            username,
+            service: Some(service.name.clone()),
+            source_ip: Some(client.describe()),
+            detail: json!({
+                "launcher": request.client.as_ref().map_or("openuds5", |c| c.name.as_str()),
+                "transport": service.transport.as_str(),
+                "tunnel_server": tunnel_server.as_ref().map(|server| server.name.as_str()),
+                "hostname": request.hostname,
+            })
+            .to_string(),
+        })
+        .await?;
+    Ok(envelope)
+}
+
+fn check_version(state: &AppState, request: &CheckedTicketRequest) -> Result<(), ExchangeRefusal> {
+    let need = state.config.client.required_version;
+    if request.version < need {
+        return Err(ExchangeRefusal::VersionTooOld {
+            have: request.version,
+            need,
+        });
+    }
+    Ok(())
+}
+
+/// Chooses the tunnel server for a tunneled service: one that speaks tunnel protocol v1
+/// for the Portcullis launcher, a legacy one for an OpenUDS 5 launcher.
+async fn pick_tunnel_server(
+    state: &AppState,
+    service: &Service,
+    request: &CheckedTicketRequest,
+) -> Result<TunnelServer, ExchangeRefusal> {
+    let group = service.tunnel_group.as_deref().unwrap_or_default();
+    let servers = state.store.tunnel_servers_in_group(group).await?;
+    if servers.is_empty() {
+        return Err(ExchangeRefusal::NoTunnelServer);
+    }
+    let wants_legacy = !request.supports_tunnel_v1();
+    let mut candidates: Vec<TunnelServer> = servers
+        .into_iter()
+        .filter(|server| server.legacy == wants_legacy)
+        .collect();
+    if candidates.is_empty() {
+        return Err(ExchangeRefusal::UnsupportedClient(if wants_legacy {
+            "This service is reached through a Portcullis tunnel (protocol v1), which this \
+             launcher does not speak."
+                .into()
+        } else {
+            "This service is only reachable through a legacy OpenUDS tunnel server.".into()
+        }));
+    }
+    let index = portcullis_proto::random::array::<4>()
+        .map(|bytes| u32::from_le_bytes(bytes) as usize % candidates.len())
+        .map_err(internal)?;
+    Ok(candidates.swap_remove(index))
+}
+
+/// How far the ticket is into its lifetime, as the "Preparing service" percentage
+/// (never 100: the ticket is still valid).
+fn preparing_percent(ticket: &ClientTicket, now: Millis) -> Percent {
+    let lifetime = (ticket.expires_at - ticket.created_at).max(1);
+    let elapsed = (now - ticket.created_at).clamp(0, lifetime);
+    let percent = u8::try_from(elapsed * 99 / lifetime).unwrap_or(99);
+    Percent::saturating(percent)
+}
+
+/// What the launcher needs to reach `server` for this connection.
+fn tunnel_params(
+    state: &AppState,
+    server: &TunnelServer,
+    ticket: &TicketId,
+) -> Result<TunnelParams, ExchangeRefusal> {
+    let (host, port) = server
+        .public_address
+        .rsplit_once(':')
+        .and_then(|(host, port)| Some((host.trim_matches(['[', ']']), port.parse().ok()?)))
+        .ok_or_else(|| {
+            ExchangeRefusal::Internal(format!(
+                "tunnel server {} has no valid host:port address",
+                server.name
+            ))
+        })?;
+    Ok(TunnelParams {
+        host: host.to_owned(),
+        port,
+        ticket: ticket.clone(),
+        startup_time: u32::try_from(
+            state
+                .config
+                .tickets
+                .tunnel_ticket_ttl_secs
+                .saturating_mul(1000),
+        )
+        .unwrap_or(u32::MAX),
+        verify_ssl: true,
+        tls: false,
+        protocol: if server.legacy {
+            TunnelProtocol::Openuds5
+        } else {
+            TunnelProtocol::V1
+        },
+    })
+}
+
+/// The per-protocol launcher options. Services carry no client options yet, so the
+/// launcher's defaults apply.
+fn service_params(protocol: Protocol) -> ServiceParams {
+    match protocol {
+        Protocol::Rdp => ServiceParams::Rdp(RdpParams::default()),
+        Protocol::Ssh => ServiceParams::Ssh(SshParams::default()),
+        Protocol::Vnc => ServiceParams::Vnc(VncParams::default()),
+        Protocol::Tcp => ServiceParams::Tcp(TcpParams::default()),
+    }
+}
+
+fn secs_to_millis(secs: u64) -> Millis {
+    i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX)
+}
+
+fn internal(error: impl std::fmt::Display) -> ExchangeRefusal {
+    ExchangeRefusal::Internal(error.to_string())
+}

@@ -1,0 +1,68 @@
+//! The OpenUDS 5 client API: `GET /uds/rest/client` and the ticket exchange.
+//!
+//! Every answer is HTTP 200 with `{"result": …}` or `{"error": {message, is_retryable,
+//! percent}}`, as OpenUDS 5 launchers expect.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use portcullis_proto::api::{Answer, ErrorBody, TicketAnswer, VersionAnswer};
+
+use super::ClientAddr;
+use crate::exchange::{self, ExchangeRefusal};
+use crate::state::AppState;
+
+/// Route of the version query.
+pub const VERSION_PATH: &str = "/uds/rest/client";
+/// Route of the ticket exchange (`{ticket}` is the 48-character client ticket).
+pub const EXCHANGE_PATH: &str = "/uds/rest/client/{ticket}/ticket";
+
+/// `GET /uds/rest/client`: which launcher versions the broker wants.
+pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionAnswer> {
+    Json(Answer::Result(state.config.client_version_info()))
+}
+
+/// `POST /uds/rest/client/{ticket}/ticket`: the ML-KEM-768 ticket exchange.
+pub async fn exchange(
+    State(state): State<Arc<AppState>>,
+    client: ClientAddr,
+    Path(ticket): Path<String>,
+    body: Bytes,
+) -> Json<TicketAnswer> {
+    match exchange::exchange(&state, &ticket, &body, client).await {
+        Ok(envelope) => {
+            state.metrics.tickets_exchanged.inc();
+            Json(Answer::Result(envelope))
+        }
+        Err(refusal) => {
+            state.metrics.ticket_refused(refusal.reason());
+            if let ExchangeRefusal::Internal(detail) = &refusal {
+                tracing::error!(%detail, "ticket exchange failed");
+            } else {
+                tracing::info!(
+                    reason = refusal.reason().as_str(),
+                    "ticket exchange refused"
+                );
+            }
+            Json(Answer::Error(error_body(&state, &refusal)))
+        }
+    }
+}
+
+fn error_body(state: &AppState, refusal: &ExchangeRefusal) -> ErrorBody {
+    match refusal {
+        ExchangeRefusal::Preparing(percent) => ErrorBody::preparing(*percent),
+        ExchangeRefusal::VersionTooOld { have, need } => ErrorBody::fatal(format!(
+            "This launcher (version {have}) is too old: version {need} or newer is required. \
+             Download it from {}",
+            state.config.client_link()
+        )),
+        ExchangeRefusal::UnsupportedClient(why) => ErrorBody::fatal(format!(
+            "{why} Download the Portcullis launcher from {}",
+            state.config.client_link()
+        )),
+        other => ErrorBody::fatal(other.to_string()),
+    }
+}

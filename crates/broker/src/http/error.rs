@@ -1,0 +1,61 @@
+//! Errors of the user API: a status code and a message that is safe to show; internal
+//! details are logged, never sent.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::http::header::RETRY_AFTER;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::store::StoreError;
+
+/// What the user API answers when something goes wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum UserApiError {
+    /// No or an expired session cookie.
+    #[error("not signed in")]
+    Unauthenticated,
+    /// Wrong user name or password.
+    #[error("invalid user name or password")]
+    BadCredentials,
+    /// Too many login attempts; retry after this many seconds.
+    #[error("too many login attempts, retry in {0} s")]
+    RateLimited(u64),
+    /// The resource does not exist or the user may not see it (one answer for both).
+    #[error("not found")]
+    NotFound,
+    /// The request body is not what the route expects.
+    #[error("invalid request: {0}")]
+    BadRequest(String),
+    /// Anything else; the details go to the log.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl From<StoreError> for UserApiError {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+impl IntoResponse for UserApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::Unauthenticated | Self::BadCredentials => StatusCode::UNAUTHORIZED,
+            Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Internal(detail) => {
+                tracing::error!(%detail, "user API request failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        let body = Json(json!({ "error": self.to_string() }));
+        match self {
+            Self::RateLimited(seconds) => {
+                (status, [(RETRY_AFTER, seconds.to_string())], body).into_response()
+            }
+            _ => (status, body).into_response(),
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The broker's HTTP surface: one [`router`] over an [`AppState`], testable with
+//! `tower::ServiceExt::oneshot` and served by [`crate::server`].
+//!
+//! | routes | module | error style |
+//! |---|---|---|
+//! | `GET /uds/rest/client`, `POST /uds/rest/client/{ticket}/ticket` | [`client_api`] | OpenUDS 5 envelope, HTTP 200 |
+//! | `POST /uds/rest/tunnel/ticket` | [`tunnel_api`] | HTTP 403 `{"error": "Access denied"}` |
+//! | `/api/login`, `/api/logout`, `/api/services…`, `/api/connections/{id}` | [`user_api`] | JSON `{"error": …}` with a status |
+//! | `GET /health`, `GET /metrics` | [`ops`] | |
+//!
+//! Request paths hold ticket ids, so nothing here logs a raw URI: spans and metrics use
+//! the matched route pattern.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::{get, post};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::metrics::RouteLabels;
+use crate::state::AppState;
+
+mod client_addr;
+pub mod client_api;
+mod error;
+pub mod ops;
+pub mod tunnel_api;
+pub mod user_api;
+
+pub use client_addr::ClientAddr;
+pub use error::UserApiError;
+
+/// The whole HTTP application of one broker.
+pub fn router(state: Arc<AppState>) -> Router {
+    let body_limit = state.config.limits.body_limit_bytes;
+    let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
+    Router::new()
+        .route(client_api::VERSION_PATH, get(client_api::version))
+        .route(client_api::EXCHANGE_PATH, post(client_api::exchange))
+        .route(tunnel_api::PATH, post(tunnel_api::ticket))
+        .route("/api/login", post(user_api::login))
+        .route("/api/logout", post(user_api::logout))
+        .route("/api/services", get(user_api::services))
+        .route("/api/services/{id}/connect", post(user_api::connect))
+        .route(
+            "/api/connections/{status_id}",
+            get(user_api::connection_status),
+        )
+        .route("/health", get(ops::health))
+        .route("/metrics", get(ops::metrics))
+        .layer(middleware::from_fn_with_state(state.clone(), observe))
+        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// Records latency by route and logs one line per request, without the raw path.
+async fn observe(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+    let method = request.method().clone();
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .request_seconds
+        .get_or_create(&RouteLabels {
+            route: route.clone(),
+            status,
+        })
+        .observe(elapsed.as_secs_f64());
+    tracing::debug!(%method, %route, status, elapsed_ms = elapsed.as_millis() as u64, "request");
+    response
+}

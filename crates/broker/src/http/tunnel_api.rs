@@ -1,0 +1,80 @@
+//! The OpenUDS 5 tunnel-server API: `POST /uds/rest/tunnel/ticket` with `start` (redeem a
+//! tunnel ticket once, after checking the launcher's proof) and `stop` (close accounting).
+//!
+//! Every refusal is HTTP 403 `{"error": "Access denied"}` whatever the cause — unknown
+//! token, malformed body, unknown or used ticket, wrong proof — so a caller learns nothing;
+//! the cause goes to the log and the metrics.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header::AUTHORIZATION;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use portcullis_proto::api::{StopAnswer, TunnelCommand, TunnelRefusal, TunnelRequest};
+
+use crate::redeem::{self, RedeemRefusal};
+use crate::state::AppState;
+use crate::store::TokenHash;
+
+/// Route of the tunnel-server API.
+pub const PATH: &str = "/uds/rest/tunnel/ticket";
+
+/// `POST /uds/rest/tunnel/ticket`.
+pub async fn ticket(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    match handle(&state, &headers, &body).await {
+        Ok(response) => response,
+        Err(refusal) => {
+            state.metrics.redemption_refused(refusal.reason());
+            if let RedeemRefusal::Internal(detail) = &refusal {
+                tracing::error!(%detail, "tunnel API request failed");
+            } else {
+                tracing::info!(
+                    reason = refusal.reason().as_str(),
+                    "tunnel API request refused"
+                );
+            }
+            (StatusCode::FORBIDDEN, Json(TunnelRefusal::access_denied())).into_response()
+        }
+    }
+}
+
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, RedeemRefusal> {
+    let token = bearer_token(headers).ok_or(RedeemRefusal::BadToken)?;
+    let server = state
+        .store
+        .tunnel_server_by_token_hash(&TokenHash::of(token.as_bytes()))
+        .await?
+        .ok_or(RedeemRefusal::BadToken)?;
+    let command = TunnelRequest::from_json(body)
+        .and_then(|request| request.check())
+        .map_err(|error| RedeemRefusal::Invalid(error.to_string()))?;
+    match command {
+        TunnelCommand::Start(start) => {
+            let envelope = redeem::start(state, &server, &start).await?;
+            state.metrics.redemptions.inc();
+            Ok(Json(envelope).into_response())
+        }
+        TunnelCommand::Stop(stop) => {
+            redeem::stop(state, &server, &stop).await?;
+            Ok(Json(StopAnswer {}).into_response())
+        }
+    }
+}
+
+/// The token of `Authorization: Bearer sk-…`, refusing any other form.
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let token = value.strip_prefix("Bearer ")?.trim();
+    token.starts_with("sk-").then_some(token)
+}

@@ -1,0 +1,335 @@
+//! The user API behind the portal (and usable from scripts): sign in with a password, list
+//! one's services, start a connection and follow it.
+//!
+//! Sessions are an opaque random token in the `portcullis_session` cookie (HttpOnly,
+//! SameSite=Strict, Secure under TLS); the database keeps only its hash, so several brokers
+//! on one PostgreSQL share sessions. State-changing routes take JSON bodies, which a
+//! cross-site form cannot send, and SameSite=Strict keeps the cookie off cross-site requests.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use portcullis_proto::api::LaunchUrl;
+use portcullis_proto::{Scrambler, TicketId, b64};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use super::{ClientAddr, UserApiError};
+use crate::password::{decoy_hash, verify_password};
+use crate::scripts::SecretString;
+use crate::state::AppState;
+use crate::store::{AuditEvent, ClientTicketStatus, NewClientTicket, ServiceId, TokenHash, User};
+use crate::tickets::crypto::ticket_hash;
+
+/// Name of the session cookie.
+pub const SESSION_COOKIE: &str = "portcullis_session";
+
+/// The body of `POST /api/login`.
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    /// The user name.
+    pub username: String,
+    /// The password (zeroized on drop, redacted in `Debug`).
+    pub password: SecretString,
+}
+
+/// One service in `GET /api/services`.
+#[derive(Debug, Serialize)]
+pub struct ServiceView {
+    /// The service id, for `POST /api/services/{id}/connect`.
+    pub id: i64,
+    /// The display name.
+    pub name: String,
+    /// `rdp`, `ssh`, `vnc` or `tcp`.
+    pub protocol: &'static str,
+    /// `direct` or `tunneled`.
+    pub transport: &'static str,
+}
+
+/// The answer of `POST /api/services/{id}/connect`.
+#[derive(Debug, Serialize)]
+pub struct ConnectAnswer {
+    /// The `udssv2://` link that starts the launcher (it holds the client ticket).
+    pub url: String,
+    /// Where to poll the connection's progress.
+    pub status_url: String,
+}
+
+/// The signed-in user of a request, from the session cookie.
+#[derive(Debug)]
+pub struct SignedIn(pub User);
+
+impl FromRequestParts<Arc<AppState>> for SignedIn {
+    type Rejection = UserApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &Arc<AppState>,
+    ) -> Result<Self, UserApiError> {
+        let token = session_token(&parts.headers).ok_or(UserApiError::Unauthenticated)?;
+        state
+            .store
+            .login_session_user(&TokenHash::of(token.as_bytes()), state.now())
+            .await?
+            .map(SignedIn)
+            .ok_or(UserApiError::Unauthenticated)
+    }
+}
+
+/// `POST /api/login`.
+pub async fn login(
+    State(state): State<Arc<AppState>>,
+    client: ClientAddr,
+    body: Bytes,
+) -> Result<Response, UserApiError> {
+    let request: LoginRequest = serde_json::from_slice(&body)
+        .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
+    let now = Instant::now();
+    if let Some(ip) = client.0 {
+        state
+            .logins_per_ip
+            .check(&ip, now)
+            .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
+    }
+    state
+        .logins_per_user
+        .check(&request.username, now)
+        .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
+
+    let user = state.store.user_by_name(&request.username).await?;
+    let stored = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let password = request.password.clone();
+    let valid = tokio::task::spawn_blocking(move || verify_password(password.expose(), &stored))
+        .await
+        .map_err(|error| UserApiError::Internal(error.to_string()))?
+        .map_err(|error| UserApiError::Internal(error.to_string()))?;
+    let (Some(user), true) = (user, valid) else {
+        audit(
+            &state,
+            "login.failed",
+            Some(request.username.clone()),
+            &client,
+            json!({}),
+        )
+        .await?;
+        return Err(UserApiError::BadCredentials);
+    };
+    state.logins_per_user.reset(&request.username);
+
+    let token = session_token_new().map_err(|error| UserApiError::Internal(error.to_string()))?;
+    let ttl_ms = i64::try_from(state.config.session.cookie_ttl_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    let now_ms = state.now();
+    state
+        .store
+        .create_login_session(
+            &TokenHash::of(token.as_bytes()),
+            user.id,
+            now_ms,
+            now_ms + ttl_ms,
+        )
+        .await?;
+    audit(
+        &state,
+        "login",
+        Some(user.username.clone()),
+        &client,
+        json!({}),
+    )
+    .await?;
+    let cookie = session_cookie(&state, &token, state.config.session.cookie_ttl_secs)?;
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(json!({ "username": user.username })),
+    )
+        .into_response())
+}
+
+/// `POST /api/logout`.
+pub async fn logout(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+) -> Result<Response, UserApiError> {
+    if let Some(token) = session_token(&headers) {
+        state
+            .store
+            .delete_login_session(&TokenHash::of(token.as_bytes()))
+            .await?;
+    }
+    let cookie = session_cookie(&state, "", 0)?;
+    Ok(([(SET_COOKIE, cookie)], Json(json!({}))).into_response())
+}
+
+/// `GET /api/services`: the services the signed-in user may use.
+pub async fn services(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+) -> Result<Json<Vec<ServiceView>>, UserApiError> {
+    let services = state.store.services_for_user(user.id).await?;
+    Ok(Json(
+        services
+            .into_iter()
+            .map(|service| ServiceView {
+                id: service.id.0,
+                name: service.name,
+                protocol: service.protocol.as_str(),
+                transport: service.transport.as_str(),
+            })
+            .collect(),
+    ))
+}
+
+/// `POST /api/services/{id}/connect`: issues a client ticket and its launch URL.
+pub async fn connect(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Result<Json<ConnectAnswer>, UserApiError> {
+    let service_id = ServiceId(id);
+    let service = state
+        .store
+        .service_by_id(service_id)
+        .await?
+        .ok_or(UserApiError::NotFound)?;
+    if !state
+        .store
+        .user_may_use_service(user.id, service_id)
+        .await?
+    {
+        return Err(UserApiError::NotFound);
+    }
+    let internal = |error: portcullis_proto::Error| UserApiError::Internal(error.to_string());
+    let ticket = TicketId::generate().map_err(internal)?;
+    let scrambler = Scrambler::generate().map_err(internal)?;
+    let status_id =
+        portcullis_proto::hex::encode(&portcullis_proto::random::array::<16>().map_err(internal)?);
+    let now = state.now();
+    let ttl_ms = i64::try_from(
+        state
+            .config
+            .tickets
+            .client_ticket_ttl_secs
+            .saturating_mul(1000),
+    )
+    .unwrap_or(i64::MAX);
+    let user_agent = headers
+        .get(USER_AGENT)
+        .and_then(|value| value.to_str().ok());
+    state
+        .store
+        .insert_client_ticket(NewClientTicket {
+            id_hash: ticket_hash(&ticket),
+            status_id: status_id.clone(),
+            user_id: user.id,
+            service_id,
+            scrambler: scrambler.as_str().to_owned(),
+            client_os: user_agent
+                .and_then(crate::scripts::Os::from_user_agent)
+                .map(|os| os.as_str().to_owned()),
+            created_at: now,
+            expires_at: now + ttl_ms,
+        })
+        .await?;
+    state.metrics.tickets_issued.inc();
+    audit(
+        &state,
+        "ticket.issued",
+        Some(user.username.clone()),
+        &client,
+        json!({ "service": service.name }),
+    )
+    .await?;
+    let url = LaunchUrl::new(state.config.public_url().launch_host(), ticket, scrambler)
+        .map_err(internal)?;
+    Ok(Json(ConnectAnswer {
+        url: url.expose().to_string(),
+        status_url: format!("/api/connections/{status_id}"),
+    }))
+}
+
+/// `GET /api/connections/{status_id}`: how far the launcher got with a ticket.
+pub async fn connection_status(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+    Path(status_id): Path<String>,
+) -> Result<Json<serde_json::Value>, UserApiError> {
+    let status = state
+        .store
+        .client_ticket_status(&status_id, user.id, state.now())
+        .await?
+        .ok_or(UserApiError::NotFound)?;
+    Ok(Json(match status {
+        ClientTicketStatus::Pending { percent: None, .. } => json!({ "state": "waiting" }),
+        ClientTicketStatus::Pending {
+            percent: Some(percent),
+            message,
+        } => {
+            json!({ "state": "preparing", "percent": percent, "message": message })
+        }
+        ClientTicketStatus::Exchanged { .. } => json!({ "state": "connected" }),
+        ClientTicketStatus::Expired => json!({ "state": "expired" }),
+    }))
+}
+
+async fn audit(
+    state: &AppState,
+    kind: &str,
+    username: Option<String>,
+    client: &ClientAddr,
+    detail: serde_json::Value,
+) -> Result<(), UserApiError> {
+    state
+        .store
+        .audit(AuditEvent {
+            at: state.now(),
+            kind: kind.to_owned(),
+            username,
+            service: None,
+            source_ip: Some(client.describe()),
+            detail: detail.to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.to_owned())
+        .filter(|value| !value.is_empty())
+}
+
+fn session_token_new() -> Result<String, portcullis_proto::Error> {
+    let bytes = Zeroizing::new(portcullis_proto::random::array::<32>()?);
+    // Standard base64 has '+', '/' and '=', which are valid in a cookie value.
+    Ok(b64::encode(bytes.as_slice()))
+}
+
+fn session_cookie(
+    state: &AppState,
+    token: &str,
+    max_age: u64,
+) -> Result<HeaderValue, UserApiError> {
+    let secure = if state.tls { "; Secure" } else { "" };
+    HeaderValue::from_str(&format!(
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+    ))
+    .map_err(|error| UserApiError::Internal(error.to_string()))
+}

@@ -1,0 +1,200 @@
+//! Prometheus metrics, kept in a registry owned by the broker's state (no global recorder,
+//! so two brokers in one process keep separate counts).
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+/// Why a ticket request or redemption was refused (the `reason` label).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RefusalReason {
+    /// The ticket is unknown, used or expired.
+    UnknownTicket,
+    /// The launcher is older than the required version.
+    VersionTooOld,
+    /// The request body was malformed.
+    InvalidRequest,
+    /// The service or the user's right to it is gone.
+    Forbidden,
+    /// The launcher cannot use this service (capabilities).
+    UnsupportedClient,
+    /// The target is not ready yet (a retryable answer).
+    Preparing,
+    /// The tunnel-server token is unknown.
+    BadToken,
+    /// The tunnel handshake proof did not verify.
+    BadProof,
+    /// An internal error.
+    Internal,
+}
+
+impl RefusalReason {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::UnknownTicket => "unknown_ticket",
+            Self::VersionTooOld => "version_too_old",
+            Self::InvalidRequest => "invalid_request",
+            Self::Forbidden => "forbidden",
+            Self::UnsupportedClient => "unsupported_client",
+            Self::Preparing => "preparing",
+            Self::BadToken => "bad_token",
+            Self::BadProof => "bad_proof",
+            Self::Internal => "internal",
+        }
+    }
+}
+
+impl EncodeLabelValue for RefusalReason {
+    fn encode(&self, encoder: &mut LabelValueEncoder<'_>) -> Result<(), core::fmt::Error> {
+        core::fmt::Write::write_str(encoder, self.as_str())
+    }
+}
+
+/// Labels of the refusal counters.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RefusalLabels {
+    /// Why.
+    pub reason: RefusalReason,
+}
+
+/// Labels of the request latency histogram.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct RouteLabels {
+    /// The matched route pattern (never a concrete path: paths hold ticket ids).
+    pub route: String,
+    /// The response status code.
+    pub status: u16,
+}
+
+/// The broker's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    /// Client tickets issued by the portal / user API.
+    pub tickets_issued: Counter,
+    /// Client tickets exchanged successfully.
+    pub tickets_exchanged: Counter,
+    /// Client ticket requests refused, by reason.
+    pub tickets_refused: Family<RefusalLabels, Counter>,
+    /// Tunnel tickets redeemed by tunnel servers.
+    pub redemptions: Counter,
+    /// Tunnel ticket redemptions refused, by reason.
+    pub redemptions_refused: Family<RefusalLabels, Counter>,
+    /// Request latency in seconds, by route and status.
+    pub request_seconds: Family<RouteLabels, Histogram>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered under the `portcullis_` prefix.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("portcullis");
+        let tickets_issued = Counter::default();
+        let tickets_exchanged = Counter::default();
+        let tickets_refused = Family::<RefusalLabels, Counter>::default();
+        let redemptions = Counter::default();
+        let redemptions_refused = Family::<RefusalLabels, Counter>::default();
+        let request_seconds =
+            Family::<RouteLabels, Histogram>::new_with_constructor(request_histogram as fn() -> _);
+        registry.register(
+            "tickets_issued",
+            "Client tickets issued",
+            tickets_issued.clone(),
+        );
+        registry.register(
+            "tickets_exchanged",
+            "Client tickets exchanged for an encrypted payload",
+            tickets_exchanged.clone(),
+        );
+        registry.register(
+            "tickets_refused",
+            "Client ticket requests refused, by reason",
+            tickets_refused.clone(),
+        );
+        registry.register(
+            "tunnel_redemptions",
+            "Tunnel tickets redeemed by tunnel servers",
+            redemptions.clone(),
+        );
+        registry.register(
+            "tunnel_redemptions_refused",
+            "Tunnel ticket redemptions refused, by reason",
+            redemptions_refused.clone(),
+        );
+        registry.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by route and status",
+            request_seconds.clone(),
+        );
+        Self {
+            registry,
+            tickets_issued,
+            tickets_exchanged,
+            tickets_refused,
+            redemptions,
+            redemptions_refused,
+            request_seconds,
+        }
+    }
+
+    /// Counts a refused client ticket request.
+    pub fn ticket_refused(&self, reason: RefusalReason) {
+        self.tickets_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
+    /// Counts a refused redemption.
+    pub fn redemption_refused(&self, reason: RefusalReason) {
+        self.redemptions_refused
+            .get_or_create(&RefusalLabels { reason })
+            .inc();
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
+
+fn request_histogram() -> Histogram {
+    // 0.5 ms to about 4 s.
+    Histogram::new(exponential_buckets(0.0005, 2.0, 14))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_and_labels() {
+        let metrics = Metrics::new();
+        metrics.tickets_issued.inc();
+        metrics.ticket_refused(RefusalReason::VersionTooOld);
+        metrics
+            .request_seconds
+            .get_or_create(&RouteLabels {
+                route: "/health".into(),
+                status: 200,
+            })
+            .observe(0.001);
+        let text = metrics.render();
+        assert!(text.contains("portcullis_tickets_issued_total 1"), "{text}");
+        assert!(text.contains("reason=\"version_too_old\""), "{text}");
+        assert!(
+            text.contains("portcullis_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+    }
+}

@@ -1,0 +1,205 @@
+//! Tunnel ticket redemption (DESIGN.md, flow step 5, differences 2, 4 and 7).
+//!
+//! `start`: the ticket must exist, be unused and unexpired, and belong to the calling
+//! server's tunnel group; a tunnel protocol v1 server must bring the launcher's proof,
+//! which is checked in constant time **before** the ticket is consumed (a wrong proof
+//! consumes nothing; `max_failed_proofs` wrong proofs burn the ticket); then one atomic
+//! statement consumes it, so exactly one of any number of concurrent callers wins.
+//! `stop`: records bytes each way and the duration in the audit log, once.
+
+use portcullis_proto::TicketId;
+use portcullis_proto::api::{Remote, StartRequest, StopRequest, TunnelStart};
+use portcullis_proto::openuds::Envelope;
+use portcullis_proto::tunnel::verify_open_proof;
+use serde_json::json;
+
+use crate::metrics::RefusalReason;
+use crate::state::AppState;
+use crate::store::{AuditEvent, NewNotifyTicket, StoreError, TunnelServer};
+use crate::tickets::crypto::{open_secret, ticket_hash};
+
+/// Why a tunnel-server request was refused (always answered as "Access denied").
+#[derive(Debug, thiserror::Error)]
+pub enum RedeemRefusal {
+    /// No, a malformed, or an unknown bearer token.
+    #[error("unknown tunnel server token")]
+    BadToken,
+    /// The body is not a valid request.
+    #[error("invalid request: {0}")]
+    Invalid(String),
+    /// Unknown, used or expired ticket, or one of another tunnel group.
+    #[error("unknown, used or expired ticket")]
+    UnknownTicket,
+    /// A v1 server without a proof, or a proof that does not verify.
+    #[error("missing or wrong handshake proof")]
+    BadProof,
+    /// Anything else.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl RedeemRefusal {
+    /// The metrics label.
+    pub fn reason(&self) -> RefusalReason {
+        match self {
+            Self::BadToken => RefusalReason::BadToken,
+            Self::Invalid(_) => RefusalReason::InvalidRequest,
+            Self::UnknownTicket => RefusalReason::UnknownTicket,
+            Self::BadProof => RefusalReason::BadProof,
+            Self::Internal(_) => RefusalReason::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for RedeemRefusal {
+    fn from(error: StoreError) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// Redeems a tunnel ticket for `server`; answers the envelope of [`TunnelStart`].
+pub async fn start(
+    state: &AppState,
+    server: &TunnelServer,
+    request: &StartRequest,
+) -> Result<Envelope, RedeemRefusal> {
+    let hash = ticket_hash(&request.ticket);
+    let now = state.now();
+    let ticket = state
+        .store
+        .tunnel_ticket_for_redemption(&hash, now)
+        .await?
+        .ok_or(RedeemRefusal::UnknownTicket)?;
+    if ticket.tunnel_group != server.group {
+        return Err(RedeemRefusal::UnknownTicket);
+    }
+    let secret = open_secret(&request.ticket, &ticket.secret_enc)
+        .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
+    let proof_ok = match &request.proof {
+        Some(proof) => verify_open_proof(
+            &secret,
+            &request.ticket,
+            &proof.client_random,
+            &proof.server_random,
+            &proof.proof,
+        )
+        .is_ok(),
+        // Legacy (OpenUDS 5) tunnel servers cannot bring a proof; the ticket stays one-use.
+        None => server.legacy,
+    };
+    if !proof_ok {
+        let failed = state
+            .store
+            .record_failed_proof(&hash, now, state.config.tickets.max_failed_proofs)
+            .await?;
+        if failed.is_some_and(|failed| failed.burned) {
+            tracing::warn!(tunnel_server = %server.name, "ticket burned after repeated wrong proofs");
+        }
+        return Err(RedeemRefusal::BadProof);
+    }
+
+    let notify =
+        TicketId::generate().map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
+    let won = state
+        .store
+        .redeem_tunnel_ticket(
+            &hash,
+            now,
+            NewNotifyTicket {
+                id_hash: ticket_hash(&notify),
+                tunnel_server_id: server.id,
+            },
+        )
+        .await?;
+    if !won {
+        return Err(RedeemRefusal::UnknownTicket);
+    }
+
+    let plaintext = TunnelStart {
+        remotes: vec![Remote {
+            host: ticket.target_host.clone(),
+            port: ticket.target_port,
+        }],
+        notify,
+        shared_secret: secret,
+    }
+    .to_json()
+    .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
+    let (envelope, _) = Envelope::seal(&request.tunnel_key, &request.ticket, &plaintext)
+        .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
+
+    let (username, service) = names(state, &ticket.user_id, &ticket.service_id).await?;
+    state
+        .store
+        .audit(AuditEvent {
+            at: now,
+            kind: "tunnel.started".into(),
+            username,
+            service,
+            source_ip: Some(request.ip.to_string()),
+            detail: json!({
+                "tunnel_server": server.name,
+                "target": format!("{}:{}", ticket.target_host, ticket.target_port),
+                "proof": request.proof.is_some(),
+            })
+            .to_string(),
+        })
+        .await?;
+    Ok(envelope)
+}
+
+/// Records the end of a session under its notify ticket (only the first stop counts).
+pub async fn stop(
+    state: &AppState,
+    server: &TunnelServer,
+    request: &StopRequest,
+) -> Result<(), RedeemRefusal> {
+    let now = state.now();
+    let stopped = state
+        .store
+        .stop_notify(
+            &ticket_hash(&request.notify),
+            now,
+            request.sent,
+            request.recv,
+        )
+        .await?
+        .ok_or(RedeemRefusal::UnknownTicket)?;
+    let (username, service) = names(state, &stopped.user_id, &stopped.service_id).await?;
+    state
+        .store
+        .audit(AuditEvent {
+            at: now,
+            kind: "tunnel.stopped".into(),
+            username,
+            service,
+            source_ip: None,
+            detail: json!({
+                "tunnel_server": server.name,
+                "sent": request.sent,
+                "recv": request.recv,
+                "duration_ms": stopped.duration_ms,
+            })
+            .to_string(),
+        })
+        .await?;
+    Ok(())
+}
+
+async fn names(
+    state: &AppState,
+    user: &crate::store::UserId,
+    service: &crate::store::ServiceId,
+) -> Result<(Option<String>, Option<String>), StoreError> {
+    let username = state
+        .store
+        .user_by_id(*user)
+        .await?
+        .map(|user| user.username);
+    let service = state
+        .store
+        .service_by_id(*service)
+        .await?
+        .map(|service| service.name);
+    Ok((username, service))
+}

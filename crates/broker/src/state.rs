@@ -1,0 +1,91 @@
+//! The state one broker shares between its requests. Passed explicitly (`Arc<AppState>`),
+//! so a test can run two brokers in one process.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use portcullis_proto::payload::SigningKey;
+
+use crate::config::BrokerConfig;
+use crate::metrics::Metrics;
+use crate::rate_limit::RateLimiter;
+use crate::scripts::ScriptSet;
+use crate::store::Store;
+
+/// Milliseconds since the Unix epoch: the store's notion of time.
+pub type Millis = i64;
+
+/// Where "now" comes from. The server uses the system clock; tests may move time.
+pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
+
+/// The system clock in Unix milliseconds.
+pub fn system_clock() -> Clock {
+    Arc::new(|| {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |elapsed| {
+                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
+            })
+    })
+}
+
+/// Everything a request handler needs.
+pub struct AppState {
+    /// The validated configuration.
+    pub config: BrokerConfig,
+    /// The database.
+    pub store: Store,
+    /// The broker's ML-DSA-65 key: signs scripts and payloads.
+    pub signing_key: SigningKey,
+    /// The launcher scripts, signed at load.
+    pub scripts: ScriptSet,
+    /// Prometheus metrics.
+    pub metrics: Metrics,
+    /// Login attempts per user name.
+    pub logins_per_user: RateLimiter<String>,
+    /// Login attempts per client address.
+    pub logins_per_ip: RateLimiter<IpAddr>,
+    /// Whether the broker serves HTTPS (cookies get `Secure`).
+    pub tls: bool,
+    clock: Clock,
+}
+
+impl AppState {
+    /// Assembles the state; `clock` is [`system_clock`] outside tests.
+    pub fn new(
+        config: BrokerConfig,
+        store: Store,
+        signing_key: SigningKey,
+        scripts: ScriptSet,
+        clock: Clock,
+    ) -> Self {
+        let tls = config.tls_enabled();
+        let per_user = config.limits.login_attempts_per_minute_per_user;
+        let per_ip = config.limits.login_attempts_per_minute_per_ip;
+        Self {
+            config,
+            store,
+            signing_key,
+            scripts,
+            metrics: Metrics::new(),
+            logins_per_user: RateLimiter::new(per_user),
+            logins_per_ip: RateLimiter::new(per_ip),
+            tls,
+            clock,
+        }
+    }
+
+    /// The current time in Unix milliseconds.
+    pub fn now(&self) -> Millis {
+        (self.clock)()
+    }
+}
+
+impl core::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("AppState")
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,89 @@
+//! The schema migrations, embedded in the binary: one folder per backend, same tables.
+//!
+//! Migrations live in `crates/broker/migrations/{sqlite,postgres}/NNNN_description.sql`
+//! (the layout of `sqlx migrate`). They are listed here by hand and embedded with
+//! `include_str!`, so a migration is versioned with the code that reads its tables; a unit
+//! test checks that the list matches both folders.
+
+use std::borrow::Cow;
+use std::future::Future;
+use std::pin::Pin;
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+
+use super::Backend;
+
+/// One embedded migration: version, description, SQLite text, PostgreSQL text.
+struct Embedded {
+    version: i64,
+    description: &'static str,
+    sqlite: &'static str,
+    postgres: &'static str,
+}
+
+/// Every migration, oldest first. Never edit a released one: add a new file to both folders.
+const MIGRATIONS: &[Embedded] = &[Embedded {
+    version: 1,
+    description: "initial",
+    sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
+    postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
+}];
+
+/// The embedded migrations of one backend, as a source for sqlx's [`Migrator`].
+#[derive(Debug)]
+struct Source(Backend);
+
+impl<'s> MigrationSource<'s> for Source {
+    fn resolve(
+        self,
+    ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|m| {
+                let sql = match self.0 {
+                    Backend::Sqlite => m.sqlite,
+                    Backend::Postgres => m.postgres,
+                };
+                Migration::new(
+                    m.version,
+                    Cow::Borrowed(m.description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            })
+            .collect();
+        Box::pin(async move { Ok(migrations) })
+    }
+}
+
+/// The migrator for `backend`.
+pub(super) async fn migrator(backend: Backend) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Source(backend)).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_list_matches_both_folders() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let expected: Vec<String> = MIGRATIONS
+            .iter()
+            .map(|m| format!("{:04}_{}.sql", m.version, m.description))
+            .collect();
+        for folder in ["sqlite", "postgres"] {
+            let mut files: Vec<String> = std::fs::read_dir(root.join(folder))
+                .unwrap()
+                .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            assert_eq!(files, expected, "migrations/{folder} and MIGRATIONS differ");
+        }
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version, "versions must ascend");
+        }
+    }
+}

@@ -1,0 +1,118 @@
+//! Removal of expired rows, and the background task that does it periodically.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::task::JoinHandle;
+use tokio::time::MissedTickBehavior;
+
+use super::{Store, StoreError};
+
+/// How long a redeemed or burned tunnel ticket is kept (for inspection) before sweeping.
+pub const USED_TUNNEL_TICKET_KEEP_MS: i64 = 60 * 60 * 1000;
+/// How long a stopped session's notify ticket is kept before sweeping.
+pub const STOPPED_SESSION_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
+/// How long past its maximum duration a never-stopped session (its tunnel server died)
+/// is kept before sweeping; a stop report still counts until then.
+pub const ABANDONED_SESSION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// How many rows one [`Store::sweep_expired`] removed, per table.
+#[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
+pub struct SweepCounts {
+    /// Expired client tickets (used or not).
+    pub client_tickets: u64,
+    /// Expired tunnel tickets, and those used or burned over an hour ago.
+    pub tunnel_tickets: u64,
+    /// Notify tickets stopped over a day ago, or abandoned.
+    pub notify_tickets: u64,
+    /// Expired login sessions.
+    pub login_sessions: u64,
+}
+
+impl SweepCounts {
+    /// Rows removed in all.
+    pub fn total(&self) -> u64 {
+        self.client_tickets + self.tunnel_tickets + self.notify_tickets + self.login_sessions
+    }
+}
+
+/// Milliseconds since the Unix epoch of `time` (negative before 1970, saturating).
+pub fn unix_millis(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_millis())
+            .map(|ms| -ms)
+            .unwrap_or(i64::MIN),
+    }
+}
+
+impl Store {
+    /// Deletes what can never be used again at `now`: expired client tickets, expired
+    /// tunnel tickets and those used over an hour ago, notify tickets stopped over a day
+    /// ago or abandoned, expired login sessions. Each table is one statement.
+    pub async fn sweep_expired(&self, now: i64) -> Result<SweepCounts, StoreError> {
+        let mut counts = SweepCounts::default();
+        let mut writer = self.writer().await?;
+        counts.client_tickets = sqlx::query("DELETE FROM client_tickets WHERE expires_at <= $1")
+            .bind(now)
+            .execute(writer.conn())
+            .await?
+            .rows_affected();
+        counts.tunnel_tickets =
+            sqlx::query("DELETE FROM tunnel_tickets WHERE expires_at <= $1 OR used_at <= $2")
+                .bind(now)
+                .bind(now.saturating_sub(USED_TUNNEL_TICKET_KEEP_MS))
+                .execute(writer.conn())
+                .await?
+                .rows_affected();
+        counts.notify_tickets = sqlx::query(
+            "DELETE FROM notify_tickets \
+             WHERE stopped_at <= $1 OR (stopped_at IS NULL AND expires_at <= $2)",
+        )
+        .bind(now.saturating_sub(STOPPED_SESSION_KEEP_MS))
+        .bind(now)
+        .execute(writer.conn())
+        .await?
+        .rows_affected();
+        counts.login_sessions = sqlx::query("DELETE FROM login_sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(writer.conn())
+            .await?
+            .rows_affected();
+        Ok(counts)
+    }
+}
+
+/// Runs [`Store::sweep_expired`] every `interval` (the first run at once) with the system
+/// clock, until the returned task is aborted. Counts are logged at debug level, failures
+/// at warn level; a failed sweep is retried at the next tick.
+pub fn spawn_sweeper(store: Store, interval: Duration) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(interval);
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        loop {
+            ticks.tick().await;
+            match store.sweep_expired(unix_millis(SystemTime::now())).await {
+                Ok(counts) => tracing::debug!(
+                    client_tickets = counts.client_tickets,
+                    tunnel_tickets = counts.tunnel_tickets,
+                    notify_tickets = counts.notify_tickets,
+                    login_sessions = counts.login_sessions,
+                    "swept expired rows"
+                ),
+                Err(error) => tracing::warn!(%error, "sweeping expired rows failed"),
+            }
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unix_millis_both_sides_of_the_epoch() {
+        assert_eq!(unix_millis(UNIX_EPOCH), 0);
+        assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(1500)), 1500);
+        assert_eq!(unix_millis(UNIX_EPOCH - Duration::from_millis(20)), -20);
+    }
+}

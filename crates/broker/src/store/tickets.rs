@@ -1,0 +1,557 @@
+//! Client, tunnel and notify tickets: stored under the hash of their id, consumed by one
+//! atomic statement each.
+
+use core::fmt;
+
+use portcullis_proto::{SharedSecret, TicketId};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use super::sweep::ABANDONED_SESSION_GRACE_MS;
+use super::{ServiceId, Store, StoreError, TunnelServerId, UserId, corrupt, to_i64};
+use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
+
+/// A client ticket to store (made when the user clicks Connect).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct NewClientTicket {
+    /// [`ticket_hash`](crate::tickets::crypto::ticket_hash) of the ticket id.
+    pub id_hash: TicketHash,
+    /// A random public id the portal polls the ticket's status with (not the ticket).
+    pub status_id: String,
+    /// Who may exchange it.
+    pub user_id: UserId,
+    /// For which service.
+    pub service_id: ServiceId,
+    /// The launch URL's scrambler.
+    pub scrambler: String,
+    /// The client's operating system, when the portal knows it.
+    pub client_os: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity, Unix milliseconds (exclusive: at `expires_at` it is expired).
+    pub expires_at: i64,
+}
+
+/// A live client ticket, as the exchange sees it.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ClientTicket {
+    /// The public status id.
+    pub status_id: String,
+    /// Who may exchange it.
+    pub user_id: UserId,
+    /// For which service.
+    pub service_id: ServiceId,
+    /// The launch URL's scrambler.
+    pub scrambler: String,
+    /// The client's operating system, when known.
+    pub client_os: Option<String>,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity, Unix milliseconds.
+    pub expires_at: i64,
+}
+
+/// What the portal shows while it polls a client ticket.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum ClientTicketStatus {
+    /// Not exchanged yet; the last progress report, if any.
+    Pending {
+        /// Preparation progress, 0 to 100.
+        percent: Option<u8>,
+        /// The last progress or error message.
+        message: Option<String>,
+    },
+    /// Exchanged by a launcher at this time (Unix milliseconds).
+    Exchanged {
+        /// When.
+        at: i64,
+    },
+    /// Expired before any exchange.
+    Expired,
+}
+
+/// A tunnel ticket to store, made by a successful exchange for a tunneled service.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewTunnelTicket {
+    /// Hash of the tunnel ticket id.
+    pub id_hash: TicketHash,
+    /// The shared secret, sealed by [`seal_secret`](crate::tickets::crypto::seal_secret).
+    pub secret_enc: Vec<u8>,
+    /// Where the tunnel server connects.
+    pub target_host: String,
+    /// Target TCP port.
+    pub target_port: u16,
+    /// The service.
+    pub service_id: ServiceId,
+    /// The user.
+    pub user_id: UserId,
+    /// Only tunnel servers of this group may redeem it.
+    pub tunnel_group: String,
+    /// Longest session, in seconds.
+    pub max_session_secs: u32,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity, Unix milliseconds (exclusive).
+    pub expires_at: i64,
+}
+
+/// A live tunnel ticket, as the `start` handler sees it before checking the proof.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TunnelTicket {
+    /// The sealed shared secret; open it with [`TunnelTicket::open_secret`].
+    pub secret_enc: Vec<u8>,
+    /// Where the tunnel server connects.
+    pub target_host: String,
+    /// Target TCP port.
+    pub target_port: u16,
+    /// The service.
+    pub service_id: ServiceId,
+    /// The user.
+    pub user_id: UserId,
+    /// The tunnel group allowed to redeem it.
+    pub tunnel_group: String,
+    /// Longest session, in seconds.
+    pub max_session_secs: u32,
+    /// Creation time, Unix milliseconds.
+    pub created_at: i64,
+    /// End of validity, Unix milliseconds.
+    pub expires_at: i64,
+    /// Wrong proofs so far.
+    pub failed_proofs: u32,
+}
+
+impl TunnelTicket {
+    /// Opens the shared secret with the ticket id the tunnel server presented.
+    pub fn open_secret(&self, id: &TicketId) -> Result<SharedSecret, SecretError> {
+        open_secret(id, &self.secret_enc)
+    }
+}
+
+macro_rules! debug_without_secret {
+    ($name:ident { $($field:ident),* }) => {
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.debug_struct(stringify!($name))
+                    .field("secret_enc", &format_args!("<{} bytes>", self.secret_enc.len()))
+                    $(.field(stringify!($field), &self.$field))*
+                    .finish()
+            }
+        }
+    };
+}
+
+debug_without_secret!(NewTunnelTicket {
+    id_hash,
+    target_host,
+    target_port,
+    service_id,
+    user_id,
+    tunnel_group,
+    max_session_secs,
+    created_at,
+    expires_at
+});
+debug_without_secret!(TunnelTicket {
+    target_host,
+    target_port,
+    service_id,
+    user_id,
+    tunnel_group,
+    max_session_secs,
+    created_at,
+    expires_at,
+    failed_proofs
+});
+
+/// The outcome of [`Store::record_failed_proof`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FailedProof {
+    /// Wrong proofs so far, this one included.
+    pub failures: u32,
+    /// The ticket reached the limit and can no longer be redeemed.
+    pub burned: bool,
+}
+
+/// The notify ticket that a tunnel ticket's redemption creates: the tunnel server reports
+/// the session's end under it.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct NewNotifyTicket {
+    /// Hash of the notify ticket id.
+    pub id_hash: TicketHash,
+    /// The tunnel server that redeemed the tunnel ticket.
+    pub tunnel_server_id: TunnelServerId,
+}
+
+/// A session ended by [`Store::stop_notify`], for the audit log.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct StoppedSession {
+    /// The user (who may have been removed since).
+    pub user_id: UserId,
+    /// The service (which may have been removed since).
+    pub service_id: ServiceId,
+    /// The tunnel server that carried it.
+    pub tunnel_server_id: TunnelServerId,
+    /// Redemption time, Unix milliseconds.
+    pub started_at: i64,
+    /// From redemption to the stop report, in milliseconds.
+    pub duration_ms: i64,
+    /// Bytes sent to the launcher.
+    pub sent: u64,
+    /// Bytes received from the launcher.
+    pub recv: u64,
+}
+
+const CLIENT_TICKET_COLUMNS: &str =
+    "status_id, user_id, service_id, scrambler, client_os, created_at, expires_at";
+
+const TUNNEL_TICKET_COLUMNS: &str = "secret_enc, target_host, target_port, service_id, \
+     user_id, tunnel_group, max_session_secs, created_at, expires_at, failed_proofs";
+
+fn client_ticket_from_row(row: &AnyRow) -> Result<ClientTicket, StoreError> {
+    Ok(ClientTicket {
+        status_id: row.try_get("status_id")?,
+        user_id: UserId(row.try_get("user_id")?),
+        service_id: ServiceId(row.try_get("service_id")?),
+        scrambler: row.try_get("scrambler")?,
+        client_os: row.try_get("client_os")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+    })
+}
+
+fn tunnel_ticket_from_row(row: &AnyRow) -> Result<TunnelTicket, StoreError> {
+    let narrow = |column: &str| -> Result<i64, StoreError> { Ok(row.try_get(column)?) };
+    let out_of_range = |what: &str| corrupt("tunnel_tickets", format!("{what} out of range"));
+    Ok(TunnelTicket {
+        secret_enc: row.try_get("secret_enc")?,
+        target_host: row.try_get("target_host")?,
+        target_port: u16::try_from(narrow("target_port")?)
+            .map_err(|_| out_of_range("target_port"))?,
+        service_id: ServiceId(row.try_get("service_id")?),
+        user_id: UserId(row.try_get("user_id")?),
+        tunnel_group: row.try_get("tunnel_group")?,
+        max_session_secs: u32::try_from(narrow("max_session_secs")?)
+            .map_err(|_| out_of_range("max_session_secs"))?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        failed_proofs: u32::try_from(narrow("failed_proofs")?)
+            .map_err(|_| out_of_range("failed_proofs"))?,
+    })
+}
+
+fn check_validity(created_at: i64, expires_at: i64) -> Result<(), StoreError> {
+    if expires_at <= created_at {
+        return Err(StoreError::Invalid(
+            "a ticket must expire after its creation".to_owned(),
+        ));
+    }
+    Ok(())
+}
+
+/// Maps the insertion errors of a ticket row.
+fn insert_error(error: sqlx::Error, table: &'static str) -> StoreError {
+    match &error {
+        sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
+            StoreError::NotFound("user or service")
+        }
+        _ => StoreError::unique(error, || {
+            format!("{table}: ticket or status id already taken")
+        }),
+    }
+}
+
+impl Store {
+    /// Stores a new client ticket.
+    pub async fn insert_client_ticket(&self, new: NewClientTicket) -> Result<(), StoreError> {
+        check_validity(new.created_at, new.expires_at)?;
+        let mut writer = self.writer().await?;
+        sqlx::query(
+            "INSERT INTO client_tickets (id_hash, status_id, user_id, service_id, scrambler, \
+             client_os, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(new.id_hash.as_bytes().as_slice())
+        .bind(new.status_id)
+        .bind(new.user_id.0)
+        .bind(new.service_id.0)
+        .bind(new.scrambler)
+        .bind(new.client_os)
+        .bind(new.created_at)
+        .bind(new.expires_at)
+        .execute(writer.conn())
+        .await
+        .map_err(|e| insert_error(e, "client_tickets"))?;
+        Ok(())
+    }
+
+    /// The client ticket with this hash if it is unused and unexpired at `now`. Looking
+    /// does not consume: only [`Store::exchange_client_ticket`] does.
+    pub async fn client_ticket_for_exchange(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+    ) -> Result<Option<ClientTicket>, StoreError> {
+        let sql = format!(
+            "SELECT {CLIENT_TICKET_COLUMNS} FROM client_tickets \
+             WHERE id_hash = $1 AND used_at IS NULL AND expires_at > $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes().as_slice())
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(client_ticket_from_row).transpose()
+    }
+
+    /// Records preparation progress ("Preparing service", 0–100 %) or an error message on
+    /// an unused client ticket, for the portal's status polling. `false` if no such ticket.
+    pub async fn set_client_ticket_progress(
+        &self,
+        hash: &TicketHash,
+        percent: u8,
+        message: &str,
+    ) -> Result<bool, StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query(
+            "UPDATE client_tickets SET progress_percent = $1, last_error = $2 \
+             WHERE id_hash = $3 AND used_at IS NULL",
+        )
+        .bind(i64::from(percent.min(100)))
+        .bind(message)
+        .bind(hash.as_bytes().as_slice())
+        .execute(writer.conn())
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The status of the client ticket with public id `status_id`, if it belongs to `user`.
+    pub async fn client_ticket_status(
+        &self,
+        status_id: &str,
+        user: UserId,
+        now: i64,
+    ) -> Result<Option<ClientTicketStatus>, StoreError> {
+        let row = sqlx::query(
+            "SELECT expires_at, used_at, progress_percent, last_error FROM client_tickets \
+             WHERE status_id = $1 AND user_id = $2",
+        )
+        .bind(status_id)
+        .bind(user.0)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let expires_at: i64 = row.try_get("expires_at")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        let percent: Option<i64> = row.try_get("progress_percent")?;
+        Ok(Some(match used_at {
+            Some(at) => ClientTicketStatus::Exchanged { at },
+            None if expires_at <= now => ClientTicketStatus::Expired,
+            None => ClientTicketStatus::Pending {
+                percent: percent.map(|p| u8::try_from(p.clamp(0, 100)).unwrap_or(100)),
+                message: row.try_get("last_error")?,
+            },
+        }))
+    }
+
+    /// Consumes the client ticket and, for a tunneled service, stores its tunnel ticket:
+    /// one transaction, so both happen or neither does.
+    ///
+    /// The consumption is `UPDATE … SET used_at = now WHERE used_at IS NULL AND
+    /// expires_at > now RETURNING …`: of any number of concurrent exchanges (on any number
+    /// of brokers) exactly one gets `true`. `false` means the ticket was unknown, used or
+    /// expired, and nothing was stored. The tunnel ticket must be for the client ticket's
+    /// user and service.
+    pub async fn exchange_client_ticket(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+        tunnel: Option<NewTunnelTicket>,
+    ) -> Result<bool, StoreError> {
+        if let Some(tunnel) = &tunnel {
+            check_validity(tunnel.created_at, tunnel.expires_at)?;
+        }
+        let mut tx = self.begin_write().await?;
+        let consumed = sqlx::query(
+            "UPDATE client_tickets SET used_at = $1 \
+             WHERE id_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, service_id",
+        )
+        .bind(now)
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(consumed) = consumed else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        if let Some(tunnel) = tunnel {
+            let user = UserId(consumed.try_get("user_id")?);
+            let service = ServiceId(consumed.try_get("service_id")?);
+            if tunnel.user_id != user || tunnel.service_id != service {
+                return Err(StoreError::Invalid(
+                    "the tunnel ticket is for another user or service".to_owned(),
+                ));
+            }
+            sqlx::query(
+                "INSERT INTO tunnel_tickets (id_hash, secret_enc, target_host, target_port, \
+                 service_id, user_id, tunnel_group, max_session_secs, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(tunnel.id_hash.as_bytes().as_slice())
+            .bind(tunnel.secret_enc)
+            .bind(tunnel.target_host)
+            .bind(i64::from(tunnel.target_port))
+            .bind(tunnel.service_id.0)
+            .bind(tunnel.user_id.0)
+            .bind(tunnel.tunnel_group)
+            .bind(i64::from(tunnel.max_session_secs))
+            .bind(tunnel.created_at)
+            .bind(tunnel.expires_at)
+            .execute(tx.conn())
+            .await
+            .map_err(|e| insert_error(e, "tunnel_tickets"))?;
+        }
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// The tunnel ticket with this hash if it is unused and unexpired at `now`. Looking
+    /// does not redeem: check the proof, then call [`Store::redeem_tunnel_ticket`].
+    pub async fn tunnel_ticket_for_redemption(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+    ) -> Result<Option<TunnelTicket>, StoreError> {
+        let sql = format!(
+            "SELECT {TUNNEL_TICKET_COLUMNS} FROM tunnel_tickets \
+             WHERE id_hash = $1 AND used_at IS NULL AND expires_at > $2"
+        );
+        let row = sqlx::query(&sql)
+            .bind(hash.as_bytes().as_slice())
+            .bind(now)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(tunnel_ticket_from_row).transpose()
+    }
+
+    /// Counts a wrong handshake proof against a live tunnel ticket, atomically; the
+    /// `max_failures`-th one burns the ticket (marks it used). `None` if the ticket is
+    /// unknown, used, burned or expired.
+    pub async fn record_failed_proof(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+        max_failures: u32,
+    ) -> Result<Option<FailedProof>, StoreError> {
+        if max_failures == 0 {
+            return Err(StoreError::Invalid("max_failures must not be 0".to_owned()));
+        }
+        let mut writer = self.writer().await?;
+        let row = sqlx::query(
+            "UPDATE tunnel_tickets SET failed_proofs = failed_proofs + 1, \
+             used_at = CASE WHEN failed_proofs + 1 >= $1 THEN $2 ELSE NULL END \
+             WHERE id_hash = $3 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING failed_proofs, used_at",
+        )
+        .bind(i64::from(max_failures))
+        .bind(now)
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(writer.conn())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let failures: i64 = row.try_get("failed_proofs")?;
+        let used_at: Option<i64> = row.try_get("used_at")?;
+        Ok(Some(FailedProof {
+            failures: u32::try_from(failures)
+                .map_err(|_| corrupt("tunnel_tickets", "failed_proofs out of range"))?,
+            burned: used_at.is_some(),
+        }))
+    }
+
+    /// Redeems the tunnel ticket and stores the session's notify ticket: one transaction.
+    ///
+    /// The redemption is `UPDATE … SET used_at = now WHERE used_at IS NULL AND
+    /// expires_at > now RETURNING …`: of any number of concurrent calls exactly one gets
+    /// `true`. `false` means unknown, used, burned or expired, and nothing was stored.
+    pub async fn redeem_tunnel_ticket(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+        notify: NewNotifyTicket,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let redeemed = sqlx::query(
+            "UPDATE tunnel_tickets SET used_at = $1 \
+             WHERE id_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING user_id, service_id, max_session_secs",
+        )
+        .bind(now)
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(redeemed) = redeemed else {
+            tx.rollback().await?;
+            return Ok(false);
+        };
+        let max_session_secs: i64 = redeemed.try_get("max_session_secs")?;
+        // A session never stopped (its tunnel server died) is swept after this.
+        let expires_at = now
+            .saturating_add(max_session_secs.saturating_mul(1000))
+            .saturating_add(ABANDONED_SESSION_GRACE_MS);
+        sqlx::query(
+            "INSERT INTO notify_tickets (id_hash, tunnel_ticket_hash, user_id, service_id, \
+             tunnel_server_id, started_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(notify.id_hash.as_bytes().as_slice())
+        .bind(hash.as_bytes().as_slice())
+        .bind(redeemed.try_get::<i64, _>("user_id")?)
+        .bind(redeemed.try_get::<i64, _>("service_id")?)
+        .bind(notify.tunnel_server_id.0)
+        .bind(now)
+        .bind(expires_at)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| StoreError::unique(e, || "notify ticket already taken".to_owned()))?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Ends the session of a notify ticket with its byte counts, atomically: only the first
+    /// stop counts (`None` for a repeated or unknown one).
+    pub async fn stop_notify(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+        sent: u64,
+        recv: u64,
+    ) -> Result<Option<StoppedSession>, StoreError> {
+        let mut writer = self.writer().await?;
+        let row = sqlx::query(
+            "UPDATE notify_tickets SET stopped_at = $1, sent = $2, recv = $3 \
+             WHERE id_hash = $4 AND stopped_at IS NULL \
+             RETURNING user_id, service_id, tunnel_server_id, started_at",
+        )
+        .bind(now)
+        .bind(to_i64(sent))
+        .bind(to_i64(recv))
+        .bind(hash.as_bytes().as_slice())
+        .fetch_optional(writer.conn())
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let started_at: i64 = row.try_get("started_at")?;
+        Ok(Some(StoppedSession {
+            user_id: UserId(row.try_get("user_id")?),
+            service_id: ServiceId(row.try_get("service_id")?),
+            tunnel_server_id: TunnelServerId(row.try_get("tunnel_server_id")?),
+            started_at,
+            duration_ms: now.saturating_sub(started_at).max(0),
+            sent,
+            recv,
+        }))
+    }
+}

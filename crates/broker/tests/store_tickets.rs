@@ -1,0 +1,897 @@
+//! Tickets on SQLite and on a real PostgreSQL server: client tickets consumed only by a
+//! successful exchange, tunnel tickets redeemed exactly once (also under 64 concurrent
+//! attempts), failed proofs, notify tickets, the sweeper, and what a dump reveals.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use portcullis_broker::store::{
+    ClientTicketStatus, FailedProof, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store, StoreError,
+    SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
+};
+use portcullis_broker::tickets::crypto::{TicketHash, ticket_hash};
+use portcullis_proto::TicketId;
+use sqlx::Row;
+use support::fixtures::{
+    CLIENT_TTL, PASSWORD_HASH, T0, alice_and_desk, client_ticket, tunnel_ticket,
+};
+use support::{TestDb, both_backends};
+use tokio::sync::Barrier;
+
+/// How many tasks race for one ticket.
+const RACERS: usize = 64;
+/// A tunnel ticket's lifetime in these tests.
+const TUNNEL_TTL: i64 = 30_000;
+
+fn notify(tunnel_server: i64) -> (TicketId, NewNotifyTicket) {
+    let id = TicketId::generate().unwrap();
+    let new = NewNotifyTicket {
+        id_hash: ticket_hash(&id),
+        tunnel_server_id: TunnelServerId(tunnel_server),
+    };
+    (id, new)
+}
+
+/// A tunnel ticket stored through a won exchange; returns its id and hash.
+async fn stored_tunnel_ticket(store: &Store, now: i64) -> (TicketId, TicketHash) {
+    let (user, service) = match store.user_by_name("alice").await.unwrap() {
+        Some(user) => (
+            user.id,
+            store.service_by_name("desk").await.unwrap().unwrap().id,
+        ),
+        None => alice_and_desk(store).await,
+    };
+    let (_, client) = client_ticket(user, service, now);
+    let client_hash = client.id_hash;
+    store.insert_client_ticket(client).await.unwrap();
+    let (id, _, tunnel) = tunnel_ticket(user, service, now, TUNNEL_TTL);
+    let hash = tunnel.id_hash;
+    assert!(
+        store
+            .exchange_client_ticket(&client_hash, now, Some(tunnel))
+            .await
+            .unwrap()
+    );
+    (id, hash)
+}
+
+both_backends!(
+    client_ticket_is_consumed_only_by_the_exchange,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let (_, new) = client_ticket(alice, desk, T0);
+        let (hash, status_id) = (new.id_hash, new.status_id.clone());
+        store.insert_client_ticket(new.clone()).await.unwrap();
+
+        // Lookups, progress reports and status polls do not consume it.
+        for _ in 0..3 {
+            let ticket = store
+                .client_ticket_for_exchange(&hash, T0 + 10)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!((ticket.user_id, ticket.service_id), (alice, desk));
+            assert_eq!(ticket.scrambler, "scrambler");
+            assert_eq!(ticket.client_os.as_deref(), Some("linux"));
+            assert_eq!(
+                (ticket.created_at, ticket.expires_at),
+                (T0, T0 + CLIENT_TTL)
+            );
+        }
+        assert_eq!(
+            store
+                .client_ticket_status(&status_id, alice, T0)
+                .await
+                .unwrap(),
+            Some(ClientTicketStatus::Pending {
+                percent: None,
+                message: None
+            })
+        );
+        assert!(
+            store
+                .set_client_ticket_progress(&hash, 40, "Preparing service")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .client_ticket_status(&status_id, alice, T0)
+                .await
+                .unwrap(),
+            Some(ClientTicketStatus::Pending {
+                percent: Some(40),
+                message: Some("Preparing service".to_owned())
+            })
+        );
+        // The status belongs to its user only.
+        let bob = store.add_user("bob", PASSWORD_HASH, T0).await.unwrap();
+        assert_eq!(
+            store
+                .client_ticket_status(&status_id, bob, T0)
+                .await
+                .unwrap(),
+            None
+        );
+
+        // The exchange consumes it, once.
+        assert!(
+            store
+                .exchange_client_ticket(&hash, T0 + 20, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .client_ticket_for_exchange(&hash, T0 + 21)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .exchange_client_ticket(&hash, T0 + 22, None)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .set_client_ticket_progress(&hash, 50, "late")
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .client_ticket_status(&status_id, alice, T0 + 30)
+                .await
+                .unwrap(),
+            Some(ClientTicketStatus::Exchanged { at: T0 + 20 })
+        );
+
+        // Duplicates and dangling references are refused.
+        assert!(matches!(
+            store.insert_client_ticket(new.clone()).await,
+            Err(StoreError::Conflict(_))
+        ));
+        let (_, mut dangling) = client_ticket(UserId(999), desk, T0);
+        assert!(matches!(
+            store.insert_client_ticket(dangling.clone()).await,
+            Err(StoreError::NotFound(_))
+        ));
+        dangling.user_id = alice;
+        dangling.expires_at = dangling.created_at;
+        assert!(matches!(
+            store.insert_client_ticket(dangling).await,
+            Err(StoreError::Invalid(_))
+        ));
+    }
+);
+
+both_backends!(
+    client_ticket_expires_at_its_expiry,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let (_, new) = client_ticket(alice, desk, T0);
+        let (hash, status_id, expires) = (new.id_hash, new.status_id.clone(), new.expires_at);
+        store.insert_client_ticket(new).await.unwrap();
+
+        assert!(
+            store
+                .client_ticket_for_exchange(&hash, expires - 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .client_ticket_for_exchange(&hash, expires)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .exchange_client_ticket(&hash, expires, None)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store
+                .client_ticket_status(&status_id, alice, expires)
+                .await
+                .unwrap(),
+            Some(ClientTicketStatus::Expired)
+        );
+        // Refused at the boundary, the ticket was not consumed: a moment earlier it works.
+        assert!(
+            store
+                .exchange_client_ticket(&hash, expires - 1, None)
+                .await
+                .unwrap()
+        );
+    }
+);
+
+both_backends!(
+    exchange_stores_the_tunnel_ticket_only_when_it_wins,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let (_, client) = client_ticket(alice, desk, T0);
+        let client_hash = client.id_hash;
+        store.insert_client_ticket(client).await.unwrap();
+
+        // A tunnel ticket for someone else is refused, and the client ticket stays valid.
+        let bob = store.add_user("bob", PASSWORD_HASH, T0).await.unwrap();
+        let (_, _, foreign) = tunnel_ticket(bob, desk, T0, TUNNEL_TTL);
+        let foreign_hash = foreign.id_hash;
+        assert!(matches!(
+            store
+                .exchange_client_ticket(&client_hash, T0, Some(foreign))
+                .await,
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&foreign_hash, T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            store
+                .client_ticket_for_exchange(&client_hash, T0)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // The winner stores its tunnel ticket ...
+        let (first_id, secret, first) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+        let first_hash = first.id_hash;
+        assert!(
+            store
+                .exchange_client_ticket(&client_hash, T0, Some(first))
+                .await
+                .unwrap()
+        );
+        let stored = store
+            .tunnel_ticket_for_redemption(&first_hash, T0)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(stored.open_secret(&first_id).unwrap() == secret);
+        assert_eq!(
+            (stored.target_host.as_str(), stored.target_port),
+            ("10.0.0.7", 22)
+        );
+        assert_eq!((stored.user_id, stored.service_id), (alice, desk));
+        assert_eq!(stored.tunnel_group, "dc1");
+        assert_eq!(stored.max_session_secs, 3600);
+        assert_eq!(stored.failed_proofs, 0);
+        assert!(!format!("{stored:?}").contains(&format!("{:?}", stored.secret_enc)));
+
+        // ... a loser stores nothing.
+        let (_, _, second) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+        let second_hash = second.id_hash;
+        assert!(
+            !store
+                .exchange_client_ticket(&client_hash, T0, Some(second))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&second_hash, T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+
+        // Nor does an exchange of an expired ticket.
+        let (_, late) = client_ticket(alice, desk, T0);
+        let late_hash = late.id_hash;
+        store.insert_client_ticket(late).await.unwrap();
+        let (_, _, third) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+        let third_hash = third.id_hash;
+        let at = T0 + CLIENT_TTL;
+        assert!(
+            !store
+                .exchange_client_ticket(&late_hash, at, Some(third))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&third_hash, T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+);
+
+both_backends!(tunnel_ticket_is_redeemed_once, |db: TestDb| async move {
+    let store = &db.store;
+    let (_, hash) = stored_tunnel_ticket(store, T0).await;
+    let at = T0 + 1000;
+
+    // Looking does not redeem.
+    assert!(
+        store
+            .tunnel_ticket_for_redemption(&hash, at)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .tunnel_ticket_for_redemption(&hash, at)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let (notify_id, first) = notify(7);
+    assert!(store.redeem_tunnel_ticket(&hash, at, first).await.unwrap());
+    assert!(
+        store
+            .tunnel_ticket_for_redemption(&hash, at)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let (other_id, second) = notify(7);
+    assert!(!store.redeem_tunnel_ticket(&hash, at, second).await.unwrap());
+
+    // The loser's notify ticket was not stored; the winner's stops once.
+    let stop_at = at + 90_000;
+    assert_eq!(
+        store
+            .stop_notify(&ticket_hash(&other_id), stop_at, 1, 1)
+            .await
+            .unwrap(),
+        None
+    );
+    let stopped = store
+        .stop_notify(&ticket_hash(&notify_id), stop_at, u64::MAX, 2048)
+        .await
+        .unwrap()
+        .unwrap();
+    let (alice, desk) = (
+        store.user_by_name("alice").await.unwrap().unwrap().id,
+        store.service_by_name("desk").await.unwrap().unwrap().id,
+    );
+    assert_eq!((stopped.user_id, stopped.service_id), (alice, desk));
+    assert_eq!(stopped.tunnel_server_id, TunnelServerId(7));
+    assert_eq!((stopped.started_at, stopped.duration_ms), (at, 90_000));
+    assert_eq!((stopped.sent, stopped.recv), (u64::MAX, 2048));
+    assert_eq!(
+        store
+            .stop_notify(&ticket_hash(&notify_id), stop_at + 1, 5, 5)
+            .await
+            .unwrap(),
+        None,
+        "only the first stop counts"
+    );
+});
+
+both_backends!(
+    tunnel_ticket_expires_at_its_expiry,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (_, hash) = stored_tunnel_ticket(store, T0).await;
+        let expires = T0 + TUNNEL_TTL;
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&hash, expires - 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&hash, expires)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .redeem_tunnel_ticket(&hash, expires, notify(1).1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.record_failed_proof(&hash, expires, 3).await.unwrap(),
+            None
+        );
+        assert!(
+            store
+                .redeem_tunnel_ticket(&hash, expires - 1, notify(1).1)
+                .await
+                .unwrap()
+        );
+    }
+);
+
+both_backends!(
+    failed_proofs_burn_the_ticket_at_the_limit,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (_, hash) = stored_tunnel_ticket(store, T0).await;
+        assert!(matches!(
+            store.record_failed_proof(&hash, T0, 0).await,
+            Err(StoreError::Invalid(_))
+        ));
+        for n in 1..3 {
+            assert_eq!(
+                store.record_failed_proof(&hash, T0, 3).await.unwrap(),
+                Some(FailedProof {
+                    failures: n,
+                    burned: false
+                })
+            );
+            let ticket = store.tunnel_ticket_for_redemption(&hash, T0).await.unwrap();
+            assert_eq!(ticket.unwrap().failed_proofs, n, "still redeemable");
+        }
+        assert_eq!(
+            store.record_failed_proof(&hash, T0, 3).await.unwrap(),
+            Some(FailedProof {
+                failures: 3,
+                burned: true
+            })
+        );
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&hash, T0)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            !store
+                .redeem_tunnel_ticket(&hash, T0, notify(1).1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.record_failed_proof(&hash, T0, 3).await.unwrap(), None);
+        // Unknown tickets count nothing.
+        let unknown = ticket_hash(&TicketId::generate().unwrap());
+        assert_eq!(
+            store.record_failed_proof(&unknown, T0, 3).await.unwrap(),
+            None
+        );
+    }
+);
+
+/// 64 tasks redeem one tunnel ticket at once, spread over `stores` (separate pools, as
+/// separate brokers would have); exactly one wins and exactly one notify ticket exists.
+async fn race_redemptions(stores: Vec<Store>) {
+    let (_, hash) = stored_tunnel_ticket(&stores[0], T0).await;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut tasks = Vec::new();
+    for n in 0..RACERS {
+        let store = stores[n % stores.len()].clone();
+        let barrier = Arc::clone(&barrier);
+        tasks.push(tokio::spawn(async move {
+            let (id, new) = notify(1);
+            barrier.wait().await;
+            let won = store
+                .redeem_tunnel_ticket(&hash, T0 + 1, new)
+                .await
+                .unwrap();
+            (won, id)
+        }));
+    }
+    let mut winners = Vec::new();
+    for task in tasks {
+        let (won, id) = task.await.unwrap();
+        if won {
+            winners.push(id);
+        }
+    }
+    assert_eq!(winners.len(), 1, "exactly one of {RACERS} redemptions wins");
+    let store = &stores[0];
+    assert!(
+        store
+            .stop_notify(&ticket_hash(&winners[0]), T0 + 2, 0, 0)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+both_backends!(
+    concurrent_redemptions_have_one_winner,
+    |db: TestDb| async move {
+        race_redemptions(vec![db.store.clone()]).await;
+    }
+);
+
+both_backends!(
+    concurrent_redemptions_on_two_pools_have_one_winner,
+    |db: TestDb| async move {
+        let other = db.connect_again().await;
+        race_redemptions(vec![db.store.clone(), other]).await;
+    }
+);
+
+both_backends!(
+    concurrent_exchanges_have_one_winner,
+    |db: TestDb| async move {
+        let store = db.store.clone();
+        let (alice, desk) = alice_and_desk(&store).await;
+        let (_, client) = client_ticket(alice, desk, T0);
+        let client_hash = client.id_hash;
+        store.insert_client_ticket(client).await.unwrap();
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for _ in 0..RACERS {
+            let store = store.clone();
+            let barrier = Arc::clone(&barrier);
+            tasks.push(tokio::spawn(async move {
+                let (_, _, tunnel) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+                let tunnel_hash = tunnel.id_hash;
+                barrier.wait().await;
+                let won = store
+                    .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel))
+                    .await
+                    .unwrap();
+                (won, tunnel_hash)
+            }));
+        }
+        let mut wins = 0;
+        let mut stored = 0;
+        for task in tasks {
+            let (won, tunnel_hash) = task.await.unwrap();
+            wins += usize::from(won);
+            let present = store
+                .tunnel_ticket_for_redemption(&tunnel_hash, T0 + 1)
+                .await
+                .unwrap()
+                .is_some();
+            assert_eq!(
+                present, won,
+                "a tunnel ticket exists exactly for the winner"
+            );
+            stored += usize::from(present);
+        }
+        assert_eq!((wins, stored), (1, 1));
+    }
+);
+
+both_backends!(
+    concurrent_failed_proofs_count_exactly,
+    |db: TestDb| async move {
+        let store = db.store.clone();
+        let (_, hash) = stored_tunnel_ticket(&store, T0).await;
+        let barrier = Arc::new(Barrier::new(RACERS));
+        let mut tasks = Vec::new();
+        for _ in 0..RACERS {
+            let store = store.clone();
+            let barrier = Arc::clone(&barrier);
+            tasks.push(tokio::spawn(async move {
+                barrier.wait().await;
+                store.record_failed_proof(&hash, T0, 10).await.unwrap()
+            }));
+        }
+        let mut counted = Vec::new();
+        let mut burned = 0;
+        for task in tasks {
+            if let Some(failed) = task.await.unwrap() {
+                counted.push(failed.failures);
+                burned += usize::from(failed.burned);
+            }
+        }
+        counted.sort_unstable();
+        assert_eq!(counted, (1..=10).collect::<Vec<u32>>());
+        assert_eq!(burned, 1);
+    }
+);
+
+both_backends!(
+    sweep_removes_what_is_dead_and_nothing_else,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let now = T0 + 10 * 24 * 3_600_000;
+
+        // Client tickets: one expired (unused), one expired (used), one live.
+        let mut client_hashes = Vec::new();
+        for (created, used) in [
+            (now - 2 * CLIENT_TTL, false),
+            (now - CLIENT_TTL, true),
+            (now - 10, false),
+        ] {
+            let (_, new) = client_ticket(alice, desk, created);
+            let hash = new.id_hash;
+            store.insert_client_ticket(new).await.unwrap();
+            if used {
+                assert!(
+                    store
+                        .exchange_client_ticket(&hash, created + 1, None)
+                        .await
+                        .unwrap()
+                );
+            }
+            client_hashes.push(hash);
+        }
+        // Tunnel tickets: expired; used over an hour ago; used just now; live.
+        let (_, expired) = stored_tunnel_ticket(store, now - TUNNEL_TTL).await;
+        let (_, used_long_ago) =
+            stored_tunnel_ticket(store, now - USED_TUNNEL_TICKET_KEEP_MS).await;
+        assert!(
+            store
+                .redeem_tunnel_ticket(
+                    &used_long_ago,
+                    now - USED_TUNNEL_TICKET_KEEP_MS,
+                    notify(1).1
+                )
+                .await
+                .unwrap()
+        );
+        let (_, used_recently) = stored_tunnel_ticket(store, now - 10).await;
+        let (recent_notify, recent) = notify(1);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&used_recently, now - 5, recent)
+                .await
+                .unwrap()
+        );
+        let (_, live) = stored_tunnel_ticket(store, now).await;
+
+        // Notify tickets: stopped over a day ago (the long-ago session), stopped recently,
+        // running, abandoned (never stopped, long past its maximum duration).
+        let (_, old_session) = stored_tunnel_ticket(store, now - 3 * 24 * 3_600_000).await;
+        let (old_notify, old) = notify(1);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&old_session, now - 3 * 24 * 3_600_000, old)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .stop_notify(
+                    &ticket_hash(&old_notify),
+                    now - STOPPED_SESSION_KEEP_MS,
+                    1,
+                    1
+                )
+                .await
+                .unwrap()
+                .is_some()
+        );
+        let (_, stopped_recently) = stored_tunnel_ticket(store, now - 100).await;
+        let (stopped_notify, stopped) = notify(1);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&stopped_recently, now - 100, stopped)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .stop_notify(&ticket_hash(&stopped_notify), now - 50, 1, 1)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // Login sessions: expired, live.
+        store
+            .create_login_session(&TokenHash::of(b"old"), alice, now - 2000, now)
+            .await
+            .unwrap();
+        store
+            .create_login_session(&TokenHash::of(b"new"), alice, now - 2000, now + 1)
+            .await
+            .unwrap();
+
+        // Each stored tunnel ticket also consumed a client ticket created at the same time:
+        // those of `now - TUNNEL_TTL`, `now - 10`, `now - 100` and `now` are still unexpired.
+        assert_eq!(
+            store.sweep_expired(now).await.unwrap(),
+            SweepCounts {
+                client_tickets: 2 + 2,
+                tunnel_tickets: 3, // expired, used long ago, the old session's
+                notify_tickets: 1, // stopped over a day ago
+                login_sessions: 1,
+            }
+        );
+        let expired_row = store
+            .tunnel_ticket_for_redemption(&expired, now - TUNNEL_TTL)
+            .await;
+        assert!(expired_row.unwrap().is_none());
+        assert!(
+            store
+                .tunnel_ticket_for_redemption(&live, now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+
+        // Survivors.
+        assert!(
+            store
+                .client_ticket_for_exchange(&client_hashes[2], now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            store
+                .login_session_user(&TokenHash::of(b"new"), now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // The recent session still stops (its notify ticket survived) ...
+        assert!(
+            store
+                .stop_notify(&ticket_hash(&recent_notify), now, 3, 3)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // ... and a second sweep at the same time finds nothing more.
+        assert_eq!(
+            store.sweep_expired(now).await.unwrap(),
+            SweepCounts::default()
+        );
+
+        // Much later, every ticket and the stopped sessions are gone.
+        let later = now + 2 * STOPPED_SESSION_KEEP_MS;
+        assert_eq!(
+            store.sweep_expired(later).await.unwrap(),
+            SweepCounts {
+                client_tickets: 5,
+                tunnel_tickets: 3,
+                notify_tickets: 3, // two stopped, one abandoned (used long ago, never stopped)
+                login_sessions: 1,
+            }
+        );
+    }
+);
+
+both_backends!(
+    abandoned_sessions_are_swept_after_their_grace,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (_, hash) = stored_tunnel_ticket(store, T0).await;
+        let (notify_id, new) = notify(1);
+        assert!(store.redeem_tunnel_ticket(&hash, T0, new).await.unwrap());
+        // desk allows 3600 s; the grace is a day beyond that.
+        let end = T0 + 3_600_000 + portcullis_broker::store::ABANDONED_SESSION_GRACE_MS;
+        assert_eq!(
+            store.sweep_expired(end - 1).await.unwrap().notify_tickets,
+            0
+        );
+        assert_eq!(store.sweep_expired(end).await.unwrap().notify_tickets, 1);
+        assert_eq!(
+            store
+                .stop_notify(&ticket_hash(&notify_id), end, 1, 1)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+);
+
+/// Every text and blob value of every table of the schema (not sqlx's `_sqlx_migrations`
+/// bookkeeping), read through a pool of its own.
+async fn all_values(db: &TestDb) -> Vec<Vec<u8>> {
+    let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+    let tables_sql = match db.store.backend() {
+        portcullis_broker::store::Backend::Sqlite => {
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE '\\_%' ESCAPE '\\'"
+        }
+        portcullis_broker::store::Backend::Postgres => {
+            "SELECT CAST(table_name AS TEXT) AS name FROM information_schema.tables \
+             WHERE table_schema = 'public' AND table_name NOT LIKE '\\_%' ESCAPE '\\'"
+        }
+    };
+    let tables: Vec<String> = sqlx::query(tables_sql)
+        .fetch_all(&pool)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("name").unwrap())
+        .collect();
+    assert!(tables.iter().any(|t| t == "tunnel_tickets"), "{tables:?}");
+    let mut values = Vec::new();
+    for table in tables {
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        for row in &rows {
+            for index in 0..row.len() {
+                if let Ok(Some(text)) = row.try_get::<Option<String>, _>(index) {
+                    values.push(text.into_bytes());
+                } else if let Ok(Some(blob)) = row.try_get::<Option<Vec<u8>>, _>(index) {
+                    values.push(blob);
+                }
+            }
+        }
+    }
+    pool.close().await;
+    values
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|window| window == needle)
+}
+
+both_backends!(
+    a_dump_reveals_no_ticket_and_no_secret,
+    |db: TestDb| async move {
+        sqlx::any::install_default_drivers();
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let (client_id, client) = client_ticket(alice, desk, T0);
+        let client_hash = client.id_hash;
+        store.insert_client_ticket(client).await.unwrap();
+        let (tunnel_id, secret, tunnel) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+        let tunnel_hash = tunnel.id_hash;
+        assert!(
+            store
+                .exchange_client_ticket(&client_hash, T0, Some(tunnel))
+                .await
+                .unwrap()
+        );
+        let (notify_id, new) = notify(1);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&tunnel_hash, T0, new)
+                .await
+                .unwrap()
+        );
+        let token = "portal-session-token-0123456789abcdef";
+        store
+            .create_login_session(&TokenHash::of(token.as_bytes()), alice, T0, T0 + 1000)
+            .await
+            .unwrap();
+
+        let hex = secret.to_hex();
+        let needles: Vec<(&str, Vec<u8>)> = vec![
+            ("client ticket id", client_id.expose().as_bytes().to_vec()),
+            ("tunnel ticket id", tunnel_id.expose().as_bytes().to_vec()),
+            ("notify ticket id", notify_id.expose().as_bytes().to_vec()),
+            ("shared secret", secret.expose().to_vec()),
+            ("shared secret (hex)", hex.as_bytes().to_vec()),
+            ("login token", token.as_bytes().to_vec()),
+        ];
+        let values = all_values(&db).await;
+        // The scan does see the rows: the target host and the scrambler are there.
+        assert!(values.iter().any(|value| value == b"10.0.0.7"));
+        assert!(values.iter().any(|value| value == b"scrambler"));
+        for (what, needle) in &needles {
+            assert!(
+                !values.iter().any(|value| contains(value, needle)),
+                "the {what} is in the database"
+            );
+        }
+
+        // The raw SQLite files (database and WAL), byte for byte.
+        if let Some(dir) = db.dir() {
+            for entry in std::fs::read_dir(dir).unwrap() {
+                let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+                for (what, needle) in &needles {
+                    assert!(
+                        !contains(&bytes, needle),
+                        "the {what} is in a database file"
+                    );
+                }
+            }
+        }
+    }
+);

@@ -1,0 +1,448 @@
+//! `portcullis admin …`: manage a broker's database directly (SQLite file or PostgreSQL),
+//! with the same configuration file as the broker. Passwords are read from stdin; a new
+//! tunnel server's token is printed once and stored only as a hash.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use portcullis_broker::config::BrokerConfig;
+use portcullis_broker::keys;
+use portcullis_broker::model::{Protocol, Transport};
+use portcullis_broker::password::{hash_password, read_password};
+use portcullis_broker::store::{NewService, NewTunnelServer, Store, TokenHash};
+
+/// Options shared by every admin command.
+#[derive(Debug, Args)]
+pub(crate) struct AdminArgs {
+    /// The broker's configuration file (its data_dir and database_url are used).
+    #[arg(long, short, value_name = "FILE", global = true)]
+    config: Option<PathBuf>,
+    /// The data directory, when no configuration file is given.
+    #[arg(
+        long,
+        value_name = "DIR",
+        global = true,
+        default_value = "./portcullis-data"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminCommand {
+    /// Users (passwords are read from stdin, one line).
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Groups and their members.
+    #[command(subcommand)]
+    Group(GroupCommand),
+    /// Services users can connect to.
+    #[command(subcommand)]
+    Service(ServiceCommand),
+    /// Tunnel servers allowed to redeem tunnel tickets.
+    #[command(subcommand)]
+    Tunnel(TunnelCommand),
+    /// The broker's ML-DSA-65 signing key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Add a user; the password is read from stdin.
+    Add {
+        /// Login name.
+        name: String,
+        /// Groups to join (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+    },
+    /// List users and their groups.
+    List,
+    /// Remove a user (and their sessions).
+    Remove {
+        /// Login name.
+        name: String,
+    },
+    /// Set a user's password, read from stdin.
+    Passwd {
+        /// Login name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// Add a group.
+    Add {
+        /// Group name.
+        name: String,
+    },
+    /// List groups and their members.
+    List,
+    /// Remove a group.
+    Remove {
+        /// Group name.
+        name: String,
+    },
+    /// Add a user to a group.
+    AddMember {
+        /// Group name.
+        group: String,
+        /// Login name.
+        user: String,
+    },
+    /// Remove a user from a group.
+    RemoveMember {
+        /// Group name.
+        group: String,
+        /// Login name.
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ServiceCommand {
+    /// Add a service.
+    Add {
+        /// Service name shown to users.
+        name: String,
+        /// Target host (name or address) as the broker and tunnel server see it.
+        #[arg(long)]
+        host: String,
+        /// Target TCP port.
+        #[arg(long)]
+        port: u16,
+        /// rdp, ssh, vnc or tcp.
+        #[arg(long)]
+        protocol: Protocol,
+        /// direct (the launcher connects itself) or tunneled (through a tunnel server).
+        #[arg(long, default_value = "direct")]
+        transport: Transport,
+        /// The tunnel group whose servers carry a tunneled service.
+        #[arg(long, value_name = "GROUP")]
+        tunnel_group: Option<String>,
+        /// Groups allowed to use the service (repeatable).
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// Longest session in seconds.
+        #[arg(long, default_value_t = 8 * 3600)]
+        max_session_secs: u32,
+    },
+    /// List services.
+    List,
+    /// Remove a service.
+    Remove {
+        /// Service name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TunnelCommand {
+    /// Register a tunnel server; prints its token once.
+    Add {
+        /// Tunnel server name.
+        name: String,
+        /// host:port launchers connect to.
+        #[arg(long)]
+        address: String,
+        /// The tunnel group it serves.
+        #[arg(long, default_value = "default")]
+        group: String,
+        /// An OpenUDS 5 tunnel server (redeems tickets without a handshake proof).
+        #[arg(long)]
+        legacy: bool,
+    },
+    /// List tunnel servers.
+    List,
+    /// Remove a tunnel server (its token stops working at once).
+    Remove {
+        /// Tunnel server name.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create the signing key (refuses to replace one unless --force, which keeps the
+    /// old key file beside it).
+    Init {
+        /// Replace an existing key (launchers that pinned the old key must be updated).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the public key (base64 of the raw 1952 bytes) and its fingerprint.
+    Show,
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Print the newest audit events, one JSON object a line (oldest first).
+    Tail {
+        /// How many events.
+        #[arg(short = 'n', long, default_value_t = 20)]
+        lines: u32,
+        /// Keep printing new events as they arrive (Ctrl-C stops).
+        #[arg(long, short)]
+        follow: bool,
+    },
+}
+
+/// Events read per poll while following the audit log.
+const AUDIT_PAGE: u32 = 1000;
+
+/// Runs an admin command.
+pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
+    let config = match &args.config {
+        Some(path) => BrokerConfig::load(path)?,
+        None => BrokerConfig::for_dev(&args.data_dir),
+    };
+    if let AdminCommand::Keys(command) = &args.command {
+        return run_keys(&config, command);
+    }
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+    let store = Store::connect(config.database_url().expose())
+        .await
+        .context("cannot open the database")?;
+    let result = match args.command {
+        AdminCommand::User(command) => run_user(&store, command).await,
+        AdminCommand::Group(command) => run_group(&store, command).await,
+        AdminCommand::Service(command) => run_service(&store, command).await,
+        AdminCommand::Tunnel(command) => run_tunnel(&store, command).await,
+        AdminCommand::Audit(command) => run_audit(&store, command).await,
+        AdminCommand::Keys(_) => Ok(()),
+    };
+    store.close().await;
+    result
+}
+
+fn run_keys(config: &BrokerConfig, command: &KeysCommand) -> anyhow::Result<()> {
+    match command {
+        KeysCommand::Init { force } => {
+            let info = keys::init(&config.data_dir, *force)?;
+            println!("created the signing key in {}", config.data_dir.display());
+            println!("{info}");
+        }
+        KeysCommand::Show => {
+            let key = keys::load(&config.data_dir)?;
+            println!("{}", keys::PublicKeyInfo::new(key.verifying_key()));
+        }
+    }
+    Ok(())
+}
+
+async fn run_user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
+    match command {
+        UserCommand::Add { name, groups } => {
+            let hash = password_from_stdin(&name)?;
+            store.add_user(&name, &hash, now_ms()).await?;
+            for group in &groups {
+                store.add_member(group, &name).await?;
+            }
+            println!("added user {name}");
+        }
+        UserCommand::List => {
+            for user in store.list_users().await? {
+                let groups = store.groups_of_user(user.id).await?;
+                println!("{}\t{}", user.username, groups.join(","));
+            }
+        }
+        UserCommand::Remove { name } => {
+            store.remove_user(&name).await?;
+            println!("removed user {name}");
+        }
+        UserCommand::Passwd { name } => {
+            let user = store
+                .user_by_name(&name)
+                .await?
+                .with_context(|| format!("no user named {name}"))?;
+            let hash = password_from_stdin(&name)?;
+            store.set_password_hash(user.id, &hash).await?;
+            println!("changed the password of {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_group(store: &Store, command: GroupCommand) -> anyhow::Result<()> {
+    match command {
+        GroupCommand::Add { name } => {
+            store.add_group(&name).await?;
+            println!("added group {name}");
+        }
+        GroupCommand::List => {
+            for group in store.list_groups().await? {
+                let members = store.members_of_group(&group.name).await?;
+                println!("{}\t{}", group.name, members.join(","));
+            }
+        }
+        GroupCommand::Remove { name } => {
+            store.remove_group(&name).await?;
+            println!("removed group {name}");
+        }
+        GroupCommand::AddMember { group, user } => {
+            store.add_member(&group, &user).await?;
+            println!("added {user} to {group}");
+        }
+        GroupCommand::RemoveMember { group, user } => {
+            store.remove_member(&group, &user).await?;
+            println!("removed {user} from {group}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<()> {
+    match command {
+        ServiceCommand::Add {
+            name,
+            host,
+            port,
+            protocol,
+            transport,
+            tunnel_group,
+            groups,
+            max_session_secs,
+        } => {
+            if transport == Transport::Tunneled && tunnel_group.is_none() {
+                bail!("a tunneled service needs --tunnel-group (the group of its tunnel servers)");
+            }
+            let service = NewService {
+                name: name.clone(),
+                host,
+                port,
+                protocol,
+                transport,
+                tunnel_group,
+                max_session_secs,
+                allowed_groups: groups,
+            };
+            let id = store.add_service(service, now_ms()).await?;
+            println!("added service {name} (id {id})");
+        }
+        ServiceCommand::List => {
+            for service in store.list_services().await? {
+                println!(
+                    "{}\t{}\t{}:{}\t{}\t{}\tgroups={}",
+                    service.id,
+                    service.name,
+                    service.host,
+                    service.port,
+                    service.protocol,
+                    service.transport,
+                    service.allowed_groups.join(",")
+                );
+            }
+        }
+        ServiceCommand::Remove { name } => {
+            store.remove_service(&name).await?;
+            println!("removed service {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()> {
+    match command {
+        TunnelCommand::Add {
+            name,
+            address,
+            group,
+            legacy,
+        } => {
+            let token = new_tunnel_token()?;
+            store
+                .add_tunnel_server(
+                    NewTunnelServer {
+                        name: name.clone(),
+                        public_address: address,
+                        token_hash: TokenHash::of(token.as_bytes()),
+                        legacy,
+                        group,
+                    },
+                    now_ms(),
+                )
+                .await?;
+            eprintln!("added tunnel server {name}; its token (shown only now):");
+            println!("{token}");
+        }
+        TunnelCommand::List => {
+            for server in store.list_tunnel_servers().await? {
+                println!(
+                    "{}\t{}\tgroup={}{}",
+                    server.name,
+                    server.public_address,
+                    server.group,
+                    if server.legacy { "\tlegacy" } else { "" }
+                );
+            }
+        }
+        TunnelCommand::Remove { name } => {
+            store.remove_tunnel_server(&name).await?;
+            println!("removed tunnel server {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn run_audit(store: &Store, command: AuditCommand) -> anyhow::Result<()> {
+    let AuditCommand::Tail { lines, follow } = command;
+    let mut last = 0;
+    for event in store.audit_tail(lines).await? {
+        println!("{}", serde_json::to_string(&event)?);
+        last = event.id;
+    }
+    if !follow {
+        return Ok(());
+    }
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        for event in store.audit_after(last, AUDIT_PAGE).await? {
+            println!("{}", serde_json::to_string(&event)?);
+            last = event.id;
+        }
+    }
+}
+
+/// A tunnel server token: `sk-` and 43 characters of base64url (256 random bits).
+pub(crate) fn new_tunnel_token() -> anyhow::Result<String> {
+    let bytes = portcullis_proto::random::array::<32>()?;
+    let text: String = portcullis_proto::b64::encode(&bytes)
+        .chars()
+        .filter(|c| *c != '=')
+        .map(|c| match c {
+            '+' => '-',
+            '/' => '_',
+            other => other,
+        })
+        .collect();
+    Ok(format!("sk-{text}"))
+}
+
+fn password_from_stdin(user: &str) -> anyhow::Result<String> {
+    let stdin = std::io::stdin();
+    if stdin.is_terminal() {
+        eprint!("password for {user}: ");
+    }
+    let password =
+        read_password(&mut stdin.lock()).context("cannot read the password from stdin")?;
+    if password.is_empty() {
+        bail!(
+            "empty password: give it on stdin, e.g. `echo 'secret' | portcullis admin user add {user}`"
+        );
+    }
+    Ok(hash_password(&password)?)
+}
+
+fn now_ms() -> i64 {
+    (portcullis_broker::state::system_clock())()
+}
