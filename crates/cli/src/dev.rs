@@ -190,18 +190,24 @@ fn random_password() -> anyhow::Result<String> {
     Ok(portcullis_proto::b64::encode(&bytes).replace(['+', '/'], "x"))
 }
 
+/// Writes `path` atomically (a 0600 temporary file renamed over it), so that a program
+/// waiting for dev.json never reads half of it.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    let temporary = path.with_extension("json.tmp");
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
-        .open(path)
-        .with_context(|| format!("cannot write {}", path.display()))?;
+        .open(&temporary)
+        .with_context(|| format!("cannot write {}", temporary.display()))?;
     file.write_all(contents)?;
     file.write_all(b"\n")?;
+    file.sync_all()?;
+    std::fs::rename(&temporary, path)
+        .with_context(|| format!("cannot replace {}", path.display()))?;
     Ok(())
 }
 

@@ -1,0 +1,291 @@
+//! The `portcullis` binary as an operator uses it: help, version, the admin commands on a
+//! fresh data directory, and `portcullis dev` started, queried over HTTPS and stopped with
+//! Ctrl-C (SIGINT), twice on the same directory.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn portcullis() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
+    command.env_remove("RUST_LOG");
+    command
+}
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    let mut child = portcullis()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn portcullis");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    wait_with_timeout(child, Duration::from_secs(60))
+}
+
+fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
+    let deadline = Instant::now() + limit;
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "portcullis did not finish within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "status {:?}\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+#[test]
+fn help_and_version() {
+    let help = stdout(&run(&["--help"], None));
+    for subcommand in ["dev", "broker", "admin"] {
+        assert!(help.contains(subcommand), "{help}");
+    }
+    let version = stdout(&run(&["--version"], None));
+    assert_eq!(
+        version.trim(),
+        format!("portcullis {}", env!("CARGO_PKG_VERSION"))
+    );
+    let admin = stdout(&run(&["admin", "--help"], None));
+    for subcommand in ["user", "group", "service", "tunnel", "keys", "audit"] {
+        assert!(admin.contains(subcommand), "{admin}");
+    }
+}
+
+#[test]
+fn admin_commands_on_a_fresh_data_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let admin = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["admin", "--data-dir", data];
+        all.extend_from_slice(args);
+        run(&all, stdin)
+    };
+
+    let init = stdout(&admin(&["keys", "init"], None));
+    assert!(init.contains("fingerprint"), "{init}");
+    let refused = admin(&["keys", "init"], None);
+    assert!(
+        !refused.status.success(),
+        "a second init without --force must be refused"
+    );
+    let show = stdout(&admin(&["keys", "show"], None));
+    let fingerprint = init
+        .lines()
+        .find(|line| line.contains("fingerprint"))
+        .unwrap();
+    assert!(show.contains(fingerprint.trim()), "{show}\n{init}");
+
+    stdout(&admin(&["group", "add", "staff"], None));
+    stdout(&admin(
+        &["user", "add", "alice", "--group", "staff"],
+        Some("correct horse\n"),
+    ));
+    let users = stdout(&admin(&["user", "list"], None));
+    assert!(users.contains("alice\tstaff"), "{users}");
+    let empty = admin(&["user", "add", "bob"], Some(""));
+    assert!(!empty.status.success());
+    assert!(String::from_utf8_lossy(&empty.stderr).contains("empty password"));
+
+    let tunnel = admin(
+        &[
+            "tunnel",
+            "add",
+            "t1",
+            "--address",
+            "127.0.0.1:7777",
+            "--group",
+            "dc1",
+        ],
+        None,
+    );
+    let token = stdout(&tunnel);
+    assert!(
+        token.trim().starts_with("sk-") && token.trim().len() > 40,
+        "{token}"
+    );
+    let tunnels = stdout(&admin(&["tunnel", "list"], None));
+    assert!(
+        tunnels.contains("t1") && !tunnels.contains(token.trim()),
+        "{tunnels}"
+    );
+
+    stdout(&admin(
+        &[
+            "service",
+            "add",
+            "ssh-box",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "22",
+            "--protocol",
+            "ssh",
+            "--group",
+            "staff",
+        ],
+        None,
+    ));
+    let tunneled_without_group = admin(
+        &[
+            "service",
+            "add",
+            "rdp",
+            "--host",
+            "h",
+            "--port",
+            "3389",
+            "--protocol",
+            "rdp",
+            "--transport",
+            "tunneled",
+        ],
+        None,
+    );
+    assert!(!tunneled_without_group.status.success());
+    let services = stdout(&admin(&["service", "list"], None));
+    assert!(
+        services.contains("ssh-box") && services.contains("groups=staff"),
+        "{services}"
+    );
+
+    let duplicate = admin(&["group", "add", "staff"], None);
+    assert!(!duplicate.status.success());
+
+    stdout(&admin(&["user", "remove", "alice"], None));
+    assert!(!stdout(&admin(&["user", "list"], None)).contains("alice"));
+    stdout(&admin(&["audit", "tail", "-n", "5"], None));
+}
+
+/// Waits until `path` exists with a modification time other than `before`.
+fn wait_for_new_file(path: &Path, before: Option<std::time::SystemTime>, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let modified = std::fs::metadata(path)
+            .and_then(|meta| meta.modified())
+            .ok();
+        if modified.is_some() && modified != before {
+            return;
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("portcullis dev exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} was not written",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn interrupt(child: &Child) {
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+async fn health(info: &serde_json::Value) -> serde_json::Value {
+    let cert = std::fs::read(info["ca_cert"].as_str().unwrap()).unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(&cert).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let url = format!("{}/health", info["broker_url"].as_str().unwrap());
+    client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+fn start_dev(dir: &Path) -> (Child, serde_json::Value) {
+    let info_path = dir.join("dev.json");
+    let before = std::fs::metadata(&info_path)
+        .and_then(|meta| meta.modified())
+        .ok();
+    let mut child = portcullis()
+        .args(["dev", "--dir", dir.to_str().unwrap(), "--port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    wait_for_new_file(&info_path, before, &mut child);
+    let info: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
+    (child, info)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dev_runs_answers_and_stops_cleanly_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, first) = start_dev(dir.path());
+    for field in [
+        "broker_url",
+        "ca_cert",
+        "username",
+        "password",
+        "broker_public_key",
+        "broker_key_fingerprint",
+    ] {
+        assert!(
+            first[field].as_str().is_some_and(|v| !v.is_empty()),
+            "dev.json lacks {field}: {first}"
+        );
+    }
+    let services = first["services"].as_array().unwrap();
+    let transports: Vec<&str> = services
+        .iter()
+        .map(|s| s["transport"].as_str().unwrap())
+        .collect();
+    assert_eq!(transports, ["direct", "tunneled"]);
+    assert_eq!(health(&first).await["status"], "ok");
+    interrupt(&child);
+    let output = wait_with_timeout(child, Duration::from_secs(30));
+    assert!(
+        output.status.success(),
+        "Ctrl-C must stop dev cleanly: {output:?}"
+    );
+    let printed = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        printed.contains(first["broker_url"].as_str().unwrap()),
+        "{printed}"
+    );
+
+    let (child, second) = start_dev(dir.path());
+    assert_eq!(
+        second["password"], first["password"],
+        "a second run reuses the demo user"
+    );
+    assert_eq!(
+        second["broker_key_fingerprint"],
+        first["broker_key_fingerprint"]
+    );
+    assert_eq!(health(&second).await["status"], "ok");
+    interrupt(&child);
+    assert!(
+        wait_with_timeout(child, Duration::from_secs(30))
+            .status
+            .success()
+    );
+}
