@@ -1,31 +1,10 @@
 //! The OpenUDS 5 known-answer data in `../shared/vectors/` reproduces exactly.
 
-use std::path::PathBuf;
+mod shared;
 
 use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::{Envelope, TicketKeys};
 use portcullis_proto::{SharedSecret, TicketId};
-use serde_json::Value;
-
-fn shared_vector(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/vectors")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "cannot read {}: {error}. The shared/ folder must sit beside the repository \
-             (…/shared/vectors next to …/main).",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
-}
-
-fn field<'a>(value: &'a Value, name: &str) -> &'a str {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("vector field {name} missing"))
-}
 
 fn assert_hex(actual: &[u8], expected_hex: &str, what: &str) {
     assert_eq!(hex::encode(actual), expected_hex, "{what}");
@@ -33,26 +12,26 @@ fn assert_hex(actual: &[u8], expected_hex: &str, what: &str) {
 
 #[test]
 fn key_schedule_cases_reproduce() {
-    let vectors = shared_vector("openuds5-key-schedule.json");
+    let vectors = shared::vector("openuds5-key-schedule.json");
     assert_eq!(vectors["hkdf"]["info"], "openuds-ticket-crypt");
     assert_eq!(vectors["hkdf"]["length"], 108);
     let cases = vectors["cases"].as_array().unwrap();
     assert!(!cases.is_empty());
     for case in cases {
-        let secret = SharedSecret::from_hex(field(case, "shared_secret_hex")).unwrap();
+        let secret = SharedSecret::from_hex(shared::text(case, "shared_secret_hex")).unwrap();
         let salt = match case.get("salt_ascii") {
             Some(ascii) => ascii.as_str().unwrap().as_bytes().to_vec(),
-            None => hex::decode(field(case, "salt_hex")).unwrap(),
+            None => hex::decode(shared::text(case, "salt_hex")).unwrap(),
         };
         let keys = TicketKeys::derive(&secret, &salt).unwrap();
         assert_hex(
             keys.client_to_server(),
-            field(case, "key_send_hex"),
+            shared::text(case, "key_send_hex"),
             "key_send",
         );
         assert_hex(
             keys.server_to_client(),
-            field(case, "key_receive_hex"),
+            shared::text(case, "key_receive_hex"),
             "key_receive",
         );
         if let Some(expected) = case.get("key_payload_hex") {
@@ -72,7 +51,8 @@ fn key_schedule_cases_reproduce() {
         if let Some(plaintext) = case.get("payload_plaintext") {
             let plaintext = plaintext.as_str().unwrap().as_bytes();
             let expected =
-                portcullis_proto::b64::decode(field(case, "payload_data_b64"), "data").unwrap();
+                portcullis_proto::b64::decode(shared::text(case, "payload_data_b64"), "data")
+                    .unwrap();
             assert_eq!(
                 keys.encrypt_payload(plaintext).unwrap(),
                 expected,
@@ -88,59 +68,59 @@ fn key_schedule_cases_reproduce() {
 
 #[test]
 fn ticket_exchange_decrypts() {
-    let vector = shared_vector("openuds5-ticket-exchange.json");
+    let vector = shared::vector("openuds5-ticket-exchange.json");
     assert_eq!(vector["kem"], "ML-KEM-768");
     let private =
-        portcullis_proto::b64::decode(field(&vector, "kem_private_key_b64"), "private key")
+        portcullis_proto::b64::decode(shared::text(&vector, "kem_private_key_b64"), "private key")
             .unwrap();
     let key = DecapsulationKey::from_expanded(&private).unwrap();
-    let ticket = TicketId::parse(field(&vector, "ticket")).unwrap();
+    let ticket = TicketId::parse(shared::text(&vector, "ticket")).unwrap();
     let envelope: Envelope = serde_json::from_value(vector["response"].clone()).unwrap();
     let expected = &vector["expected"];
 
     let (plaintext, secret) = envelope.open(&key, &ticket).unwrap();
     assert_hex(
         secret.expose(),
-        field(expected, "shared_secret_hex"),
+        shared::text(expected, "shared_secret_hex"),
         "shared secret",
     );
     assert_eq!(
         plaintext.as_slice(),
-        field(expected, "plaintext").as_bytes()
+        shared::text(expected, "plaintext").as_bytes()
     );
 
     let keys = TicketKeys::derive(&secret, ticket.as_bytes()).unwrap();
     assert_hex(
         keys.payload_key(),
-        field(expected, "key_payload_hex"),
+        shared::text(expected, "key_payload_hex"),
         "key_payload",
     );
     assert_hex(
         keys.client_to_server(),
-        field(expected, "key_send_hex"),
+        shared::text(expected, "key_send_hex"),
         "key_send",
     );
     assert_hex(
         keys.server_to_client(),
-        field(expected, "key_receive_hex"),
+        shared::text(expected, "key_receive_hex"),
         "key_receive",
     );
     assert_hex(
         keys.payload_nonce(),
-        field(expected, "nonce_payload_hex"),
+        shared::text(expected, "nonce_payload_hex"),
         "nonce_payload",
     );
 }
 
 #[test]
 fn ticket_exchange_refuses_the_wrong_ticket() {
-    let vector = shared_vector("openuds5-ticket-exchange.json");
+    let vector = shared::vector("openuds5-ticket-exchange.json");
     let private =
-        portcullis_proto::b64::decode(field(&vector, "kem_private_key_b64"), "private key")
+        portcullis_proto::b64::decode(shared::text(&vector, "kem_private_key_b64"), "private key")
             .unwrap();
     let key = DecapsulationKey::from_expanded(&private).unwrap();
     let envelope: Envelope = serde_json::from_value(vector["response"].clone()).unwrap();
-    let mut wrong = field(&vector, "ticket").to_owned();
+    let mut wrong = shared::text(&vector, "ticket").to_owned();
     wrong.replace_range(0..1, "X");
     let wrong = TicketId::parse(&wrong).unwrap();
     assert_eq!(

@@ -7,6 +7,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod shared;
+
 use std::path::PathBuf;
 
 use portcullis_proto::kem::{DecapsulationKey, ENCAPSULATION_KEY_LEN, EncapsulationKey};
@@ -18,30 +20,10 @@ use portcullis_proto::payload::{
 use portcullis_proto::{Error, TicketId, b64};
 use serde_json::{Value, json};
 
-fn shared_vector(name: &str) -> Value {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/vectors")
-        .join(name);
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|error| {
-        panic!(
-            "cannot read {}: {error}. The shared/ folder must sit beside the repository \
-             (…/shared/vectors next to …/main).",
-            path.display()
-        )
-    });
-    serde_json::from_str(&text).unwrap()
-}
-
-fn text<'a>(value: &'a Value, name: &str) -> &'a str {
-    value[name]
-        .as_str()
-        .unwrap_or_else(|| panic!("vector field {name} missing"))
-}
-
 #[test]
 fn the_openuds5_payload_decodes() {
-    let vector = shared_vector("openuds5-ticket-exchange.json");
-    let plaintext = text(&vector["expected"], "plaintext");
+    let vector = shared::vector("openuds5-ticket-exchange.json");
+    let plaintext = shared::text(&vector["expected"], "plaintext");
     let decoded = payload::decode(plaintext.as_bytes()).unwrap();
     assert_eq!(decoded.script_text().unwrap(), "// js sample script");
     assert!(decoded.is_javascript());
@@ -63,9 +45,9 @@ fn the_openuds5_payload_decodes() {
     assert!(decoded.payload_signature().is_none());
 
     // An OpenUDS 5 payload carries no ML-DSA-65 signature a launcher could accept.
-    let private = b64::decode(text(&vector, "kem_private_key_b64"), "private key").unwrap();
+    let private = b64::decode(shared::text(&vector, "kem_private_key_b64"), "private key").unwrap();
     let key = DecapsulationKey::from_expanded(&private).unwrap();
-    let ticket = TicketId::parse(text(&vector, "ticket")).unwrap();
+    let ticket = TicketId::parse(shared::text(&vector, "ticket")).unwrap();
     let broker = SigningKey::from_seed(&[0; 32]).unwrap();
     assert_eq!(
         decoded
@@ -178,26 +160,27 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
     let stored: Value = serde_json::from_str(&stored).unwrap();
 
     // Deterministic parts.
-    let seed = hex::decode(text(&stored["signing_key"], "seed_hex")).unwrap();
+    let seed = hex::decode(shared::text(&stored["signing_key"], "seed_hex")).unwrap();
     assert_eq!(seed, kat_seed());
     let key = SigningKey::from_seed(&kat_seed()).unwrap();
-    let public = VerifyingKey::from_base64(text(&stored["signing_key"], "public_key_b64")).unwrap();
+    let public =
+        VerifyingKey::from_base64(shared::text(&stored["signing_key"], "public_key_b64")).unwrap();
     assert_eq!(
         key.verifying_key(),
         &public,
         "public key derived from the seed"
     );
     assert_eq!(
-        text(&stored["signing_key"], "fingerprint"),
+        shared::text(&stored["signing_key"], "fingerprint"),
         public.fingerprint()
     );
     let inputs = &stored["inputs"];
-    assert_eq!(text(inputs, "script"), KAT_SCRIPT);
-    assert_eq!(text(inputs, "params"), KAT_PARAMS);
-    assert_eq!(text(inputs, "ticket"), KAT_TICKET);
+    assert_eq!(shared::text(inputs, "script"), KAT_SCRIPT);
+    assert_eq!(shared::text(inputs, "params"), KAT_PARAMS);
+    assert_eq!(shared::text(inputs, "ticket"), KAT_TICKET);
     let client_key = kat_client_key();
     assert_eq!(
-        text(inputs, "client_key_b64"),
+        shared::text(inputs, "client_key_b64"),
         b64::encode(client_key.as_bytes())
     );
     let ticket = TicketId::parse(KAT_TICKET).unwrap();
@@ -208,12 +191,13 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         &client_key,
     );
     assert_eq!(
-        text(&stored, "payload_signature_message_hex"),
+        shared::text(&stored, "payload_signature_message_hex"),
         hex::encode(message)
     );
 
     // Signatures verify.
-    let payload_signature = b64::decode(text(&stored, "payload_signature_b64"), "sig").unwrap();
+    let payload_signature =
+        b64::decode(shared::text(&stored, "payload_signature_b64"), "sig").unwrap();
     public
         .verify(&message, &payload_signature, "payload")
         .unwrap();
@@ -223,13 +207,14 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         public.verify(&message, &flipped, "payload"),
         Err(Error::BadSignature("payload"))
     );
-    let script_signature = b64::decode(text(&stored, "script_signature_b64"), "sig").unwrap();
+    let script_signature =
+        b64::decode(shared::text(&stored, "script_signature_b64"), "sig").unwrap();
     public
         .verify(KAT_SCRIPT.as_bytes(), &script_signature, "script")
         .unwrap();
 
     // The stored payload decodes and verifies for its ticket and client key only.
-    let decoded = payload::decode(text(&stored, "payload_json").as_bytes()).unwrap();
+    let decoded = payload::decode(shared::text(&stored, "payload_json").as_bytes()).unwrap();
     assert_eq!(decoded.script(), KAT_SCRIPT.as_bytes());
     assert_eq!(decoded.params(), KAT_PARAMS.as_bytes());
     decoded.verify(&public, &ticket, &client_key, true).unwrap();
