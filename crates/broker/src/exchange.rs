@@ -12,7 +12,6 @@ use crate::http::ClientAddr;
 use crate::metrics::RefusalReason;
 use crate::model::Protocol;
 use crate::model::Transport;
-use crate::readiness;
 use crate::scripts::{
     LaunchParams, Os, RdpParams, Route, ServiceParams, SshParams, TcpParams, TunnelParams,
     TunnelProtocol, VncParams,
@@ -116,7 +115,11 @@ pub async fn exchange(
     };
 
     let timeout = state.config.readiness_timeout();
-    if !readiness::target_answers(&service.host, service.port, timeout).await {
+    if !state
+        .readiness
+        .target_answers(&service.host, service.port, timeout)
+        .await
+    {
         let percent = preparing_percent(&client_ticket, now);
         state
             .store
@@ -176,6 +179,7 @@ pub async fn exchange(
             max_session_secs: service.max_session_secs,
             created_at: now,
             expires_at: now + secs_to_millis(state.config.tickets.tunnel_ticket_ttl_secs),
+            issued_to_legacy: tunnel_server.as_ref().is_some_and(|server| server.legacy),
         }),
         None => None,
     };
@@ -230,24 +234,37 @@ async fn pick_tunnel_server(
     service: &Service,
     request: &CheckedTicketRequest,
 ) -> Result<TunnelServer, ExchangeRefusal> {
+    // Only OpenUDS 5 launchers (no `client`) are sent to legacy tunnel servers
+    // (docs/protocol.md §6.6, §7.7); a launcher with `client` must speak tunnel-v1.
+    let wants_legacy = request.is_openuds5();
+    if !wants_legacy && !request.supports_tunnel_v1() {
+        return Err(ExchangeRefusal::UnsupportedClient(
+            "This launcher does not speak the Portcullis tunnel protocol (tunnel-v1) this \
+             service needs."
+                .into(),
+        ));
+    }
     let group = service.tunnel_group.as_deref().unwrap_or_default();
     let servers = state.store.tunnel_servers_in_group(group).await?;
     if servers.is_empty() {
         return Err(ExchangeRefusal::NoTunnelServer);
     }
-    let wants_legacy = !request.supports_tunnel_v1();
     let mut candidates: Vec<TunnelServer> = servers
         .into_iter()
         .filter(|server| server.legacy == wants_legacy)
         .collect();
     if candidates.is_empty() {
-        return Err(ExchangeRefusal::UnsupportedClient(if wants_legacy {
-            "This service is reached through a Portcullis tunnel (protocol v1), which this \
-             launcher does not speak."
-                .into()
+        return Err(if wants_legacy {
+            ExchangeRefusal::UnsupportedClient(
+                "This service is reached through a Portcullis tunnel (protocol v1), which \
+                 this launcher does not speak."
+                    .into(),
+            )
         } else {
-            "This service is only reachable through a legacy OpenUDS tunnel server.".into()
-        }));
+            // Only legacy servers, which this launcher is never sent to: nothing it can
+            // do about it (downloading the launcher it already runs would not help).
+            ExchangeRefusal::NoTunnelServer
+        });
     }
     let index = portcullis_proto::random::array::<4>()
         .map(|bytes| u32::from_le_bytes(bytes) as usize % candidates.len())

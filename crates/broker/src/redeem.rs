@@ -85,7 +85,8 @@ pub async fn start(
         )
         .is_ok(),
         // Legacy (OpenUDS 5) tunnel servers cannot bring a proof; the ticket stays one-use.
-        None => server.legacy,
+        // A ticket issued for a v1 server needs the proof whoever presents it.
+        None => server.legacy && ticket.issued_to_legacy,
     };
     if !proof_ok {
         let failed = state

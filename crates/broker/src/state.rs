@@ -10,6 +10,7 @@ use portcullis_proto::payload::SigningKey;
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
+use crate::readiness::ReadinessCache;
 use crate::scripts::ScriptSet;
 use crate::store::Store;
 
@@ -46,6 +47,8 @@ pub struct AppState {
     pub logins_per_user: RateLimiter<String>,
     /// Login attempts per client address.
     pub logins_per_ip: RateLimiter<IpAddr>,
+    /// Targets that answered the readiness check recently.
+    pub readiness: ReadinessCache,
     /// Whether the broker serves HTTPS (cookies get `Secure`).
     pub tls: bool,
     clock: Clock,
@@ -71,6 +74,7 @@ impl AppState {
             metrics: Metrics::new(),
             logins_per_user: RateLimiter::new(per_user),
             logins_per_ip: RateLimiter::new(per_ip),
+            readiness: ReadinessCache::default(),
             tls,
             clock,
         }

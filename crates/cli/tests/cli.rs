@@ -2,6 +2,8 @@
 //! fresh data directory, and `portcullis dev` started, queried over HTTPS and stopped with
 //! Ctrl-C (SIGINT), twice on the same directory.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::Write;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};

@@ -2,6 +2,8 @@
 //! exactly once when 64 tunnel-server requests race for it, half to each broker
 //! (DESIGN.md, difference 2).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 #[path = "../../broker/tests/support/postgres.rs"]
 #[allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 mod postgres;

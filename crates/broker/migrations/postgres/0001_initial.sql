@@ -81,7 +81,10 @@ CREATE TABLE tunnel_tickets (
     created_at       BIGINT  NOT NULL,
     expires_at       BIGINT  NOT NULL,
     used_at          BIGINT,
-    failed_proofs    BIGINT  NOT NULL DEFAULT 0
+    failed_proofs    BIGINT  NOT NULL DEFAULT 0,
+    -- 1 when issued for a legacy (OpenUDS 5) tunnel server: only then may a start come
+    -- without the launcher's proof.
+    issued_to_legacy BIGINT  NOT NULL DEFAULT 0 CHECK (issued_to_legacy IN (0, 1))
 );
 
 -- No foreign keys: a running session outlives the removal of its user, service or

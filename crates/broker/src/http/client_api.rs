@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use portcullis_proto::api::{Answer, ErrorBody, TicketAnswer, VersionAnswer};
 
@@ -28,9 +29,12 @@ pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionAnswer> 
 pub async fn exchange(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
-    Path(ticket): Path<String>,
+    ticket: Result<Path<String>, PathRejection>,
     body: Bytes,
 ) -> Json<TicketAnswer> {
+    // A path segment that is not UTF-8 is an unknown ticket like any other malformed one:
+    // the answer stays the HTTP 200 envelope.
+    let ticket = ticket.map(|Path(ticket)| ticket).unwrap_or_default();
     match exchange::exchange(&state, &ticket, &body, client).await {
         Ok(envelope) => {
             state.metrics.tickets_exchanged.inc();

@@ -72,9 +72,11 @@ async fn handle(
     }
 }
 
-/// The token of `Authorization: Bearer sk-…`, refusing any other form.
+/// The token of `Authorization: Bearer sk-…` (the scheme name in any case, RFC 7235),
+/// refusing any other form.
 fn bearer_token(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let token = value.strip_prefix("Bearer ")?.trim();
-    token.starts_with("sk-").then_some(token)
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && token.starts_with("sk-")).then_some(token)
 }

@@ -93,6 +93,9 @@ pub struct NewTunnelTicket {
     pub created_at: i64,
     /// End of validity, Unix milliseconds (exclusive).
     pub expires_at: i64,
+    /// Issued for a legacy (OpenUDS 5) tunnel server, which cannot bring the launcher's
+    /// proof: only such a ticket may be redeemed without one.
+    pub issued_to_legacy: bool,
 }
 
 /// A live tunnel ticket, as the `start` handler sees it before checking the proof.
@@ -118,6 +121,8 @@ pub struct TunnelTicket {
     pub expires_at: i64,
     /// Wrong proofs so far.
     pub failed_proofs: u32,
+    /// Issued for a legacy tunnel server: may be redeemed without a proof.
+    pub issued_to_legacy: bool,
 }
 
 impl TunnelTicket {
@@ -149,7 +154,8 @@ debug_without_secret!(NewTunnelTicket {
     tunnel_group,
     max_session_secs,
     created_at,
-    expires_at
+    expires_at,
+    issued_to_legacy
 });
 debug_without_secret!(TunnelTicket {
     target_host,
@@ -160,7 +166,8 @@ debug_without_secret!(TunnelTicket {
     max_session_secs,
     created_at,
     expires_at,
-    failed_proofs
+    failed_proofs,
+    issued_to_legacy
 });
 
 /// The outcome of [`Store::record_failed_proof`].
@@ -205,7 +212,8 @@ const CLIENT_TICKET_COLUMNS: &str =
     "status_id, user_id, service_id, scrambler, client_os, created_at, expires_at";
 
 const TUNNEL_TICKET_COLUMNS: &str = "secret_enc, target_host, target_port, service_id, \
-     user_id, tunnel_group, max_session_secs, created_at, expires_at, failed_proofs";
+     user_id, tunnel_group, max_session_secs, created_at, expires_at, failed_proofs, \
+     issued_to_legacy";
 
 fn client_ticket_from_row(row: &AnyRow) -> Result<ClientTicket, StoreError> {
     Ok(ClientTicket {
@@ -236,6 +244,7 @@ fn tunnel_ticket_from_row(row: &AnyRow) -> Result<TunnelTicket, StoreError> {
         expires_at: row.try_get("expires_at")?,
         failed_proofs: u32::try_from(narrow("failed_proofs")?)
             .map_err(|_| out_of_range("failed_proofs"))?,
+        issued_to_legacy: narrow("issued_to_legacy")? != 0,
     })
 }
 
@@ -395,8 +404,9 @@ impl Store {
             }
             sqlx::query(
                 "INSERT INTO tunnel_tickets (id_hash, secret_enc, target_host, target_port, \
-                 service_id, user_id, tunnel_group, max_session_secs, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 service_id, user_id, tunnel_group, max_session_secs, created_at, expires_at, \
+                 issued_to_legacy) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(tunnel.id_hash.as_bytes().as_slice())
             .bind(tunnel.secret_enc)
@@ -408,6 +418,7 @@ impl Store {
             .bind(i64::from(tunnel.max_session_secs))
             .bind(tunnel.created_at)
             .bind(tunnel.expires_at)
+            .bind(i64::from(tunnel.issued_to_legacy))
             .execute(tx.conn())
             .await
             .map_err(|e| insert_error(e, "tunnel_tickets"))?;

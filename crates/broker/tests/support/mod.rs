@@ -8,9 +8,12 @@
 //! - [`TestDb`]: a connected [`Store`] on either backend, with its URL.
 //! - [`both_backends!`]: `both_backends!(name, |db| async move { … })` makes the tests
 //!   `name::sqlite` and `name::postgres` (filter with `cargo test sqlite` or `postgres`).
+//! - [`broker`]: real brokers on loopback and the parties that talk to them over HTTP(S),
+//!   for the `http_*` tests.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod broker;
 pub mod postgres;
 
 use std::future::Future;
@@ -94,6 +97,8 @@ where
 
 /// `both_backends!(name, |db| async move { … })`: the same test body, with a fresh
 /// [`TestDb`], as `name::sqlite` and `name::postgres` on a multi-threaded runtime.
+/// (The `http_*` test binaries do not use it.)
+#[allow(unused_macros)]
 macro_rules! both_backends {
     ($(#[$meta:meta])* $name:ident, $body:expr) => {
         $(#[$meta])*
@@ -115,6 +120,7 @@ macro_rules! both_backends {
         }
     };
 }
+#[allow(unused_imports)]
 pub(crate) use both_backends;
 
 /// Small builders for store tests.
@@ -216,6 +222,7 @@ pub mod fixtures {
             max_session_secs: 3600,
             created_at: now,
             expires_at: now + ttl,
+            issued_to_legacy: false,
         };
         (id, secret, new)
     }
