@@ -159,3 +159,14 @@ async fn metrics_count_tickets_and_label_requests_by_route_pattern() {
         assert!(!text.contains(ticket.expose()));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_download_link_answers() {
+    let broker = TestBroker::start().await;
+    let version = broker.get("/uds/rest/client", None).await.json();
+    let link = version["result"]["client_link"].as_str().unwrap();
+    assert!(link.ends_with("/download"), "{link}");
+    let reply = broker.get("/download", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert!(reply.body.contains("client.client_link"), "{}", reply.body);
+}

@@ -247,3 +247,17 @@ async fn a_user_cannot_reach_what_is_not_theirs() {
         .collect();
     assert_eq!(names, ["vault"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn login_needs_a_json_body() {
+    let broker = TestBroker::start().await;
+    broker.add_user("alice", &["staff"]).await;
+    let client = support::broker::http_client(Some(&broker.data_dir().join("tls/cert.pem")));
+    let form = client
+        .post(broker.url("/api/login"))
+        .header("content-type", "text/plain")
+        .body(format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#));
+    let reply = support::broker::send(form).await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.header("set-cookie").is_none());
+}

@@ -54,6 +54,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
+        .route("/download", get(ops::download))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(RequestBodyLimitLayer::new(body_limit))
         .layer(TimeoutLayer::with_status_code(

@@ -12,7 +12,7 @@ use std::time::Instant;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::{COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
@@ -88,8 +88,20 @@ impl FromRequestParts<Arc<AppState>> for SignedIn {
 pub async fn login(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, UserApiError> {
+    // A cross-site HTML form cannot send `application/json` without a CORS preflight, so
+    // requiring it keeps other sites from signing a browser in to an account of theirs.
+    let is_json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        return Err(UserApiError::BadRequest(
+            "send the credentials as JSON (Content-Type: application/json)".into(),
+        ));
+    }
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
     let now = Instant::now();
