@@ -3,7 +3,7 @@
 //! [`BrokerConfig::load`] reads, parses and validates a file; [`BrokerConfig::for_dev`] is
 //! the configuration of `portcullis dev`. Unknown settings are refused, so that a typo is an
 //! error instead of a silently ignored line. Relative paths are relative to the broker's
-//! working directory. `docs/drafts/broker-config.md` is the reference (with defaults) and
+//! working directory. `docs/broker.md` is the reference (with defaults) and
 //! `docs/broker.example.toml` a complete example.
 //!
 //! Error messages name the file, the setting (`limits.body_limit_bytes`) and the line, and

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portcullis_broker::config::BrokerConfig;
 
 mod admin;
 mod dev;
@@ -55,7 +56,15 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    logging::init(cli.log.as_deref());
+    // `broker` logs at its configuration's `log.level` unless `--log` or RUST_LOG say
+    // otherwise; a file that does not load is reported by the command itself.
+    let config_level = match &cli.command {
+        Command::Broker { config } => BrokerConfig::load(config)
+            .ok()
+            .map(|config| config.log.level),
+        _ => None,
+    };
+    logging::init(cli.log.as_deref(), config_level.as_deref());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::*;
 
 /// The seed and fingerprint of the payload known-answer vector
-/// (`docs/drafts/payload-and-api.md` §9.2).
+/// (`docs/protocol.md` §10.3).
 const KNOWN_SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 const KNOWN_FINGERPRINT: &str = "d666806e11cee19a7c989f7445f90dd419cf4d2d51db8c0fdb4c0f0a542238c9";
 

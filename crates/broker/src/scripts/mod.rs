@@ -7,7 +7,7 @@
 //! [`LaunchParams`], and hands both to [`portcullis_proto::payload::build`].
 //!
 //! The scripts (`crates/broker/scripts/<protocol>-<os>.js`) are written against the
-//! launcher script API of `docs/drafts/launcher-scripts.md`: OpenUDS 5's `runtime` module
+//! launcher script API of `docs/launcher-scripts.md`: OpenUDS 5's `runtime` module
 //! and `data` global, plus the optional `Portcullis` global, so that they run on Portcullis
 //! and OpenUDS 5 launchers alike.
 

@@ -1,7 +1,7 @@
 //! The params document: what a launcher script reads as `data`.
 //!
 //! The broker builds it from these types, so every script sees the shape documented in
-//! `docs/drafts/launcher-scripts.md` §6: the service's name, how to reach it ([`Route`],
+//! `docs/launcher-scripts.md` §6: the service's name, how to reach it ([`Route`],
 //! tagged by `transport`) and the protocol's options ([`ServiceParams`], tagged by
 //! `protocol`), all as members of one flat JSON object. Optional members that are `None`
 //! are left out.
