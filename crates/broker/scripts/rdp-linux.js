@@ -1,7 +1,7 @@
 // Portcullis launcher script: RDP on Linux, with FreeRDP.
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, Logger } from 'runtime';
 
 // FreeRDP 3 first; the Wayland clients last, as they lack some redirections.

@@ -2,7 +2,7 @@
 // opened with the default RDP app (Microsoft's "Windows App").
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, File, Logger } from 'runtime';
 
 // The SDL clients are native; the X11 ones need XQuartz.

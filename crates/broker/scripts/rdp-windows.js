@@ -1,7 +1,7 @@
 // Portcullis launcher script: RDP on Windows, with mstsc and a generated .rdp file.
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, File, Logger, Utils } from 'runtime';
 
 /** `host:port`, with an IPv6 host in brackets. */

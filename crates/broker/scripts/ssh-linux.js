@@ -1,7 +1,7 @@
 // Portcullis launcher script: SSH on Linux, with OpenSSH `ssh` in a terminal emulator.
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, Logger } from 'runtime';
 
 // Terminal emulators in order of preference, with how each runs a command.

@@ -3,7 +3,7 @@
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
 // Needs a Portcullis launcher (OpenUDS 5 launchers cannot show the address).
-// API and params: docs/drafts/launcher-scripts.md.
+// API and params: docs/launcher-scripts.md.
 import { Tasks, Logger } from 'runtime';
 
 /** `host:port`, with an IPv6 host in brackets. */

@@ -2,7 +2,7 @@
 // `vncviewer`s, else Remmina or KRDC).
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, Logger } from 'runtime';
 
 /** `host` for a URL or `host::port`: an IPv6 address in brackets. */

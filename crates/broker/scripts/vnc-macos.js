@@ -1,7 +1,7 @@
 // Portcullis launcher script: VNC on macOS, with the built-in Screen Sharing app.
 //
 // Built into the broker; a file of the same name in the broker's `scripts_dir` replaces it.
-// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/drafts/launcher-scripts.md.
+// Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, Logger } from 'runtime';
 
 /** The `vnc://` URL of `host` and `port`, with an IPv6 host in brackets. */
