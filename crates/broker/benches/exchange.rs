@@ -447,17 +447,13 @@ fn print_micro(micro: &[Micro]) {
 // Where the time of one exchange goes.
 
 /// The steps of `exchange::exchange`, in order, as the breakdown times them.
-const STEPS: [&str; 10] = [
+const STEPS: [&str; 6] = [
     "parse and check the request (JSON, base64, ML-KEM key)",
-    "store: client_ticket_for_exchange (1 read)",
-    "store: service_by_id (2 reads)",
-    "store: user_may_use_service (1 read)",
+    "store: exchange_context (1 joined read)",
     "readiness: TCP connect to the target (cached 2 s)",
     "params + payload::build (bzip2, ML-DSA-65 sign)",
     "Envelope::seal (ML-KEM-768, HKDF, AES-256-GCM)",
-    "store: exchange_client_ticket (write transaction)",
-    "store: user_by_id (1 read)",
-    "store: audit (1 write)",
+    "store: exchange_client_ticket + audit (write transaction)",
 ];
 
 /// Accumulates the time between laps into numbered steps.
@@ -544,7 +540,11 @@ fn breakdown(plan: &Plan, rt: &Runtime, bench: &Bench, target: u16) {
     println!();
 }
 
-async fn breakdown_task(state: Arc<AppState>, jobs: Vec<Job>, target: u16) -> [Duration; 10] {
+async fn breakdown_task(
+    state: Arc<AppState>,
+    jobs: Vec<Job>,
+    target: u16,
+) -> [Duration; STEPS.len()] {
     let script = state.scripts.get(Protocol::Rdp, Os::Linux).clone();
     let mut laps = Laps {
         last: Instant::now(),
@@ -559,28 +559,15 @@ async fn breakdown_task(state: Arc<AppState>, jobs: Vec<Job>, target: u16) -> [D
         let hash = ticket_hash(&job.ticket);
         let now = state.now();
         laps.lap(0);
-        let ticket = state
+        let context = state
             .store
-            .client_ticket_for_exchange(&hash, now)
+            .exchange_context(&hash, now)
             .await
             .unwrap()
             .unwrap();
+        let service = context.service.unwrap();
+        assert!(context.may_use);
         laps.lap(1);
-        let service = state
-            .store
-            .service_by_id(ticket.service_id)
-            .await
-            .unwrap()
-            .unwrap();
-        laps.lap(2);
-        assert!(
-            state
-                .store
-                .user_may_use_service(ticket.user_id, service.id)
-                .await
-                .unwrap()
-        );
-        laps.lap(3);
         assert!(
             state
                 .readiness
@@ -591,7 +578,7 @@ async fn breakdown_task(state: Arc<AppState>, jobs: Vec<Job>, target: u16) -> [D
                 )
                 .await
         );
-        laps.lap(4);
+        laps.lap(2);
         let params = rdp_params(target);
         let built = payload::build(
             &script,
@@ -605,33 +592,26 @@ async fn breakdown_task(state: Arc<AppState>, jobs: Vec<Job>, target: u16) -> [D
             },
         )
         .unwrap();
-        laps.lap(5);
+        laps.lap(3);
         let sealed = Envelope::seal(&request.client_key, &job.ticket, &built).unwrap();
         black_box(sealed);
-        laps.lap(6);
+        laps.lap(4);
+        let audit = AuditEvent {
+            at: now,
+            kind: "bench.breakdown".to_owned(),
+            username: context.username,
+            service: Some(service.name.clone()),
+            source_ip: Some("127.0.0.1".to_owned()),
+            detail: "{}".to_owned(),
+        };
         assert!(
             state
                 .store
-                .exchange_client_ticket(&hash, now, None)
+                .exchange_client_ticket(&hash, now, None, audit)
                 .await
                 .unwrap()
         );
-        laps.lap(7);
-        let user = state.store.user_by_id(ticket.user_id).await.unwrap();
-        laps.lap(8);
-        state
-            .store
-            .audit(AuditEvent {
-                at: now,
-                kind: "bench.breakdown".to_owned(),
-                username: user.map(|user| user.username),
-                service: Some(service.name.clone()),
-                source_ip: Some("127.0.0.1".to_owned()),
-                detail: "{}".to_owned(),
-            })
-            .await
-            .unwrap();
-        laps.lap(9);
+        laps.lap(5);
     }
     laps.totals
 }
@@ -1264,7 +1244,7 @@ fn print_table(rows: &[Row]) {
     );
     println!(
         "  (PostgreSQL: the test server of tests/support, fsync and synchronous_commit off, on \
-         the same cores; pool of 10 connections. Each exchange: 5 reads, 2 writes, a \
+         the same cores; pool of 10 connections. Each exchange: 1 read, 1 write transaction, a \
          readiness check (a TCP connect to the target, cached for 2 s) and one ML-DSA-65 \
          signature.)"
     );

@@ -17,7 +17,9 @@ use crate::scripts::{
     TunnelProtocol, VncParams,
 };
 use crate::state::{AppState, Millis};
-use crate::store::{AuditEvent, ClientTicket, NewTunnelTicket, Service, StoreError, TunnelServer};
+use crate::store::{
+    AuditEvent, ClientTicket, ExchangeService, NewTunnelTicket, StoreError, TunnelServer,
+};
 use crate::tickets::crypto::{seal_secret, ticket_hash};
 
 /// Why an exchange did not produce a payload. The `Display` text is what the launcher shows.
@@ -89,24 +91,17 @@ pub async fn exchange(
     let ticket = TicketId::parse(ticket_text).map_err(|_| ExchangeRefusal::UnknownTicket)?;
     let hash = ticket_hash(&ticket);
     let now = state.now();
-    let client_ticket = state
+    let context = state
         .store
-        .client_ticket_for_exchange(&hash, now)
+        .exchange_context(&hash, now)
         .await?
         .ok_or(ExchangeRefusal::UnknownTicket)?;
+    let client_ticket = context.ticket;
     if client_ticket.scrambler != request.scrambler.as_str() {
         return Err(ExchangeRefusal::UnknownTicket);
     }
-    let service = state
-        .store
-        .service_by_id(client_ticket.service_id)
-        .await?
-        .ok_or(ExchangeRefusal::Forbidden)?;
-    if !state
-        .store
-        .user_may_use_service(client_ticket.user_id, service.id)
-        .await?
-    {
+    let service = context.service.ok_or(ExchangeRefusal::Forbidden)?;
+    if !context.may_use {
         return Err(ExchangeRefusal::Forbidden);
     }
     let tunnel_server = match service.transport {
@@ -183,36 +178,27 @@ pub async fn exchange(
         }),
         None => None,
     };
+    let audit = AuditEvent {
+        at: now,
+        kind: "ticket.exchanged".into(),
+        username: context.username,
+        service: Some(service.name.clone()),
+        source_ip: Some(client.describe()),
+        detail: json!({
+            "launcher": request.client.as_ref().map_or("openuds5", |c| c.name.as_str()),
+            "transport": service.transport.as_str(),
+            "tunnel_server": tunnel_server.as_ref().map(|server| server.name.as_str()),
+            "hostname": request.hostname,
+        })
+        .to_string(),
+    };
     if !state
         .store
-        .exchange_client_ticket(&hash, now, new_tunnel_ticket)
+        .exchange_client_ticket(&hash, now, new_tunnel_ticket, audit)
         .await?
     {
         return Err(ExchangeRefusal::UnknownTicket);
     }
-
-    let username = state
-        .store
-        .user_by_id(client_ticket.user_id)
-        .await?
-        .map(|user| user.username);
-    state
-        .store
-        .audit(AuditEvent {
-            at: now,
-            kind: "ticket.exchanged".into(),
-            username,
-            service: Some(service.name.clone()),
-            source_ip: Some(client.describe()),
-            detail: json!({
-                "launcher": request.client.as_ref().map_or("openuds5", |c| c.name.as_str()),
-                "transport": service.transport.as_str(),
-                "tunnel_server": tunnel_server.as_ref().map(|server| server.name.as_str()),
-                "hostname": request.hostname,
-            })
-            .to_string(),
-        })
-        .await?;
     Ok(envelope)
 }
 
@@ -231,7 +217,7 @@ fn check_version(state: &AppState, request: &CheckedTicketRequest) -> Result<(),
 /// for the Portcullis launcher, a legacy one for an OpenUDS 5 launcher.
 async fn pick_tunnel_server(
     state: &AppState,
-    service: &Service,
+    service: &ExchangeService,
     request: &CheckedTicketRequest,
 ) -> Result<TunnelServer, ExchangeRefusal> {
     // Only OpenUDS 5 launchers (no `client`) are sent to legacy tunnel servers

@@ -9,7 +9,7 @@ use portcullis_broker::store::{
     AuditEvent, Backend, NewTunnelServer, Protocol, Store, StoreError, TokenHash, Transport,
 };
 use support::fixtures::{
-    PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, tunnel_ticket,
+    PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, exchanged, tunnel_ticket,
     tunneled_service,
 };
 use support::{TestDb, both_backends};
@@ -229,7 +229,7 @@ both_backends!(removing_a_user_cascades, |db: TestDb| async move {
     store.insert_client_ticket(second).await.unwrap();
     assert!(
         store
-            .exchange_client_ticket(&second_hash, T0, Some(tunnel))
+            .exchange_client_ticket(&second_hash, T0, Some(tunnel), exchanged(T0))
             .await
             .unwrap()
     );

@@ -9,14 +9,15 @@ mod support;
 use std::sync::Arc;
 
 use portcullis_broker::store::{
-    ClientTicketStatus, FailedProof, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store, StoreError,
-    SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
+    ClientTicketStatus, ExchangeService, FailedProof, NewNotifyTicket, STOPPED_SESSION_KEEP_MS,
+    Store, StoreError, SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
 };
 use portcullis_broker::tickets::crypto::{TicketHash, ticket_hash};
 use portcullis_proto::TicketId;
 use sqlx::Row;
 use support::fixtures::{
-    CLIENT_TTL, PASSWORD_HASH, T0, alice_and_desk, client_ticket, tunnel_ticket,
+    CLIENT_TTL, PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, exchanged,
+    tunnel_ticket,
 };
 use support::{TestDb, both_backends};
 use tokio::sync::Barrier;
@@ -51,7 +52,7 @@ async fn stored_tunnel_ticket(store: &Store, now: i64) -> (TicketId, TicketHash)
     let hash = tunnel.id_hash;
     assert!(
         store
-            .exchange_client_ticket(&client_hash, now, Some(tunnel))
+            .exchange_client_ticket(&client_hash, now, Some(tunnel), exchanged(now))
             .await
             .unwrap()
     );
@@ -121,7 +122,7 @@ both_backends!(
         // The exchange consumes it, once.
         assert!(
             store
-                .exchange_client_ticket(&hash, T0 + 20, None)
+                .exchange_client_ticket(&hash, T0 + 20, None, exchanged(T0 + 20))
                 .await
                 .unwrap()
         );
@@ -134,7 +135,7 @@ both_backends!(
         );
         assert!(
             !store
-                .exchange_client_ticket(&hash, T0 + 22, None)
+                .exchange_client_ticket(&hash, T0 + 22, None, exchanged(T0 + 22))
                 .await
                 .unwrap()
         );
@@ -196,7 +197,7 @@ both_backends!(
         );
         assert!(
             !store
-                .exchange_client_ticket(&hash, expires, None)
+                .exchange_client_ticket(&hash, expires, None, exchanged(expires))
                 .await
                 .unwrap()
         );
@@ -210,7 +211,7 @@ both_backends!(
         // Refused at the boundary, the ticket was not consumed: a moment earlier it works.
         assert!(
             store
-                .exchange_client_ticket(&hash, expires - 1, None)
+                .exchange_client_ticket(&hash, expires - 1, None, exchanged(expires - 1))
                 .await
                 .unwrap()
         );
@@ -232,7 +233,7 @@ both_backends!(
         let foreign_hash = foreign.id_hash;
         assert!(matches!(
             store
-                .exchange_client_ticket(&client_hash, T0, Some(foreign))
+                .exchange_client_ticket(&client_hash, T0, Some(foreign), exchanged(T0))
                 .await,
             Err(StoreError::Invalid(_))
         ));
@@ -256,7 +257,7 @@ both_backends!(
         let first_hash = first.id_hash;
         assert!(
             store
-                .exchange_client_ticket(&client_hash, T0, Some(first))
+                .exchange_client_ticket(&client_hash, T0, Some(first), exchanged(T0))
                 .await
                 .unwrap()
         );
@@ -281,7 +282,7 @@ both_backends!(
         let second_hash = second.id_hash;
         assert!(
             !store
-                .exchange_client_ticket(&client_hash, T0, Some(second))
+                .exchange_client_ticket(&client_hash, T0, Some(second), exchanged(T0))
                 .await
                 .unwrap()
         );
@@ -302,7 +303,7 @@ both_backends!(
         let at = T0 + CLIENT_TTL;
         assert!(
             !store
-                .exchange_client_ticket(&late_hash, at, Some(third))
+                .exchange_client_ticket(&late_hash, at, Some(third), exchanged(at))
                 .await
                 .unwrap()
         );
@@ -540,7 +541,7 @@ both_backends!(
                 let tunnel_hash = tunnel.id_hash;
                 barrier.wait().await;
                 let won = store
-                    .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel))
+                    .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel), exchanged(T0 + 1))
                     .await
                     .unwrap();
                 (won, tunnel_hash)
@@ -615,7 +616,7 @@ both_backends!(
             if used {
                 assert!(
                     store
-                        .exchange_client_ticket(&hash, created + 1, None)
+                        .exchange_client_ticket(&hash, created + 1, None, exchanged(created + 1))
                         .await
                         .unwrap()
                 );
@@ -844,7 +845,7 @@ both_backends!(
         let tunnel_hash = tunnel.id_hash;
         assert!(
             store
-                .exchange_client_ticket(&client_hash, T0, Some(tunnel))
+                .exchange_client_ticket(&client_hash, T0, Some(tunnel), exchanged(T0))
                 .await
                 .unwrap()
         );
@@ -895,3 +896,191 @@ both_backends!(
         }
     }
 );
+
+both_backends!(
+    exchange_context_reads_ticket_service_user_and_right,
+    |db: TestDb| async move {
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+
+        // A live ticket of a user who may use the service.
+        let (_, new) = client_ticket(alice, desk, T0);
+        let hash = new.id_hash;
+        store.insert_client_ticket(new.clone()).await.unwrap();
+        let context = store
+            .exchange_context(&hash, T0 + 1)
+            .await
+            .unwrap()
+            .expect("a live ticket");
+        assert_eq!(
+            Some(context.ticket.clone()),
+            store
+                .client_ticket_for_exchange(&hash, T0 + 1)
+                .await
+                .unwrap()
+        );
+        assert_eq!(context.ticket.status_id, new.status_id);
+        assert_eq!(context.ticket.user_id, alice);
+        assert_eq!(context.username.as_deref(), Some("alice"));
+        assert!(context.may_use);
+        let service = context.service.expect("the service exists");
+        let stored = store.service_by_id(desk).await.unwrap().unwrap();
+        assert_eq!(
+            service,
+            ExchangeService {
+                id: stored.id,
+                name: stored.name,
+                host: stored.host,
+                port: stored.port,
+                protocol: stored.protocol,
+                transport: stored.transport,
+                tunnel_group: stored.tunnel_group,
+                max_session_secs: stored.max_session_secs,
+            }
+        );
+
+        // A user outside the allowed groups.
+        let bob = store.add_user("bob", PASSWORD_HASH, T0).await.unwrap();
+        let (_, new) = client_ticket(bob, desk, T0);
+        let bob_hash = new.id_hash;
+        store.insert_client_ticket(new).await.unwrap();
+        let context = store
+            .exchange_context(&bob_hash, T0 + 1)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(context.username.as_deref(), Some("bob"));
+        assert!(context.service.is_some());
+        assert!(!context.may_use);
+        // … until he joins one.
+        store.add_member("staff", "bob").await.unwrap();
+        assert!(
+            store
+                .exchange_context(&bob_hash, T0 + 1)
+                .await
+                .unwrap()
+                .unwrap()
+                .may_use
+        );
+
+        // A deleted service takes its tickets along.
+        let gone = store
+            .add_service(direct_service("gone", &["staff"]), T0)
+            .await
+            .unwrap();
+        let (_, new) = client_ticket(alice, gone, T0);
+        let gone_hash = new.id_hash;
+        store.insert_client_ticket(new).await.unwrap();
+        assert!(
+            store
+                .exchange_context(&gone_hash, T0 + 1)
+                .await
+                .unwrap()
+                .unwrap()
+                .may_use
+        );
+        store.remove_service("gone").await.unwrap();
+        assert_eq!(
+            store.exchange_context(&gone_hash, T0 + 1).await.unwrap(),
+            None
+        );
+
+        // Expired, used and unknown tickets have no context.
+        assert_eq!(
+            store
+                .exchange_context(&hash, T0 + CLIENT_TTL)
+                .await
+                .unwrap(),
+            None
+        );
+        assert!(
+            store
+                .exchange_client_ticket(&hash, T0 + 2, None, exchanged(T0 + 2))
+                .await
+                .unwrap()
+        );
+        assert_eq!(store.exchange_context(&hash, T0 + 3).await.unwrap(), None);
+        let (unknown, _) = client_ticket(alice, desk, T0);
+        assert_eq!(
+            store
+                .exchange_context(&ticket_hash(&unknown), T0 + 1)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+);
+
+/// The `ticket.exchanged` events in the audit log.
+async fn exchange_events(store: &Store) -> Vec<String> {
+    store
+        .audit_tail(1_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|stored| stored.event.kind == "ticket.exchanged")
+        .map(|stored| stored.event.detail)
+        .collect()
+}
+
+both_backends!(exchange_audits_only_when_it_wins, |db: TestDb| async move {
+    let store = &db.store;
+    let (alice, desk) = alice_and_desk(store).await;
+    let (_, new) = client_ticket(alice, desk, T0);
+    let hash = new.id_hash;
+    store.insert_client_ticket(new).await.unwrap();
+
+    // A bad audit event or a foreign tunnel ticket fails the whole exchange: the
+    // ticket stays live and nothing is logged.
+    let mut bad = exchanged(T0);
+    bad.kind = String::new();
+    assert!(matches!(
+        store.exchange_client_ticket(&hash, T0, None, bad).await,
+        Err(StoreError::Invalid(_))
+    ));
+    let (_, _, foreign) = tunnel_ticket(UserId(999), desk, T0, TUNNEL_TTL);
+    assert!(matches!(
+        store
+            .exchange_client_ticket(&hash, T0, Some(foreign), exchanged(T0))
+            .await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(exchange_events(store).await.is_empty());
+    assert!(store.exchange_context(&hash, T0).await.unwrap().is_some());
+
+    // Of many racing exchanges, only the winner's event is written.
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let mut handles = Vec::new();
+    for racer in 0..RACERS {
+        let store = store.clone();
+        let barrier = Arc::clone(&barrier);
+        handles.push(tokio::spawn(async move {
+            let mut event = exchanged(T0 + 1);
+            event.detail = format!("{{\"racer\":{racer}}}");
+            barrier.wait().await;
+            let won = store
+                .exchange_client_ticket(&hash, T0 + 1, None, event)
+                .await
+                .unwrap();
+            won.then_some(racer)
+        }));
+    }
+    let mut winners = Vec::new();
+    for handle in handles {
+        winners.extend(handle.await.unwrap());
+    }
+    assert_eq!(winners.len(), 1);
+    assert_eq!(
+        exchange_events(store).await,
+        vec![format!("{{\"racer\":{}}}", winners[0])]
+    );
+
+    // A late exchange of the used ticket writes nothing either.
+    assert!(
+        !store
+            .exchange_client_ticket(&hash, T0 + 2, None, exchanged(T0 + 2))
+            .await
+            .unwrap()
+    );
+    assert_eq!(exchange_events(store).await.len(), 1);
+});

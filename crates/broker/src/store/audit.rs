@@ -1,8 +1,8 @@
 //! The audit log: append-only events, read as a tail or followed by id.
 
 use serde::Serialize;
-use sqlx::Row;
 use sqlx::any::AnyRow;
+use sqlx::{AnyConnection, Row};
 
 use super::{Store, StoreError};
 
@@ -54,40 +54,53 @@ fn limit(limit: u32) -> i64 {
     i64::from(limit)
 }
 
+/// Checks an event before it is stored, with `""` detail normalized to `{}`.
+pub(crate) fn checked(mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
+    if event.kind.is_empty() {
+        return Err(StoreError::Invalid(
+            "audit kind must not be empty".to_owned(),
+        ));
+    }
+    if event.detail.is_empty() {
+        "{}".clone_into(&mut event.detail);
+    }
+    let is_object = serde_json::from_str::<serde_json::Value>(&event.detail)
+        .is_ok_and(|value| value.is_object());
+    if !is_object {
+        return Err(StoreError::Invalid(
+            "audit detail must be a JSON object".to_owned(),
+        ));
+    }
+    Ok(event)
+}
+
+/// Inserts an event [`checked`] before, on `conn` (a writer or a write transaction);
+/// returns its id.
+pub(crate) async fn insert_audit(
+    conn: &mut AnyConnection,
+    event: AuditEvent,
+) -> Result<i64, StoreError> {
+    let row = sqlx::query(
+        "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(event.at)
+    .bind(event.kind)
+    .bind(event.username)
+    .bind(event.service)
+    .bind(event.source_ip)
+    .bind(event.detail)
+    .fetch_one(conn)
+    .await?;
+    Ok(row.try_get("id")?)
+}
+
 impl Store {
     /// Appends an event; returns its id.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64, StoreError> {
-        if event.kind.is_empty() {
-            return Err(StoreError::Invalid(
-                "audit kind must not be empty".to_owned(),
-            ));
-        }
-        let detail = if event.detail.is_empty() {
-            "{}".to_owned()
-        } else {
-            event.detail
-        };
-        let is_object =
-            serde_json::from_str::<serde_json::Value>(&detail).is_ok_and(|value| value.is_object());
-        if !is_object {
-            return Err(StoreError::Invalid(
-                "audit detail must be a JSON object".to_owned(),
-            ));
-        }
+        let event = checked(event)?;
         let mut writer = self.writer().await?;
-        let row = sqlx::query(
-            "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) \
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(event.at)
-        .bind(event.kind)
-        .bind(event.username)
-        .bind(event.service)
-        .bind(event.source_ip)
-        .bind(detail)
-        .fetch_one(writer.conn())
-        .await?;
-        Ok(row.try_get("id")?)
+        insert_audit(writer.conn(), event).await
     }
 
     /// The last `count` events, oldest first (newest last).

@@ -7,8 +7,12 @@ use portcullis_proto::{SharedSecret, TicketId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::audit::{checked, insert_audit};
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
-use super::{ServiceId, Store, StoreError, TunnelServerId, UserId, corrupt, to_i64};
+use super::{
+    AuditEvent, Protocol, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt,
+    to_i64,
+};
 use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
 
 /// A client ticket to store (made when the user clicks Connect).
@@ -49,6 +53,41 @@ pub struct ClientTicket {
     pub created_at: i64,
     /// End of validity, Unix milliseconds.
     pub expires_at: i64,
+}
+
+/// The service of a client ticket, as the exchange needs it (without its allowed groups).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ExchangeService {
+    /// Row id.
+    pub id: ServiceId,
+    /// Unique name.
+    pub name: String,
+    /// Target host name or address.
+    pub host: String,
+    /// Target TCP port.
+    pub port: u16,
+    /// What the target speaks.
+    pub protocol: Protocol,
+    /// Direct, or through a tunnel server.
+    pub transport: Transport,
+    /// The tunnel group of a tunneled service.
+    pub tunnel_group: Option<String>,
+    /// Longest session, in seconds.
+    pub max_session_secs: u32,
+}
+
+/// Everything an exchange checks before consuming a client ticket, read by
+/// [`Store::exchange_context`] in one statement.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ExchangeContext {
+    /// The live client ticket.
+    pub ticket: ClientTicket,
+    /// Its service; `None` if the service is gone.
+    pub service: Option<ExchangeService>,
+    /// The ticket's user's name; `None` if the user is gone.
+    pub username: Option<String>,
+    /// Whether the user belongs to a group allowed to use the service.
+    pub may_use: bool,
 }
 
 /// What the portal shows while it polls a client ticket.
@@ -227,6 +266,40 @@ fn client_ticket_from_row(row: &AnyRow) -> Result<ClientTicket, StoreError> {
     })
 }
 
+fn exchange_context_from_row(row: &AnyRow) -> Result<ExchangeContext, StoreError> {
+    let service = match row.try_get::<Option<i64>, _>("service_row_id")? {
+        None => None,
+        Some(id) => {
+            let port: i64 = row.try_get("service_port")?;
+            let protocol: String = row.try_get("service_protocol")?;
+            let transport: String = row.try_get("service_transport")?;
+            let max_session_secs: i64 = row.try_get("service_max_session_secs")?;
+            Some(ExchangeService {
+                id: ServiceId(id),
+                name: row.try_get("service_name")?,
+                host: row.try_get("service_host")?,
+                port: u16::try_from(port).map_err(|_| corrupt("services", "port out of range"))?,
+                protocol: protocol
+                    .parse()
+                    .map_err(|_| corrupt("services", "unknown protocol"))?,
+                transport: transport
+                    .parse()
+                    .map_err(|_| corrupt("services", "unknown transport"))?,
+                tunnel_group: row.try_get("service_tunnel_group")?,
+                max_session_secs: u32::try_from(max_session_secs)
+                    .map_err(|_| corrupt("services", "max_session_secs out of range"))?,
+            })
+        }
+    };
+    let may_use: i64 = row.try_get("may_use")?;
+    Ok(ExchangeContext {
+        ticket: client_ticket_from_row(row)?,
+        service,
+        username: row.try_get("username")?,
+        may_use: may_use != 0,
+    })
+}
+
 fn tunnel_ticket_from_row(row: &AnyRow) -> Result<TunnelTicket, StoreError> {
     let narrow = |column: &str| -> Result<i64, StoreError> { Ok(row.try_get(column)?) };
     let out_of_range = |what: &str| corrupt("tunnel_tickets", format!("{what} out of range"));
@@ -311,6 +384,44 @@ impl Store {
         row.as_ref().map(client_ticket_from_row).transpose()
     }
 
+    /// What an exchange of the client ticket with this hash needs, if the ticket is unused
+    /// and unexpired at `now`: the ticket, its service, its user's name and whether the
+    /// user may use the service, in one statement. Looking does not consume: only
+    /// [`Store::exchange_client_ticket`] does.
+    pub async fn exchange_context(
+        &self,
+        hash: &TicketHash,
+        now: i64,
+    ) -> Result<Option<ExchangeContext>, StoreError> {
+        let row = sqlx::query(
+            "SELECT client_tickets.status_id, client_tickets.user_id, \
+             client_tickets.service_id, client_tickets.scrambler, client_tickets.client_os, \
+             client_tickets.created_at, client_tickets.expires_at, \
+             services.id AS service_row_id, services.name AS service_name, \
+             services.host AS service_host, services.port AS service_port, \
+             services.protocol AS service_protocol, services.transport AS service_transport, \
+             services.tunnel_group AS service_tunnel_group, \
+             services.max_session_secs AS service_max_session_secs, \
+             users.username AS username, \
+             CAST(CASE WHEN EXISTS ( \
+                 SELECT 1 FROM service_groups \
+                 JOIN user_groups ON user_groups.group_id = service_groups.group_id \
+                 WHERE service_groups.service_id = client_tickets.service_id \
+                 AND user_groups.user_id = client_tickets.user_id) \
+             THEN 1 ELSE 0 END AS BIGINT) AS may_use \
+             FROM client_tickets \
+             LEFT JOIN services ON services.id = client_tickets.service_id \
+             LEFT JOIN users ON users.id = client_tickets.user_id \
+             WHERE client_tickets.id_hash = $1 AND client_tickets.used_at IS NULL \
+             AND client_tickets.expires_at > $2",
+        )
+        .bind(hash.as_bytes().as_slice())
+        .bind(now)
+        .fetch_optional(self.pool())
+        .await?;
+        row.as_ref().map(exchange_context_from_row).transpose()
+    }
+
     /// Records preparation progress ("Preparing service", 0–100 %) or an error message on
     /// an unused client ticket, for the portal's status polling. `false` if no such ticket.
     pub async fn set_client_ticket_progress(
@@ -363,23 +474,25 @@ impl Store {
         }))
     }
 
-    /// Consumes the client ticket and, for a tunneled service, stores its tunnel ticket:
-    /// one transaction, so both happen or neither does.
+    /// Consumes the client ticket, for a tunneled service stores its tunnel ticket, and
+    /// appends the `audit` event: one transaction, so all happen or none does.
     ///
     /// The consumption is `UPDATE … SET used_at = now WHERE used_at IS NULL AND
     /// expires_at > now RETURNING …`: of any number of concurrent exchanges (on any number
     /// of brokers) exactly one gets `true`. `false` means the ticket was unknown, used or
-    /// expired, and nothing was stored. The tunnel ticket must be for the client ticket's
-    /// user and service.
+    /// expired, and nothing was stored (no tunnel ticket, no audit event). The tunnel
+    /// ticket must be for the client ticket's user and service.
     pub async fn exchange_client_ticket(
         &self,
         hash: &TicketHash,
         now: i64,
         tunnel: Option<NewTunnelTicket>,
+        audit: AuditEvent,
     ) -> Result<bool, StoreError> {
         if let Some(tunnel) = &tunnel {
             check_validity(tunnel.created_at, tunnel.expires_at)?;
         }
+        let audit = checked(audit)?;
         let mut tx = self.begin_write().await?;
         let consumed = sqlx::query(
             "UPDATE client_tickets SET used_at = $1 \
@@ -423,6 +536,7 @@ impl Store {
             .await
             .map_err(|e| insert_error(e, "tunnel_tickets"))?;
         }
+        insert_audit(tx.conn(), audit).await?;
         tx.commit().await?;
         Ok(true)
     }

@@ -126,7 +126,8 @@ pub(crate) use both_backends;
 /// Small builders for store tests.
 pub mod fixtures {
     use portcullis_broker::store::{
-        NewClientTicket, NewService, NewTunnelTicket, Protocol, ServiceId, Store, Transport, UserId,
+        AuditEvent, NewClientTicket, NewService, NewTunnelTicket, Protocol, ServiceId, Store,
+        Transport, UserId,
     };
     use portcullis_broker::tickets::crypto::{seal_secret, ticket_hash};
     use portcullis_proto::{Scrambler, SharedSecret, TicketId};
@@ -200,6 +201,18 @@ pub mod fixtures {
             expires_at: now + CLIENT_TTL,
         };
         (id, new)
+    }
+
+    /// The audit event a test exchange at `at` records.
+    pub fn exchanged(at: i64) -> AuditEvent {
+        AuditEvent {
+            at,
+            kind: "ticket.exchanged".to_owned(),
+            username: Some("alice".to_owned()),
+            service: Some("desk".to_owned()),
+            source_ip: Some("192.0.2.1".to_owned()),
+            detail: String::new(),
+        }
     }
 
     /// A fresh tunnel ticket id, its secret, and its row, valid for `ttl` from `now`.
