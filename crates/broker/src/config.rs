@@ -179,6 +179,9 @@ pub struct LimitsConfig {
     pub body_limit_bytes: usize,
     /// Time allowed for one request, in seconds. Default 30.
     pub request_timeout_secs: u64,
+    /// Time a client has to send a request's headers, in seconds, before the connection
+    /// is closed (slow clients holding connections open). Default 10.
+    pub header_read_timeout_secs: u64,
     /// Portal sign-in attempts per minute for one user name. Default 5.
     pub login_attempts_per_minute_per_user: u32,
     /// Portal sign-in attempts per minute from one IP address. Default 20.
@@ -190,6 +193,7 @@ impl Default for LimitsConfig {
         Self {
             body_limit_bytes: 65_536,
             request_timeout_secs: 30,
+            header_read_timeout_secs: 10,
             login_attempts_per_minute_per_user: 5,
             login_attempts_per_minute_per_ip: 20,
         }
@@ -312,6 +316,10 @@ impl BrokerConfig {
             (
                 "limits.request_timeout_secs",
                 self.limits.request_timeout_secs,
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
             ),
             (
                 "limits.login_attempts_per_minute_per_user",

@@ -8,6 +8,8 @@ use std::time::Duration;
 
 use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::server::conn::auto::Builder;
 use tokio::task::JoinHandle;
 
 use crate::config::{BrokerConfig, TlsMode};
@@ -99,14 +101,17 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
     ));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
     let handle = Handle::new();
+    let header_timeout = Duration::from_secs(state.config.limits.header_read_timeout_secs);
     let server = match tls_files {
         Some((cert, key)) => {
             let rustls = RustlsConfig::from_config(tls::server_config(&cert, &key)?);
-            let server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
+            let mut server = axum_server::from_tcp_rustls(listener, rustls).handle(handle.clone());
+            bound_header_reads(server.http_builder(), header_timeout);
             tokio::spawn(server.serve(app))
         }
         None => {
-            let server = axum_server::from_tcp(listener).handle(handle.clone());
+            let mut server = axum_server::from_tcp(listener).handle(handle.clone());
+            bound_header_reads(server.http_builder(), header_timeout);
             tokio::spawn(server.serve(app))
         }
     };
@@ -119,6 +124,15 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         server,
         sweeper,
     })
+}
+
+/// Closes connections whose request headers do not arrive within `timeout`, so slow
+/// clients cannot hold connections open (hyper applies the limit only with a timer).
+fn bound_header_reads(builder: &mut Builder<TokioExecutor>, timeout: Duration) {
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(timeout);
 }
 
 impl RunningBroker {

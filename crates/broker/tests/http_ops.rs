@@ -170,3 +170,35 @@ async fn the_default_download_link_answers() {
     assert_eq!(reply.status, StatusCode::OK);
     assert!(reply.body.contains("client.client_link"), "{}", reply.body);
 }
+
+/// A client that opens a connection and never finishes its request headers is cut off
+/// after `limits.header_read_timeout_secs`, so slow clients cannot hold connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    use portcullis_broker::config::{PublicUrl, TlsMode};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let broker = TestBroker::builder()
+        .config(|config| {
+            config.tls.mode = TlsMode::Off;
+            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
+            config.limits.header_read_timeout_secs = 1;
+        })
+        .start()
+        .await;
+    let mut stream = tokio::net::TcpStream::connect(broker.addr()).await.unwrap();
+    stream
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = Vec::new();
+    // The server closes (perhaps after a 408); reading ends well before this bound.
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        stream.read_to_end(&mut buffer),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection was still open after 10 s");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(900));
+}
