@@ -3,7 +3,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use portcullis_proto::payload::SigningKey;
 
@@ -12,7 +12,7 @@ use crate::metrics::Metrics;
 use crate::rate_limit::RateLimiter;
 use crate::readiness::ReadinessCache;
 use crate::scripts::ScriptSet;
-use crate::store::Store;
+use crate::store::{Store, unix_millis};
 
 /// Milliseconds since the Unix epoch: the store's notion of time.
 pub type Millis = i64;
@@ -22,13 +22,7 @@ pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
 
 /// The system clock in Unix milliseconds.
 pub fn system_clock() -> Clock {
-    Arc::new(|| {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |elapsed| {
-                i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX)
-            })
-    })
+    Arc::new(|| unix_millis(SystemTime::now()))
 }
 
 /// Everything a request handler needs.

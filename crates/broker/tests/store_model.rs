@@ -245,7 +245,7 @@ both_backends!(removing_a_user_cascades, |db: TestDb| async move {
     assert!(store.members_of_group("staff").await.unwrap().is_empty());
     assert!(
         store
-            .client_ticket_for_exchange(&client_hash, T0)
+            .exchange_context(&client_hash, T0)
             .await
             .unwrap()
             .is_none()

@@ -4,7 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
@@ -12,7 +12,7 @@ use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::keys;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
-use portcullis_broker::store::{NewService, NewTunnelServer, Store, TokenHash};
+use portcullis_broker::store::{NewService, NewTunnelServer, Store, TokenHash, unix_millis};
 
 /// Options shared by every admin command.
 #[derive(Debug, Args)]
@@ -244,7 +244,9 @@ async fn run_user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { name, groups } => {
             let hash = password_from_stdin(&name)?;
-            store.add_user(&name, &hash, now_ms()).await?;
+            store
+                .add_user(&name, &hash, unix_millis(SystemTime::now()))
+                .await?;
             for group in &groups {
                 store.add_member(group, &name).await?;
             }
@@ -326,7 +328,9 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
                 max_session_secs,
                 allowed_groups: groups,
             };
-            let id = store.add_service(service, now_ms()).await?;
+            let id = store
+                .add_service(service, unix_millis(SystemTime::now()))
+                .await?;
             println!("added service {name} (id {id})");
         }
         ServiceCommand::List => {
@@ -369,7 +373,7 @@ async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()>
                         legacy,
                         group,
                     },
-                    now_ms(),
+                    unix_millis(SystemTime::now()),
                 )
                 .await?;
             eprintln!("added tunnel server {name}; its token (shown only now):");
@@ -441,8 +445,4 @@ fn password_from_stdin(user: &str) -> anyhow::Result<String> {
         );
     }
     Ok(hash_password(&password)?)
-}
-
-fn now_ms() -> i64 {
-    (portcullis_broker::state::system_clock())()
 }

@@ -5,6 +5,7 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use anyhow::Context;
 use portcullis_broker::config::{BrokerConfig, TlsMode};
@@ -13,7 +14,7 @@ use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, verify_password};
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::system_clock;
-use portcullis_broker::store::{NewService, Store, StoreError};
+use portcullis_broker::store::{NewService, Store, StoreError, unix_millis};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -132,7 +133,9 @@ async fn ensure_demo_user(store: &Store, previous: Option<&DevInfo>) -> anyhow::
     if let Some(user) = store.user_by_name(DEMO_USER).await? {
         store.set_password_hash(user.id, &hash).await?;
     } else {
-        store.add_user(DEMO_USER, &hash, now_ms()).await?;
+        store
+            .add_user(DEMO_USER, &hash, unix_millis(SystemTime::now()))
+            .await?;
         store.add_member(DEMO_GROUP, DEMO_USER).await?;
     }
     Ok(password)
@@ -158,7 +161,9 @@ async fn ensure_demo_services(store: &Store, echo_port: u16) -> anyhow::Result<V
             max_session_secs: 8 * 3600,
             allowed_groups: vec![DEMO_GROUP.to_owned()],
         };
-        let id = store.add_service(new.clone(), now_ms()).await?;
+        let id = store
+            .add_service(new.clone(), unix_millis(SystemTime::now()))
+            .await?;
         services.push(DevService {
             id: id.0,
             name: new.name,
@@ -236,8 +241,4 @@ fn print_summary(info: &DevInfo, info_path: &Path, broker: &RunningBroker) {
         broker.base_url()
     );
     println!();
-}
-
-fn now_ms() -> i64 {
-    (portcullis_broker::state::system_clock())()
 }

@@ -92,7 +92,7 @@ async fn wait_healthy(client: &reqwest::Client, broker: &mut Broker) {
 }
 
 fn now_ms() -> i64 {
-    (portcullis_broker::state::system_clock())()
+    portcullis_broker::store::unix_millis(std::time::SystemTime::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

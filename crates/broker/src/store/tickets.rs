@@ -247,9 +247,6 @@ pub struct StoppedSession {
     pub recv: u64,
 }
 
-const CLIENT_TICKET_COLUMNS: &str =
-    "status_id, user_id, service_id, scrambler, client_os, created_at, expires_at";
-
 const TUNNEL_TICKET_COLUMNS: &str = "secret_enc, target_host, target_port, service_id, \
      user_id, tunnel_group, max_session_secs, created_at, expires_at, failed_proofs, \
      issued_to_legacy";
@@ -363,25 +360,6 @@ impl Store {
         .await
         .map_err(|e| insert_error(e, "client_tickets"))?;
         Ok(())
-    }
-
-    /// The client ticket with this hash if it is unused and unexpired at `now`. Looking
-    /// does not consume: only [`Store::exchange_client_ticket`] does.
-    pub async fn client_ticket_for_exchange(
-        &self,
-        hash: &TicketHash,
-        now: i64,
-    ) -> Result<Option<ClientTicket>, StoreError> {
-        let sql = format!(
-            "SELECT {CLIENT_TICKET_COLUMNS} FROM client_tickets \
-             WHERE id_hash = $1 AND used_at IS NULL AND expires_at > $2"
-        );
-        let row = sqlx::query(&sql)
-            .bind(hash.as_bytes().as_slice())
-            .bind(now)
-            .fetch_optional(self.pool())
-            .await?;
-        row.as_ref().map(client_ticket_from_row).transpose()
     }
 
     /// What an exchange of the client ticket with this hash needs, if the ticket is unused
