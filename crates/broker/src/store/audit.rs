@@ -74,12 +74,8 @@ pub(crate) fn checked(mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
     Ok(event)
 }
 
-/// Inserts an event [`checked`] before, on `conn` (a writer or a write transaction);
-/// returns its id.
-pub(crate) async fn insert_audit(
-    conn: &mut AnyConnection,
-    event: AuditEvent,
-) -> Result<i64, StoreError> {
+/// Inserts an event [`checked`] before, on `conn`; returns its id.
+async fn insert_audit(conn: &mut AnyConnection, event: AuditEvent) -> Result<i64, StoreError> {
     let row = sqlx::query(
         "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",

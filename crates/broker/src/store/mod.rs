@@ -14,6 +14,7 @@
 
 mod audit;
 mod error;
+mod exchange_commit;
 mod migrate;
 mod services;
 mod sweep;
@@ -28,6 +29,8 @@ use sqlx::any::AnyPoolOptions;
 use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, OwnedMutexGuard};
+
+use exchange_commit::ExchangeQueue;
 
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
 pub use crate::model::{Protocol, Transport};
@@ -105,6 +108,9 @@ pub struct Store {
     /// queue here instead of sleeping in SQLite's busy handler. Other processes on the
     /// same file are still arbitrated by `busy_timeout`.
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Where exchanges queue their writes for group commit; `None` in the writers' own
+    /// handle and outside a Tokio runtime.
+    exchange_queue: Option<ExchangeQueue>,
 }
 
 /// A write transaction; on SQLite it also holds the process's write lock.
@@ -207,11 +213,14 @@ impl Store {
             }
         }
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        Ok(Self {
+        let mut store = Self {
             pool,
             backend,
             write_lock,
-        })
+            exchange_queue: None,
+        };
+        store.exchange_queue = ExchangeQueue::start(&store);
+        Ok(store)
     }
 
     /// Checks that the database answers (for readiness probes).

@@ -7,11 +7,9 @@ use portcullis_proto::{SharedSecret, TicketId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::audit::{checked, insert_audit};
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
 use super::{
-    AuditEvent, Protocol, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt,
-    to_i64,
+    Protocol, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt, to_i64,
 };
 use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
 
@@ -318,7 +316,7 @@ fn tunnel_ticket_from_row(row: &AnyRow) -> Result<TunnelTicket, StoreError> {
     })
 }
 
-fn check_validity(created_at: i64, expires_at: i64) -> Result<(), StoreError> {
+pub(super) fn check_validity(created_at: i64, expires_at: i64) -> Result<(), StoreError> {
     if expires_at <= created_at {
         return Err(StoreError::Invalid(
             "a ticket must expire after its creation".to_owned(),
@@ -328,7 +326,7 @@ fn check_validity(created_at: i64, expires_at: i64) -> Result<(), StoreError> {
 }
 
 /// Maps the insertion errors of a ticket row.
-fn insert_error(error: sqlx::Error, table: &'static str) -> StoreError {
+pub(super) fn insert_error(error: sqlx::Error, table: &'static str) -> StoreError {
     match &error {
         sqlx::Error::Database(db) if db.is_foreign_key_violation() => {
             StoreError::NotFound("user or service")
@@ -450,73 +448,6 @@ impl Store {
                 message: row.try_get("last_error")?,
             },
         }))
-    }
-
-    /// Consumes the client ticket, for a tunneled service stores its tunnel ticket, and
-    /// appends the `audit` event: one transaction, so all happen or none does.
-    ///
-    /// The consumption is `UPDATE … SET used_at = now WHERE used_at IS NULL AND
-    /// expires_at > now RETURNING …`: of any number of concurrent exchanges (on any number
-    /// of brokers) exactly one gets `true`. `false` means the ticket was unknown, used or
-    /// expired, and nothing was stored (no tunnel ticket, no audit event). The tunnel
-    /// ticket must be for the client ticket's user and service.
-    pub async fn exchange_client_ticket(
-        &self,
-        hash: &TicketHash,
-        now: i64,
-        tunnel: Option<NewTunnelTicket>,
-        audit: AuditEvent,
-    ) -> Result<bool, StoreError> {
-        if let Some(tunnel) = &tunnel {
-            check_validity(tunnel.created_at, tunnel.expires_at)?;
-        }
-        let audit = checked(audit)?;
-        let mut tx = self.begin_write().await?;
-        let consumed = sqlx::query(
-            "UPDATE client_tickets SET used_at = $1 \
-             WHERE id_hash = $2 AND used_at IS NULL AND expires_at > $1 \
-             RETURNING user_id, service_id",
-        )
-        .bind(now)
-        .bind(hash.as_bytes().as_slice())
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(consumed) = consumed else {
-            tx.rollback().await?;
-            return Ok(false);
-        };
-        if let Some(tunnel) = tunnel {
-            let user = UserId(consumed.try_get("user_id")?);
-            let service = ServiceId(consumed.try_get("service_id")?);
-            if tunnel.user_id != user || tunnel.service_id != service {
-                return Err(StoreError::Invalid(
-                    "the tunnel ticket is for another user or service".to_owned(),
-                ));
-            }
-            sqlx::query(
-                "INSERT INTO tunnel_tickets (id_hash, secret_enc, target_host, target_port, \
-                 service_id, user_id, tunnel_group, max_session_secs, created_at, expires_at, \
-                 issued_to_legacy) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-            )
-            .bind(tunnel.id_hash.as_bytes().as_slice())
-            .bind(tunnel.secret_enc)
-            .bind(tunnel.target_host)
-            .bind(i64::from(tunnel.target_port))
-            .bind(tunnel.service_id.0)
-            .bind(tunnel.user_id.0)
-            .bind(tunnel.tunnel_group)
-            .bind(i64::from(tunnel.max_session_secs))
-            .bind(tunnel.created_at)
-            .bind(tunnel.expires_at)
-            .bind(i64::from(tunnel.issued_to_legacy))
-            .execute(tx.conn())
-            .await
-            .map_err(|e| insert_error(e, "tunnel_tickets"))?;
-        }
-        insert_audit(tx.conn(), audit).await?;
-        tx.commit().await?;
-        Ok(true)
     }
 
     /// The tunnel ticket with this hash if it is unused and unexpired at `now`. Looking
