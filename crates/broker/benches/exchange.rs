@@ -453,7 +453,7 @@ const STEPS: [&str; 6] = [
     "readiness: TCP connect to the target (cached 2 s)",
     "params + payload::build (bzip2, ML-DSA-65 sign)",
     "Envelope::seal (ML-KEM-768, HKDF, AES-256-GCM)",
-    "store: exchange_client_ticket + audit (write transaction)",
+    "store: exchange_client_ticket + audit (group commit)",
 ];
 
 /// Accumulates the time between laps into numbered steps.
@@ -1244,8 +1244,8 @@ fn print_table(rows: &[Row]) {
     );
     println!(
         "  (PostgreSQL: the test server of tests/support, fsync and synchronous_commit off, on \
-         the same cores; pool of 10 connections. Each exchange: 1 read, 1 write transaction, a \
-         readiness check (a TCP connect to the target, cached for 2 s) and one ML-DSA-65 \
-         signature.)"
+         the same cores; pool of 10 connections. Each exchange: 1 read, a share of 1 \
+         group-committed write transaction, a readiness check (a TCP connect to the target, \
+         cached for 2 s) and one ML-DSA-65 signature.)"
     );
 }
