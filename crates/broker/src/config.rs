@@ -10,6 +10,7 @@
 //! never quote the offending line: it may hold the database password.
 
 mod error;
+mod ip_net;
 mod urls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -23,6 +24,7 @@ use error::invalid;
 use urls::check_http_url;
 
 pub use error::ConfigError;
+pub use ip_net::IpNet;
 pub use urls::{DatabaseUrl, PublicUrl};
 
 /// Default of [`BrokerConfig::data_dir`].
@@ -57,6 +59,11 @@ pub struct BrokerConfig {
     /// milliseconds; a service not ready in time gets the retryable "Preparing service".
     /// Default 1000.
     pub readiness_timeout_ms: u64,
+    /// Reverse proxies whose `X-Forwarded-For` header is believed: IP addresses or CIDR
+    /// networks (`["10.0.0.5", "192.168.0.0/24"]`). A request from one of them is
+    /// attributed (audit log, per-IP login limit) to the last address in that header that
+    /// is not itself a trusted proxy. Default: none, every request is its TCP peer's.
+    pub trusted_proxies: Vec<IpNet>,
     /// Ticket lifetimes and limits.
     pub tickets: TicketConfig,
     /// What `GET /uds/rest/client` tells launchers.
@@ -79,6 +86,7 @@ impl Default for BrokerConfig {
             database_url: None,
             scripts_dir: None,
             readiness_timeout_ms: 1_000,
+            trusted_proxies: Vec::new(),
             tickets: TicketConfig::default(),
             client: ClientConfig::default(),
             limits: LimitsConfig::default(),

@@ -116,7 +116,7 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         }
     };
     let sweeper = store::spawn_sweeper(store, SWEEP_INTERVAL);
-    tracing::info!(%addr, tls = state.tls, "broker listening");
+    tracing::info!(%addr, tls = state.config.tls_enabled(), "broker listening");
     Ok(RunningBroker {
         addr,
         state,
@@ -149,7 +149,11 @@ impl RunningBroker {
 
     /// The base URL clients use (`https://127.0.0.1:PORT` style, from the bound address).
     pub fn base_url(&self) -> String {
-        let scheme = if self.state.tls { "https" } else { "http" };
+        let scheme = if self.state.config.tls_enabled() {
+            "https"
+        } else {
+            "http"
+        };
         format!("{scheme}://{}", self.addr)
     }
 }

@@ -43,8 +43,6 @@ pub struct AppState {
     pub logins_per_ip: RateLimiter<IpAddr>,
     /// Targets that answered the readiness check recently.
     pub readiness: ReadinessCache,
-    /// Whether the broker serves HTTPS (cookies get `Secure`).
-    pub tls: bool,
     clock: Clock,
 }
 
@@ -57,7 +55,6 @@ impl AppState {
         scripts: ScriptSet,
         clock: Clock,
     ) -> Self {
-        let tls = config.tls_enabled();
         let per_user = config.limits.login_attempts_per_minute_per_user;
         let per_ip = config.limits.login_attempts_per_minute_per_ip;
         Self {
@@ -69,7 +66,6 @@ impl AppState {
             logins_per_user: RateLimiter::new(per_user),
             logins_per_ip: RateLimiter::new(per_ip),
             readiness: ReadinessCache::default(),
-            tls,
             clock,
         }
     }
@@ -82,8 +78,6 @@ impl AppState {
 
 impl core::fmt::Debug for AppState {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("AppState")
-            .field("tls", &self.tls)
-            .finish_non_exhaustive()
+        f.debug_struct("AppState").finish_non_exhaustive()
     }
 }

@@ -58,25 +58,71 @@ async fn a_user_signs_in_with_a_production_hash_and_gets_a_strict_cookie() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn without_tls_the_cookie_is_not_secure() {
-    // Behind a TLS-terminating proxy the broker itself speaks HTTP; cookies then carry no
-    // `Secure` (documented: "Secure under TLS").
+async fn behind_a_proxy_the_cookie_is_secure_and_the_client_is_the_forwarded_one() {
+    // Behind a TLS-terminating proxy the broker itself speaks HTTP, but browsers still
+    // reach it over https: the cookie stays `Secure`. The proxy (here: loopback) is
+    // trusted, so its X-Forwarded-For names the client.
     let broker = TestBroker::builder()
         .config(|config| {
             config.tls.mode = TlsMode::Off;
             config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
+            config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+            config.limits.login_attempts_per_minute_per_ip = 2;
         })
         .start()
         .await;
     assert!(broker.base.starts_with("http://127.0.0.1:"));
     broker.add_user("alice", &["staff"]).await;
-    let session = broker.login("alice", PASSWORD).await;
-    let mut attributes = session.attributes();
-    attributes.sort();
+    let login_from = |client: &'static str, password: &'static str| {
+        broker
+            .http
+            .post(broker.url("/api/login"))
+            .header("x-forwarded-for", format!("203.0.113.66, {client}"))
+            .json(&json!({ "username": "alice", "password": password }))
+            .send()
+    };
+    let reply = login_from("198.51.100.7", PASSWORD).await.unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let cookie = reply.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(cookie.ends_with("; Secure"), "{cookie}");
+    let events = broker.store().audit_tail(1).await.unwrap();
+    assert_eq!(events[0].event.kind, "login");
     assert_eq!(
-        attributes,
-        ["HttpOnly", "Max-Age=28800", "Path=/", "SameSite=Strict"]
+        events[0].event.source_ip.as_deref(),
+        Some("198.51.100.7"),
+        "the last address the proxy recorded, not the one the client forged"
     );
+
+    // The per-IP login budget (2 here) is per forwarded client, not one for the proxy.
+    for _ in 0..2 {
+        let reply = login_from("198.51.100.8", "guess").await.unwrap();
+        assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+    }
+    let reply = login_from("198.51.100.8", "guess").await.unwrap();
+    assert_eq!(reply.status(), StatusCode::TOO_MANY_REQUESTS);
+    let reply = login_from("198.51.100.9", PASSWORD).await.unwrap();
+    assert_eq!(
+        reply.status(),
+        StatusCode::OK,
+        "another client is not affected"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_peer_cannot_choose_its_address() {
+    let broker = TestBroker::start().await;
+    broker.add_user("alice", &["staff"]).await;
+    let reply = broker
+        .http
+        .post(broker.url("/api/login"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .json(&json!({ "username": "alice", "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reply.status(), StatusCode::OK);
+    let events = broker.store().audit_tail(1).await.unwrap();
+    assert_eq!(events[0].event.source_ip.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -100,6 +100,7 @@ fn the_example_file_sets_every_setting() {
     );
     // The remaining sections spell out the defaults.
     assert_eq!(config.readiness_timeout_ms, defaults.readiness_timeout_ms);
+    assert_eq!(config.trusted_proxies, defaults.trusted_proxies);
     assert_eq!(config.tickets, defaults.tickets);
     assert_eq!(config.limits, defaults.limits);
     assert_eq!(config.session, defaults.session);
@@ -208,11 +209,27 @@ fn wrong_values_name_the_setting() {
             "public_url",
             "https://",
         ),
+        (
+            "trusted_proxies = [\"10.0.0.1/8\"]",
+            "trusted_proxies[0]",
+            "write 10.0.0.0/8",
+        ),
     ] {
         let message = parse_error(text);
         assert!(message.contains(&format!("`{field}`")), "{text}: {message}");
         assert!(message.contains(expected), "{text}: {message}");
     }
+}
+
+#[test]
+fn trusted_proxies_are_addresses_and_networks() {
+    let config = parse("trusted_proxies = [\"10.0.0.5\", \"fd00::/8\"]").unwrap();
+    let shown: Vec<String> = config
+        .trusted_proxies
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(shown, ["10.0.0.5/32", "fd00::/8"]);
 }
 
 #[test]

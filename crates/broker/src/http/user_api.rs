@@ -2,7 +2,7 @@
 //! one's services, start a connection and follow it.
 //!
 //! Sessions are an opaque random token in the `portcullis_session` cookie (HttpOnly,
-//! SameSite=Strict, Secure under TLS); the database keeps only its hash, so several brokers
+//! SameSite=Strict, Secure); the database keeps only its hash, so several brokers
 //! on one PostgreSQL share sessions. State-changing routes take JSON bodies, which a
 //! cross-site form cannot send, and SameSite=Strict keeps the cookie off cross-site requests.
 
@@ -159,7 +159,7 @@ pub async fn login(
         json!({}),
     )
     .await?;
-    let cookie = session_cookie(&state, &token, state.config.session.cookie_ttl_secs)?;
+    let cookie = session_cookie(&token, state.config.session.cookie_ttl_secs)?;
     Ok((
         [(SET_COOKIE, cookie)],
         Json(json!({ "username": user.username })),
@@ -178,7 +178,7 @@ pub async fn logout(
             .delete_login_session(&TokenHash::of(token.as_bytes()))
             .await?;
     }
-    let cookie = session_cookie(&state, "", 0)?;
+    let cookie = session_cookie("", 0)?;
     Ok(([(SET_COOKIE, cookie)], Json(json!({}))).into_response())
 }
 
@@ -334,14 +334,11 @@ fn session_token_new() -> Result<String, portcullis_proto::Error> {
     Ok(b64::encode(bytes.as_slice()))
 }
 
-fn session_cookie(
-    state: &AppState,
-    token: &str,
-    max_age: u64,
-) -> Result<HeaderValue, UserApiError> {
-    let secure = if state.tls { "; Secure" } else { "" };
+fn session_cookie(token: &str, max_age: u64) -> Result<HeaderValue, UserApiError> {
+    // Always `Secure`: browsers reach the broker at its https:// public URL, directly or
+    // through a TLS-terminating proxy.
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{SESSION_COOKIE}={token}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}; Secure"
     ))
     .map_err(|error| UserApiError::Internal(error.to_string()))
 }
