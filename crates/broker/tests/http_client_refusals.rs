@@ -11,8 +11,9 @@ use std::time::Duration;
 
 use portcullis_broker::config::{PublicUrl, TlsMode};
 use portcullis_proto::TicketId;
-use portcullis_proto::api::{ErrorBody, capability};
+use portcullis_proto::api::{Answer, ErrorBody, capability};
 use portcullis_proto::b64;
+use portcullis_proto::openuds::Envelope;
 use serde_json::{Value, json};
 use support::broker::{
     CLIENT_LINK, CLIENT_TICKET_TTL, Launcher, PASSWORD, TestBroker, answer_of, metric, raw_http,
@@ -401,9 +402,8 @@ async fn an_oversized_body_is_refused_without_a_server_error() {
     let alice = broker.login("alice", PASSWORD).await;
     let launch = broker.connect(&alice, world.desk).await;
 
-    // A request announcing a body past the 64 KiB limit. Recorded behaviour: the body
-    // limit layer answers 413 from the headers alone, before the client API sees the
-    // request (so not the HTTP 200 envelope of §5.3), and never a 500.
+    // A request announcing a body past the 64 KiB limit is refused from its headers
+    // alone, in the envelope (HTTP 200), as an invalid request.
     let head = format!(
         "POST /uds/rest/client/{}/ticket HTTP/1.1\r\nHost: broker.example\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
@@ -411,10 +411,15 @@ async fn an_oversized_body_is_refused_without_a_server_error() {
         64 * 1024 + 1
     );
     let answer = raw_http(broker.addr(), &head).await;
-    assert!(
-        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
-        "{answer}"
-    );
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    let (_, body) = answer.split_once("\r\n\r\n").unwrap();
+    match Answer::<Envelope>::from_json(body.as_bytes()).unwrap() {
+        Answer::Error(error) => assert_eq!(
+            error,
+            fatal("Invalid request: the request body is larger than the broker accepts")
+        ),
+        Answer::Result(_) => panic!("a payload for an oversized request"),
+    }
 
     // The ticket is untouched.
     Launcher::portcullis()

@@ -446,11 +446,9 @@ async fn an_oversized_tunnel_request_is_refused_without_a_server_error() {
         64 * 1024 + 1
     );
     let answer = raw_http(broker.addr(), &head).await;
-    // Recorded behaviour: 413 from the body limit layer (not the 403 of §7.4), never 500.
-    assert!(
-        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
-        "{answer}"
-    );
+    // Refused from the headers alone, like every refusal: 403 Access denied.
+    assert!(answer.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{answer}");
+    assert!(answer.ends_with(r#"{"error":"Access denied"}"#), "{answer}");
 }
 
 /// In a tunnel group with both a v1 and a legacy server, a ticket issued for the v1 server

@@ -307,3 +307,31 @@ async fn login_needs_a_json_body() {
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.header("set-cookie").is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_oversized_login_is_refused_with_413() {
+    // Plain HTTP (as behind a TLS-terminating proxy), to speak raw HTTP/1.1.
+    let broker = TestBroker::builder()
+        .config(|config| {
+            config.tls.mode = TlsMode::Off;
+            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
+        })
+        .start()
+        .await;
+    let head = format!(
+        "POST /api/login HTTP/1.1\r\nHost: broker.example\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        64 * 1024 + 1
+    );
+    // Refused from the headers alone; the connection is closed (the body was not read).
+    let answer = support::broker::raw_http(broker.addr(), &head).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
+        "{answer}"
+    );
+    assert!(answer.contains("connection: close\r\n"), "{answer}");
+    assert!(
+        answer.ends_with(r#"{"error":"request body too large"}"#),
+        "{answer}"
+    );
+}

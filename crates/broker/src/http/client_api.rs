@@ -6,12 +6,14 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
+use axum::http::header::CONNECTION;
+use axum::response::{IntoResponse, Response};
 use portcullis_proto::api::{Answer, ErrorBody, TicketAnswer, VersionAnswer};
+use portcullis_proto::openuds::Envelope;
 
-use super::ClientAddr;
+use super::{BodyRefusal, ClientAddr, LimitedBody};
 use crate::exchange::{self, ExchangeRefusal};
 use crate::state::AppState;
 
@@ -30,12 +32,29 @@ pub async fn exchange(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
     ticket: Result<Path<String>, PathRejection>,
-    body: Bytes,
-) -> Json<TicketAnswer> {
-    // A path segment that is not UTF-8 is an unknown ticket like any other malformed one:
-    // the answer stays the HTTP 200 envelope.
+    body: Result<LimitedBody, BodyRefusal>,
+) -> Response {
+    // A path segment that is not UTF-8 is an unknown ticket like any other malformed one,
+    // and an oversized body an invalid request: the answer stays the HTTP 200 envelope.
     let ticket = ticket.map(|Path(ticket)| ticket).unwrap_or_default();
-    match exchange::exchange(&state, &ticket, &body, client).await {
+    match body {
+        Ok(LimitedBody(body)) => answer(
+            &state,
+            exchange::exchange(&state, &ticket, &body, client).await,
+        )
+        .into_response(),
+        // The refused body was not read, so the connection cannot carry another request.
+        Err(refusal) => (
+            [(CONNECTION, "close")],
+            answer(&state, Err(ExchangeRefusal::Invalid(refusal.to_string()))),
+        )
+            .into_response(),
+    }
+}
+
+/// The envelope of an exchange's outcome, counted and logged.
+fn answer(state: &AppState, outcome: Result<Envelope, ExchangeRefusal>) -> Json<TicketAnswer> {
+    match outcome {
         Ok(envelope) => {
             state.metrics.tickets_exchanged.inc();
             Json(Answer::Result(envelope))
@@ -50,7 +69,7 @@ pub async fn exchange(
                     "ticket exchange refused"
                 );
             }
-            Json(Answer::Error(error_body(&state, &refusal)))
+            Json(Answer::Error(error_body(state, &refusal)))
         }
     }
 }

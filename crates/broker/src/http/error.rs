@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::http::StatusCode;
-use axum::http::header::RETRY_AFTER;
+use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -27,6 +27,9 @@ pub enum UserApiError {
     /// The request body is not what the route expects.
     #[error("invalid request: {0}")]
     BadRequest(String),
+    /// The request body is larger than `limits.body_limit_bytes`.
+    #[error("request body too large")]
+    TooLarge,
     /// Anything else; the details go to the log.
     #[error("internal error")]
     Internal(String),
@@ -45,6 +48,7 @@ impl IntoResponse for UserApiError {
             Self::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Internal(detail) => {
                 tracing::error!(%detail, "user API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -55,6 +59,8 @@ impl IntoResponse for UserApiError {
             Self::RateLimited(seconds) => {
                 (status, [(RETRY_AFTER, seconds.to_string())], body).into_response()
             }
+            // The rest of the body was not read: the connection cannot carry more requests.
+            Self::TooLarge => (status, [(CONNECTION, "close".to_owned())], body).into_response(),
             _ => (status, body).into_response(),
         }
     }

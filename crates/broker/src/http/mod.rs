@@ -10,22 +10,25 @@
 //!
 //! Request paths hold ticket ids, so nothing here logs a raw URI: spans and metrics use
 //! the matched route pattern.
+//!
+//! The body limit (`limits.body_limit_bytes`) is enforced by the body extractor
+//! ([`LimitedBody`]), so each API refuses an oversized body in its own style.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
-use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::metrics::RouteLabels;
 use crate::state::AppState;
 
+mod body;
 mod client_addr;
 pub mod client_api;
 mod error;
@@ -33,6 +36,7 @@ pub mod ops;
 pub mod tunnel_api;
 pub mod user_api;
 
+pub use body::{BodyRefusal, LimitedBody};
 pub use client_addr::ClientAddr;
 pub use error::UserApiError;
 
@@ -56,7 +60,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/download", get(ops::download))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
-        .layer(RequestBodyLimitLayer::new(body_limit))
+        .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             timeout,

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, CONNECTION};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use portcullis_proto::api::{StopAnswer, TunnelCommand, TunnelRefusal, TunnelRequest};
 
+use super::{BodyRefusal, LimitedBody};
 use crate::redeem::{self, RedeemRefusal};
 use crate::state::AppState;
 use crate::store::TokenHash;
@@ -26,23 +26,34 @@ pub const PATH: &str = "/uds/rest/tunnel/ticket";
 pub async fn ticket(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<LimitedBody, BodyRefusal>,
 ) -> Response {
-    match handle(&state, &headers, &body).await {
-        Ok(response) => response,
-        Err(refusal) => {
-            state.metrics.redemption_refused(refusal.reason());
-            if let RedeemRefusal::Internal(detail) = &refusal {
-                tracing::error!(%detail, "tunnel API request failed");
-            } else {
-                tracing::info!(
-                    reason = refusal.reason().as_str(),
-                    "tunnel API request refused"
-                );
-            }
-            (StatusCode::FORBIDDEN, Json(TunnelRefusal::access_denied())).into_response()
-        }
+    match body {
+        Ok(LimitedBody(body)) => match handle(&state, &headers, &body).await {
+            Ok(response) => response,
+            Err(refusal) => refuse(&state, &refusal).into_response(),
+        },
+        // The refused body was not read, so the connection cannot carry another request.
+        Err(refusal) => (
+            [(CONNECTION, "close")],
+            refuse(&state, &RedeemRefusal::Invalid(refusal.to_string())),
+        )
+            .into_response(),
     }
+}
+
+/// Counts and logs a refusal; every refusal looks the same to the tunnel server.
+fn refuse(state: &AppState, refusal: &RedeemRefusal) -> (StatusCode, Json<TunnelRefusal>) {
+    state.metrics.redemption_refused(refusal.reason());
+    if let RedeemRefusal::Internal(detail) = refusal {
+        tracing::error!(%detail, "tunnel API request failed");
+    } else {
+        tracing::info!(
+            reason = refusal.reason().as_str(),
+            "tunnel API request refused"
+        );
+    }
+    (StatusCode::FORBIDDEN, Json(TunnelRefusal::access_denied()))
 }
 
 async fn handle(

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
@@ -22,7 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use super::{ClientAddr, UserApiError};
+use super::{BodyRefusal, ClientAddr, LimitedBody, UserApiError};
 use crate::password::{decoy_hash, verify_password};
 use crate::scripts::SecretString;
 use crate::state::AppState;
@@ -89,7 +88,7 @@ pub async fn login(
     State(state): State<Arc<AppState>>,
     client: ClientAddr,
     headers: HeaderMap,
-    body: Bytes,
+    body: Result<LimitedBody, BodyRefusal>,
 ) -> Result<Response, UserApiError> {
     // A cross-site HTML form cannot send `application/json` without a CORS preflight, so
     // requiring it keeps other sites from signing a browser in to an account of theirs.
@@ -102,6 +101,10 @@ pub async fn login(
             "send the credentials as JSON (Content-Type: application/json)".into(),
         ));
     }
+    let LimitedBody(body) = body.map_err(|refusal| match refusal {
+        BodyRefusal::TooLarge => UserApiError::TooLarge,
+        BodyRefusal::Unreadable => UserApiError::BadRequest(refusal.to_string()),
+    })?;
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
     let now = Instant::now();
