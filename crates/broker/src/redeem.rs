@@ -149,7 +149,8 @@ pub async fn start(
     Ok(envelope)
 }
 
-/// Records the end of a session under its notify ticket (only the first stop counts).
+/// Records the end of a session under its notify ticket (only the first stop counts, and
+/// only from the tunnel server that started the session).
 pub async fn stop(
     state: &AppState,
     server: &TunnelServer,
@@ -160,6 +161,7 @@ pub async fn stop(
         .store
         .stop_notify(
             &ticket_hash(&request.notify),
+            server.id,
             now,
             request.sent,
             request.recv,

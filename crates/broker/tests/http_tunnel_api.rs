@@ -95,6 +95,9 @@ async fn a_tunnel_ticket_is_redeemed_once_with_the_proof_and_the_session_account
         .await;
     assert_access_denied(&again);
 
+    // Only the tunnel server that started the session may report its end.
+    assert_access_denied(&world.dc2.stop(&broker, &start.notify, 1, 1).await);
+
     // The session ends: close accounting lands in the audit log (difference 7), once.
     broker.clock.advance(Duration::from_millis(1234));
     let stop = world

@@ -356,13 +356,27 @@ both_backends!(tunnel_ticket_is_redeemed_once, |db: TestDb| async move {
     let stop_at = at + 90_000;
     assert_eq!(
         store
-            .stop_notify(&ticket_hash(&other_id), stop_at, 1, 1)
+            .stop_notify(&ticket_hash(&other_id), TunnelServerId(7), stop_at, 1, 1)
             .await
             .unwrap(),
         None
     );
+    assert_eq!(
+        store
+            .stop_notify(&ticket_hash(&notify_id), TunnelServerId(8), stop_at, 1, 1)
+            .await
+            .unwrap(),
+        None,
+        "only the tunnel server that redeemed the ticket may stop its session"
+    );
     let stopped = store
-        .stop_notify(&ticket_hash(&notify_id), stop_at, u64::MAX, 2048)
+        .stop_notify(
+            &ticket_hash(&notify_id),
+            TunnelServerId(7),
+            stop_at,
+            u64::MAX,
+            2048,
+        )
         .await
         .unwrap()
         .unwrap();
@@ -376,7 +390,13 @@ both_backends!(tunnel_ticket_is_redeemed_once, |db: TestDb| async move {
     assert_eq!((stopped.sent, stopped.recv), (u64::MAX, 2048));
     assert_eq!(
         store
-            .stop_notify(&ticket_hash(&notify_id), stop_at + 1, 5, 5)
+            .stop_notify(
+                &ticket_hash(&notify_id),
+                TunnelServerId(7),
+                stop_at + 1,
+                5,
+                5
+            )
             .await
             .unwrap(),
         None,
@@ -503,7 +523,7 @@ async fn race_redemptions(stores: Vec<Store>) {
     let store = &stores[0];
     assert!(
         store
-            .stop_notify(&ticket_hash(&winners[0]), T0 + 2, 0, 0)
+            .stop_notify(&ticket_hash(&winners[0]), TunnelServerId(1), T0 + 2, 0, 0)
             .await
             .unwrap()
             .is_some()
@@ -718,6 +738,7 @@ both_backends!(
             store
                 .stop_notify(
                     &ticket_hash(&old_notify),
+                    TunnelServerId(1),
                     now - STOPPED_SESSION_KEEP_MS,
                     1,
                     1
@@ -736,7 +757,13 @@ both_backends!(
         );
         assert!(
             store
-                .stop_notify(&ticket_hash(&stopped_notify), now - 50, 1, 1)
+                .stop_notify(
+                    &ticket_hash(&stopped_notify),
+                    TunnelServerId(1),
+                    now - 50,
+                    1,
+                    1
+                )
                 .await
                 .unwrap()
                 .is_some()
@@ -793,7 +820,7 @@ both_backends!(
         // The recent session still stops (its notify ticket survived) ...
         assert!(
             store
-                .stop_notify(&ticket_hash(&recent_notify), now, 3, 3)
+                .stop_notify(&ticket_hash(&recent_notify), TunnelServerId(1), now, 3, 3)
                 .await
                 .unwrap()
                 .is_some()
@@ -834,7 +861,7 @@ both_backends!(
         assert_eq!(store.sweep_expired(end).await.unwrap().notify_tickets, 1);
         assert_eq!(
             store
-                .stop_notify(&ticket_hash(&notify_id), end, 1, 1)
+                .stop_notify(&ticket_hash(&notify_id), TunnelServerId(1), end, 1, 1)
                 .await
                 .unwrap(),
             None

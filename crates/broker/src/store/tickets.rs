@@ -554,10 +554,12 @@ impl Store {
     }
 
     /// Ends the session of a notify ticket with its byte counts, atomically: only the first
-    /// stop counts (`None` for a repeated or unknown one).
+    /// stop counts, and only from the tunnel server that redeemed the ticket (`None` for a
+    /// repeated or unknown one, or one of another tunnel server).
     pub async fn stop_notify(
         &self,
         hash: &TicketHash,
+        tunnel_server: TunnelServerId,
         now: i64,
         sent: u64,
         recv: u64,
@@ -565,13 +567,14 @@ impl Store {
         let mut writer = self.writer().await?;
         let row = sqlx::query(
             "UPDATE notify_tickets SET stopped_at = $1, sent = $2, recv = $3 \
-             WHERE id_hash = $4 AND stopped_at IS NULL \
+             WHERE id_hash = $4 AND tunnel_server_id = $5 AND stopped_at IS NULL \
              RETURNING user_id, service_id, tunnel_server_id, started_at",
         )
         .bind(now)
         .bind(to_i64(sent))
         .bind(to_i64(recv))
         .bind(hash.as_bytes().as_slice())
+        .bind(tunnel_server.0)
         .fetch_optional(writer.conn())
         .await?;
         let Some(row) = row else {
