@@ -9,7 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use portcullis_broker::config::{PublicUrl, TlsMode};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Answer, ErrorBody, capability};
 use portcullis_proto::b64;
@@ -391,13 +390,7 @@ async fn tunneled_services_the_launcher_cannot_use_get_a_clear_final_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_body_is_refused_without_a_server_error() {
     // Plain HTTP (as behind a TLS-terminating proxy), to speak raw HTTP/1.1.
-    let broker = TestBroker::builder()
-        .config(|config| {
-            config.tls.mode = TlsMode::Off;
-            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
-        })
-        .start()
-        .await;
+    let broker = TestBroker::builder().plain_http().start().await;
     let world = broker.world().await;
     let alice = broker.login("alice", PASSWORD).await;
     let launch = broker.connect(&alice, world.desk).await;

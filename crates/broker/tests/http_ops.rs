@@ -175,13 +175,11 @@ async fn the_default_download_link_answers() {
 /// after `limits.header_read_timeout_secs`, so slow clients cannot hold connections.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_never_finishes_its_headers_is_disconnected() {
-    use portcullis_broker::config::{PublicUrl, TlsMode};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let broker = TestBroker::builder()
+        .plain_http()
         .config(|config| {
-            config.tls.mode = TlsMode::Off;
-            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
             config.limits.header_read_timeout_secs = 1;
         })
         .start()

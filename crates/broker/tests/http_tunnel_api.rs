@@ -9,7 +9,6 @@ mod support;
 
 use std::time::Duration;
 
-use portcullis_broker::config::{PublicUrl, TlsMode};
 use portcullis_broker::store::{NewTunnelServer, TokenHash};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Remote, StartProof};
@@ -434,13 +433,7 @@ async fn expired_and_revoked_tunnel_tickets_are_denied() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_tunnel_request_is_refused_without_a_server_error() {
-    let broker = TestBroker::builder()
-        .config(|config| {
-            config.tls.mode = TlsMode::Off;
-            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
-        })
-        .start()
-        .await;
+    let broker = TestBroker::builder().plain_http().start().await;
     let world = broker.world().await;
     let head = format!(
         "POST /uds/rest/tunnel/ticket HTTP/1.1\r\nHost: broker.example\r\n\

@@ -8,7 +8,6 @@ mod support;
 
 use std::time::Duration;
 
-use portcullis_broker::config::{PublicUrl, TlsMode};
 use portcullis_broker::password::hash_password;
 use reqwest::StatusCode;
 use serde_json::json;
@@ -63,9 +62,8 @@ async fn behind_a_proxy_the_cookie_is_secure_and_the_client_is_the_forwarded_one
     // reach it over https: the cookie stays `Secure`. The proxy (here: loopback) is
     // trusted, so its X-Forwarded-For names the client.
     let broker = TestBroker::builder()
+        .plain_http()
         .config(|config| {
-            config.tls.mode = TlsMode::Off;
-            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
             config.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
             config.limits.login_attempts_per_minute_per_ip = 2;
         })
@@ -311,13 +309,7 @@ async fn login_needs_a_json_body() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_oversized_login_is_refused_with_413() {
     // Plain HTTP (as behind a TLS-terminating proxy), to speak raw HTTP/1.1.
-    let broker = TestBroker::builder()
-        .config(|config| {
-            config.tls.mode = TlsMode::Off;
-            config.public_url = Some(PublicUrl::parse("https://broker.example").unwrap());
-        })
-        .start()
-        .await;
+    let broker = TestBroker::builder().plain_http().start().await;
     let head = format!(
         "POST /api/login HTTP/1.1\r\nHost: broker.example\r\n\
          Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",

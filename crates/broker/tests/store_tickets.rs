@@ -545,103 +545,65 @@ both_backends!(
     }
 );
 
+/// `per_ticket` tasks per ticket exchange `tickets` client tickets at once, each with a
+/// tunnel ticket of its own. Exchanges that finish together share transactions (group
+/// commit), yet each must get the outcome it would get alone: one winner per ticket, a
+/// tunnel ticket stored exactly for each winner, one audit event per winner.
+async fn race_exchanges(store: &Store, tickets: usize, per_ticket: usize) {
+    let (alice, desk) = alice_and_desk(store).await;
+    let mut hashes = Vec::new();
+    for _ in 0..tickets {
+        let (_, client) = client_ticket(alice, desk, T0);
+        hashes.push(client.id_hash);
+        store.insert_client_ticket(client).await.unwrap();
+    }
+    let barrier = Arc::new(Barrier::new(tickets * per_ticket));
+    let mut tasks = Vec::new();
+    for racer in 0..tickets * per_ticket {
+        let store = store.clone();
+        let barrier = Arc::clone(&barrier);
+        let client_hash = hashes[racer % tickets];
+        tasks.push(tokio::spawn(async move {
+            let (_, _, tunnel) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
+            let tunnel_hash = tunnel.id_hash;
+            barrier.wait().await;
+            let won = store
+                .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel), exchanged(T0 + 1))
+                .await
+                .unwrap();
+            (racer % tickets, won, tunnel_hash)
+        }));
+    }
+    let mut wins = vec![0_usize; tickets];
+    for task in tasks {
+        let (ticket, won, tunnel_hash) = task.await.unwrap();
+        wins[ticket] += usize::from(won);
+        let present = store
+            .tunnel_ticket_for_redemption(&tunnel_hash, T0 + 1)
+            .await
+            .unwrap()
+            .is_some();
+        assert_eq!(present, won, "a tunnel ticket exists exactly for a winner");
+    }
+    assert_eq!(wins, vec![1; tickets], "one winner per ticket");
+    let exchanged_events = store
+        .audit_tail(1_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|event| event.event.kind == "ticket.exchanged")
+        .count();
+    assert_eq!(exchanged_events, tickets, "one audit event per winner");
+}
+
 both_backends!(
     concurrent_exchanges_have_one_winner,
-    |db: TestDb| async move {
-        let store = db.store.clone();
-        let (alice, desk) = alice_and_desk(&store).await;
-        let (_, client) = client_ticket(alice, desk, T0);
-        let client_hash = client.id_hash;
-        store.insert_client_ticket(client).await.unwrap();
-        let barrier = Arc::new(Barrier::new(RACERS));
-        let mut tasks = Vec::new();
-        for _ in 0..RACERS {
-            let store = store.clone();
-            let barrier = Arc::clone(&barrier);
-            tasks.push(tokio::spawn(async move {
-                let (_, _, tunnel) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
-                let tunnel_hash = tunnel.id_hash;
-                barrier.wait().await;
-                let won = store
-                    .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel), exchanged(T0 + 1))
-                    .await
-                    .unwrap();
-                (won, tunnel_hash)
-            }));
-        }
-        let mut wins = 0;
-        let mut stored = 0;
-        for task in tasks {
-            let (won, tunnel_hash) = task.await.unwrap();
-            wins += usize::from(won);
-            let present = store
-                .tunnel_ticket_for_redemption(&tunnel_hash, T0 + 1)
-                .await
-                .unwrap()
-                .is_some();
-            assert_eq!(
-                present, won,
-                "a tunnel ticket exists exactly for the winner"
-            );
-            stored += usize::from(present);
-        }
-        assert_eq!((wins, stored), (1, 1));
-    }
+    |db: TestDb| async move { race_exchanges(&db.store, 1, RACERS).await }
 );
 
 both_backends!(
     concurrent_exchanges_of_many_tickets_win_once_each,
-    |db: TestDb| async move {
-        // Exchanges that finish together share transactions (group commit); each must
-        // still get the outcome it would get alone.
-        const TICKETS: usize = 16;
-        const PER_TICKET: usize = 4;
-        let store = db.store.clone();
-        let (alice, desk) = alice_and_desk(&store).await;
-        let mut hashes = Vec::new();
-        for _ in 0..TICKETS {
-            let (_, client) = client_ticket(alice, desk, T0);
-            hashes.push(client.id_hash);
-            store.insert_client_ticket(client).await.unwrap();
-        }
-        let barrier = Arc::new(Barrier::new(TICKETS * PER_TICKET));
-        let mut tasks = Vec::new();
-        for racer in 0..TICKETS * PER_TICKET {
-            let store = store.clone();
-            let barrier = Arc::clone(&barrier);
-            let client_hash = hashes[racer % TICKETS];
-            tasks.push(tokio::spawn(async move {
-                let (_, _, tunnel) = tunnel_ticket(alice, desk, T0, TUNNEL_TTL);
-                let tunnel_hash = tunnel.id_hash;
-                barrier.wait().await;
-                let won = store
-                    .exchange_client_ticket(&client_hash, T0 + 1, Some(tunnel), exchanged(T0 + 1))
-                    .await
-                    .unwrap();
-                (racer % TICKETS, won, tunnel_hash)
-            }));
-        }
-        let mut wins = [0_usize; TICKETS];
-        for task in tasks {
-            let (ticket, won, tunnel_hash) = task.await.unwrap();
-            wins[ticket] += usize::from(won);
-            let present = store
-                .tunnel_ticket_for_redemption(&tunnel_hash, T0 + 1)
-                .await
-                .unwrap()
-                .is_some();
-            assert_eq!(present, won, "a tunnel ticket exists exactly for a winner");
-        }
-        assert_eq!(wins, [1; TICKETS], "one winner per ticket");
-        let exchanged_events = store
-            .audit_tail(1_000)
-            .await
-            .unwrap()
-            .iter()
-            .filter(|event| event.event.kind == "ticket.exchanged")
-            .count();
-        assert_eq!(exchanged_events, TICKETS, "one audit event per winner");
-    }
+    |db: TestDb| async move { race_exchanges(&db.store, 16, 4).await }
 );
 
 both_backends!(

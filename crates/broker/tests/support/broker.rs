@@ -25,7 +25,7 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
-use portcullis_broker::config::{BrokerConfig, DatabaseUrl, TlsMode};
+use portcullis_broker::config::{BrokerConfig, DatabaseUrl, PublicUrl, TlsMode};
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::{AppState, Clock};
 use portcullis_broker::store::{
@@ -185,6 +185,15 @@ impl BrokerBuilder {
         self.data_dir = Some(Arc::clone(&other.dir));
         self.clock = Some(other.clock.clone());
         self
+    }
+
+    /// Serves plain HTTP, as behind a TLS-terminating proxy at `https://broker.example`
+    /// (so that a test can speak raw HTTP/1.1 to it).
+    pub fn plain_http(self) -> Self {
+        self.config(|config| {
+            config.tls.mode = TlsMode::Off;
+            config.public_url = Some(PublicUrl::parse("https://broker.example").expect("a URL"));
+        })
     }
 
     /// Changes the configuration before the broker starts.
