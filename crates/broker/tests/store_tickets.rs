@@ -636,6 +636,47 @@ both_backends!(
 );
 
 both_backends!(
+    a_sweep_larger_than_one_statement_removes_everything_dead,
+    |db: TestDb| async move {
+        // Sweeps delete in chunks (2,000 rows a statement) so that exchanges never wait
+        // behind one long delete; the chunks together must still remove every dead row.
+        const EXPIRED: usize = 2_500;
+        let store = db.store.clone();
+        let (alice, desk) = alice_and_desk(&store).await;
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                for _ in (task..EXPIRED).step_by(8) {
+                    let (_, ticket) = client_ticket(alice, desk, T0);
+                    store.insert_client_ticket(ticket).await.unwrap();
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let (_, live) = client_ticket(alice, desk, T0 + CLIENT_TTL);
+        let live_hash = live.id_hash;
+        store.insert_client_ticket(live).await.unwrap();
+
+        let counts = store.sweep_expired(T0 + CLIENT_TTL).await.unwrap();
+        assert_eq!(counts.client_tickets, EXPIRED as u64);
+        assert!(
+            store
+                .exchange_context(&live_hash, T0 + CLIENT_TTL)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(
+            store.sweep_expired(T0 + CLIENT_TTL).await.unwrap().total(),
+            0
+        );
+    }
+);
+
+both_backends!(
     sweep_removes_what_is_dead_and_nothing_else,
     |db: TestDb| async move {
         let store = &db.store;
