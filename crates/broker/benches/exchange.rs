@@ -49,7 +49,8 @@ use portcullis_broker::scripts::{
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::{AppState, system_clock};
 use portcullis_broker::store::{
-    AuditEvent, NewClientTicket, NewService, Protocol, ServiceId, Store, Transport, UserId,
+    AuditEvent, NewClientTicket, NewService, Protocol, Readiness, ServiceId, Store, Transport,
+    UserId,
 };
 use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_proto::api::{
@@ -865,6 +866,7 @@ async fn bench_data(store: &Store, target: u16) -> (UserId, ServiceId) {
                 transport: Transport::Direct,
                 tunnel_group: None,
                 max_session_secs: 8 * 3600,
+                readiness: Readiness::Tcp,
                 allowed_groups: vec!["bench".to_owned()],
             },
             now,

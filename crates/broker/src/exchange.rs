@@ -10,8 +10,7 @@ use serde_json::json;
 
 use crate::http::ClientAddr;
 use crate::metrics::RefusalReason;
-use crate::model::Protocol;
-use crate::model::Transport;
+use crate::model::{Protocol, Readiness, Transport};
 use crate::scripts::{
     LaunchParams, Os, RdpParams, Route, ServiceParams, SshParams, TcpParams, TunnelParams,
     TunnelProtocol, VncParams,
@@ -110,10 +109,11 @@ pub async fn exchange(
     };
 
     let timeout = state.config.readiness_timeout();
-    if !state
-        .readiness
-        .target_answers(&service.host, service.port, timeout)
-        .await
+    if service.readiness == Readiness::Tcp
+        && !state
+            .readiness
+            .target_answers(&service.host, service.port, timeout)
+            .await
     {
         let percent = preparing_percent(&client_ticket, now);
         state

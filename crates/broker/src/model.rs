@@ -1,7 +1,8 @@
 //! Small domain enums shared by the broker's modules: what a service speaks
-//! ([`Protocol`]) and how the launcher reaches it ([`Transport`]).
+//! ([`Protocol`]), how the launcher reaches it ([`Transport`]) and whether the broker
+//! checks that it is up before an exchange ([`Readiness`]).
 //!
-//! Both are stored, configured and sent as their lowercase names (`"rdp"`, `"tunneled"`),
+//! All are stored, configured and sent as their lowercase names (`"rdp"`, `"tunneled"`),
 //! through `serde`, `FromStr` and `Display` alike.
 
 use serde::{Deserialize, Serialize};
@@ -58,6 +59,31 @@ impl Transport {
     }
 }
 
+/// Whether the broker checks a service's target before an exchange.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Readiness {
+    /// The target must accept a TCP connection from the broker; until it does, exchanges
+    /// answer the retryable "Preparing service".
+    Tcp,
+    /// No check: for targets the broker cannot reach, such as tunneled services in a
+    /// network only the tunnel servers reach.
+    Off,
+}
+
+impl Readiness {
+    /// Every readiness mode, in a fixed order.
+    pub const ALL: [Self; 2] = [Self::Tcp, Self::Off];
+
+    /// The lowercase name: `"tcp"` or `"off"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Tcp => "tcp",
+            Self::Off => "off",
+        }
+    }
+}
+
 /// A name that is not one of an enum's lowercase names.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 #[error("unknown {what} {value:?}, expected one of: {expected}")]
@@ -107,30 +133,38 @@ pub(crate) use lowercase_names;
 
 lowercase_names!(Protocol, "protocol", "rdp, ssh, vnc, tcp");
 lowercase_names!(Transport, "transport", "direct, tunneled");
+lowercase_names!(Readiness, "readiness", "tcp, off");
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod tests {
     use super::*;
 
+    fn round_trip<T>(all: &[T], as_str: fn(&T) -> &'static str)
+    where
+        T: Copy
+            + PartialEq
+            + core::fmt::Debug
+            + core::fmt::Display
+            + core::str::FromStr<Err = ParseNameError>
+            + Serialize
+            + for<'de> Deserialize<'de>,
+    {
+        for item in all {
+            let name = as_str(item);
+            assert_eq!(item.to_string(), name);
+            assert_eq!(name.parse::<T>().unwrap(), *item);
+            let json = serde_json::to_string(item).unwrap();
+            assert_eq!(json, format!("\"{name}\""));
+            assert_eq!(serde_json::from_str::<T>(&json).unwrap(), *item);
+        }
+    }
+
     #[test]
     fn names_round_trip_through_every_form() {
-        for protocol in Protocol::ALL {
-            let name = protocol.as_str();
-            assert_eq!(protocol.to_string(), name);
-            assert_eq!(name.parse::<Protocol>().unwrap(), protocol);
-            let json = serde_json::to_string(&protocol).unwrap();
-            assert_eq!(json, format!("\"{name}\""));
-            assert_eq!(serde_json::from_str::<Protocol>(&json).unwrap(), protocol);
-        }
-        for transport in Transport::ALL {
-            let name = transport.as_str();
-            assert_eq!(transport.to_string(), name);
-            assert_eq!(name.parse::<Transport>().unwrap(), transport);
-            let json = serde_json::to_string(&transport).unwrap();
-            assert_eq!(json, format!("\"{name}\""));
-            assert_eq!(serde_json::from_str::<Transport>(&json).unwrap(), transport);
-        }
+        round_trip(&Protocol::ALL, |item| item.as_str());
+        round_trip(&Transport::ALL, |item| item.as_str());
+        round_trip(&Readiness::ALL, |item| item.as_str());
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod support;
 use std::time::Duration;
 
 use portcullis_broker::keys;
+use portcullis_broker::store::{NewService, Readiness};
 use portcullis_proto::Error;
 use portcullis_proto::api::{ErrorBody, Percent, ProtocolVersion};
 use reqwest::StatusCode;
@@ -212,6 +213,27 @@ async fn the_version_query_and_semver_comparison() {
         .await
         .unwrap_or_else(|refusal| panic!("5.10.0 >= 5.9.0, refused: {refusal:?}"));
     assert_eq!(opened.params()["name"], "desk");
+}
+
+/// A service with `readiness = off` is not checked from the broker (whose network may not
+/// reach the target): its exchange succeeds even though nothing listens on its port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_without_readiness_check_is_served_at_once() {
+    let broker = TestBroker::start().await;
+    broker.world().await;
+    let port = closed_port();
+    let unchecked = broker
+        .add_service(NewService {
+            readiness: Readiness::Off,
+            ..direct_service("unreachable-from-broker", port, &["staff"])
+        })
+        .await;
+    let alice = broker.login("alice", PASSWORD).await;
+    let launch = broker.connect(&alice, unchecked).await;
+    let opened = Launcher::portcullis()
+        .exchange_verified(&broker, &launch.url)
+        .await;
+    assert_eq!(opened.params()["port"], port);
 }
 
 /// DESIGN.md, difference 1: "Preparing service" is retryable and leaves the ticket valid,

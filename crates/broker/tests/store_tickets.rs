@@ -1016,6 +1016,7 @@ both_backends!(
                 transport: stored.transport,
                 tunnel_group: stored.tunnel_group,
                 max_session_secs: stored.max_session_secs,
+                readiness: stored.readiness,
             }
         );
 

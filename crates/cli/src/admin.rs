@@ -12,7 +12,9 @@ use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::keys;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
-use portcullis_broker::store::{NewService, NewTunnelServer, Store, TokenHash, unix_millis};
+use portcullis_broker::store::{
+    NewService, NewTunnelServer, Readiness, Store, TokenHash, unix_millis,
+};
 
 /// Options shared by every admin command.
 #[derive(Debug, Args)]
@@ -135,6 +137,11 @@ enum ServiceCommand {
         /// Longest session in seconds.
         #[arg(long, default_value_t = 8 * 3600)]
         max_session_secs: u32,
+        /// tcp: until the target accepts a TCP connection from the broker, launchers get
+        /// "Preparing service" and retry; off: no check, for targets the broker cannot
+        /// reach (a tunneled service in a network only its tunnel servers reach).
+        #[arg(long, default_value = "tcp")]
+        readiness: Readiness,
     },
     /// List services.
     List,
@@ -314,6 +321,7 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
             tunnel_group,
             groups,
             max_session_secs,
+            readiness,
         } => {
             if transport == Transport::Tunneled && tunnel_group.is_none() {
                 bail!("a tunneled service needs --tunnel-group (the group of its tunnel servers)");
@@ -326,6 +334,7 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
                 transport,
                 tunnel_group,
                 max_session_secs,
+                readiness,
                 allowed_groups: groups,
             };
             let id = store
@@ -336,14 +345,15 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
         ServiceCommand::List => {
             for service in store.list_services().await? {
                 println!(
-                    "{}\t{}\t{}:{}\t{}\t{}\tgroups={}",
+                    "{}\t{}\t{}:{}\t{}\t{}\tgroups={}\treadiness={}",
                     service.id,
                     service.name,
                     service.host,
                     service.port,
                     service.protocol,
                     service.transport,
-                    service.allowed_groups.join(",")
+                    service.allowed_groups.join(","),
+                    service.readiness
                 );
             }
         }

@@ -14,7 +14,7 @@ use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, verify_password};
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::system_clock;
-use portcullis_broker::store::{NewService, Store, StoreError, unix_millis};
+use portcullis_broker::store::{NewService, Readiness, Store, StoreError, unix_millis};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -159,6 +159,7 @@ async fn ensure_demo_services(store: &Store, echo_port: u16) -> anyhow::Result<V
             transport,
             tunnel_group: (transport == Transport::Tunneled).then(|| DEV_TUNNEL_GROUP.to_owned()),
             max_session_secs: 8 * 3600,
+            readiness: Readiness::Tcp,
             allowed_groups: vec![DEMO_GROUP.to_owned()],
         };
         let id = store

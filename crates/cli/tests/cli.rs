@@ -149,6 +149,26 @@ fn admin_commands_on_a_fresh_data_dir() {
         ],
         None,
     ));
+    stdout(&admin(
+        &[
+            "service",
+            "add",
+            "far-desk",
+            "--host",
+            "10.9.9.9",
+            "--port",
+            "3389",
+            "--protocol",
+            "rdp",
+            "--transport",
+            "tunneled",
+            "--tunnel-group",
+            "dc9",
+            "--readiness",
+            "off",
+        ],
+        None,
+    ));
     let tunneled_without_group = admin(
         &[
             "service",
@@ -168,9 +188,10 @@ fn admin_commands_on_a_fresh_data_dir() {
     assert!(!tunneled_without_group.status.success());
     let services = stdout(&admin(&["service", "list"], None));
     assert!(
-        services.contains("ssh-box") && services.contains("groups=staff"),
+        services.contains("ssh-box") && services.contains("groups=staff\treadiness=tcp"),
         "{services}"
     );
+    assert!(services.contains("readiness=off"), "{services}");
 
     let duplicate = admin(&["group", "add", "staff"], None);
     assert!(!duplicate.status.success());

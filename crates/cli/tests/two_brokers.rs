@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::hash_password;
-use portcullis_broker::store::{NewClientTicket, NewService, NewTunnelServer, Store, TokenHash};
+use portcullis_broker::store::{
+    NewClientTicket, NewService, NewTunnelServer, Readiness, Store, TokenHash,
+};
 use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_proto::api::{Answer, ClientInfo, StartProof, TicketRequest, TunnelRequest};
 use portcullis_proto::kem::DecapsulationKey;
@@ -132,6 +134,7 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
                 transport: Transport::Tunneled,
                 tunnel_group: Some("dc1".into()),
                 max_session_secs: 3600,
+                readiness: Readiness::Tcp,
                 allowed_groups: vec!["staff".into()],
             },
             now_ms(),

@@ -324,7 +324,7 @@ mod tests {
     use portcullis_proto::TicketId;
 
     use super::*;
-    use crate::store::{NewClientTicket, NewService, Protocol, Transport};
+    use crate::store::{NewClientTicket, NewService, Protocol, Readiness, Transport};
     use crate::tickets::crypto::ticket_hash;
 
     const T0: i64 = 1_700_000_000_000;
@@ -357,6 +357,7 @@ mod tests {
                     transport: Transport::Tunneled,
                     tunnel_group: Some("dc1".to_owned()),
                     max_session_secs: 3600,
+                    readiness: Readiness::Tcp,
                     allowed_groups: vec!["staff".to_owned()],
                 },
                 T0,

@@ -23,12 +23,20 @@ struct Embedded {
 }
 
 /// Every migration, oldest first. Never edit a released one: add a new file to both folders.
-const MIGRATIONS: &[Embedded] = &[Embedded {
-    version: 1,
-    description: "initial",
-    sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
-    postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
-}];
+const MIGRATIONS: &[Embedded] = &[
+    Embedded {
+        version: 1,
+        description: "initial",
+        sqlite: include_str!("../../migrations/sqlite/0001_initial.sql"),
+        postgres: include_str!("../../migrations/postgres/0001_initial.sql"),
+    },
+    Embedded {
+        version: 2,
+        description: "service_readiness",
+        sqlite: include_str!("../../migrations/sqlite/0002_service_readiness.sql"),
+        postgres: include_str!("../../migrations/postgres/0002_service_readiness.sql"),
+    },
+];
 
 /// The embedded migrations of one backend, as a source for sqlx's [`Migrator`].
 #[derive(Debug)]

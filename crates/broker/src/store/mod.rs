@@ -33,7 +33,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use exchange_commit::ExchangeQueue;
 
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
-pub use crate::model::{Protocol, Transport};
+pub use crate::model::{Protocol, Readiness, Transport};
 pub use audit::{AuditEvent, StoredAuditEvent};
 pub use error::StoreError;
 pub use services::{NewService, NewTunnelServer, Service, TunnelServer};

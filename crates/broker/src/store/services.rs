@@ -7,7 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::users::check_name;
 use super::{
-    Protocol, ServiceId, Store, StoreError, TokenHash, Transport, TunnelServerId, UserId, corrupt,
+    Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport, TunnelServerId,
+    UserId, corrupt,
 };
 
 /// A service to add.
@@ -27,6 +28,8 @@ pub struct NewService {
     pub tunnel_group: Option<String>,
     /// Longest session, in seconds (not 0).
     pub max_session_secs: u32,
+    /// Whether exchanges first check that the target accepts TCP connections.
+    pub readiness: Readiness,
     /// Names of the groups whose members may use the service (existing groups).
     pub allowed_groups: Vec<String>,
 }
@@ -50,6 +53,8 @@ pub struct Service {
     pub tunnel_group: Option<String>,
     /// Longest session, in seconds.
     pub max_session_secs: u32,
+    /// Whether exchanges first check that the target accepts TCP connections.
+    pub readiness: Readiness,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
     /// Names of the groups allowed to use it, sorted.
@@ -90,7 +95,7 @@ pub struct TunnelServer {
 
 const SERVICE_COLUMNS: &str = "services.id, services.name, services.host, services.port, \
      services.protocol, services.transport, services.tunnel_group, \
-     services.max_session_secs, services.created_at";
+     services.max_session_secs, services.readiness, services.created_at";
 
 const TUNNEL_SERVER_COLUMNS: &str = "id, name, public_address, legacy, tunnel_group, created_at";
 
@@ -129,6 +134,7 @@ fn service_from_row(row: &AnyRow, groups: Vec<String>) -> Result<Service, StoreE
     let protocol: String = row.try_get("protocol")?;
     let transport: String = row.try_get("transport")?;
     let max_session_secs: i64 = row.try_get("max_session_secs")?;
+    let readiness: String = row.try_get("readiness")?;
     Ok(Service {
         id: ServiceId(row.try_get("id")?),
         name: row.try_get("name")?,
@@ -143,6 +149,9 @@ fn service_from_row(row: &AnyRow, groups: Vec<String>) -> Result<Service, StoreE
         tunnel_group: row.try_get("tunnel_group")?,
         max_session_secs: u32::try_from(max_session_secs)
             .map_err(|_| corrupt("services", "max_session_secs out of range"))?,
+        readiness: readiness
+            .parse()
+            .map_err(|_| corrupt("services", "unknown readiness"))?,
         created_at: row.try_get("created_at")?,
         allowed_groups: groups,
     })
@@ -171,8 +180,9 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO services \
-             (name, host, port, protocol, transport, tunnel_group, max_session_secs, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+             (name, host, port, protocol, transport, tunnel_group, max_session_secs, \
+             readiness, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING id",
         )
         .bind(&new.name)
         .bind(&new.host)
@@ -181,6 +191,7 @@ impl Store {
         .bind(new.transport.as_str())
         .bind(new.tunnel_group.as_deref())
         .bind(i64::from(new.max_session_secs))
+        .bind(new.readiness.as_str())
         .bind(now)
         .fetch_one(tx.conn())
         .await

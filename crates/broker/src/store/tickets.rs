@@ -9,7 +9,8 @@ use sqlx::any::AnyRow;
 
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
 use super::{
-    Protocol, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt, to_i64,
+    Protocol, Readiness, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt,
+    to_i64,
 };
 use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
 
@@ -72,6 +73,8 @@ pub struct ExchangeService {
     pub tunnel_group: Option<String>,
     /// Longest session, in seconds.
     pub max_session_secs: u32,
+    /// Whether the exchange first checks that the target accepts TCP connections.
+    pub readiness: Readiness,
 }
 
 /// Everything an exchange checks before consuming a client ticket, read by
@@ -269,6 +272,7 @@ fn exchange_context_from_row(row: &AnyRow) -> Result<ExchangeContext, StoreError
             let protocol: String = row.try_get("service_protocol")?;
             let transport: String = row.try_get("service_transport")?;
             let max_session_secs: i64 = row.try_get("service_max_session_secs")?;
+            let readiness: String = row.try_get("service_readiness")?;
             Some(ExchangeService {
                 id: ServiceId(id),
                 name: row.try_get("service_name")?,
@@ -283,6 +287,9 @@ fn exchange_context_from_row(row: &AnyRow) -> Result<ExchangeContext, StoreError
                 tunnel_group: row.try_get("service_tunnel_group")?,
                 max_session_secs: u32::try_from(max_session_secs)
                     .map_err(|_| corrupt("services", "max_session_secs out of range"))?,
+                readiness: readiness
+                    .parse()
+                    .map_err(|_| corrupt("services", "unknown readiness"))?,
             })
         }
     };
@@ -378,6 +385,7 @@ impl Store {
              services.protocol AS service_protocol, services.transport AS service_transport, \
              services.tunnel_group AS service_tunnel_group, \
              services.max_session_secs AS service_max_session_secs, \
+             services.readiness AS service_readiness, \
              users.username AS username, \
              CAST(CASE WHEN EXISTS ( \
                  SELECT 1 FROM service_groups \

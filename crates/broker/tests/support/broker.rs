@@ -29,7 +29,8 @@ use portcullis_broker::config::{BrokerConfig, DatabaseUrl, PublicUrl, TlsMode};
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::{AppState, Clock};
 use portcullis_broker::store::{
-    NewService, NewTunnelServer, Protocol, ServiceId, Store, TokenHash, Transport, unix_millis,
+    NewService, NewTunnelServer, Protocol, Readiness, ServiceId, Store, TokenHash, Transport,
+    unix_millis,
 };
 use portcullis_broker::tls::self_signed_paths;
 use portcullis_proto::api::{
@@ -659,6 +660,7 @@ pub fn direct_service(name: &str, port: u16, groups: &[&str]) -> NewService {
         transport: Transport::Direct,
         tunnel_group: None,
         max_session_secs: 3600,
+        readiness: Readiness::Tcp,
         allowed_groups: groups.iter().map(|group| (*group).to_owned()).collect(),
     }
 }
@@ -673,6 +675,7 @@ pub fn tunneled_service(name: &str, port: u16, tunnel_group: &str, groups: &[&st
         transport: Transport::Tunneled,
         tunnel_group: Some(tunnel_group.to_owned()),
         max_session_secs: 3600,
+        readiness: Readiness::Tcp,
         allowed_groups: groups.iter().map(|group| (*group).to_owned()).collect(),
     }
 }

@@ -126,8 +126,8 @@ pub(crate) use both_backends;
 /// Small builders for store tests.
 pub mod fixtures {
     use portcullis_broker::store::{
-        AuditEvent, NewClientTicket, NewService, NewTunnelTicket, Protocol, ServiceId, Store,
-        Transport, UserId,
+        AuditEvent, NewClientTicket, NewService, NewTunnelTicket, Protocol, Readiness, ServiceId,
+        Store, Transport, UserId,
     };
     use portcullis_broker::tickets::crypto::{seal_secret, ticket_hash};
     use portcullis_proto::{Scrambler, SharedSecret, TicketId};
@@ -152,6 +152,7 @@ pub mod fixtures {
             transport: Transport::Direct,
             tunnel_group: None,
             max_session_secs: 8 * 3600,
+            readiness: Readiness::Tcp,
             allowed_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         }
     }
@@ -166,6 +167,7 @@ pub mod fixtures {
             transport: Transport::Tunneled,
             tunnel_group: Some(tunnel_group.to_owned()),
             max_session_secs: 3600,
+            readiness: Readiness::Tcp,
             allowed_groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         }
     }
