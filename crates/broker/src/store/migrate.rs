@@ -15,6 +15,7 @@ use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
 use super::Backend;
 
 /// One embedded migration: version, description, SQLite text, PostgreSQL text.
+#[derive(Debug)]
 struct Embedded {
     version: i64,
     description: &'static str,
@@ -38,18 +39,22 @@ const MIGRATIONS: &[Embedded] = &[
     },
 ];
 
-/// The embedded migrations of one backend, as a source for sqlx's [`Migrator`].
+/// Embedded migrations of one backend, as a source for sqlx's [`Migrator`].
 #[derive(Debug)]
-struct Source(Backend);
+struct Source {
+    backend: Backend,
+    migrations: &'static [Embedded],
+}
 
 impl<'s> MigrationSource<'s> for Source {
     fn resolve(
         self,
     ) -> Pin<Box<dyn Future<Output = Result<Vec<Migration>, BoxDynError>> + Send + 's>> {
-        let migrations = MIGRATIONS
+        let migrations = self
+            .migrations
             .iter()
             .map(|m| {
-                let sql = match self.0 {
+                let sql = match self.backend {
                     Backend::Sqlite => m.sqlite,
                     Backend::Postgres => m.postgres,
                 };
@@ -68,7 +73,11 @@ impl<'s> MigrationSource<'s> for Source {
 
 /// The migrator for `backend`.
 pub(super) async fn migrator(backend: Backend) -> Result<Migrator, sqlx::migrate::MigrateError> {
-    Migrator::new(Source(backend)).await
+    Migrator::new(Source {
+        backend,
+        migrations: MIGRATIONS,
+    })
+    .await
 }
 
 #[cfg(test)]
@@ -93,5 +102,42 @@ mod tests {
         for pair in MIGRATIONS.windows(2) {
             assert!(pair[0].version < pair[1].version, "versions must ascend");
         }
+    }
+
+    /// A database made by the first release upgrades in place, and its services keep the
+    /// behaviour they had (the broker checks their readiness).
+    #[tokio::test]
+    async fn a_version_1_database_upgrades() {
+        use sqlx::any::AnyPoolOptions;
+
+        use crate::store::{Readiness, Store, sqlite_url};
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = sqlite_url(&dir.path().join("old.db")).unwrap();
+        sqlx::any::install_default_drivers();
+        let pool = AnyPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        let first = Migrator::new(Source {
+            backend: Backend::Sqlite,
+            migrations: &MIGRATIONS[..1],
+        })
+        .await
+        .unwrap();
+        first.run(&pool).await.unwrap();
+        sqlx::query(
+            "INSERT INTO services (name, host, port, protocol, transport, max_session_secs, \
+             created_at) VALUES ('desk', '10.0.0.7', 3389, 'rdp', 'direct', 3600, 0)",
+        )
+        .execute(&pool)
+        .await
+        .unwrap();
+        pool.close().await;
+
+        let store = Store::connect(&url).await.unwrap();
+        let desk = store.service_by_name("desk").await.unwrap().unwrap();
+        assert_eq!(desk.readiness, Readiness::Tcp);
     }
 }
