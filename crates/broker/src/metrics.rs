@@ -69,6 +69,34 @@ pub struct RouteLabels {
     pub status: u16,
 }
 
+/// Labels of the swept-rows counter.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
+pub struct TableLabels {
+    /// The table rows were deleted from.
+    pub table: &'static str,
+}
+
+/// What the store reports: how it commits exchanges and what its sweeper removes. Cheap to
+/// clone (the metrics inside are shared), so the store and its background tasks each hold
+/// one.
+#[derive(Debug, Clone)]
+pub struct StoreMetrics {
+    /// Exchanges committed per group-commit transaction.
+    pub commit_batch_size: Histogram,
+    /// Rows the sweeper deleted, by table.
+    pub swept_rows: Family<TableLabels, Counter>,
+}
+
+impl Default for StoreMetrics {
+    fn default() -> Self {
+        Self {
+            // 1 to 128 (the largest batch).
+            commit_batch_size: Histogram::new(exponential_buckets(1.0, 2.0, 8)),
+            swept_rows: Family::default(),
+        }
+    }
+}
+
 /// The broker's metrics.
 #[derive(Debug)]
 pub struct Metrics {
@@ -85,6 +113,8 @@ pub struct Metrics {
     pub redemptions_refused: Family<RefusalLabels, Counter>,
     /// Request latency in seconds, by route and status.
     pub request_seconds: Family<RouteLabels, Histogram>,
+    /// The store's group commits and sweeps.
+    pub store: StoreMetrics,
 }
 
 impl Default for Metrics {
@@ -134,6 +164,17 @@ impl Metrics {
             "HTTP request latency by route and status",
             request_seconds.clone(),
         );
+        let store = StoreMetrics::default();
+        registry.register(
+            "exchange_commit_batch_size",
+            "Ticket exchanges committed together in one database transaction",
+            store.commit_batch_size.clone(),
+        );
+        registry.register(
+            "swept_rows",
+            "Expired rows deleted by the sweeper, by table",
+            store.swept_rows.clone(),
+        );
         Self {
             registry,
             tickets_issued,
@@ -142,6 +183,7 @@ impl Metrics {
             redemptions,
             redemptions_refused,
             request_seconds,
+            store,
         }
     }
 
@@ -194,6 +236,23 @@ mod tests {
         assert!(text.contains("reason=\"version_too_old\""), "{text}");
         assert!(
             text.contains("portcullis_http_request_duration_seconds_bucket"),
+            "{text}"
+        );
+        metrics.store.commit_batch_size.observe(3.0);
+        metrics
+            .store
+            .swept_rows
+            .get_or_create(&TableLabels {
+                table: "client_tickets",
+            })
+            .inc_by(5);
+        let text = metrics.render();
+        assert!(
+            text.contains("portcullis_exchange_commit_batch_size_count 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("portcullis_swept_rows_total{table=\"client_tickets\"} 5"),
             "{text}"
         );
     }

@@ -15,9 +15,10 @@ use tokio::task::JoinHandle;
 use crate::config::{BrokerConfig, TlsMode};
 use crate::http::router;
 use crate::keys;
+use crate::metrics::Metrics;
 use crate::scripts::ScriptSet;
 use crate::state::{AppState, Clock};
-use crate::store::{self, Store};
+use crate::store::{self, Store, StoreOptions};
 use crate::tls;
 
 /// How often expired tickets and sessions are removed.
@@ -68,7 +69,15 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
     })?;
     let (signing_key, status) = keys::load_or_create(&config.data_dir)?;
     tracing::info!(?status, "broker signing key ready");
-    let store = Store::connect(config.database_url().expose()).await?;
+    let metrics = Metrics::new();
+    let store = Store::connect_with(
+        config.database_url().expose(),
+        &StoreOptions {
+            metrics: metrics.store.clone(),
+            ..StoreOptions::default()
+        },
+    )
+    .await?;
     let scripts = ScriptSet::load(config.scripts_dir.as_deref(), &signing_key)?;
     let tls_files = match config.tls.mode {
         TlsMode::Off => None,
@@ -97,6 +106,7 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         store.clone(),
         signing_key,
         scripts,
+        metrics,
         clock,
     ));
     let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();

@@ -47,12 +47,15 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Assembles the state; `clock` is [`system_clock`] outside tests.
+    /// Assembles the state; `metrics` should be the ones the store reports to (see
+    /// [`StoreOptions::metrics`](crate::store::StoreOptions::metrics)); `clock` is
+    /// [`system_clock`] outside tests.
     pub fn new(
         config: BrokerConfig,
         store: Store,
         signing_key: SigningKey,
         scripts: ScriptSet,
+        metrics: Metrics,
         clock: Clock,
     ) -> Self {
         let per_user = config.limits.login_attempts_per_minute_per_user;
@@ -62,7 +65,7 @@ impl AppState {
             store,
             signing_key,
             scripts,
-            metrics: Metrics::new(),
+            metrics,
             logins_per_user: RateLimiter::new(per_user),
             logins_per_ip: RateLimiter::new(per_ip),
             readiness: ReadinessCache::default(),

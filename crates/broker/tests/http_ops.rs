@@ -96,6 +96,9 @@ async fn metrics_count_tickets_and_label_requests_by_route_pattern() {
     for (series, value) in [
         ("portcullis_tickets_issued_total", 3.0),
         ("portcullis_tickets_exchanged_total", 2.0),
+        // One after the other, so each was a group commit of one.
+        ("portcullis_exchange_commit_batch_size_count", 2.0),
+        ("portcullis_exchange_commit_batch_size_sum", 2.0),
         (
             r#"portcullis_tickets_refused_total{reason="unknown_ticket"}"#,
             1.0,

@@ -130,6 +130,7 @@ async fn commit_batch(store: &Store, batch: &mut Vec<Pending>) -> Result<(), Sto
         }
     };
     tx.commit().await?;
+    store.metrics.commit_batch_size.observe(batch.len() as f64);
     for (pending, outcome) in batch.drain(..).zip(outcomes) {
         // The caller may have stopped waiting since; the write stands either way.
         let _ = pending.outcome.send(Ok(outcome));

@@ -32,6 +32,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use exchange_commit::ExchangeQueue;
 
+use crate::metrics::StoreMetrics;
+
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
 pub use crate::model::{Protocol, Readiness, Transport};
 pub use audit::{AuditEvent, StoredAuditEvent};
@@ -91,6 +93,9 @@ pub struct StoreOptions {
     pub max_connections: Option<u32>,
     /// How long an operation waits for a free pooled connection. Default: 30 s.
     pub acquire_timeout: Duration,
+    /// Where group commits and sweeps are counted (the broker registers these in its
+    /// `/metrics`). Default: counted nowhere anyone reads.
+    pub metrics: StoreMetrics,
 }
 
 impl Default for StoreOptions {
@@ -98,6 +103,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: None,
             acquire_timeout: Duration::from_secs(30),
+            metrics: StoreMetrics::default(),
         }
     }
 }
@@ -114,6 +120,7 @@ pub struct Store {
     /// Where exchanges queue their writes for group commit; `None` in the writers' own
     /// handle and outside a Tokio runtime.
     exchange_queue: Option<ExchangeQueue>,
+    metrics: StoreMetrics,
 }
 
 /// A write transaction; on SQLite it also holds the process's write lock.
@@ -221,6 +228,7 @@ impl Store {
             backend,
             write_lock,
             exchange_queue: None,
+            metrics: options.metrics.clone(),
         };
         store.exchange_queue = ExchangeQueue::start(&store);
         Ok(store)

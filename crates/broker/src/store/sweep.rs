@@ -6,6 +6,7 @@ use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
 use super::{Store, StoreError};
+use crate::metrics::TableLabels;
 
 /// How long a redeemed or burned tunnel ticket is kept (for inspection) before sweeping.
 pub const USED_TUNNEL_TICKET_KEEP_MS: i64 = 60 * 60 * 1000;
@@ -146,13 +147,27 @@ pub fn spawn_sweeper(store: Store, interval: Duration) -> JoinHandle<()> {
         loop {
             ticks.tick().await;
             match store.sweep_expired(unix_millis(SystemTime::now())).await {
-                Ok(counts) => tracing::debug!(
-                    client_tickets = counts.client_tickets,
-                    tunnel_tickets = counts.tunnel_tickets,
-                    notify_tickets = counts.notify_tickets,
-                    login_sessions = counts.login_sessions,
-                    "swept expired rows"
-                ),
+                Ok(counts) => {
+                    for (table, rows) in [
+                        (CLIENT_TICKETS.table, counts.client_tickets),
+                        (TUNNEL_TICKETS.table, counts.tunnel_tickets),
+                        (NOTIFY_TICKETS.table, counts.notify_tickets),
+                        (LOGIN_SESSIONS.table, counts.login_sessions),
+                    ] {
+                        store
+                            .metrics
+                            .swept_rows
+                            .get_or_create(&TableLabels { table })
+                            .inc_by(rows);
+                    }
+                    tracing::debug!(
+                        client_tickets = counts.client_tickets,
+                        tunnel_tickets = counts.tunnel_tickets,
+                        notify_tickets = counts.notify_tickets,
+                        login_sessions = counts.login_sessions,
+                        "swept expired rows"
+                    );
+                }
                 Err(error) => tracing::warn!(%error, "sweeping expired rows failed"),
             }
         }
