@@ -99,6 +99,11 @@ async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>)
             continue;
         }
         for pending in batch.drain(..) {
+            // Checked here as well as in `commit_batch`: while the database is unreachable
+            // each retry waits for a connection, and callers give up meanwhile.
+            if pending.outcome.is_closed() {
+                continue;
+            }
             let mut alone = vec![pending];
             if let Err(error) = commit_batch(&store, &mut alone).await
                 && let Some(pending) = alone.pop()
