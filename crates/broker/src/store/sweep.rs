@@ -86,7 +86,7 @@ impl Store {
     /// Deletes what can never be used again at `now`: expired client tickets, expired
     /// tunnel tickets and those used over an hour ago, notify tickets stopped over a day
     /// ago or abandoned, expired login sessions. Each table goes in statements of at most
-    /// [`SWEEP_CHUNK`] rows, each atomic by itself.
+    /// 2,000 rows, each atomic by itself, so that exchanges never wait long behind a sweep.
     pub async fn sweep_expired(&self, now: i64) -> Result<SweepCounts, StoreError> {
         Ok(SweepCounts {
             client_tickets: self.sweep(&CLIENT_TICKETS, &[now]).await?,
