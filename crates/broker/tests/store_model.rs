@@ -605,6 +605,18 @@ both_backends!(audit_log, |db: TestDb| async move {
     let last = store.audit_tail(1).await.unwrap().pop().unwrap();
     assert_eq!(last.event.detail, "{}");
     assert_eq!(last.event.username, None);
+
+    // Pruning deletes what is strictly older than the bound, and nothing else.
+    assert_eq!(store.prune_audit(T0 + 3).await.unwrap(), 3);
+    let left: Vec<i64> = store
+        .audit_tail(10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|stored| stored.event.at)
+        .collect();
+    assert_eq!(left, [T0 + 3, T0 + 4, T0 + 9]);
+    assert_eq!(store.prune_audit(T0 + 3).await.unwrap(), 0);
 });
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

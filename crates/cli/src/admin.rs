@@ -201,6 +201,13 @@ enum AuditCommand {
         #[arg(long, short)]
         follow: bool,
     },
+    /// Delete events older than a number of days (the broker never prunes the log itself;
+    /// safe while it runs).
+    Prune {
+        /// Keep this many days of events.
+        #[arg(long, value_name = "DAYS")]
+        older_than_days: u32,
+    },
 }
 
 /// Events read per poll while following the audit log.
@@ -409,7 +416,20 @@ async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()>
 }
 
 async fn run_audit(store: &Store, command: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::Tail { lines, follow } = command;
+    let (lines, follow) = match command {
+        AuditCommand::Tail { lines, follow } => (lines, follow),
+        AuditCommand::Prune { older_than_days } => {
+            let day_ms = 24 * 3_600_000;
+            let before = unix_millis(SystemTime::now())
+                .saturating_sub(i64::from(older_than_days).saturating_mul(day_ms));
+            let deleted = store.prune_audit(before).await?;
+            println!(
+                "deleted {deleted} audit events older than {older_than_days} days \
+                 (before Unix millisecond {before})"
+            );
+            return Ok(());
+        }
+    };
     let mut last = 0;
     for event in store.audit_tail(lines).await? {
         println!("{}", serde_json::to_string(&event)?);

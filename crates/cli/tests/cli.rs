@@ -199,6 +199,11 @@ fn admin_commands_on_a_fresh_data_dir() {
     stdout(&admin(&["user", "remove", "alice"], None));
     assert!(!stdout(&admin(&["user", "list"], None)).contains("alice"));
     stdout(&admin(&["audit", "tail", "-n", "5"], None));
+    let pruned = stdout(&admin(&["audit", "prune", "--older-than-days", "1"], None));
+    assert!(
+        pruned.starts_with("deleted 0 audit events older than 1 days"),
+        "everything here is minutes old: {pruned}"
+    );
 }
 
 /// Waits until `path` exists with a modification time other than `before`.

@@ -55,10 +55,10 @@ const SWEEP_CHUNK: i64 = 2_000;
 
 /// What one table's sweep deletes: rows whose `condition` holds (with the times bound to
 /// `$1`, `$2`), found by `key`.
-struct SweepTarget {
-    table: &'static str,
-    key: &'static str,
-    condition: &'static str,
+pub(super) struct SweepTarget {
+    pub(super) table: &'static str,
+    pub(super) key: &'static str,
+    pub(super) condition: &'static str,
 }
 
 const CLIENT_TICKETS: SweepTarget = SweepTarget {
@@ -108,7 +108,11 @@ impl Store {
 
     /// Deletes the rows of `target` whose condition holds for `times`, a chunk at a time;
     /// returns how many.
-    async fn sweep(&self, target: &SweepTarget, times: &[i64]) -> Result<u64, StoreError> {
+    pub(super) async fn sweep(
+        &self,
+        target: &SweepTarget,
+        times: &[i64],
+    ) -> Result<u64, StoreError> {
         let SweepTarget {
             table,
             key,
