@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::users::check_name;
 use super::{
-    Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport, TunnelServerId,
-    UserId, corrupt,
+    ExchangeService, Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport,
+    TunnelServerId, UserId, corrupt,
 };
 
 /// A service to add.
@@ -129,16 +129,47 @@ impl NewService {
     }
 }
 
-fn service_from_row(row: &AnyRow, groups: Vec<String>) -> Result<Service, StoreError> {
-    let port: i64 = row.try_get("port")?;
-    let protocol: String = row.try_get("protocol")?;
-    let transport: String = row.try_get("transport")?;
-    let max_session_secs: i64 = row.try_get("max_session_secs")?;
-    let readiness: String = row.try_get("readiness")?;
-    Ok(Service {
-        id: ServiceId(row.try_get("id")?),
-        name: row.try_get("name")?,
-        host: row.try_get("host")?,
+/// The names of a service's columns in a result row: plain, or prefixed where a query
+/// joins services to tables with columns of the same names.
+pub(super) struct ServiceColumns {
+    pub(super) id: &'static str,
+    pub(super) name: &'static str,
+    pub(super) host: &'static str,
+    pub(super) port: &'static str,
+    pub(super) protocol: &'static str,
+    pub(super) transport: &'static str,
+    pub(super) tunnel_group: &'static str,
+    pub(super) max_session_secs: &'static str,
+    pub(super) readiness: &'static str,
+}
+
+/// The columns of [`SERVICE_COLUMNS`].
+const PLAIN_SERVICE_COLUMNS: ServiceColumns = ServiceColumns {
+    id: "id",
+    name: "name",
+    host: "host",
+    port: "port",
+    protocol: "protocol",
+    transport: "transport",
+    tunnel_group: "tunnel_group",
+    max_session_secs: "max_session_secs",
+    readiness: "readiness",
+};
+
+/// Reads and checks a service's columns (named by `columns`) from `row`.
+pub(super) fn exchange_service_from_row(
+    row: &AnyRow,
+    columns: &ServiceColumns,
+) -> Result<ExchangeService, StoreError> {
+    let port: i64 = row.try_get(columns.port)?;
+    let protocol: String = row.try_get(columns.protocol)?;
+    let transport: String = row.try_get(columns.transport)?;
+    let max_session_secs: i64 = row.try_get(columns.max_session_secs)?;
+    let readiness: String = row.try_get(columns.readiness)?;
+    Ok(ExchangeService {
+        id: ServiceId(row.try_get(columns.id)?),
+        name: row.try_get(columns.name)?,
+        host: row.try_get(columns.host)?,
         port: u16::try_from(port).map_err(|_| corrupt("services", "port out of range"))?,
         protocol: protocol
             .parse()
@@ -146,12 +177,37 @@ fn service_from_row(row: &AnyRow, groups: Vec<String>) -> Result<Service, StoreE
         transport: transport
             .parse()
             .map_err(|_| corrupt("services", "unknown transport"))?,
-        tunnel_group: row.try_get("tunnel_group")?,
+        tunnel_group: row.try_get(columns.tunnel_group)?,
         max_session_secs: u32::try_from(max_session_secs)
             .map_err(|_| corrupt("services", "max_session_secs out of range"))?,
         readiness: readiness
             .parse()
             .map_err(|_| corrupt("services", "unknown readiness"))?,
+    })
+}
+
+fn service_from_row(row: &AnyRow, groups: Vec<String>) -> Result<Service, StoreError> {
+    let ExchangeService {
+        id,
+        name,
+        host,
+        port,
+        protocol,
+        transport,
+        tunnel_group,
+        max_session_secs,
+        readiness,
+    } = exchange_service_from_row(row, &PLAIN_SERVICE_COLUMNS)?;
+    Ok(Service {
+        id,
+        name,
+        host,
+        port,
+        protocol,
+        transport,
+        tunnel_group,
+        max_session_secs,
+        readiness,
         created_at: row.try_get("created_at")?,
         allowed_groups: groups,
     })

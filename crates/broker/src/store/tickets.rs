@@ -7,6 +7,7 @@ use portcullis_proto::{SharedSecret, TicketId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::services::{ServiceColumns, exchange_service_from_row};
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
 use super::{
     Protocol, Readiness, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt,
@@ -264,34 +265,24 @@ fn client_ticket_from_row(row: &AnyRow) -> Result<ClientTicket, StoreError> {
     })
 }
 
+/// The service columns of [`Store::exchange_context`]'s query.
+const EXCHANGE_SERVICE_COLUMNS: ServiceColumns = ServiceColumns {
+    id: "service_row_id",
+    name: "service_name",
+    host: "service_host",
+    port: "service_port",
+    protocol: "service_protocol",
+    transport: "service_transport",
+    tunnel_group: "service_tunnel_group",
+    max_session_secs: "service_max_session_secs",
+    readiness: "service_readiness",
+};
+
 fn exchange_context_from_row(row: &AnyRow) -> Result<ExchangeContext, StoreError> {
-    let service = match row.try_get::<Option<i64>, _>("service_row_id")? {
+    // The service is gone when the LEFT JOIN found no row.
+    let service = match row.try_get::<Option<i64>, _>(EXCHANGE_SERVICE_COLUMNS.id)? {
         None => None,
-        Some(id) => {
-            let port: i64 = row.try_get("service_port")?;
-            let protocol: String = row.try_get("service_protocol")?;
-            let transport: String = row.try_get("service_transport")?;
-            let max_session_secs: i64 = row.try_get("service_max_session_secs")?;
-            let readiness: String = row.try_get("service_readiness")?;
-            Some(ExchangeService {
-                id: ServiceId(id),
-                name: row.try_get("service_name")?,
-                host: row.try_get("service_host")?,
-                port: u16::try_from(port).map_err(|_| corrupt("services", "port out of range"))?,
-                protocol: protocol
-                    .parse()
-                    .map_err(|_| corrupt("services", "unknown protocol"))?,
-                transport: transport
-                    .parse()
-                    .map_err(|_| corrupt("services", "unknown transport"))?,
-                tunnel_group: row.try_get("service_tunnel_group")?,
-                max_session_secs: u32::try_from(max_session_secs)
-                    .map_err(|_| corrupt("services", "max_session_secs out of range"))?,
-                readiness: readiness
-                    .parse()
-                    .map_err(|_| corrupt("services", "unknown readiness"))?,
-            })
-        }
+        Some(_) => Some(exchange_service_from_row(row, &EXCHANGE_SERVICE_COLUMNS)?),
     };
     let may_use: i64 = row.try_get("may_use")?;
     Ok(ExchangeContext {
