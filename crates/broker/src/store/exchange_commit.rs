@@ -20,7 +20,7 @@ use sqlx::{AnyConnection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use super::audit::checked;
-use super::{AuditEvent, Backend, NewTunnelTicket, ServiceId, Store, StoreError, UserId};
+use super::{AuditEvent, Backend, NewTunnelTicket, ServiceId, Store, StoreError, UserId, WriteTx};
 use crate::tickets::crypto::TicketHash;
 
 /// Most exchanges one transaction commits. Bounds the statement size (11 bound values per
@@ -122,19 +122,10 @@ async fn run_writer(store: Store, receiver: Arc<Mutex<mpsc::Receiver<Pending>>>)
 /// transaction began is dropped unwritten: its ticket stays valid, since nobody would
 /// receive the answer it paid for.
 async fn commit_batch(store: &Store, batch: &mut Vec<Pending>) -> Result<(), StoreError> {
-    let mut tx = store.begin_write().await?;
+    let tx = store.begin_write().await?;
     batch.retain(|pending| !pending.outcome.is_closed());
     let writes: Vec<&ExchangeWrite> = batch.iter().map(|pending| &pending.write).collect();
-    let outcomes = match apply(tx.conn(), &writes).await {
-        Ok(outcomes) => outcomes,
-        Err(error) => {
-            // The statement's error is the one worth reporting; a connection whose
-            // rollback failed is rolled back by the pool.
-            let _ = tx.rollback().await;
-            return Err(error);
-        }
-    };
-    tx.commit().await?;
+    let outcomes = finish(tx, &writes).await?;
     store.metrics.commit_batch_size.observe(batch.len() as f64);
     for (pending, outcome) in batch.drain(..).zip(outcomes) {
         // The caller may have stopped waiting since; the write stands either way.
@@ -145,13 +136,22 @@ async fn commit_batch(store: &Store, batch: &mut Vec<Pending>) -> Result<(), Sto
 
 /// Commits one exchange in a transaction of its own, without the queue.
 async fn commit_alone(store: &Store, write: &ExchangeWrite) -> Result<bool, StoreError> {
-    let mut tx = store.begin_write().await?;
-    match apply(tx.conn(), &[write]).await {
+    let tx = store.begin_write().await?;
+    let outcomes = finish(tx, &[write]).await?;
+    Ok(outcomes.first().copied().unwrap_or(false))
+}
+
+/// Runs the statements of `writes` in `tx` and commits it, or rolls it back on an error;
+/// the outcome of each write, in order.
+async fn finish(mut tx: WriteTx, writes: &[&ExchangeWrite]) -> Result<Vec<bool>, StoreError> {
+    match apply(tx.conn(), writes).await {
         Ok(outcomes) => {
             tx.commit().await?;
-            Ok(outcomes.first().copied().unwrap_or(false))
+            Ok(outcomes)
         }
         Err(error) => {
+            // The statement's error is the one worth reporting; a connection whose
+            // rollback failed is rolled back by the pool.
             let _ = tx.rollback().await;
             Err(error)
         }
