@@ -114,6 +114,14 @@ async fn malformed_requests_get_a_clear_final_error_and_consume_nothing() {
             "Invalid request: ML-KEM-768 encapsulation key must be 1184 bytes, got 1185",
         ),
         (
+            // The right length, but coefficients of at least q: nobody can encapsulate
+            // to it (FIPS 203 modulus check). Before: "could not complete; try again".
+            "a key failing the modulus check",
+            with("kem_kyber_key", json!(b64::encode(&[0xff; 1184]))),
+            "Invalid request: kem_kyber_key is not a valid ML-KEM-768 key (it fails the \
+             FIPS 203 modulus check)",
+        ),
+        (
             "a version that is not semver",
             with("version", json!("5.0")),
             "Invalid request: invalid version: must be major.minor.patch",

@@ -1,0 +1,52 @@
+//! The broker under abuse (issue 7): invalid keys, cross-site requests, oversized names,
+//! idle and excess connections, TLS key-exchange policy, login floods. Each test failed
+//! on the code before its fix.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+use serde_json::{Value, json};
+use support::broker::{Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_tunnel_server_key_is_denied_and_consumes_nothing() {
+    let broker = TestBroker::start().await;
+    let world = broker.world().await;
+    let alice = broker.login("alice", PASSWORD).await;
+    let launch = broker.connect(&alice, world.shell).await;
+    let opened = Launcher::portcullis()
+        .exchange_verified(&broker, &launch.url)
+        .await;
+    let ticket = opened.tunnel_ticket();
+    let proof = proof_for(&opened.tunnel_secret(), &ticket);
+
+    // A right-length key that fails the FIPS 203 modulus check, with the right proof:
+    // refused before the ticket is consumed (it used to be consumed, then sealing failed).
+    let mut body: Value =
+        serde_json::from_slice(&world.dc1.start_body(&ticket, Some(&proof))).unwrap();
+    body["kem_kyber_key"] = json!(portcullis_proto::b64::encode(&[0xff; 1184]));
+    let reply = world
+        .dc1
+        .post(&broker, serde_json::to_vec(&body).unwrap())
+        .await;
+    assert_access_denied(&reply);
+    let metrics = broker.metrics().await;
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"portcullis_tunnel_redemptions_refused_total{reason="invalid_request"}"#
+        ),
+        1.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"portcullis_tunnel_redemptions_refused_total{reason="internal"}"#
+        ),
+        0.0
+    );
+
+    // The ticket still works with a valid key.
+    world.dc1.redeem(&broker, &ticket, Some(&proof)).await;
+}
