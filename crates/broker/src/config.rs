@@ -130,8 +130,14 @@ pub struct TicketConfig {
     pub client_ticket_ttl_secs: u64,
     /// Lifetime of a tunnel ticket, in seconds. Default 120.
     pub tunnel_ticket_ttl_secs: u64,
-    /// Wrong tunnel-handshake proofs that burn a tunnel ticket. Default 3.
-    pub max_failed_proofs: u32,
+    /// Wrong tunnel-handshake proofs a tunnel server may present per minute for one source
+    /// address before `start` requests for that address are refused unchecked for the rest
+    /// of the minute. A wrong proof never burns a ticket. Default 10.
+    pub wrong_proofs_per_minute_per_source: u32,
+    /// Wrong tunnel-handshake proofs one tunnel server may present per minute, all sources
+    /// together, before its `start` requests with a proof are refused unchecked for the rest
+    /// of the minute. Default 100.
+    pub wrong_proofs_per_minute_per_tunnel_server: u32,
 }
 
 impl Default for TicketConfig {
@@ -139,7 +145,8 @@ impl Default for TicketConfig {
         Self {
             client_ticket_ttl_secs: 60,
             tunnel_ticket_ttl_secs: 120,
-            max_failed_proofs: 3,
+            wrong_proofs_per_minute_per_source: 10,
+            wrong_proofs_per_minute_per_tunnel_server: 100,
         }
     }
 }
@@ -314,8 +321,12 @@ impl BrokerConfig {
                 self.tickets.tunnel_ticket_ttl_secs,
             ),
             (
-                "tickets.max_failed_proofs",
-                u64::from(self.tickets.max_failed_proofs),
+                "tickets.wrong_proofs_per_minute_per_source",
+                u64::from(self.tickets.wrong_proofs_per_minute_per_source),
+            ),
+            (
+                "tickets.wrong_proofs_per_minute_per_tunnel_server",
+                u64::from(self.tickets.wrong_proofs_per_minute_per_tunnel_server),
             ),
             (
                 "limits.body_limit_bytes",

@@ -26,6 +26,8 @@ pub enum RefusalReason {
     BadToken,
     /// The tunnel handshake proof did not verify.
     BadProof,
+    /// Too many wrong proofs from the tunnel server or for the source address lately.
+    ProofLimit,
     /// An internal error.
     Internal,
 }
@@ -42,6 +44,7 @@ impl RefusalReason {
             Self::Preparing => "preparing",
             Self::BadToken => "bad_token",
             Self::BadProof => "bad_proof",
+            Self::ProofLimit => "proof_limit",
             Self::Internal => "internal",
         }
     }

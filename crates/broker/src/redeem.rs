@@ -3,14 +3,18 @@
 //! `start`: the ticket must exist, be unused and unexpired, and belong to the calling
 //! server's tunnel group; a tunnel protocol v1 server must bring the launcher's proof,
 //! which is checked in constant time **before** the ticket is consumed (a wrong proof
-//! consumes nothing; `max_failed_proofs` wrong proofs burn the ticket); then one atomic
-//! statement consumes it, so exactly one of any number of concurrent callers wins.
+//! consumes nothing and never burns the ticket; wrong proofs are counted, audited and
+//! limited per tunnel server and source address, [`crate::proof_limit`]); then one atomic
+//! statement consumes it, so exactly one of any number of concurrent callers wins. A v1
+//! server receives the tunnel secret derived from the KEM shared secret, never the KEM
+//! secret itself; only a legacy ticket's server gets that (docs/protocol.md §6.7, §7.7).
 //! `stop`: records bytes each way and the duration in the audit log, once.
 
+use portcullis_proto::SharedSecret;
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Remote, StartRequest, StopRequest, TunnelStart};
 use portcullis_proto::openuds::Envelope;
-use portcullis_proto::tunnel::verify_open_proof;
+use portcullis_proto::tunnel::{derive_tunnel_secret, verify_open_proof};
 use serde_json::json;
 
 use crate::metrics::RefusalReason;
@@ -33,6 +37,9 @@ pub enum RedeemRefusal {
     /// A v1 server without a proof, or a proof that does not verify.
     #[error("missing or wrong handshake proof")]
     BadProof,
+    /// Too many wrong proofs from this tunnel server or for this source address lately.
+    #[error("too many wrong handshake proofs; refused unchecked")]
+    ProofLimit,
     /// Anything else.
     #[error("internal error: {0}")]
     Internal(String),
@@ -46,6 +53,7 @@ impl RedeemRefusal {
             Self::Invalid(_) => RefusalReason::InvalidRequest,
             Self::UnknownTicket => RefusalReason::UnknownTicket,
             Self::BadProof => RefusalReason::BadProof,
+            Self::ProofLimit => RefusalReason::ProofLimit,
             Self::Internal(_) => RefusalReason::Internal,
         }
     }
@@ -65,16 +73,22 @@ pub async fn start(
 ) -> Result<Envelope, RedeemRefusal> {
     let hash = ticket_hash(&request.ticket);
     let now = state.now();
+    if request.proof.is_some() && !state.wrong_proofs.admits(server.id, request.ip, now) {
+        return Err(RedeemRefusal::ProofLimit);
+    }
     let ticket = state
         .store
         .tunnel_ticket_for_redemption(&hash, now)
         .await?
         .ok_or(RedeemRefusal::UnknownTicket)?;
+    // A server outside the ticket's tunnel group learns nothing, consumes nothing, and
+    // its proof is not even checked (docs/protocol.md §7.3 step 3).
     if ticket.tunnel_group != server.group {
         return Err(RedeemRefusal::UnknownTicket);
     }
-    let secret = open_secret(&request.ticket, &ticket.secret_enc)
+    let kem_secret = open_secret(&request.ticket, &ticket.secret_enc)
         .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
+    let secret = tunnel_secret(&kem_secret, &request.ticket, ticket.issued_to_legacy)?;
     let proof_ok = match &request.proof {
         Some(proof) => verify_open_proof(
             &secret,
@@ -89,12 +103,8 @@ pub async fn start(
         None => server.legacy && ticket.issued_to_legacy,
     };
     if !proof_ok {
-        let failed = state
-            .store
-            .record_failed_proof(&hash, now, state.config.tickets.max_failed_proofs)
-            .await?;
-        if failed.is_some_and(|failed| failed.burned) {
-            tracing::warn!(tunnel_server = %server.name, "ticket burned after repeated wrong proofs");
+        if request.proof.is_some() {
+            wrong_proof(state, server, request, &hash, &ticket, now).await?;
         }
         return Err(RedeemRefusal::BadProof);
     }
@@ -147,6 +157,60 @@ pub async fn start(
         })
         .await?;
     Ok(envelope)
+}
+
+/// The secret a tunnel server receives for a ticket: derived from the KEM shared secret
+/// for v1 servers, the KEM shared secret itself only for a ticket issued to a legacy one.
+fn tunnel_secret(
+    kem_secret: &SharedSecret,
+    ticket: &TicketId,
+    issued_to_legacy: bool,
+) -> Result<SharedSecret, RedeemRefusal> {
+    if issued_to_legacy {
+        return Ok(kem_secret.duplicate());
+    }
+    derive_tunnel_secret(kem_secret, ticket)
+        .map_err(|error| RedeemRefusal::Internal(error.to_string()))
+}
+
+/// A wrong proof: counted against the source and the tunnel server, counted on the ticket
+/// and audited. The ticket stays redeemable with the right proof.
+async fn wrong_proof(
+    state: &AppState,
+    server: &TunnelServer,
+    request: &StartRequest,
+    hash: &crate::tickets::crypto::TicketHash,
+    ticket: &crate::store::TunnelTicket,
+    now: i64,
+) -> Result<(), RedeemRefusal> {
+    state
+        .wrong_proofs
+        .record_failure(server.id, request.ip, now);
+    let failures = state.store.record_failed_proof(hash, now).await?;
+    tracing::warn!(
+        tunnel_server = %server.name,
+        source = %request.ip,
+        ticket = %request.ticket,
+        failures = failures.unwrap_or(0),
+        "wrong tunnel handshake proof; nothing consumed"
+    );
+    let (username, service) = names(state, &ticket.user_id, &ticket.service_id).await?;
+    state
+        .store
+        .audit(AuditEvent {
+            at: now,
+            kind: "tunnel.bad_proof".into(),
+            username,
+            service,
+            source_ip: Some(request.ip.to_string()),
+            detail: json!({
+                "tunnel_server": server.name,
+                "failures": failures.unwrap_or(0),
+            })
+            .to_string(),
+        })
+        .await?;
+    Ok(())
 }
 
 /// Records the end of a session under its notify ticket (only the first stop counts, and

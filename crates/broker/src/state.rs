@@ -9,6 +9,7 @@ use portcullis_proto::payload::SigningKey;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::proof_limit::ProofLimiter;
 use crate::rate_limit::RateLimiter;
 use crate::readiness::ReadinessCache;
 use crate::scripts::ScriptSet;
@@ -43,6 +44,8 @@ pub struct AppState {
     pub logins_per_ip: RateLimiter<IpAddr>,
     /// Targets that answered the readiness check recently.
     pub readiness: ReadinessCache,
+    /// Wrong tunnel-handshake proofs per tunnel server and source address.
+    pub wrong_proofs: ProofLimiter,
     clock: Clock,
 }
 
@@ -60,6 +63,10 @@ impl AppState {
     ) -> Self {
         let per_user = config.limits.login_attempts_per_minute_per_user;
         let per_ip = config.limits.login_attempts_per_minute_per_ip;
+        let wrong_proofs = ProofLimiter::new(
+            config.tickets.wrong_proofs_per_minute_per_source,
+            config.tickets.wrong_proofs_per_minute_per_tunnel_server,
+        );
         Self {
             config,
             store,
@@ -69,6 +76,7 @@ impl AppState {
             logins_per_user: RateLimiter::new(per_user),
             logins_per_ip: RateLimiter::new(per_ip),
             readiness: ReadinessCache::default(),
+            wrong_proofs,
             clock,
         }
     }

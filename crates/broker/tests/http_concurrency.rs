@@ -144,7 +144,7 @@ async fn client_ticket_is_exchanged_once(brokers: &[&TestBroker]) {
 
     // Exactly one tunnel ticket was stored: the winner's, and it works.
     let ticket: TicketId = opened.tunnel_ticket();
-    let proof = proof_for(&opened.secret, &ticket);
+    let proof = proof_for(&opened.tunnel_secret(), &ticket);
     world.dc1.redeem(first, &ticket, Some(&proof)).await;
     assert_eq!(
         first.connection_state(&alice, &launch).await,

@@ -138,7 +138,12 @@ async fn no_secret_reaches_the_logs() {
     secrets.extend(
         secret_forms(&tunneled.secret)
             .into_iter()
-            .map(|form| ("tunnel shared secret".to_owned(), form)),
+            .map(|form| ("tunnel secret".to_owned(), form)),
+    );
+    secrets.extend(
+        secret_forms(&tunneled.kem_secret)
+            .into_iter()
+            .map(|form| ("tunneled KEM shared secret".to_owned(), form)),
     );
     assert_access_denied(
         &world

@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use portcullis_broker::store::{NewTunnelServer, TokenHash};
@@ -64,7 +65,7 @@ async fn a_tunnel_ticket_is_redeemed_once_with_the_proof_and_the_session_account
     assert_ne!(tunnel_ticket, *launch.ticket());
 
     // The tunnel server's side: `start` with the launcher's proof.
-    let proof = proof_for(&opened.secret, &tunnel_ticket);
+    let proof = proof_for(&opened.tunnel_secret(), &tunnel_ticket);
     let reply = world.dc1.start(&broker, &tunnel_ticket, Some(&proof)).await;
     assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
     let answer = reply.json();
@@ -78,7 +79,10 @@ async fn a_tunnel_ticket_is_redeemed_once_with_the_proof_and_the_session_account
             port: world.target.port
         }]
     );
-    assert!(start.shared_secret == opened.secret);
+    // A v1 tunnel server gets the tunnel secret derived from the KEM secret, never the KEM
+    // secret itself, which also keys the payload envelope (§6.7).
+    assert!(start.shared_secret == opened.tunnel_secret());
+    assert!(start.shared_secret != opened.secret);
     let started = last_audit(&broker, "tunnel.started").await;
     assert_eq!(started["tunnel_server"], "tunnel-dc1");
     assert_eq!(started["proof"], true);
@@ -134,22 +138,30 @@ async fn a_tunnel_ticket_is_redeemed_once_with_the_proof_and_the_session_account
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_proof_consumes_nothing_and_repeated_wrong_proofs_burn_the_ticket() {
+async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
     let broker = TestBroker::builder()
-        .config(|config| config.tickets.max_failed_proofs = 3)
+        .config(|config| config.tickets.wrong_proofs_per_minute_per_source = 3)
         .start()
         .await;
     let world = broker.world().await;
     let alice = broker.login("alice", PASSWORD).await;
     let launcher = Launcher::portcullis();
 
-    // One wrong proof, then the right one: redeemed.
+    // Many wrong proofs from different sources (someone who saw the ticket id on the
+    // wire), then the right one: redeemed. A wrong proof never burns the ticket.
     let first = broker.launch_tunneled(&alice, world.shell, &launcher).await;
-    let reply = world
-        .dc1
-        .start(&broker, &first.ticket, Some(&wrong_proof(&first.ticket)))
-        .await;
-    assert_access_denied(&reply);
+    for source in 1..=6u8 {
+        let reply = world
+            .dc1
+            .start_from(
+                &broker,
+                &first.ticket,
+                IpAddr::from([192, 0, 2, source]),
+                Some(&wrong_proof(&first.ticket)),
+            )
+            .await;
+        assert_access_denied(&reply);
+    }
     let start = world
         .dc1
         .redeem(
@@ -159,8 +171,11 @@ async fn a_wrong_proof_consumes_nothing_and_repeated_wrong_proofs_burn_the_ticke
         )
         .await;
     assert!(start.shared_secret == first.secret);
+    let audited = last_audit(&broker, "tunnel.bad_proof").await;
+    assert_eq!(audited["tunnel_server"], "dc1");
 
-    // A proof for another ticket, or with the randoms swapped, is just as wrong.
+    // A proof for another ticket, with the randoms swapped, or made with the KEM secret
+    // instead of the tunnel secret, is just as wrong.
     let second = broker.launch_tunneled(&alice, world.shell, &launcher).await;
     let for_other_ticket = proof_for(&second.secret, &first.ticket);
     let good = proof_for(&second.secret, &second.ticket);
@@ -169,29 +184,25 @@ async fn a_wrong_proof_consumes_nothing_and_repeated_wrong_proofs_burn_the_ticke
         server_random: good.client_random,
         proof: good.proof,
     };
-    for proof in [for_other_ticket, swapped] {
+    let with_kem_secret = proof_for(&second.kem_secret, &second.ticket);
+    for proof in [for_other_ticket, swapped, with_kem_secret] {
         assert_access_denied(&world.dc1.start(&broker, &second.ticket, Some(&proof)).await);
     }
-    world.dc1.redeem(&broker, &second.ticket, Some(&good)).await;
 
-    // Three wrong proofs burn it: the right proof comes too late.
-    let third = broker.launch_tunneled(&alice, world.shell, &launcher).await;
-    for _ in 0..3 {
-        let reply = world
-            .dc1
-            .start(&broker, &third.ticket, Some(&wrong_proof(&third.ticket)))
-            .await;
-        assert_access_denied(&reply);
-    }
-    let late = world
+    // That was the third wrong proof from the test's source address this minute: its
+    // next request is refused unchecked, even with the right proof, and consumes nothing.
+    assert_access_denied(&world.dc1.start(&broker, &second.ticket, Some(&good)).await);
+    // The same ticket from another address is checked, and redeemed.
+    let start = world
         .dc1
-        .start(
+        .start_from(
             &broker,
-            &third.ticket,
-            Some(&proof_for(&third.secret, &third.ticket)),
+            &second.ticket,
+            IpAddr::from([192, 0, 2, 99]),
+            Some(&good),
         )
         .await;
-    assert_access_denied(&late);
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
 
     let metrics = broker.metrics().await;
     assert_eq!(
@@ -199,7 +210,14 @@ async fn a_wrong_proof_consumes_nothing_and_repeated_wrong_proofs_burn_the_ticke
             &metrics,
             r#"portcullis_tunnel_redemptions_refused_total{reason="bad_proof"}"#
         ),
-        6.0
+        9.0
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            r#"portcullis_tunnel_redemptions_refused_total{reason="proof_limit"}"#
+        ),
+        1.0
     );
     assert_eq!(metric(&metrics, "portcullis_tunnel_redemptions_total"), 2.0);
 }

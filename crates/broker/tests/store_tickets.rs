@@ -10,8 +10,8 @@ mod support;
 use std::sync::Arc;
 
 use portcullis_broker::store::{
-    ClientTicketStatus, ExchangeService, FailedProof, NewNotifyTicket, STOPPED_SESSION_KEEP_MS,
-    Store, StoreError, SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
+    ClientTicketStatus, ExchangeService, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store,
+    StoreError, SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
 };
 use portcullis_broker::tickets::crypto::{TicketHash, ticket_hash};
 use portcullis_proto::TicketId;
@@ -431,7 +431,7 @@ both_backends!(
                 .unwrap()
         );
         assert_eq!(
-            store.record_failed_proof(&hash, expires, 3).await.unwrap(),
+            store.record_failed_proof(&hash, expires).await.unwrap(),
             None
         );
         assert!(
@@ -444,52 +444,25 @@ both_backends!(
 );
 
 both_backends!(
-    failed_proofs_burn_the_ticket_at_the_limit,
+    failed_proofs_are_counted_and_never_burn_the_ticket,
     |db: TestDb| async move {
         let store = &db.store;
         let (_, hash) = stored_tunnel_ticket(store, T0).await;
-        assert!(matches!(
-            store.record_failed_proof(&hash, T0, 0).await,
-            Err(StoreError::Invalid(_))
-        ));
-        for n in 1..3 {
-            assert_eq!(
-                store.record_failed_proof(&hash, T0, 3).await.unwrap(),
-                Some(FailedProof {
-                    failures: n,
-                    burned: false
-                })
-            );
+        for n in 1..=20 {
+            assert_eq!(store.record_failed_proof(&hash, T0).await.unwrap(), Some(n));
             let ticket = store.tunnel_ticket_for_redemption(&hash, T0).await.unwrap();
             assert_eq!(ticket.unwrap().failed_proofs, n, "still redeemable");
         }
-        assert_eq!(
-            store.record_failed_proof(&hash, T0, 3).await.unwrap(),
-            Some(FailedProof {
-                failures: 3,
-                burned: true
-            })
-        );
         assert!(
             store
-                .tunnel_ticket_for_redemption(&hash, T0)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(
-            !store
                 .redeem_tunnel_ticket(&hash, T0, notify(1).1)
                 .await
                 .unwrap()
         );
-        assert_eq!(store.record_failed_proof(&hash, T0, 3).await.unwrap(), None);
+        assert_eq!(store.record_failed_proof(&hash, T0).await.unwrap(), None);
         // Unknown tickets count nothing.
         let unknown = ticket_hash(&TicketId::generate().unwrap());
-        assert_eq!(
-            store.record_failed_proof(&unknown, T0, 3).await.unwrap(),
-            None
-        );
+        assert_eq!(store.record_failed_proof(&unknown, T0).await.unwrap(), None);
     }
 );
 
@@ -618,20 +591,16 @@ both_backends!(
             let barrier = Arc::clone(&barrier);
             tasks.push(tokio::spawn(async move {
                 barrier.wait().await;
-                store.record_failed_proof(&hash, T0, 10).await.unwrap()
+                store.record_failed_proof(&hash, T0).await.unwrap()
             }));
         }
         let mut counted = Vec::new();
-        let mut burned = 0;
         for task in tasks {
-            if let Some(failed) = task.await.unwrap() {
-                counted.push(failed.failures);
-                burned += usize::from(failed.burned);
-            }
+            counted.push(task.await.unwrap().expect("the ticket stays live"));
         }
         counted.sort_unstable();
-        assert_eq!(counted, (1..=10).collect::<Vec<u32>>());
-        assert_eq!(burned, 1);
+        let expected: Vec<u32> = (1..=RACERS as u32).collect();
+        assert_eq!(counted, expected);
     }
 );
 

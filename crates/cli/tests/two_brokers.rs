@@ -22,7 +22,7 @@ use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_proto::api::{Answer, ClientInfo, StartProof, TicketRequest, TunnelRequest};
 use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::Envelope;
-use portcullis_proto::tunnel::compute_open_proof;
+use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{Scrambler, TicketId, payload};
 
 const TOKEN: &str = "sk-two-brokers-test-token-0123456789abcdefghij";
@@ -217,6 +217,7 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
     // 64 tunnel-server starts with a valid proof, alternating between the brokers.
     let client_random = [1u8; 32];
     let server_random = [2u8; 32];
+    let secret = derive_tunnel_secret(&secret, &tunnel_ticket).unwrap();
     let proof =
         compute_open_proof(&secret, &tunnel_ticket, &client_random, &server_random).unwrap();
     let tunnel_key = DecapsulationKey::generate().unwrap();

@@ -35,7 +35,11 @@ fn an_empty_file_gives_the_defaults() {
     assert_eq!(config.scripts_dir, None);
     assert_eq!(config.tickets.client_ticket_ttl(), Duration::from_secs(60));
     assert_eq!(config.tickets.tunnel_ticket_ttl(), Duration::from_secs(120));
-    assert_eq!(config.tickets.max_failed_proofs, 3);
+    assert_eq!(config.tickets.wrong_proofs_per_minute_per_source, 10);
+    assert_eq!(
+        config.tickets.wrong_proofs_per_minute_per_tunnel_server,
+        100
+    );
     assert_eq!(config.client.available_version, PROTOCOL_VERSION);
     assert_eq!(config.client.required_version, PROTOCOL_VERSION);
     assert_eq!(config.limits.body_limit_bytes, 65_536);
@@ -200,8 +204,8 @@ fn wrong_values_name_the_setting() {
             "major.minor.patch",
         ),
         (
-            "[tickets]\nmax_failed_proofs = \"3\"",
-            "tickets.max_failed_proofs",
+            "[tickets]\nwrong_proofs_per_minute_per_source = \"3\"",
+            "tickets.wrong_proofs_per_minute_per_source",
             "expected u32",
         ),
         (
@@ -400,8 +404,19 @@ fn validation_refuses_inconsistent_settings() {
     config.limits.body_limit_bytes = 0;
     check(config, "limits.body_limit_bytes", "greater than 0");
     let mut config = base.clone();
-    config.tickets.max_failed_proofs = 0;
-    check(config, "tickets.max_failed_proofs", "greater than 0");
+    config.tickets.wrong_proofs_per_minute_per_source = 0;
+    check(
+        config,
+        "tickets.wrong_proofs_per_minute_per_source",
+        "greater than 0",
+    );
+    let mut config = base.clone();
+    config.tickets.wrong_proofs_per_minute_per_tunnel_server = 0;
+    check(
+        config,
+        "tickets.wrong_proofs_per_minute_per_tunnel_server",
+        "greater than 0",
+    );
     let mut config = base.clone();
     config.session.cookie_ttl_secs = 0;
     check(config, "session.cookie_ttl_secs", "greater than 0");

@@ -44,8 +44,8 @@ pub use sweep::{
     spawn_sweeper, unix_millis,
 };
 pub use tickets::{
-    ClientTicket, ClientTicketStatus, ExchangeContext, ExchangeService, FailedProof,
-    NewClientTicket, NewNotifyTicket, NewTunnelTicket, StoppedSession, TunnelTicket,
+    ClientTicket, ClientTicketStatus, ExchangeContext, ExchangeService, NewClientTicket,
+    NewNotifyTicket, NewTunnelTicket, StoppedSession, TunnelTicket,
 };
 pub use types::{GroupId, ServiceId, TokenHash, TunnelServerId, UserId};
 pub use users::{Group, User};

@@ -160,7 +160,7 @@ pub struct TunnelTicket {
     pub created_at: i64,
     /// End of validity, Unix milliseconds.
     pub expires_at: i64,
-    /// Wrong proofs so far.
+    /// Wrong proofs presented for it so far (counted, never burning it).
     pub failed_proofs: u32,
     /// Issued for a legacy tunnel server: may be redeemed without a proof.
     pub issued_to_legacy: bool,
@@ -210,15 +210,6 @@ debug_without_secret!(TunnelTicket {
     failed_proofs,
     issued_to_legacy
 });
-
-/// The outcome of [`Store::record_failed_proof`].
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub struct FailedProof {
-    /// Wrong proofs so far, this one included.
-    pub failures: u32,
-    /// The ticket reached the limit and can no longer be redeemed.
-    pub burned: bool,
-}
 
 /// The notify ticket that a tunnel ticket's redemption creates: the tunnel server reports
 /// the session's end under it.
@@ -468,40 +459,31 @@ impl Store {
         row.as_ref().map(tunnel_ticket_from_row).transpose()
     }
 
-    /// Counts a wrong handshake proof against a live tunnel ticket, atomically; the
-    /// `max_failures`-th one burns the ticket (marks it used). `None` if the ticket is
-    /// unknown, used, burned or expired.
+    /// Counts a wrong handshake proof against a live tunnel ticket, for the audit log: the
+    /// count never burns the ticket (docs/protocol.md §7.3). Returns the count, this one
+    /// included; `None` if the ticket is unknown, used or expired.
     pub async fn record_failed_proof(
         &self,
         hash: &TicketHash,
         now: i64,
-        max_failures: u32,
-    ) -> Result<Option<FailedProof>, StoreError> {
-        if max_failures == 0 {
-            return Err(StoreError::Invalid("max_failures must not be 0".to_owned()));
-        }
+    ) -> Result<Option<u32>, StoreError> {
         let mut writer = self.writer().await?;
         let row = sqlx::query(
-            "UPDATE tunnel_tickets SET failed_proofs = failed_proofs + 1, \
-             used_at = CASE WHEN failed_proofs + 1 >= $1 THEN $2 ELSE NULL END \
-             WHERE id_hash = $3 AND used_at IS NULL AND expires_at > $2 \
-             RETURNING failed_proofs, used_at",
+            "UPDATE tunnel_tickets SET failed_proofs = failed_proofs + 1 \
+             WHERE id_hash = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING failed_proofs",
         )
-        .bind(i64::from(max_failures))
-        .bind(now)
         .bind(hash.as_bytes().as_slice())
+        .bind(now)
         .fetch_optional(writer.conn())
         .await?;
         let Some(row) = row else {
             return Ok(None);
         };
         let failures: i64 = row.try_get("failed_proofs")?;
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        Ok(Some(FailedProof {
-            failures: u32::try_from(failures)
-                .map_err(|_| corrupt("tunnel_tickets", "failed_proofs out of range"))?,
-            burned: used_at.is_some(),
-        }))
+        u32::try_from(failures)
+            .map(Some)
+            .map_err(|_| corrupt("tunnel_tickets", "failed_proofs out of range"))
     }
 
     /// Redeems the tunnel ticket and stores the session's notify ticket: one transaction.

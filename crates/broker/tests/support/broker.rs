@@ -16,7 +16,7 @@
 //! `127.0.0.1` only.
 
 use std::future::Future;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
@@ -40,7 +40,7 @@ use portcullis_proto::api::{
 use portcullis_proto::kem::{DecapsulationKey, EncapsulationKey};
 use portcullis_proto::openuds::Envelope;
 use portcullis_proto::payload::{self, DecodedPayload, VerifyingKey};
-use portcullis_proto::tunnel::compute_open_proof;
+use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{SharedSecret, TicketId};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, SET_COOKIE};
 use reqwest::{RequestBuilder, StatusCode};
@@ -816,6 +816,16 @@ impl Opened {
         self.payload.params_json()
     }
 
+    /// The tunnel secret `S` the launcher derives for a v1 tunnel server (the KEM secret
+    /// itself for an OpenUDS 5 tunnel server).
+    pub fn tunnel_secret(&self) -> SharedSecret {
+        if self.params()["tunnel"]["protocol"] == "v1" {
+            derive_tunnel_secret(&self.secret, &self.tunnel_ticket()).expect("derivation")
+        } else {
+            self.secret.duplicate()
+        }
+    }
+
     /// The tunnel ticket of a tunneled service's params.
     pub fn tunnel_ticket(&self) -> TicketId {
         let text = self.params()["tunnel"]["ticket"]
@@ -955,6 +965,9 @@ pub struct TunnelServer {
     key: DecapsulationKey,
 }
 
+/// The launcher address a test tunnel server reports unless told otherwise.
+pub const LAUNCHER_ADDRESS: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+
 impl TunnelServer {
     /// The `Authorization` header.
     pub fn authorization(&self) -> String {
@@ -966,15 +979,32 @@ impl TunnelServer {
         broker.tunnel_api(Some(&self.authorization()), body).await
     }
 
-    /// The body of a `start` for `ticket`.
+    /// The body of a `start` for `ticket`, for a launcher at 192.0.2.7.
     pub fn start_body(&self, ticket: &TicketId, proof: Option<&StartProof>) -> Vec<u8> {
-        let request = TunnelRequest::start(
-            ticket,
-            "192.0.2.7".parse().expect("an address"),
-            self.key.encapsulation_key(),
-            proof,
-        );
+        self.start_body_from(ticket, LAUNCHER_ADDRESS, proof)
+    }
+
+    /// The body of a `start` for `ticket`, for a launcher at `source`.
+    pub fn start_body_from(
+        &self,
+        ticket: &TicketId,
+        source: IpAddr,
+        proof: Option<&StartProof>,
+    ) -> Vec<u8> {
+        let request = TunnelRequest::start(ticket, source, self.key.encapsulation_key(), proof);
         serde_json::to_vec(&request).expect("serializing")
+    }
+
+    /// `start` for `ticket` on behalf of a launcher at `source`, whatever the outcome.
+    pub async fn start_from(
+        &self,
+        broker: &TestBroker,
+        ticket: &TicketId,
+        source: IpAddr,
+        proof: Option<&StartProof>,
+    ) -> Reply {
+        self.post(broker, self.start_body_from(ticket, source, proof))
+            .await
     }
 
     /// `start` for `ticket`, whatever the outcome.
@@ -1050,8 +1080,10 @@ pub fn assert_access_denied(reply: &Reply) {
 pub struct TunneledLaunch {
     /// The tunnel ticket from the params.
     pub ticket: TicketId,
-    /// The shared secret the launcher decapsulated.
+    /// The tunnel secret the launcher derived (§6.7): what the tunnel server must receive.
     pub secret: SharedSecret,
+    /// The KEM shared secret the launcher decapsulated, which no v1 tunnel server receives.
+    pub kem_secret: SharedSecret,
     /// The client ticket's launch.
     pub launch: Launch,
 }
@@ -1069,7 +1101,8 @@ impl TestBroker {
         let opened = launcher.exchange_verified(self, &launch.url).await;
         TunneledLaunch {
             ticket: opened.tunnel_ticket(),
-            secret: opened.secret,
+            secret: opened.tunnel_secret(),
+            kem_secret: opened.secret.duplicate(),
             launch,
         }
     }

@@ -32,6 +32,10 @@ pub enum ErrorCode {
     CounterExhausted,
     /// Anything else; details are in the server log.
     Internal,
+    /// The tunnel server is at one of its handshake limits (handshakes waiting on the
+    /// broker, in total or from this address, or handshakes per second from this address);
+    /// retrying after a short wait may work.
+    Busy,
     /// A code this implementation does not know.
     Unknown(u16),
 }
@@ -52,6 +56,7 @@ impl ErrorCode {
             Self::SessionExpired => 10,
             Self::CounterExhausted => 11,
             Self::Internal => 12,
+            Self::Busy => 13,
             Self::Unknown(code) => code,
         }
     }
@@ -71,6 +76,7 @@ impl ErrorCode {
             10 => Self::SessionExpired,
             11 => Self::CounterExhausted,
             12 => Self::Internal,
+            13 => Self::Busy,
             other => Self::Unknown(other),
         }
     }
@@ -100,7 +106,10 @@ impl ErrorCode {
 
     /// Whether the client may try the same operation again later.
     pub fn is_retryable(self) -> bool {
-        matches!(self, Self::BrokerUnavailable | Self::ShuttingDown)
+        matches!(
+            self,
+            Self::BrokerUnavailable | Self::ShuttingDown | Self::Busy
+        )
     }
 }
 
@@ -119,6 +128,7 @@ impl fmt::Display for ErrorCode {
             Self::SessionExpired => "session expired",
             Self::CounterExhausted => "record counter exhausted",
             Self::Internal => "internal error",
+            Self::Busy => "tunnel server busy",
             Self::Unknown(code) => return write!(f, "error code {code}"),
         };
         f.write_str(text)
@@ -136,6 +146,9 @@ mod tests {
             assert_eq!(ErrorCode::from_u16(value).to_u16(), value);
         }
         assert_eq!(ErrorCode::from_u16(3), ErrorCode::AccessDenied);
+        assert_eq!(ErrorCode::from_u16(13), ErrorCode::Busy);
+        assert!(ErrorCode::Busy.is_retryable());
+        assert!(!ErrorCode::Unknown(14).is_retryable());
         assert_eq!(ErrorCode::Unknown(999).to_string(), "error code 999");
     }
 

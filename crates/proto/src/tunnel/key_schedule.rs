@@ -1,6 +1,9 @@
-//! The tunnel key schedule: session key → handshake MAC keys → per-connection record keys.
+//! The tunnel key schedule: tunnel secret → session key → handshake MAC keys →
+//! per-connection record keys.
 //!
 //! ```text
+//! tunnel secret S   = HKDF(salt = ticket id, IKM = KEM shared secret ss,
+//!                          info = "portcullis tunnel v1 secret", 32)   (legacy servers: S = ss)
 //! session key (PRK) = HKDF-Extract(salt = ticket id (48 ASCII bytes), IKM = shared secret)
 //! k_proof   = HKDF-Expand(PRK, "portcullis tunnel v1 proof", 32)
 //! k_confirm = HKDF-Expand(PRK, "portcullis tunnel v1 confirm", 32)
@@ -21,6 +24,8 @@ pub(crate) const PROOF_LABEL: &[u8] = b"portcullis tunnel v1 proof";
 pub(crate) const CONFIRM_LABEL: &[u8] = b"portcullis tunnel v1 confirm";
 /// HKDF info prefix of the per-connection keys (followed by both randoms).
 pub(crate) const CONNECTION_KEYS_LABEL: &[u8] = b"portcullis tunnel v1 connection keys";
+/// HKDF info of the tunnel secret a v1 tunnel server receives in place of the KEM secret.
+pub const TUNNEL_SECRET_LABEL: &[u8] = b"portcullis tunnel v1 secret";
 /// Length of the per-connection key material.
 pub(crate) const CONNECTION_KEYS_LEN: usize = 2 * (KEY_LEN + IV_LEN);
 
@@ -250,6 +255,23 @@ impl ConnectionKeys {
     }
 }
 
+/// The tunnel secret `S` of a ticket for a tunnel protocol v1 server:
+/// `HKDF(salt = T, IKM = ss, info = TUNNEL_SECRET_LABEL, 32)`.
+///
+/// `ss`, the ML-KEM shared secret of the ticket exchange, also keys the payload envelope;
+/// the broker hands a v1 tunnel server this derived secret instead, and the launcher
+/// derives the same, so no tunnel server can open a payload envelope (docs/protocol.md
+/// §6.7). Only legacy (OpenUDS 5) tunnel servers receive `ss` itself.
+pub fn derive_tunnel_secret(
+    kem_shared_secret: &SharedSecret,
+    ticket: &TicketId,
+) -> Result<SharedSecret, Error> {
+    let prk = kdf::extract(ticket.as_bytes(), kem_shared_secret.expose());
+    let mut secret = Zeroizing::new([0u8; SharedSecret::LEN]);
+    kdf::expand(&prk, &[TUNNEL_SECRET_LABEL], secret.as_mut_slice())?;
+    Ok(SharedSecret::from_bytes(*secret))
+}
+
 /// The proof a client sends after the `Challenge` of an `Open`: what the launcher computes
 /// and what the broker checks.
 pub fn compute_open_proof(
@@ -330,6 +352,22 @@ mod tests {
             verify_open_proof(&secret, &ticket(), &[2; 32], &[3; 32], &flipped),
             bad
         );
+    }
+
+    #[test]
+    fn the_tunnel_secret_is_bound_to_the_ticket_and_is_not_the_kem_secret() {
+        let ss = SharedSecret::from_bytes([7; 32]);
+        let other = TicketId::parse(&"U".repeat(48)).unwrap();
+        let a = derive_tunnel_secret(&ss, &ticket()).unwrap();
+        let b = derive_tunnel_secret(&ss, &other).unwrap();
+        assert_ne!(a.expose(), ss.expose());
+        assert_ne!(a.expose(), b.expose());
+        // Deterministic: the launcher and the broker derive the same secret.
+        assert_eq!(
+            a.expose(),
+            derive_tunnel_secret(&ss, &ticket()).unwrap().expose()
+        );
+        assert_eq!(TUNNEL_SECRET_LABEL.len(), 27);
     }
 
     #[test]

@@ -53,7 +53,10 @@ mod vectors;
 
 pub use error_code::ErrorCode;
 pub use hello::{ClientHello, Command};
-pub use key_schedule::{SessionCredentials, SessionKey, compute_open_proof, verify_open_proof};
+pub use key_schedule::{
+    SessionCredentials, SessionKey, TUNNEL_SECRET_LABEL, compute_open_proof, derive_tunnel_secret,
+    verify_open_proof,
+};
 pub use record::{
     Control, DEFAULT_PLAINTEXT, DEFAULT_RECORD_LIMIT, HEADER_LEN, MAX_ERROR_MESSAGE, MAX_PLAINTEXT,
     MAX_RECORD_LEN, OVERHEAD, PAYLOAD_OFFSET, Record, RecordOpener, RecordSealer, TAG_LEN,
@@ -76,8 +79,15 @@ pub const TEST_ANSWER: [u8; 2] = *b"OK";
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a tunnel server waits for the broker to redeem a ticket.
 pub const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a client waits from its hello for `Accept` before it gives up: clearly more
+/// than the server's [`HANDSHAKE_TIMEOUT`] plus [`BROKER_CALL_TIMEOUT`], so a server that
+/// redeemed the ticket late still reaches a waiting client.
+pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a tunnel server waits for the target's TCP connection.
 pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a tunnel server keeps a session that has no connection left (none connected,
+/// none held for resume) before it ends it.
+pub const EMPTY_SESSION_LINGER: Duration = Duration::from_secs(10);
 /// Connections a session admits at once unless configured otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 

@@ -245,8 +245,16 @@ fn generate() -> Value {
         },
         &mut credentials,
     );
+    let kem_shared_secret = SharedSecret::from_bytes(counting(0x90));
+    let tunnel_secret = derive_tunnel_secret(&kem_shared_secret, &ticket()).unwrap();
     json!({
-        "description": "Portcullis tunnel protocol v1 known-answer vectors (docs/protocol.md, section 8). All byte strings are lowercase hex except ticket (ASCII).",
+        "description": "Portcullis tunnel protocol v1 known-answer vectors (docs/protocol.md, section 8). All byte strings are lowercase hex except ticket (ASCII). shared_secret is the tunnel secret S, the IKM of the session key; tunnel_secret_derivation derives such an S from a KEM shared secret (section 6.7).",
+        "tunnel_secret_derivation": {
+            "kem_shared_secret": hex(kem_shared_secret.expose()),
+            "ticket": TICKET,
+            "info": String::from_utf8_lossy(TUNNEL_SECRET_LABEL),
+            "tunnel_secret": hex(tunnel_secret.expose()),
+        },
         "shared_secret": hex(secret().expose()),
         "ticket": TICKET,
         "session_id": hex(SESSION.as_bytes()),
