@@ -172,6 +172,12 @@ struct Pending {
 }
 
 impl Pending {
+    /// Checks the proof alone.
+    fn verify(&self, key: &SessionKey) -> Result<(), Error> {
+        key.handshake_keys()?
+            .verify_proof(&self.transcript, &self.proof)
+    }
+
     /// Checks the proof, then appends `Accept` and derives the connection's record keys.
     fn complete(
         self,
@@ -297,6 +303,32 @@ impl AttachProof {
     }
 }
 
+impl AttachProof {
+    /// Checks the proof with the session's key (`Error::BadProof("proof")`) before the
+    /// server looks at the session's state: only a holder of the session key learns, for
+    /// example, that the session is at its connection limit (docs/protocol.md §8.7.3).
+    pub fn verify(self, key: &SessionKey) -> Result<VerifiedAttach, Error> {
+        self.pending.verify(key)?;
+        Ok(VerifiedAttach(self))
+    }
+}
+
+/// An `Attach` whose proof verified; [`VerifiedAttach::accept`] assigns its connection id.
+#[derive(Debug)]
+pub struct VerifiedAttach(AttachProof);
+
+impl VerifiedAttach {
+    /// Appends `Accept` for the new `connection_id` to `out` and yields the connection.
+    pub fn accept(
+        self,
+        key: &SessionKey,
+        connection_id: ConnectionId,
+        out: &mut Vec<u8>,
+    ) -> Result<Established, Error> {
+        self.0.complete(key, connection_id, out)
+    }
+}
+
 /// A `Resume` proof.
 #[derive(Debug)]
 pub struct ResumeProof {
@@ -349,6 +381,44 @@ impl ResumeProof {
             opener,
             session_key: None,
         })
+    }
+}
+
+impl ResumeProof {
+    /// Checks the proof with the session's key (`Error::BadProof("proof")`): `received`
+    /// is authenticated only by it, so nothing may act on it before (docs/protocol.md
+    /// §8.7.4).
+    pub fn verify(self, key: &SessionKey) -> Result<VerifiedResume, Error> {
+        self.pending.verify(key)?;
+        Ok(VerifiedResume(self))
+    }
+}
+
+/// A `Resume` whose proof verified: check [`VerifiedResume::client_received`] against the
+/// connection's replay buffer, take the connection over from any older TCP connection,
+/// then [`VerifiedResume::accept`] with the server's receive counter.
+#[derive(Debug)]
+pub struct VerifiedResume(ResumeProof);
+
+impl VerifiedResume {
+    /// The connection to resume.
+    pub fn connection_id(&self) -> ConnectionId {
+        self.0.connection_id
+    }
+
+    /// Data bytes the client received from the server on this connection (authenticated).
+    pub fn client_received(&self) -> u64 {
+        self.0.client_received
+    }
+
+    /// Appends `Accept` with `server_received` to `out` and yields the connection.
+    pub fn accept(
+        self,
+        key: &SessionKey,
+        server_received: u64,
+        out: &mut Vec<u8>,
+    ) -> Result<Established, Error> {
+        self.0.complete(key, server_received, out)
     }
 }
 

@@ -277,3 +277,73 @@ fn accept_must_match_the_hello() {
         assert!(matches!(result, Err(Error::Unexpected(_))), "{accepted:?}");
     }
 }
+
+/// A client's Attach or Resume handshake up to the proof, for the two-step server API.
+fn proof_from_client(
+    credentials: &SessionCredentials,
+    resume: Option<(ConnectionId, u64)>,
+) -> (client::AwaitAccept, server::ProofReceived) {
+    let mut to_server = Vec::new();
+    let client = match resume {
+        None => client::attach(credentials, CR, &mut to_server),
+        Some((id, received)) => client::resume(credentials, id, received, CR, &mut to_server),
+    };
+    let mut challenge = Vec::new();
+    let server::Start::AwaitProof(server) = server::start(
+        ClientHello::decode(&to_server).unwrap().unwrap().0,
+        SR,
+        &mut challenge,
+    ) else {
+        panic!("no challenge")
+    };
+    let mut proof = Vec::new();
+    let client = client.handle(decode_one(&challenge), &mut proof).unwrap();
+    (client, server.receive_proof(proof.try_into().unwrap()))
+}
+
+#[test]
+fn attach_and_resume_verify_the_proof_before_anything_else() {
+    let key = SessionKey::derive(&secret(), &ticket());
+    let credentials = SessionCredentials::new(SESSION, SessionKey::derive(&secret(), &ticket()));
+    let wrong = SessionKey::derive(&SharedSecret::from_bytes([9; 32]), &ticket());
+
+    // Attach: a wrong key fails at verify; the right one verifies, then accepts.
+    let (_, server::ProofReceived::Attach(attach)) = proof_from_client(&credentials, None) else {
+        panic!()
+    };
+    assert_eq!(attach.verify(&wrong).unwrap_err(), Error::BadProof("proof"));
+    let (client, server::ProofReceived::Attach(attach)) = proof_from_client(&credentials, None)
+    else {
+        panic!()
+    };
+    let verified = attach.verify(&key).unwrap();
+    let mut accept = Vec::new();
+    let server = verified.accept(&key, ConnectionId(2), &mut accept).unwrap();
+    let client = client.handle(decode_one(&accept)).unwrap();
+    assert_eq!(
+        (client.connection_id, server.connection_id),
+        (ConnectionId(2), ConnectionId(2))
+    );
+
+    // Resume: `received` is readable only once the proof verified.
+    let resume_of = Some((ConnectionId(1), 40));
+    let (_, server::ProofReceived::Resume(resume)) = proof_from_client(&credentials, resume_of)
+    else {
+        panic!()
+    };
+    assert_eq!(resume.verify(&wrong).unwrap_err(), Error::BadProof("proof"));
+    let (client, server::ProofReceived::Resume(resume)) =
+        proof_from_client(&credentials, resume_of)
+    else {
+        panic!()
+    };
+    let verified = resume.verify(&key).unwrap();
+    assert_eq!(
+        (verified.connection_id(), verified.client_received()),
+        (ConnectionId(1), 40)
+    );
+    let mut accept = Vec::new();
+    let server = verified.accept(&key, 77, &mut accept).unwrap();
+    let client = client.handle(decode_one(&accept)).unwrap();
+    assert_eq!((client.server_received, server.client_received), (77, 40));
+}
