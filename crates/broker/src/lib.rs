@@ -12,6 +12,7 @@ pub use portcullis_proto as proto;
 
 pub mod config;
 pub mod exchange;
+pub mod files;
 pub mod http;
 pub mod keys;
 pub mod metrics;

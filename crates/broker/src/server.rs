@@ -63,7 +63,7 @@ pub struct RunningBroker {
 
 /// Loads everything `config` names and starts serving.
 pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, StartError> {
-    std::fs::create_dir_all(&config.data_dir).map_err(|source| StartError::Bind {
+    crate::files::ensure_private_dir(&config.data_dir).map_err(|source| StartError::Bind {
         addr: config.data_dir.display().to_string(),
         source,
     })?;

@@ -50,3 +50,32 @@ async fn an_invalid_tunnel_server_key_is_denied_and_consumes_nothing() {
     // The ticket still works with a valid key.
     world.dc1.redeem(&broker, &ticket, Some(&proof)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_and_database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let root = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(root.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data_dir = root.path().join("data");
+    let configured = data_dir.clone();
+    // Plain HTTP: the test client reads the certificate from the builder's own directory.
+    let broker = TestBroker::builder()
+        .plain_http()
+        .config(move |config| config.data_dir = configured)
+        .start()
+        .await;
+    // Write something so that the WAL and its index exist.
+    broker.world().await;
+    assert_eq!(mode(&data_dir), 0o700);
+    for file in ["portcullis.db", "portcullis.db-wal", "portcullis.db-shm"] {
+        assert_eq!(mode(&data_dir.join(file)), 0o600, "{file}");
+    }
+    broker.shutdown().await;
+}

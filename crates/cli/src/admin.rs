@@ -222,7 +222,7 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
     if let AdminCommand::Keys(command) = &args.command {
         return run_keys(&config, command);
     }
-    std::fs::create_dir_all(&config.data_dir)
+    portcullis_broker::files::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = Store::connect(config.database_url().expose())
         .await

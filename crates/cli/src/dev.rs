@@ -63,7 +63,8 @@ pub(crate) struct DevService {
 
 /// Runs the dev stack until Ctrl-C.
 pub(crate) async fn run(dir: &Path, port: u16) -> anyhow::Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    portcullis_broker::files::ensure_private_dir(dir)
+        .with_context(|| format!("cannot create {}", dir.display()))?;
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;

@@ -209,6 +209,9 @@ impl Store {
                 pool = pool.max_connections(options.max_connections.unwrap_or(10));
             }
         }
+        if backend == Backend::Sqlite {
+            private_sqlite_files(url)?;
+        }
         let pool = pool.connect(url).await?;
         let migrator = migrate::migrator(backend).await?;
         let mut retries = 2;
@@ -279,6 +282,24 @@ impl Store {
         let conn = self.pool.acquire().await?;
         Ok(Writer { conn, _lock: lock })
     }
+}
+
+/// Makes the database file of a SQLite `url` (not an in-memory one) and the files beside
+/// it mode 0600, creating it so when missing ([`crate::files::make_database_private`]).
+fn private_sqlite_files(url: &str) -> Result<(), StoreError> {
+    use std::str::FromStr;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?;
+    let path = options.get_filename();
+    let in_memory = url.contains(":memory:") || url.contains("mode=memory");
+    if in_memory || path.as_os_str().is_empty() {
+        return Ok(());
+    }
+    // `mode=ro` and `mode=rw` must not create the file: leave a missing one to SQLite.
+    if !path.exists() && !url.contains("mode=rwc") {
+        return Ok(());
+    }
+    crate::files::make_database_private(path)
+        .map_err(|error| StoreError::Invalid(format!("{}: {error}", path.display())))
 }
 
 /// The URL of a SQLite database file at `path`, created when missing.

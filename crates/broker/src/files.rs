@@ -1,0 +1,112 @@
+//! Private files: the data directory is `0700` and the SQLite database with its `-wal`
+//! and `-shm` files `0600`, because they hold password hashes, the audit log and the
+//! targets (issue 7, point 3). The signing key, the TLS key and `dev.json` are written
+//! `0600` by their own modules.
+
+use std::fs;
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+/// Mode of the data directory when the broker creates it.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the SQLite database and its `-wal` and `-shm` files.
+pub const DB_FILE_MODE: u32 = 0o600;
+
+/// Creates `dir` (and missing parents) with mode `0700`. An existing directory is left as
+/// it is, with a warning when group or others may enter or read it.
+pub fn ensure_private_dir(dir: &Path) -> io::Result<()> {
+    match fs::metadata(dir) {
+        Ok(metadata) => {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    dir = %dir.display(),
+                    mode = format_args!("{mode:04o}"),
+                    "the data directory is accessible by group or others: run chmod 700 on it"
+                );
+            }
+            Ok(())
+        }
+        Err(error) if error.kind() == io::ErrorKind::NotFound => fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(dir),
+        Err(error) => Err(error),
+    }
+}
+
+/// Makes the SQLite database at `path` and its `-wal`, `-shm` and `-journal` files private:
+/// creates the database file empty with mode `0600` when missing (SQLite gives the
+/// files it creates next to it the database file's mode), and sets `0600` on those that
+/// exist with a looser mode.
+pub fn make_database_private(path: &Path) -> io::Result<()> {
+    if let Err(error) = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(DB_FILE_MODE)
+        .open(path)
+    {
+        if error.kind() != io::ErrorKind::AlreadyExists {
+            return Err(error);
+        }
+    }
+    for file in database_files(path) {
+        let metadata = match fs::metadata(&file) {
+            Ok(metadata) => metadata,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => continue,
+            Err(error) => return Err(error),
+        };
+        if metadata.permissions().mode() & 0o077 != 0 {
+            fs::set_permissions(&file, fs::Permissions::from_mode(DB_FILE_MODE))?;
+            tracing::info!(file = %file.display(), "made a database file private (mode 0600)");
+        }
+    }
+    Ok(())
+}
+
+/// The database file and the files SQLite keeps beside it.
+fn database_files(path: &Path) -> Vec<PathBuf> {
+    let mut files = vec![path.to_owned()];
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        files.push(PathBuf::from(name));
+    }
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_new_directory_is_0700_and_an_existing_one_is_left_alone() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o700);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(mode(&dir), 0o755, "only warned about");
+    }
+
+    #[test]
+    fn database_files_become_0600() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("x.db");
+        make_database_private(&db).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        let wal = dir.path().join("x.db-wal");
+        fs::write(&wal, b"").unwrap();
+        fs::set_permissions(&wal, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::set_permissions(&db, fs::Permissions::from_mode(0o644)).unwrap();
+        make_database_private(&db).unwrap();
+        assert_eq!(mode(&db), 0o600);
+        assert_eq!(mode(&wal), 0o600);
+    }
+}
