@@ -26,7 +26,8 @@
 //! connection derives fresh AES-256-GCM keys and base IVs from it and both randoms, so no
 //! (key, nonce) pair ever repeats. Records are sealed and opened in place in the caller's
 //! buffers by a [`RecordSealer`] and a [`RecordOpener`]; a [`ReplayBuffer`] keeps sent but
-//! unacknowledged bytes for resume.
+//! unacknowledged bytes for resume. After the handshake a [`Connection`] drives one
+//! connection id's data stream (acknowledgements, ping, close, resume) on both sides.
 //!
 //! Handshake states ([`client`], [`server`]) consume `self` at every step, so an error ends
 //! the handshake for good. Nothing here performs I/O or reads a clock: timeouts such as
@@ -37,6 +38,7 @@ use core::time::Duration;
 
 pub mod client;
 mod codec;
+mod connection;
 mod error_code;
 mod hello;
 mod key_schedule;
@@ -51,6 +53,7 @@ mod tests;
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod vectors;
 
+pub use connection::{Connection, ConnectionConfig, Event};
 pub use error_code::ErrorCode;
 pub use hello::{ClientHello, Command};
 pub use key_schedule::{

@@ -15,7 +15,9 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 256 * 1024;
 /// the peer says it received. When the buffer is full the caller stops reading from its
 /// local socket until an `Ack` makes room (backpressure).
 ///
-/// Memory grows with use up to the capacity; [`ReplayBuffer::shrink`] gives it back.
+/// No memory is held until the first byte is pushed; the first push reserves the whole
+/// capacity at once (so the hot path never reallocates), and [`ReplayBuffer::shrink`] gives
+/// it back once everything is acknowledged.
 #[derive(Debug)]
 pub struct ReplayBuffer {
     bytes: VecDeque<u8>,
@@ -74,8 +76,42 @@ impl ReplayBuffer {
                 max: self.capacity,
             });
         }
+        if self.bytes.capacity() == 0 && !data.is_empty() {
+            self.bytes.reserve_exact(self.capacity);
+        }
         self.bytes.extend(data);
         Ok(())
+    }
+
+    /// Copies kept bytes starting at stream offset `from` into `dst`; returns how many were
+    /// copied (fewer than `dst.len()` at the end of what was sent, 0 for an offset outside
+    /// `[acknowledged, sent_total)`).
+    pub(crate) fn copy_from(&self, from: u64, dst: &mut [u8]) -> usize {
+        let Some(start) = from
+            .checked_sub(self.acknowledged)
+            .and_then(|start| usize::try_from(start).ok())
+            .filter(|&start| start < self.bytes.len())
+        else {
+            return 0;
+        };
+        let count = dst.len().min(self.bytes.len() - start);
+        let (front, back) = self.bytes.as_slices();
+        let mut copied = 0;
+        if let Some(part) = front.get(start..) {
+            let take = part.len().min(count);
+            dst[..take].copy_from_slice(&part[..take]);
+            copied = take;
+        }
+        if copied < count {
+            let back_start = start + copied - front.len();
+            dst[copied..count].copy_from_slice(&back[back_start..back_start + count - copied]);
+        }
+        count
+    }
+
+    /// Bytes of heap memory this buffer holds now.
+    pub fn allocated(&self) -> usize {
+        self.bytes.capacity()
     }
 
     /// Drops the bytes the peer says it received (`received_total`, from an `Ack`).
@@ -176,6 +212,27 @@ mod tests {
         }
         buffer.shrink();
         assert_eq!(buffer.sent_total(), 60);
+        assert_eq!(buffer.allocated(), 0);
+    }
+
+    #[test]
+    fn allocates_lazily_and_copies_across_the_wrap() {
+        let mut buffer = ReplayBuffer::new(6);
+        assert_eq!(buffer.allocated(), 0);
+        buffer.push(b"abcd").unwrap();
+        assert!(buffer.allocated() >= 6);
+        buffer.acknowledge(3).unwrap();
+        buffer.push(b"efghi").unwrap();
+        let mut dst = [0u8; 8];
+        assert_eq!(buffer.copy_from(4, &mut dst), 5);
+        assert_eq!(&dst[..5], b"efghi");
+        assert_eq!(buffer.copy_from(3, &mut dst[..2]), 2);
+        assert_eq!(&dst[..2], b"de");
+        assert_eq!(buffer.copy_from(2, &mut dst), 0, "acknowledged");
+        assert_eq!(buffer.copy_from(9, &mut dst), 0, "never sent");
+        buffer.acknowledge(9).unwrap();
+        buffer.shrink();
+        assert_eq!(buffer.allocated(), 0);
     }
 
     #[test]
