@@ -1,13 +1,15 @@
-//! An in-memory launcher / tunnel server / broker trio driven through the sans-io tunnel
-//! state machines, with a hook that sees (and may alter) every flight of bytes.
+//! An in-memory launcher / tunnel server / broker trio: the handshakes run through the
+//! sans-io state machines, and after each handshake both sides drive a
+//! [`Connection`] per connection id, with a hook that sees (and may alter) every flight of
+//! bytes.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
 
 use portcullis_proto::tunnel::{
-    ClientHello, Control, DEFAULT_PLAINTEXT, ErrorCode, MAC_LEN, Record, RecordOpener,
-    RecordSealer, ReplayBuffer, ServerMessage, SessionCredentials, SessionKey, client, server,
+    ClientHello, Connection, ConnectionConfig, Control, ErrorCode, Event, MAC_LEN, OVERHEAD,
+    PAYLOAD_OFFSET, ServerMessage, SessionCredentials, SessionKey, client, server,
     verify_open_proof,
 };
 use portcullis_proto::{ConnectionId, Error, SessionId, SharedSecret, TicketId};
@@ -25,73 +27,100 @@ pub type Tamper<'a> = &'a mut dyn FnMut(Dir, &mut Vec<u8>);
 /// A hook that changes nothing.
 pub fn honest(_: Dir, _: &mut Vec<u8>) {}
 
-/// What one side keeps about one logical connection across resumes.
+/// What one side keeps about one connection id across resumes: the `Connection` and what
+/// its application wrote and was given.
 #[derive(Debug)]
 pub struct Stream {
-    pub replay: ReplayBuffer,
-    pub received: u64,
-    /// Everything the application wrote (accepted by the replay buffer).
+    pub connection: Connection,
+    /// Everything the application wrote (accepted by `seal_data`).
     pub written: Vec<u8>,
-    /// Everything delivered to the application.
+    /// Everything delivered to the application (`Event::Data`).
     pub delivered: Vec<u8>,
+    /// The other events, as the control records that caused them: `Close` for
+    /// `PeerClosed`, `EndSession`, `Pong`, `Error`.
     pub controls: Vec<Control>,
+    /// Authenticated records received (activity).
+    pub records: u64,
 }
 
 impl Stream {
-    fn new(capacity: usize) -> Self {
+    fn new(connection: Connection) -> Self {
         Self {
-            replay: ReplayBuffer::new(capacity),
-            received: 0,
+            connection,
             written: Vec::new(),
             delivered: Vec::new(),
             controls: Vec::new(),
+            records: 0,
         }
+    }
+
+    /// Whether the peer acknowledged every byte written.
+    pub fn all_acknowledged(&self) -> bool {
+        self.connection.acknowledged() == self.connection.sent()
+    }
+
+    /// How often the peer's `control` was reported.
+    pub fn count(&self, control: &Control) -> usize {
+        self.controls.iter().filter(|c| *c == control).count()
+    }
+
+    /// Opens every complete record in `inbox`, then appends what the connection has to
+    /// send to `reply`.
+    fn process(&mut self, inbox: &mut Vec<u8>, reply: &mut Vec<u8>) -> Result<(), Error> {
+        let mut offset = 0;
+        let result = loop {
+            match self.connection.handle_input(&mut inbox[offset..]) {
+                Ok(Some((event, used))) => {
+                    offset += used;
+                    self.records += 1;
+                    match event {
+                        Event::Data(data) => self.delivered.extend_from_slice(data),
+                        Event::PeerClosed => self.controls.push(Control::Close),
+                        Event::EndSession => self.controls.push(Control::EndSession),
+                        Event::PeerError { code, message } => {
+                            self.controls.push(Control::Error { code, message });
+                        }
+                        Event::Pong(value) => self.controls.push(Control::Pong(value)),
+                        Event::Nothing => {}
+                    }
+                }
+                Ok(None) => break Ok(()),
+                Err(error) => break Err(error),
+            }
+        };
+        inbox.drain(..offset);
+        result?;
+        self.connection.poll_transmit(reply)
     }
 }
 
-/// One side of one TCP connection after the handshake.
-#[derive(Debug)]
-pub struct Endpoint {
-    pub sealer: RecordSealer,
-    pub opener: RecordOpener,
-    pub inbox: Vec<u8>,
-}
-
-/// One TCP connection: both endpoints and the bytes in flight.
+/// One TCP connection: the bytes in flight and the bytes each side received but has not
+/// processed yet (a partial record).
 #[derive(Debug)]
 pub struct Link {
     pub id: ConnectionId,
-    pub client: Endpoint,
-    pub server: Endpoint,
     pub to_server: Vec<u8>,
     pub to_client: Vec<u8>,
+    pub server_inbox: Vec<u8>,
+    pub client_inbox: Vec<u8>,
 }
 
 impl Link {
     /// The connection breaks: only the first `to_server` / `to_client` bytes in flight
-    /// arrive (possibly cutting a record), the rest is lost.
+    /// arrive (possibly cutting a record), the rest is lost; both sides then see the link
+    /// drop (`link_lost`).
     pub fn cut(mut self, world: &mut World, to_server: usize, to_client: usize) {
-        let keep_s = to_server.min(self.to_server.len());
-        let keep_c = to_client.min(self.to_client.len());
-        self.to_server.truncate(keep_s);
-        self.to_client.truncate(keep_c);
-        let (s, c) = (
-            std::mem::take(&mut self.to_server),
-            std::mem::take(&mut self.to_client),
-        );
-        self.server.inbox.extend_from_slice(&s);
-        self.client.inbox.extend_from_slice(&c);
+        self.to_server.truncate(to_server.min(self.to_server.len()));
+        self.to_client.truncate(to_client.min(self.to_client.len()));
+        self.server_inbox.append(&mut self.to_server);
+        self.client_inbox.append(&mut self.to_client);
         // Whatever arrives is processed; replies go nowhere.
-        let _ = process(
-            &mut self.server,
-            world.server.streams.get_mut(&self.id).unwrap(),
-            &mut Vec::new(),
-        );
-        let _ = process(
-            &mut self.client,
-            world.client.streams.get_mut(&self.id).unwrap(),
-            &mut Vec::new(),
-        );
+        let server = world.server.streams.get_mut(&self.id).unwrap();
+        let _ = server.process(&mut self.server_inbox, &mut Vec::new());
+        server.connection.link_lost();
+        let client = world.client.streams.get_mut(&self.id).unwrap();
+        let _ = client.process(&mut self.client_inbox, &mut Vec::new());
+        client.connection.link_lost();
     }
 }
 
@@ -135,7 +164,7 @@ pub struct World {
     pub broker: Broker,
     pub server: ServerSide,
     pub client: ClientSide,
-    pub replay_capacity: usize,
+    pub config: ConnectionConfig,
     randoms: u8,
 }
 
@@ -147,6 +176,13 @@ pub enum Side {
 
 impl World {
     pub fn new(replay_capacity: usize) -> Self {
+        Self::with_config(ConnectionConfig {
+            replay_capacity,
+            ..ConnectionConfig::default()
+        })
+    }
+
+    pub fn with_config(config: ConnectionConfig) -> Self {
         Self {
             broker: Broker {
                 ticket: TicketId::generate().unwrap(),
@@ -162,7 +198,7 @@ impl World {
                 credentials: None,
                 streams: HashMap::new(),
             },
-            replay_capacity,
+            config,
             randoms: 0,
         }
     }
@@ -189,8 +225,18 @@ impl World {
 
     /// Resumes connection `id`; both sides retransmit what the other did not receive.
     pub fn resume(&mut self, id: ConnectionId, tamper: Tamper<'_>) -> Result<Link, Error> {
+        let received = self.client.streams[&id].connection.received();
+        self.resume_claiming(id, received, tamper)
+    }
+
+    /// Resumes connection `id` with the client stating `received` (which may be a lie).
+    pub fn resume_claiming(
+        &mut self,
+        id: ConnectionId,
+        received: u64,
+        tamper: Tamper<'_>,
+    ) -> Result<Link, Error> {
         let credentials = self.client.credentials.take().expect("no session");
-        let received = self.client.streams[&id].received;
         let result = self.handshake(tamper, |cr, out| {
             client::resume(&credentials, id, received, cr, out)
         });
@@ -263,7 +309,7 @@ impl World {
         }
     }
 
-    /// Server: proof → broker or session lookup → accept.
+    /// Server: proof → broker, or session lookup and proof → connection checks → accept.
     fn server_complete(
         &mut self,
         proof: server::ProofReceived,
@@ -277,21 +323,25 @@ impl World {
                 open.complete(&secret, session_id, id, out)
             }
             server::ProofReceived::Attach(attach) => {
-                let id = self.next_connection();
                 let (_, key) = self.session(attach.session_id())?;
-                attach.complete(key, id, out)
+                let verified = attach.verify(key)?;
+                let id = ConnectionId(self.server.next_connection);
+                let established = verified.accept(key, id, out)?;
+                self.server.next_connection += 1;
+                Ok(established)
             }
             server::ProofReceived::Resume(resume) => {
+                let (_, key) = self.session(resume.session_id())?;
+                // `received` is acted on only once the proof verified.
+                let verified = resume.verify(key)?;
                 let stream = self
                     .server
                     .streams
-                    .get_mut(&resume.connection_id())
+                    .get(&verified.connection_id())
                     .ok_or(Error::Refused(ErrorCode::ResumeImpossible))?;
-                // Checked (not acted on) before the proof is verified.
-                stream.replay.check_retransmit(resume.client_received())?;
-                let server_received = stream.received;
-                let (_, key) = self.session(resume.session_id())?;
-                resume.complete(key, server_received, out)
+                stream.connection.check_resume(verified.client_received())?;
+                let server_received = stream.connection.received();
+                verified.accept(key, server_received, out)
             }
         }
     }
@@ -310,7 +360,7 @@ impl World {
         id
     }
 
-    /// Both sides established: keep the session, set up streams, retransmit.
+    /// Both sides established: keep the session, attach the links, queue retransmissions.
     fn finish(
         &mut self,
         client: client::Established,
@@ -325,76 +375,96 @@ impl World {
             self.client.credentials = Some(credentials);
         }
         let id = client.connection_id;
-        let capacity = self.replay_capacity;
+        let config = self.config;
         let mut link = Link {
             id,
-            client: Endpoint {
-                sealer: client.sealer,
-                opener: client.opener,
-                inbox: Vec::new(),
-            },
-            server: Endpoint {
-                sealer: server.sealer,
-                opener: server.opener,
-                inbox: Vec::new(),
-            },
             to_server: Vec::new(),
             to_client: Vec::new(),
+            server_inbox: Vec::new(),
+            client_inbox: Vec::new(),
         };
-        let client_stream = self
-            .client
-            .streams
-            .entry(id)
-            .or_insert_with(|| Stream::new(capacity));
-        let (a, b) = client_stream
-            .replay
-            .retransmit_from(client.server_received)?;
-        seal_all(&mut link.client.sealer, &[a, b], &mut link.to_server)?;
         let server_stream = self
             .server
             .streams
             .entry(id)
-            .or_insert_with(|| Stream::new(capacity));
-        let (a, b) = server_stream
-            .replay
-            .retransmit_from(server.client_received)?;
-        seal_all(&mut link.server.sealer, &[a, b], &mut link.to_client)?;
+            .or_insert_with(|| Stream::new(Connection::new(id, &config)));
+        server_stream.connection.attach_link(
+            server.sealer,
+            server.opener,
+            server.client_received,
+        )?;
+        server_stream
+            .connection
+            .poll_transmit(&mut link.to_client)?;
+        let client_stream = self
+            .client
+            .streams
+            .entry(id)
+            .or_insert_with(|| Stream::new(Connection::new_client(id, &config)));
+        client_stream.connection.attach_link(
+            client.sealer,
+            client.opener,
+            client.server_received,
+        )?;
+        client_stream
+            .connection
+            .poll_transmit(&mut link.to_server)?;
         Ok(link)
     }
 
-    fn stream(&mut self, side: Side, id: ConnectionId) -> &mut Stream {
+    /// The `Connection` of `side` for `id`.
+    pub fn connection(&mut self, side: Side, id: ConnectionId) -> &mut Connection {
+        &mut self.stream(side, id).connection
+    }
+
+    pub fn stream(&mut self, side: Side, id: ConnectionId) -> &mut Stream {
         match side {
             Side::Client => self.client.streams.get_mut(&id).unwrap(),
             Side::Server => self.server.streams.get_mut(&id).unwrap(),
         }
     }
 
-    /// The application on `side` writes `data`; returns how much the replay buffer took.
+    /// The application on `side` writes `data`, in `send_window` pieces while the window
+    /// is open; returns how much was taken.
     pub fn write(&mut self, link: &mut Link, side: Side, data: &[u8]) -> Result<usize, Error> {
-        let stream = self.stream(side, link.id);
-        let take = data.len().min(stream.replay.available());
-        let data = &data[..take];
-        stream.replay.push(data)?;
-        stream.written.extend_from_slice(data);
-        let (sealer, out) = match side {
-            Side::Client => (&mut link.client.sealer, &mut link.to_server),
-            Side::Server => (&mut link.server.sealer, &mut link.to_client),
+        let out = match side {
+            Side::Client => &mut link.to_server,
+            Side::Server => &mut link.to_client,
         };
-        seal_all(sealer, &[data], out)?;
-        Ok(take)
+        let stream = self.stream(side, link.id);
+        let mut taken = 0;
+        let mut frame = Vec::new();
+        loop {
+            let len = (data.len() - taken).min(stream.connection.send_window());
+            if len == 0 {
+                return Ok(taken);
+            }
+            frame.resize(OVERHEAD + len, 0);
+            frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len].copy_from_slice(&data[taken..taken + len]);
+            let frame_len = stream.connection.seal_data(&mut frame, len)?;
+            out.extend_from_slice(&frame[..frame_len]);
+            stream.written.extend_from_slice(&data[taken..taken + len]);
+            taken += len;
+        }
     }
 
-    /// Sends a control record from `side`.
+    /// `side` sends a control record through its `Connection`: `Ping`, `Close` (a
+    /// half-close, sent once everything is acknowledged), `EndSession` or `Error`.
     pub fn control(&mut self, link: &mut Link, side: Side, control: &Control) -> Result<(), Error> {
-        match side {
-            Side::Client => link
-                .client
-                .sealer
-                .seal_control(control, &mut link.to_server),
-            Side::Server => link
-                .server
-                .sealer
-                .seal_control(control, &mut link.to_client),
+        let out = match side {
+            Side::Client => &mut link.to_server,
+            Side::Server => &mut link.to_client,
+        };
+        let connection = &mut self.stream(side, link.id).connection;
+        match control {
+            Control::Ping(value) => connection.ping(*value, out),
+            Control::Close => {
+                connection.close();
+                connection.poll_transmit(out)
+            }
+            Control::EndSession => connection.end_session(out),
+            Control::Error { code, message } => connection.send_error(*code, message, out),
+            other => panic!("{other:?} is sent by the Connection itself"),
         }
     }
 
@@ -403,14 +473,14 @@ impl World {
         while !(link.to_server.is_empty() && link.to_client.is_empty()) {
             let mut bytes = std::mem::take(&mut link.to_server);
             tamper(Dir::ToServer, &mut bytes);
-            link.server.inbox.extend_from_slice(&bytes);
+            link.server_inbox.extend_from_slice(&bytes);
             let mut bytes = std::mem::take(&mut link.to_client);
             tamper(Dir::ToClient, &mut bytes);
-            link.client.inbox.extend_from_slice(&bytes);
-            let server_stream = self.server.streams.get_mut(&link.id).unwrap();
-            process(&mut link.server, server_stream, &mut link.to_client)?;
-            let client_stream = self.client.streams.get_mut(&link.id).unwrap();
-            process(&mut link.client, client_stream, &mut link.to_server)?;
+            link.client_inbox.extend_from_slice(&bytes);
+            let server = self.server.streams.get_mut(&link.id).unwrap();
+            server.process(&mut link.server_inbox, &mut link.to_client)?;
+            let client = self.client.streams.get_mut(&link.id).unwrap();
+            client.process(&mut link.client_inbox, &mut link.to_server)?;
         }
         Ok(())
     }
@@ -433,48 +503,4 @@ fn client_refused(state: client::AwaitChallenge, answer: &[u8]) -> Option<Error>
     state
         .handle(decode_server(answer).ok()?, &mut Vec::new())
         .err()
-}
-
-/// Seals `parts` as Data records of at most DEFAULT_PLAINTEXT bytes.
-fn seal_all(sealer: &mut RecordSealer, parts: &[&[u8]], out: &mut Vec<u8>) -> Result<(), Error> {
-    for part in parts {
-        for chunk in part.chunks(DEFAULT_PLAINTEXT) {
-            sealer.seal_data(chunk, out)?;
-        }
-    }
-    Ok(())
-}
-
-/// Opens every complete record in the inbox; acknowledges Data, answers Pings.
-fn process(endpoint: &mut Endpoint, stream: &mut Stream, reply: &mut Vec<u8>) -> Result<(), Error> {
-    let before = stream.received;
-    let mut offset = 0;
-    while let Some((record, used)) = endpoint
-        .opener
-        .open_in_place(&mut endpoint.inbox[offset..])?
-    {
-        match record {
-            Record::Data(data) => {
-                stream.delivered.extend_from_slice(data);
-                stream.received += data.len() as u64;
-            }
-            Record::Control(Control::Ack { received }) => stream.replay.acknowledge(received)?,
-            Record::Control(Control::Ping(value)) => {
-                endpoint.sealer.seal_control(&Control::Pong(value), reply)?;
-                stream.controls.push(Control::Ping(value));
-            }
-            Record::Control(other) => stream.controls.push(other),
-        }
-        offset += used;
-    }
-    endpoint.inbox.drain(..offset);
-    if stream.received != before {
-        endpoint.sealer.seal_control(
-            &Control::Ack {
-                received: stream.received,
-            },
-            reply,
-        )?;
-    }
-    Ok(())
 }
