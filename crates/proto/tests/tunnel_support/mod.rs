@@ -109,7 +109,7 @@ impl Link {
     /// The connection breaks: only the first `to_server` / `to_client` bytes in flight
     /// arrive (possibly cutting a record), the rest is lost; both sides then see the link
     /// drop (`link_lost`).
-    pub fn cut(mut self, world: &mut World, to_server: usize, to_client: usize) {
+    pub fn cut(&mut self, world: &mut World, to_server: usize, to_client: usize) {
         self.to_server.truncate(to_server.min(self.to_server.len()));
         self.to_client.truncate(to_client.min(self.to_client.len()));
         self.server_inbox.append(&mut self.to_server);
@@ -441,9 +441,12 @@ impl World {
             }
             frame.resize(OVERHEAD + len, 0);
             frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len].copy_from_slice(&data[taken..taken + len]);
-            let frame_len = stream.connection.seal_data(&mut frame, len)?;
-            out.extend_from_slice(&frame[..frame_len]);
-            stream.written.extend_from_slice(&data[taken..taken + len]);
+            let sealed = stream.connection.seal_data(&mut frame, len);
+            if !matches!(sealed, Err(Error::Misuse(_))) {
+                // In the replay buffer even if sealing failed: sent after the resume.
+                stream.written.extend_from_slice(&data[taken..taken + len]);
+            }
+            out.extend_from_slice(&frame[..sealed?]);
             taken += len;
         }
     }

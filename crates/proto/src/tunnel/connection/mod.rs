@@ -271,6 +271,16 @@ impl Connection {
         self.ended.is_some() || (self.close_sent && self.peer_closed)
     }
 
+    /// Whether this side sent `Close` (so every Data byte it sent was acknowledged) and has
+    /// not received the peer's `Close`.
+    ///
+    /// A launcher whose `Resume` of such a connection is refused with `ResumeImpossible`
+    /// treats it as closed by the peer: the server finished it and only the server's
+    /// `Close` was lost (docs/protocol.md §8.12.3).
+    pub fn awaiting_peer_close(&self) -> bool {
+        self.close_sent && !self.peer_closed && self.ended.is_none()
+    }
+
     /// Data bytes received and returned as [`Event::Data`] over all links (application
     /// bytes, each counted once).
     pub fn received(&self) -> u64 {
