@@ -11,6 +11,7 @@
 //! - [`payload`]: the launcher payload (signed script and parameters) and its signatures.
 //! - [`api`]: the JSON bodies of the client and tunnel-server HTTP APIs.
 //! - [`tunnel`]: tunnel protocol v1 (handshake, key schedule, records, resume).
+//! - [`proxy_v2`]: the PROXY protocol v2 header a load balancer sends first.
 //!
 //! `docs/protocol.md` in the repository is the normative specification of all of it.
 
@@ -26,6 +27,7 @@ mod kdf;
 pub mod kem;
 pub mod openuds;
 pub mod payload;
+pub mod proxy_v2;
 pub mod random;
 mod secret;
 pub mod tunnel;
