@@ -1,0 +1,1002 @@
+//! `tunnel.toml`: the tunnel server's configuration. Every setting has a default except the
+//! broker's URL and token; `docs/tunnel.md` lists them and `docs/tunnel.example.toml` is a
+//! complete example.
+//!
+//! [`TunnelConfig::from_file`] reads, parses and validates a file; unknown settings are
+//! refused, so that a typo is an error instead of a silently ignored line. Errors name the
+//! file, the setting (`limits.record_size`) and, for parse errors, the line; they never
+//! quote the offending line. [`read_token`] reads the broker token from `broker.token_file`
+//! or from the environment variable [`TOKEN_ENV`].
+
+use std::ffi::OsString;
+use std::fmt;
+use std::io::Read;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+
+/// The whole configuration.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelConfig {
+    /// Where launchers connect. Default `0.0.0.0:7443`.
+    pub listen: Vec<SocketAddr>,
+    /// The operations listener (`/health`, `/metrics`); none by default. Keep it on a
+    /// private address.
+    pub ops_listen: Option<SocketAddr>,
+    /// The broker this server redeems tickets at.
+    pub broker: BrokerLink,
+    /// TLS around tunnel connections.
+    pub tls: TunnelTls,
+    /// Expect a PROXY protocol v2 header first on every connection (behind a layer-4 load
+    /// balancer). Default false.
+    pub proxy_protocol: bool,
+    /// What one peer, and everyone together, can make the server hold.
+    pub limits: TunnelLimits,
+    /// Timeouts (docs/protocol.md §8.13).
+    pub timeouts: TunnelTimeouts,
+}
+
+impl Default for TunnelConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 7443))],
+            ops_listen: None,
+            broker: BrokerLink::default(),
+            tls: TunnelTls::default(),
+            proxy_protocol: false,
+            limits: TunnelLimits::default(),
+            timeouts: TunnelTimeouts::default(),
+        }
+    }
+}
+
+/// `[broker]`: how to reach the broker's tunnel-server API.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BrokerLink {
+    /// The broker's base URL, `https://host[:port]` (`http://` only for loopback tests).
+    pub url: String,
+    /// A file holding this server's bearer token (`sk-…`, printed by `portcullis admin
+    /// tunnel add`); the file should be mode 0600.
+    pub token_file: Option<PathBuf>,
+    /// A PEM file of CA certificates to trust for the broker, in addition to the
+    /// platform's roots (a self-signed broker certificate, for example).
+    pub ca_file: Option<PathBuf>,
+}
+
+/// `[tls]`: TLS around tunnel connections (docs/protocol.md §8.1).
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelTls {
+    /// Certificate chain (PEM). TLS is on when `cert` and `key` are set.
+    pub cert: Option<PathBuf>,
+    /// Private key (PEM).
+    pub key: Option<PathBuf>,
+    /// Refuse handshakes that do not use the hybrid `X25519MLKEM768` key exchange.
+    pub require_post_quantum: bool,
+}
+
+/// `[limits]` (docs/protocol.md §8.15).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelLimits {
+    /// TCP connections open at once. Default 10,000.
+    pub max_connections: usize,
+    /// TCP connections open at once from one source address (IPv6: its /64). Default 256.
+    pub max_connections_per_source: usize,
+    /// Handshakes per second from one source address (burst twice that). Default 20.
+    pub handshakes_per_second_per_source: u32,
+    /// `Open` handshakes waiting on the broker at once. Default 64.
+    pub max_pending_opens: usize,
+    /// The same, per source address. Default 4.
+    pub max_pending_opens_per_source: usize,
+    /// Sessions at once. Default 4096.
+    pub max_sessions: usize,
+    /// Connections per session (connected or held for resume). Default 16.
+    pub max_connections_per_session: usize,
+    /// Sent but unacknowledged bytes kept per connection for resume. Default 262,144.
+    pub replay_buffer_bytes: usize,
+    /// Largest Data record this server sends. Default 16,384.
+    pub record_size: usize,
+}
+
+impl Default for TunnelLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 10_000,
+            max_connections_per_source: 256,
+            handshakes_per_second_per_source: 20,
+            max_pending_opens: 64,
+            max_pending_opens_per_source: 4,
+            max_sessions: 4096,
+            max_connections_per_session: portcullis_proto::tunnel::DEFAULT_MAX_CONNECTIONS,
+            replay_buffer_bytes: portcullis_proto::tunnel::DEFAULT_REPLAY_CAPACITY,
+            record_size: portcullis_proto::tunnel::DEFAULT_PLAINTEXT,
+        }
+    }
+}
+
+/// `[timeouts]`, in seconds.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct TunnelTimeouts {
+    /// TCP accept until the proof arrived (PROXY header and TLS included). Default 5.
+    pub handshake_secs: u64,
+    /// The broker's `start` call, connection included. Default 5.
+    pub broker_call_secs: u64,
+    /// Connecting to the target, all remotes together. Default 10.
+    pub target_connect_secs: u64,
+    /// A session ends after this long without a record or target byte. Default 300.
+    pub idle_secs: u64,
+    /// A session ends this long after it was opened. Default 28,800 (8 h).
+    pub max_session_secs: u64,
+    /// At shutdown, how long live sessions may go on before they are ended. Default 10.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for TunnelTimeouts {
+    fn default() -> Self {
+        Self {
+            handshake_secs: 5,
+            broker_call_secs: 5,
+            target_connect_secs: 10,
+            idle_secs: 300,
+            max_session_secs: 8 * 3600,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl TunnelTimeouts {
+    /// The handshake timeout.
+    pub fn handshake(&self) -> Duration {
+        Duration::from_secs(self.handshake_secs)
+    }
+
+    /// The broker call timeout.
+    pub fn broker_call(&self) -> Duration {
+        Duration::from_secs(self.broker_call_secs)
+    }
+
+    /// The target connect timeout.
+    pub fn target_connect(&self) -> Duration {
+        Duration::from_secs(self.target_connect_secs)
+    }
+
+    /// The session idle timeout.
+    pub fn idle(&self) -> Duration {
+        Duration::from_secs(self.idle_secs)
+    }
+
+    /// The maximum session duration.
+    pub fn max_session(&self) -> Duration {
+        Duration::from_secs(self.max_session_secs)
+    }
+
+    /// The shutdown grace period.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+/// The environment variable read for the broker token when `broker.token_file` is not set.
+pub const TOKEN_ENV: &str = "PORTCULLIS_TUNNEL_TOKEN";
+
+/// The longest timeout accepted, in seconds (one year): a deadline computed from a larger
+/// one could overflow the clock.
+pub const MAX_TIMEOUT_SECS: u64 = 365 * 24 * 3600;
+
+/// The longest token file read (a token is about 50 bytes).
+const MAX_TOKEN_FILE_LEN: u64 = 4096;
+
+/// Why a configuration or the broker token was refused.
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file (the configuration or the token file) could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The system's error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the settings.
+    #[error("{}{}: {message}", path.display(), location(*line, *column, field.as_deref()))]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The setting, such as `limits.record_size`, when the error is about one.
+        field: Option<String>,
+        /// 1-based line of the error, 0 if unknown.
+        line: usize,
+        /// 1-based column of the error, 0 if unknown.
+        column: usize,
+        /// The parser's message (it names settings and types, never quotes a line).
+        message: String,
+    },
+    /// A setting's value is not acceptable.
+    #[error("{}invalid `{field}`: {reason}", file_prefix(path.as_deref()))]
+    Invalid {
+        /// The configuration file, when the configuration came from one.
+        path: Option<PathBuf>,
+        /// The setting, such as `timeouts.handshake_secs`.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The broker token is missing or malformed (the message never contains the token).
+    #[error("broker token from {origin}: {reason}")]
+    Token {
+        /// Where it came from: the token file's path or the environment variable.
+        origin: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+}
+
+impl ConfigError {
+    fn parse(path: &Path, text: &str, error: &serde_path_to_error::Error<toml::de::Error>) -> Self {
+        let inner = error.inner();
+        let (line, column) = inner
+            .span()
+            .map_or((0, 0), |span| line_and_column(text, span.start));
+        let field = error.path().to_string();
+        // toml's messages may span lines ("invalid array\nexpected `]`"): keep one line.
+        let message = inner
+            .message()
+            .lines()
+            .map(str::trim)
+            .filter(|line| !line.is_empty())
+            .collect::<Vec<_>>()
+            .join(": ");
+        Self::Parse {
+            path: path.to_owned(),
+            field: (field != ".").then_some(field),
+            line,
+            column,
+            message: if message.is_empty() {
+                "invalid TOML".to_owned()
+            } else {
+                message
+            },
+        }
+    }
+
+    /// Adds the configuration file's name to a validation error.
+    fn in_file(self, file: &Path) -> Self {
+        match self {
+            Self::Invalid {
+                path: None,
+                field,
+                reason,
+            } => Self::Invalid {
+                path: Some(file.to_owned()),
+                field,
+                reason,
+            },
+            other => other,
+        }
+    }
+}
+
+fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        path: None,
+        field,
+        reason: reason.into(),
+    }
+}
+
+fn location(line: usize, column: usize, field: Option<&str>) -> String {
+    let mut out = String::new();
+    if line > 0 {
+        out = format!(", line {line}, column {column}");
+    }
+    if let Some(field) = field {
+        out.push_str(&format!(", `{field}`"));
+    }
+    out
+}
+
+fn file_prefix(path: Option<&Path>) -> String {
+    path.map(|path| format!("{}: ", path.display()))
+        .unwrap_or_default()
+}
+
+/// 1-based line and column (in characters) of byte `offset` of `text`.
+fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = text.get(..offset).unwrap_or(text);
+    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .get(line_start..)
+        .map_or(0, |rest| rest.chars().count())
+        + 1;
+    (line, column)
+}
+
+impl TunnelConfig {
+    /// Reads, parses and [validates](Self::validate) the configuration file at `path`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text, path)?;
+        config.validate().map_err(|error| error.in_file(path))?;
+        Ok(config)
+    }
+
+    /// Parses configuration text; `path` only names it in errors. Does not validate.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        serde_path_to_error::deserialize(toml::Deserializer::new(text))
+            .map_err(|error| ConfigError::parse(path, text, &error))
+    }
+
+    /// Checks what parsing cannot: a listen address, the broker URL, non-zero limits and
+    /// timeouts, record and replay sizes, a handshake that fits in the client's patience,
+    /// and TLS files given together. Does not touch the files it names (TLS and the token
+    /// are read by [`crate::tls`] and [`read_token`], which name the file on failure).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.listen.is_empty() {
+            return Err(invalid("listen", "must name at least one address"));
+        }
+        if let Some(ops) = self.ops_listen.filter(|ops| self.listen.contains(ops)) {
+            return Err(invalid(
+                "ops_listen",
+                format!("{ops} is also a tunnel listen address"),
+            ));
+        }
+        check_broker_url(&self.broker.url).map_err(|reason| invalid("broker.url", reason))?;
+        self.validate_limits()?;
+        self.validate_timeouts()?;
+        match (&self.tls.cert, &self.tls.key) {
+            (Some(_), None) => Err(invalid("tls.key", "is required when tls.cert is set")),
+            (None, Some(_)) => Err(invalid("tls.cert", "is required when tls.key is set")),
+            (None, None) if self.tls.require_post_quantum => Err(invalid(
+                "tls.require_post_quantum",
+                "needs TLS: set tls.cert and tls.key",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    fn validate_limits(&self) -> Result<(), ConfigError> {
+        let limits = &self.limits;
+        for (field, value) in [
+            ("limits.max_connections", limits.max_connections),
+            (
+                "limits.max_connections_per_source",
+                limits.max_connections_per_source,
+            ),
+            (
+                "limits.handshakes_per_second_per_source",
+                limits.handshakes_per_second_per_source as usize,
+            ),
+            ("limits.max_pending_opens", limits.max_pending_opens),
+            (
+                "limits.max_pending_opens_per_source",
+                limits.max_pending_opens_per_source,
+            ),
+            ("limits.max_sessions", limits.max_sessions),
+            (
+                "limits.max_connections_per_session",
+                limits.max_connections_per_session,
+            ),
+            ("limits.replay_buffer_bytes", limits.replay_buffer_bytes),
+            ("limits.record_size", limits.record_size),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+        }
+        let max_record = portcullis_proto::tunnel::MAX_PLAINTEXT;
+        if limits.record_size > max_record {
+            return Err(invalid(
+                "limits.record_size",
+                format!(
+                    "{} is above the protocol's {max_record}",
+                    limits.record_size
+                ),
+            ));
+        }
+        if limits.replay_buffer_bytes < limits.record_size {
+            return Err(invalid(
+                "limits.replay_buffer_bytes",
+                format!(
+                    "{} is below limits.record_size {}: one record must fit",
+                    limits.replay_buffer_bytes, limits.record_size
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_timeouts(&self) -> Result<(), ConfigError> {
+        let timeouts = &self.timeouts;
+        for (field, value) in [
+            ("timeouts.handshake_secs", timeouts.handshake_secs),
+            ("timeouts.broker_call_secs", timeouts.broker_call_secs),
+            ("timeouts.target_connect_secs", timeouts.target_connect_secs),
+            ("timeouts.idle_secs", timeouts.idle_secs),
+            ("timeouts.max_session_secs", timeouts.max_session_secs),
+            ("timeouts.shutdown_grace_secs", timeouts.shutdown_grace_secs),
+        ] {
+            if value == 0 {
+                return Err(invalid(field, "must be greater than 0"));
+            }
+            if value > MAX_TIMEOUT_SECS {
+                return Err(invalid(
+                    field,
+                    format!("{value} is above {MAX_TIMEOUT_SECS} (one year)"),
+                ));
+            }
+        }
+        // The client gives up 20 s after its hello; the server must have answered by then,
+        // or a ticket can be redeemed for a client that is gone (docs/protocol.md §8.13).
+        let client_limit = portcullis_proto::tunnel::CLIENT_HANDSHAKE_TIMEOUT.as_secs();
+        let server_worst = timeouts.handshake_secs + timeouts.broker_call_secs;
+        if server_worst >= client_limit {
+            return Err(invalid(
+                "timeouts.broker_call_secs",
+                format!(
+                    "timeouts.handshake_secs + timeouts.broker_call_secs = {server_worst} s \
+                     must stay below the client's {client_limit} s handshake limit"
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `broker.url`: `https://host[:port]`, or `http://` to a loopback host (tests, `dev`).
+fn check_broker_url(text: &str) -> Result<(), String> {
+    if text.is_empty() {
+        return Err("is required: the broker's https:// URL".into());
+    }
+    let url = reqwest::Url::parse(text).map_err(|error| format!("not a URL: {error}"))?;
+    let host = url.host_str().filter(|host| !host.is_empty());
+    let host = host.ok_or("must have a host")?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || bare.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(
+                "must be an https:// URL (http:// only to a loopback address): the token \
+                 and the tunnel secrets travel on it"
+                    .into(),
+            );
+        }
+        other => return Err(format!("must be an https:// URL, not {other}://")),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("must not contain a user name or password".into());
+    }
+    if url.path() != "/" || url.query().is_some() || url.fragment().is_some() {
+        return Err("must not have a path, query or fragment: the base URL only".into());
+    }
+    Ok(())
+}
+
+/// This tunnel server's bearer token at the broker (`sk-…`).
+///
+/// Erased from memory when dropped; its `Debug` output shows no part of it.
+#[derive(Zeroize, ZeroizeOnDrop)]
+pub struct BrokerToken(String);
+
+impl BrokerToken {
+    /// Checks a token's form: `sk-` then printable ASCII without spaces. Surrounding
+    /// whitespace (a file's final newline) is removed first.
+    pub fn new(text: &str) -> Result<Self, &'static str> {
+        let token = text.trim();
+        if token.is_empty() {
+            return Err("is empty");
+        }
+        if !token.starts_with("sk-") || token.len() == 3 {
+            return Err(
+                "does not look like a tunnel-server token (sk-…, printed by `portcullis admin tunnel add`)",
+            );
+        }
+        if !token.bytes().all(|byte| byte.is_ascii_graphic()) {
+            return Err("contains spaces or characters other than printable ASCII");
+        }
+        Ok(Self(token.to_owned()))
+    }
+
+    /// The token, for the `Authorization: Bearer` header.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BrokerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BrokerToken(<redacted>)")
+    }
+}
+
+/// Reads the broker token: from `broker.token_file` when it is set, otherwise from the
+/// environment variable [`TOKEN_ENV`] (`PORTCULLIS_TUNNEL_TOKEN`).
+///
+/// A token file readable by its group or by others gets a warning (it should be mode
+/// 0600). Errors name the file or the variable, never the token.
+pub fn read_token(link: &BrokerLink) -> Result<BrokerToken, ConfigError> {
+    read_token_from(link, std::env::var_os(TOKEN_ENV))
+}
+
+/// [`read_token`] with the environment variable's value passed in (tests cannot set the
+/// environment safely).
+fn read_token_from(link: &BrokerLink, env: Option<OsString>) -> Result<BrokerToken, ConfigError> {
+    let Some(path) = &link.token_file else {
+        let origin = format!("the environment variable {TOKEN_ENV}");
+        let Some(value) = env else {
+            return Err(invalid(
+                "broker.token_file",
+                format!("is required unless {TOKEN_ENV} is set"),
+            ));
+        };
+        let value = Zeroizing::new(value.into_string().map_err(|_| ConfigError::Token {
+            origin: origin.clone(),
+            reason: "is not valid UTF-8",
+        })?);
+        return BrokerToken::new(&value).map_err(|reason| ConfigError::Token { origin, reason });
+    };
+    let read_error = |source| ConfigError::Read {
+        path: path.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let metadata = file.metadata().map_err(read_error)?;
+    warn_if_readable_by_others(path, &metadata);
+    let origin = || format!("{}", path.display());
+    if metadata.len() > MAX_TOKEN_FILE_LEN {
+        return Err(ConfigError::Token {
+            origin: origin(),
+            reason: "the file is too large to hold a token",
+        });
+    }
+    let mut text = Zeroizing::new(String::new());
+    file.take(MAX_TOKEN_FILE_LEN)
+        .read_to_string(&mut text)
+        .map_err(read_error)?;
+    BrokerToken::new(&text).map_err(|reason| ConfigError::Token {
+        origin: origin(),
+        reason,
+    })
+}
+
+#[cfg(unix)]
+fn warn_if_readable_by_others(path: &Path, metadata: &std::fs::Metadata) {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = metadata.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            file = %path.display(),
+            mode = format_args!("{mode:04o}"),
+            "the broker token file is readable by its group or others; make it mode 0600"
+        );
+    }
+}
+
+#[cfg(not(unix))]
+fn warn_if_readable_by_others(_path: &Path, _metadata: &std::fs::Metadata) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../../../docs/tunnel.example.toml");
+
+    fn parse(text: &str) -> Result<TunnelConfig, ConfigError> {
+        TunnelConfig::parse(text, Path::new("tunnel.toml"))
+    }
+
+    /// A valid configuration: the defaults and a broker URL.
+    fn minimal() -> TunnelConfig {
+        parse("[broker]\nurl = \"https://broker.example.com\"\n").unwrap()
+    }
+
+    /// The field a validation error names.
+    fn refused_field(config: &TunnelConfig) -> &'static str {
+        match config.validate() {
+            Err(ConfigError::Invalid { field, .. }) => field,
+            other => panic!("expected a validation error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_defaults_with_a_broker_url_validate() {
+        let config = minimal();
+        config.validate().unwrap();
+        assert_eq!(config.listen, vec!["0.0.0.0:7443".parse().unwrap()]);
+        assert_eq!(config.limits, TunnelLimits::default());
+        assert_eq!(config.timeouts, TunnelTimeouts::default());
+        assert!(!config.proxy_protocol);
+        // Without a broker URL it does not.
+        assert_eq!(refused_field(&TunnelConfig::default()), "broker.url");
+    }
+
+    #[test]
+    fn the_example_file_sets_every_setting() {
+        let config = parse(EXAMPLE).unwrap();
+        config.validate().unwrap();
+        let defaults = TunnelConfig::default();
+        assert_eq!(
+            config.listen,
+            vec![
+                "0.0.0.0:7444".parse().unwrap(),
+                "[::]:7444".parse().unwrap()
+            ]
+        );
+        assert_eq!(config.ops_listen, Some("127.0.0.1:9464".parse().unwrap()));
+        assert!(config.proxy_protocol);
+        assert_eq!(
+            config.broker,
+            BrokerLink {
+                url: "https://broker.example.com:8443".into(),
+                token_file: Some("/etc/portcullis/tunnel-token".into()),
+                ca_file: Some("/etc/portcullis/broker-ca.pem".into()),
+            }
+        );
+        assert_eq!(
+            config.tls,
+            TunnelTls {
+                cert: Some("/etc/portcullis/tls/fullchain.pem".into()),
+                key: Some("/etc/portcullis/tls/privkey.pem".into()),
+                require_post_quantum: true,
+            }
+        );
+        // Every limit and timeout differs from its default, so the example really sets it
+        // (a misspelt key would be refused; a missing one would show here).
+        let (limits, default_limits) = (&config.limits, &defaults.limits);
+        for (name, value, default) in [
+            (
+                "max_connections",
+                limits.max_connections,
+                default_limits.max_connections,
+            ),
+            (
+                "max_connections_per_source",
+                limits.max_connections_per_source,
+                default_limits.max_connections_per_source,
+            ),
+            (
+                "handshakes_per_second_per_source",
+                limits.handshakes_per_second_per_source as usize,
+                default_limits.handshakes_per_second_per_source as usize,
+            ),
+            (
+                "max_pending_opens",
+                limits.max_pending_opens,
+                default_limits.max_pending_opens,
+            ),
+            (
+                "max_pending_opens_per_source",
+                limits.max_pending_opens_per_source,
+                default_limits.max_pending_opens_per_source,
+            ),
+            (
+                "max_sessions",
+                limits.max_sessions,
+                default_limits.max_sessions,
+            ),
+            (
+                "max_connections_per_session",
+                limits.max_connections_per_session,
+                default_limits.max_connections_per_session,
+            ),
+            (
+                "replay_buffer_bytes",
+                limits.replay_buffer_bytes,
+                default_limits.replay_buffer_bytes,
+            ),
+            (
+                "record_size",
+                limits.record_size,
+                default_limits.record_size,
+            ),
+        ] {
+            assert_ne!(value, default, "limits.{name}");
+        }
+        let (timeouts, default_timeouts) = (&config.timeouts, &defaults.timeouts);
+        for (name, value, default) in [
+            (
+                "handshake_secs",
+                timeouts.handshake_secs,
+                default_timeouts.handshake_secs,
+            ),
+            (
+                "broker_call_secs",
+                timeouts.broker_call_secs,
+                default_timeouts.broker_call_secs,
+            ),
+            (
+                "target_connect_secs",
+                timeouts.target_connect_secs,
+                default_timeouts.target_connect_secs,
+            ),
+            ("idle_secs", timeouts.idle_secs, default_timeouts.idle_secs),
+            (
+                "max_session_secs",
+                timeouts.max_session_secs,
+                default_timeouts.max_session_secs,
+            ),
+            (
+                "shutdown_grace_secs",
+                timeouts.shutdown_grace_secs,
+                default_timeouts.shutdown_grace_secs,
+            ),
+        ] {
+            assert_ne!(value, default, "timeouts.{name}");
+        }
+    }
+
+    #[test]
+    fn parse_errors_name_the_file_the_setting_and_the_line() {
+        let error = parse("[broker]\nurl = \"https://b\"\n\n[limits]\nrecord_size = \"big\"\n")
+            .unwrap_err();
+        let ConfigError::Parse {
+            field, line, path, ..
+        } = &error
+        else {
+            panic!("{error:?}");
+        };
+        assert_eq!(field.as_deref(), Some("limits.record_size"));
+        assert_eq!(*line, 5);
+        assert_eq!(path, Path::new("tunnel.toml"));
+        let message = error.to_string();
+        assert!(message.starts_with("tunnel.toml, line 5"), "{message}");
+        assert!(message.contains("`limits.record_size`"), "{message}");
+
+        // A misspelt setting is refused, not ignored.
+        let error = parse("[timeouts]\nidle_sec = 5\n").unwrap_err().to_string();
+        assert!(error.contains("idle_sec"), "{error}");
+        assert!(error.contains("timeouts"), "{error}");
+    }
+
+    #[test]
+    fn from_file_names_the_file_in_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let error = TunnelConfig::from_file(&missing).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { .. }));
+        assert!(error.to_string().contains("missing.toml"), "{error}");
+
+        let file = dir.path().join("tunnel.toml");
+        std::fs::write(&file, "[broker]\nurl = \"http://broker.example.com\"\n").unwrap();
+        let error = TunnelConfig::from_file(&file).unwrap_err();
+        let message = error.to_string();
+        assert!(
+            message.starts_with(&format!("{}: invalid `broker.url`", file.display())),
+            "{message}"
+        );
+
+        std::fs::write(&file, "[broker]\nurl = \"https://broker.example.com\"\n").unwrap();
+        assert_eq!(TunnelConfig::from_file(&file).unwrap(), minimal());
+    }
+
+    #[test]
+    fn listen_must_not_be_empty_nor_shared_with_ops() {
+        let mut config = minimal();
+        config.listen.clear();
+        assert_eq!(refused_field(&config), "listen");
+        let mut config = minimal();
+        config.ops_listen = Some(config.listen[0]);
+        assert_eq!(refused_field(&config), "ops_listen");
+    }
+
+    #[test]
+    fn the_broker_url_is_https_or_loopback_http() {
+        for good in [
+            "https://broker.example.com",
+            "https://broker.example.com:8443/",
+            "https://10.0.0.1:8443",
+            "http://127.0.0.1:8443",
+            "http://localhost:8443",
+            "http://[::1]:8443",
+        ] {
+            let mut config = minimal();
+            config.broker.url = good.into();
+            config
+                .validate()
+                .unwrap_or_else(|error| panic!("{good}: {error}"));
+        }
+        for bad in [
+            "",
+            "broker.example.com",
+            "http://broker.example.com",
+            "http://10.0.0.1:8443",
+            "ftp://broker.example.com",
+            "https://user:pass@broker.example.com",
+            "https://broker.example.com/uds/rest",
+            "https://broker.example.com/?x=1",
+        ] {
+            let mut config = minimal();
+            config.broker.url = bad.into();
+            assert_eq!(refused_field(&config), "broker.url", "{bad}");
+        }
+    }
+
+    type SetLimit = fn(&mut TunnelLimits);
+    type SetTimeout = fn(&mut TunnelTimeouts, u64);
+
+    #[test]
+    fn every_limit_must_be_positive() {
+        let zeroes: [(&str, SetLimit); 9] = [
+            ("limits.max_connections", |l| l.max_connections = 0),
+            ("limits.max_connections_per_source", |l| {
+                l.max_connections_per_source = 0
+            }),
+            ("limits.handshakes_per_second_per_source", |l| {
+                l.handshakes_per_second_per_source = 0
+            }),
+            ("limits.max_pending_opens", |l| l.max_pending_opens = 0),
+            ("limits.max_pending_opens_per_source", |l| {
+                l.max_pending_opens_per_source = 0
+            }),
+            ("limits.max_sessions", |l| l.max_sessions = 0),
+            ("limits.max_connections_per_session", |l| {
+                l.max_connections_per_session = 0
+            }),
+            ("limits.replay_buffer_bytes", |l| l.replay_buffer_bytes = 0),
+            ("limits.record_size", |l| l.record_size = 0),
+        ];
+        for (field, zero) in zeroes {
+            let mut config = minimal();
+            zero(&mut config.limits);
+            assert_eq!(refused_field(&config), field);
+        }
+    }
+
+    #[test]
+    fn record_size_is_at_most_64_kib_and_fits_in_the_replay_buffer() {
+        let mut config = minimal();
+        config.limits.record_size = 65_536;
+        config.validate().unwrap();
+        config.limits.record_size = 65_537;
+        assert_eq!(refused_field(&config), "limits.record_size");
+        let mut config = minimal();
+        config.limits.record_size = 1;
+        config.limits.replay_buffer_bytes = 1;
+        config.validate().unwrap();
+        config.limits.record_size = 16_384;
+        config.limits.replay_buffer_bytes = 16_383;
+        assert_eq!(refused_field(&config), "limits.replay_buffer_bytes");
+    }
+
+    #[test]
+    fn every_timeout_must_be_positive_and_at_most_a_year() {
+        let setters: [(&str, SetTimeout); 6] = [
+            ("timeouts.handshake_secs", |t, v| t.handshake_secs = v),
+            ("timeouts.broker_call_secs", |t, v| t.broker_call_secs = v),
+            ("timeouts.target_connect_secs", |t, v| {
+                t.target_connect_secs = v
+            }),
+            ("timeouts.idle_secs", |t, v| t.idle_secs = v),
+            ("timeouts.max_session_secs", |t, v| t.max_session_secs = v),
+            ("timeouts.shutdown_grace_secs", |t, v| {
+                t.shutdown_grace_secs = v
+            }),
+        ];
+        for (field, set) in setters {
+            let mut config = minimal();
+            set(&mut config.timeouts, 0);
+            assert_eq!(refused_field(&config), field);
+            set(&mut config.timeouts, u64::MAX);
+            assert_eq!(refused_field(&config), field);
+        }
+    }
+
+    #[test]
+    fn the_server_answers_before_the_client_gives_up() {
+        let mut config = minimal();
+        config.timeouts.handshake_secs = 9;
+        config.timeouts.broker_call_secs = 10;
+        config.validate().unwrap();
+        config.timeouts.broker_call_secs = 11;
+        assert_eq!(refused_field(&config), "timeouts.broker_call_secs");
+        let message = config.validate().unwrap_err().to_string();
+        assert!(message.contains("20 s"), "{message}");
+    }
+
+    #[test]
+    fn tls_cert_and_key_come_together() {
+        let mut config = minimal();
+        config.tls.cert = Some("cert.pem".into());
+        assert_eq!(refused_field(&config), "tls.key");
+        config.tls.key = Some("key.pem".into());
+        config.validate().unwrap();
+        config.tls.cert = None;
+        assert_eq!(refused_field(&config), "tls.cert");
+        // Requiring post-quantum TLS without TLS would silently protect nothing.
+        let mut config = minimal();
+        config.tls.require_post_quantum = true;
+        assert_eq!(refused_field(&config), "tls.require_post_quantum");
+    }
+
+    fn link_to(path: &Path) -> BrokerLink {
+        BrokerLink {
+            url: "https://broker.example.com".into(),
+            token_file: Some(path.to_owned()),
+            ca_file: None,
+        }
+    }
+
+    #[test]
+    fn the_token_file_is_trimmed_and_checked() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("token");
+        std::fs::write(&file, "  sk-Abc123_secret\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let token = read_token_from(&link_to(&file), None).unwrap();
+        assert_eq!(token.expose(), "sk-Abc123_secret");
+        // The file wins over the environment.
+        let token = read_token_from(&link_to(&file), Some("sk-other".into())).unwrap();
+        assert_eq!(token.expose(), "sk-Abc123_secret");
+
+        for (content, reason) in [
+            ("", "is empty"),
+            ("\n\n", "is empty"),
+            ("Abc123\n", "does not look"),
+            ("sk-\n", "does not look"),
+            ("sk-abc def\n", "contains spaces"),
+        ] {
+            std::fs::write(&file, content).unwrap();
+            let error = read_token_from(&link_to(&file), None).unwrap_err();
+            let message = error.to_string();
+            assert!(message.contains(&file.display().to_string()), "{message}");
+            assert!(message.contains(reason), "{content:?}: {message}");
+            if content.contains("abc") {
+                assert!(!message.contains("abc"), "{message}");
+            }
+        }
+        std::fs::write(&file, "sk-".repeat(2000)).unwrap();
+        assert!(matches!(
+            read_token_from(&link_to(&file), None),
+            Err(ConfigError::Token { .. })
+        ));
+
+        let missing = dir.path().join("missing");
+        let error = read_token_from(&link_to(&missing), None).unwrap_err();
+        assert!(matches!(error, ConfigError::Read { ref path, .. } if *path == missing));
+    }
+
+    #[test]
+    fn the_token_comes_from_the_environment_without_a_file() {
+        let link = BrokerLink {
+            url: "https://broker.example.com".into(),
+            ..BrokerLink::default()
+        };
+        let token = read_token_from(&link, Some(" sk-from-env ".into())).unwrap();
+        assert_eq!(token.expose(), "sk-from-env");
+        let error = read_token_from(&link, Some("nope".into())).unwrap_err();
+        assert!(error.to_string().contains(TOKEN_ENV), "{error}");
+        let error = read_token_from(&link, None).unwrap_err();
+        assert!(matches!(
+            error,
+            ConfigError::Invalid {
+                field: "broker.token_file",
+                ..
+            }
+        ));
+        assert!(error.to_string().contains(TOKEN_ENV), "{error}");
+    }
+
+    #[test]
+    fn the_token_never_shows_in_debug_output() {
+        let token = BrokerToken::new("sk-very-secret").unwrap();
+        let debug = format!("{token:?}");
+        assert!(!debug.contains("secret"), "{debug}");
+        assert!(!debug.contains("sk-"), "{debug}");
+    }
+}
