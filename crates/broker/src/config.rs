@@ -106,6 +106,12 @@ pub struct TlsConfig {
     pub cert: Option<PathBuf>,
     /// PEM private key, required with `mode = "files"` and refused otherwise.
     pub key: Option<PathBuf>,
+    /// Also accept TLS 1.2 (for old clients). Default `false`: TLS 1.3 only.
+    pub allow_tls12: bool,
+    /// Refuse handshakes that do not offer the hybrid post-quantum group X25519MLKEM768
+    /// (the refusal is logged with the groups the client offered). Default `false`.
+    /// Requires `allow_tls12 = false`.
+    pub require_post_quantum: bool,
 }
 
 /// `tls.mode`.
@@ -194,9 +200,21 @@ pub struct LimitsConfig {
     pub body_limit_bytes: usize,
     /// Time allowed for one request, in seconds. Default 30.
     pub request_timeout_secs: u64,
-    /// Time a client has to send a request's headers, in seconds, before the connection
-    /// is closed (slow clients holding connections open). Default 10.
+    /// Time a client has to send a request's headers, in seconds, counted from the
+    /// connection's start (after TLS) and from the end of its previous answer: a
+    /// connection idle that long, or sending its headers that slowly, is closed. Default 10.
     pub header_read_timeout_secs: u64,
+    /// Time a client has to complete the TLS handshake, in seconds. Default 10.
+    pub tls_handshake_timeout_secs: u64,
+    /// Open client connections at most; further ones are closed at once (counted in
+    /// `portcullis_connections_refused_total`, logged at most every 10 s). Default 512.
+    pub max_connections: usize,
+    /// Requests handled at once at most; further ones get an immediate HTTP 503 with
+    /// `Retry-After: 1` instead of queuing. Default 256.
+    pub max_concurrent_requests: usize,
+    /// Password checks (Argon2id, 19 MiB each) run at once at most; 0 means one per core.
+    /// Further sign-ins wait up to 2 s in a bounded queue, else get HTTP 503. Default 0.
+    pub concurrent_password_checks: usize,
     /// Portal sign-in attempts per minute for one user name. Default 5.
     pub login_attempts_per_minute_per_user: u32,
     /// Portal sign-in attempts per minute from one IP address. Default 20.
@@ -209,6 +227,10 @@ impl Default for LimitsConfig {
             body_limit_bytes: 65_536,
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,
+            tls_handshake_timeout_secs: 10,
+            max_connections: 512,
+            max_concurrent_requests: 256,
+            concurrent_password_checks: 0,
             login_attempts_per_minute_per_user: 5,
             login_attempts_per_minute_per_ip: 20,
         }
@@ -341,6 +363,15 @@ impl BrokerConfig {
                 self.limits.header_read_timeout_secs,
             ),
             (
+                "limits.tls_handshake_timeout_secs",
+                self.limits.tls_handshake_timeout_secs,
+            ),
+            ("limits.max_connections", self.limits.max_connections as u64),
+            (
+                "limits.max_concurrent_requests",
+                self.limits.max_concurrent_requests as u64,
+            ),
+            (
                 "limits.login_attempts_per_minute_per_user",
                 u64::from(self.limits.login_attempts_per_minute_per_user),
             ),
@@ -355,11 +386,69 @@ impl BrokerConfig {
                 return Err(invalid(field, "must be greater than 0".to_owned()));
             }
         }
+        self.validate_bounds()?;
         check_log_filter(&self.log.level).map_err(|reason| invalid("log.level", reason))
     }
 
+    /// Upper bounds of lifetimes and timeouts, so that `now + ttl` stays far from
+    /// overflowing and a typo (an extra few zeros) is an error rather than tickets that
+    /// never expire.
+    fn validate_bounds(&self) -> Result<(), ConfigError> {
+        const DAY: u64 = 24 * 60 * 60;
+        for (field, value, max) in [
+            (
+                "tickets.client_ticket_ttl_secs",
+                self.tickets.client_ticket_ttl_secs,
+                DAY,
+            ),
+            (
+                "tickets.tunnel_ticket_ttl_secs",
+                self.tickets.tunnel_ticket_ttl_secs,
+                DAY,
+            ),
+            (
+                "session.cookie_ttl_secs",
+                self.session.cookie_ttl_secs,
+                30 * DAY,
+            ),
+            ("readiness_timeout_ms", self.readiness_timeout_ms, 60_000),
+            (
+                "limits.request_timeout_secs",
+                self.limits.request_timeout_secs,
+                3_600,
+            ),
+            (
+                "limits.header_read_timeout_secs",
+                self.limits.header_read_timeout_secs,
+                3_600,
+            ),
+            (
+                "limits.tls_handshake_timeout_secs",
+                self.limits.tls_handshake_timeout_secs,
+                3_600,
+            ),
+        ] {
+            if value > max {
+                return Err(invalid(field, format!("must be at most {max}")));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_tls(&self) -> Result<(), ConfigError> {
-        let TlsConfig { mode, cert, key } = &self.tls;
+        let TlsConfig {
+            mode,
+            cert,
+            key,
+            allow_tls12,
+            require_post_quantum,
+        } = &self.tls;
+        if *require_post_quantum && *allow_tls12 {
+            return Err(invalid(
+                "tls.require_post_quantum",
+                "needs tls.allow_tls12 = false: TLS 1.2 has no post-quantum key exchange".into(),
+            ));
+        }
         if *mode == TlsMode::Files {
             for (field, path) in [("tls.cert", cert), ("tls.key", key)] {
                 let path = path

@@ -181,7 +181,8 @@ pub async fn exchange(
             tunnel_group: service.tunnel_group.clone().unwrap_or_default(),
             max_session_secs: service.max_session_secs,
             created_at: now,
-            expires_at: now + secs_to_millis(state.config.tickets.tunnel_ticket_ttl_secs),
+            expires_at: now
+                .saturating_add(secs_to_millis(state.config.tickets.tunnel_ticket_ttl_secs)),
             issued_to_legacy: tunnel_server.as_ref().is_some_and(|server| server.legacy),
         }),
         None => None,

@@ -1,63 +1,176 @@
-//! Login rate limiting: a fixed budget of attempts per key (user name or client address)
-//! per minute, in memory. Several brokers each keep their own counters, which multiplies
-//! the budget by the number of brokers: acceptable for slowing down password guessing.
+//! Login rate limiting: a fixed budget of attempts per key (user name or client network)
+//! per minute, and at most [`MAX_IN_FLIGHT_PER_KEY`] attempts of one key being checked at
+//! once, in memory. Several brokers each keep their own counters, which multiplies the
+//! budget by the number of brokers: acceptable for slowing down password guessing.
+//!
+//! The map is capped at [`MAX_KEYS`] keys: when it is full, expired keys are dropped (a
+//! scan at most once per [`PRUNE_EVERY`], never one per request), and while it stays full
+//! new keys are refused. Client addresses are keyed by [`network_key`]: an IPv6 host
+//! usually owns a whole /64.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// The window over which attempts are counted.
 const WINDOW: Duration = Duration::from_secs(60);
-/// Above this many tracked keys, expired entries are dropped before inserting.
-const PRUNE_ABOVE: usize = 10_000;
+/// Attempts of one key checked at the same time, at most; more are refused at once.
+pub const MAX_IN_FLIGHT_PER_KEY: u32 = 1;
+/// Keys tracked at most.
+pub const MAX_KEYS: usize = 100_000;
+/// Shortest interval between two scans for expired keys.
+const PRUNE_EVERY: Duration = Duration::from_secs(1);
+/// What a refused newcomer is told to wait when the map is full.
+const FULL_RETRY: Duration = Duration::from_secs(5);
 
-/// Counts attempts per key in a sliding one-minute window.
+/// The key of a client address: an IPv4 address itself, an IPv6 address's /64 network
+/// (an IPv4-mapped IPv6 address is its IPv4 address).
+pub fn network_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
+        },
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entry {
+    /// Arrival times within the window, oldest first.
+    times: VecDeque<Instant>,
+    /// Attempts admitted and not finished.
+    in_flight: u32,
+}
+
+#[derive(Debug)]
+struct Keys<K> {
+    entries: HashMap<K, Entry>,
+    last_prune: Option<Instant>,
+}
+
+/// Counts attempts per key in a sliding one-minute window, and the attempts in flight.
 #[derive(Debug)]
 pub struct RateLimiter<K> {
     per_minute: u32,
-    attempts: Mutex<HashMap<K, Vec<Instant>>>,
+    max_keys: usize,
+    keys: Mutex<Keys<K>>,
+}
+
+/// An admitted attempt: counted in flight until dropped.
+#[derive(Debug)]
+#[must_use = "the attempt is in flight until this is dropped"]
+pub struct Attempt<'a, K: Eq + Hash + Clone> {
+    limiter: &'a RateLimiter<K>,
+    key: Option<K>,
+}
+
+impl<K: Eq + Hash + Clone> Drop for Attempt<'_, K> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key.take() {
+            let mut keys = self.limiter.lock();
+            if let Some(entry) = keys.entries.get_mut(&key) {
+                entry.in_flight = entry.in_flight.saturating_sub(1);
+            }
+        }
+    }
 }
 
 impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// A limiter that admits `per_minute` attempts per key per minute (0 disables it).
     pub fn new(per_minute: u32) -> Self {
+        Self::with_capacity(per_minute, MAX_KEYS)
+    }
+
+    /// A limiter tracking at most `max_keys` keys (tests use a small number).
+    pub fn with_capacity(per_minute: u32, max_keys: usize) -> Self {
         Self {
             per_minute,
-            attempts: Mutex::new(HashMap::new()),
+            max_keys,
+            keys: Mutex::new(Keys {
+                entries: HashMap::new(),
+                last_prune: None,
+            }),
         }
     }
 
-    /// Records an attempt at `now` and says whether it is within the budget. When it is
-    /// not, returns how long until the oldest attempt leaves the window.
-    pub fn check(&self, key: &K, now: Instant) -> Result<(), Duration> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Keys<K>> {
+        self.keys
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records an attempt at `now` and says whether it is admitted: within the budget,
+    /// with fewer than [`MAX_IN_FLIGHT_PER_KEY`] of the key's attempts in flight, and room
+    /// for the key. When it is not, returns how long to wait before trying again.
+    pub fn check(&self, key: &K, now: Instant) -> Result<Attempt<'_, K>, Duration> {
         if self.per_minute == 0 {
-            return Ok(());
+            return Ok(Attempt {
+                limiter: self,
+                key: None,
+            });
         }
-        let mut attempts = self
-            .attempts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if attempts.len() > PRUNE_ABOVE {
-            attempts.retain(|_, times| times.iter().any(|t| now.duration_since(*t) < WINDOW));
+        let mut keys = self.lock();
+        if keys.entries.len() >= self.max_keys && !keys.entries.contains_key(key) {
+            let due = keys
+                .last_prune
+                .is_none_or(|last| now.saturating_duration_since(last) >= PRUNE_EVERY);
+            if due {
+                keys.last_prune = Some(now);
+                keys.entries.retain(|_, entry| {
+                    entry.in_flight > 0
+                        || entry
+                            .times
+                            .back()
+                            .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
+                });
+            }
+            if keys.entries.len() >= self.max_keys {
+                return Err(FULL_RETRY);
+            }
         }
-        let times = attempts.entry(key.clone()).or_default();
-        times.retain(|t| now.duration_since(*t) < WINDOW);
-        if times.len() >= self.per_minute as usize {
-            let oldest = times.first().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now.duration_since(oldest)));
+        let entry = keys.entries.entry(key.clone()).or_default();
+        while entry
+            .times
+            .front()
+            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+        {
+            entry.times.pop_front();
         }
-        times.push(now);
-        Ok(())
+        if entry.times.len() >= self.per_minute as usize {
+            let oldest = entry.times.front().copied().unwrap_or(now);
+            return Err(WINDOW.saturating_sub(now.saturating_duration_since(oldest)));
+        }
+        if entry.in_flight >= MAX_IN_FLIGHT_PER_KEY {
+            return Err(Duration::from_secs(1));
+        }
+        entry.times.push_back(now);
+        entry.in_flight += 1;
+        Ok(Attempt {
+            limiter: self,
+            key: Some(key.clone()),
+        })
     }
 
-    /// Forgets the attempts of `key` (after a successful login).
+    /// Forgets the attempts of `key` (after a successful login); its attempts still in
+    /// flight stay counted.
     pub fn reset(&self, key: &K) {
-        let mut attempts = self
-            .attempts
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        attempts.remove(key);
+        let mut keys = self.lock();
+        if let Some(entry) = keys.entries.get_mut(key) {
+            entry.times.clear();
+        }
+    }
+
+    /// How many keys are tracked.
+    pub fn len(&self) -> usize {
+        self.lock().entries.len()
+    }
+
+    /// Whether no key is tracked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -70,7 +183,7 @@ mod tests {
         let limiter = RateLimiter::new(3);
         let start = Instant::now();
         for _ in 0..3 {
-            assert!(limiter.check(&"alice", start).is_ok());
+            drop(limiter.check(&"alice", start).unwrap());
         }
         let wait = limiter
             .check(&"alice", start + Duration::from_secs(10))
@@ -88,13 +201,65 @@ mod tests {
     fn reset_and_disabled() {
         let limiter = RateLimiter::new(1);
         let now = Instant::now();
-        assert!(limiter.check(&1, now).is_ok());
+        drop(limiter.check(&1, now).unwrap());
         assert!(limiter.check(&1, now).is_err());
         limiter.reset(&1);
         assert!(limiter.check(&1, now).is_ok());
         let off = RateLimiter::new(0);
-        for _ in 0..100 {
-            assert!(off.check(&1, now).is_ok());
+        let held: Vec<_> = (0..100).map(|_| off.check(&1, now).unwrap()).collect();
+        assert_eq!(held.len(), 100);
+    }
+
+    #[test]
+    fn attempts_in_flight_are_limited_per_key() {
+        let limiter = RateLimiter::new(20);
+        let now = Instant::now();
+        let first = limiter.check(&"ip", now).unwrap();
+        assert_eq!(
+            limiter.check(&"ip", now).unwrap_err(),
+            Duration::from_secs(1)
+        );
+        assert!(limiter.check(&"other", now).is_ok());
+        drop(first);
+        drop(limiter.check(&"ip", now).unwrap());
+    }
+
+    #[test]
+    fn the_map_is_capped_and_pruned_at_most_once_a_second() {
+        let limiter = RateLimiter::with_capacity(5, 3);
+        let start = Instant::now();
+        for key in 0..3 {
+            drop(limiter.check(&key, start).unwrap());
         }
+        // Full of live keys: a newcomer is refused, known keys still count.
+        assert!(limiter.check(&3, start).is_err());
+        assert!(limiter.check(&0, start).is_ok());
+        // A minute later the old keys have expired, but the last scan was under a second
+        // ago only if one ran: the first refusal after a second scans and admits.
+        let later = start + Duration::from_secs(61);
+        assert!(limiter.check(&4, later).is_ok());
+        assert_eq!(limiter.len(), 1);
+        // Keys with attempts in flight are never dropped.
+        let held = limiter.check(&5, later).unwrap();
+        let _also = limiter.check(&6, later).unwrap();
+        let much_later = later + Duration::from_secs(120);
+        drop(limiter.check(&7, much_later).unwrap());
+        assert!(limiter.len() <= 3);
+        drop(held);
+    }
+
+    #[test]
+    fn ipv6_is_keyed_by_its_64_and_mapped_ipv4_by_its_address() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_key(a), network_key(b));
+        assert_ne!(network_key(a), network_key(c));
+        assert_eq!(
+            network_key("::ffff:192.0.2.1".parse().unwrap()),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        let v4: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(network_key(v4), v4);
     }
 }

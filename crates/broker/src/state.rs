@@ -9,6 +9,7 @@ use portcullis_proto::payload::SigningKey;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::password::PasswordChecks;
 use crate::proof_limit::ProofLimiter;
 use crate::rate_limit::RateLimiter;
 use crate::readiness::ReadinessCache;
@@ -40,8 +41,11 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Login attempts per user name.
     pub logins_per_user: RateLimiter<String>,
-    /// Login attempts per client address.
+    /// Login attempts per client address (an IPv6 address's /64, see
+    /// [`network_key`](crate::rate_limit::network_key)).
     pub logins_per_ip: RateLimiter<IpAddr>,
+    /// The password checks running at once.
+    pub password_checks: PasswordChecks,
     /// Targets that answered the readiness check recently.
     pub readiness: ReadinessCache,
     /// Wrong tunnel-handshake proofs per tunnel server and source address.
@@ -63,6 +67,7 @@ impl AppState {
     ) -> Self {
         let per_user = config.limits.login_attempts_per_minute_per_user;
         let per_ip = config.limits.login_attempts_per_minute_per_ip;
+        let password_checks = PasswordChecks::new(config.limits.concurrent_password_checks);
         let wrong_proofs = ProofLimiter::new(
             config.tickets.wrong_proofs_per_minute_per_source,
             config.tickets.wrong_proofs_per_minute_per_tunnel_server,
@@ -75,6 +80,7 @@ impl AppState {
             metrics,
             logins_per_user: RateLimiter::new(per_user),
             logins_per_ip: RateLimiter::new(per_ip),
+            password_checks,
             readiness: ReadinessCache::default(),
             wrong_proofs,
             clock,

@@ -79,3 +79,36 @@ async fn the_data_directory_and_database_files_are_private() {
     }
     broker.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_names_are_capped_and_stored_with_control_characters_escaped() {
+    let broker = TestBroker::start().await;
+    broker.world().await;
+    let audit_rows = || async { broker.store().audit_tail(1000).await.unwrap().len() };
+    let before = audit_rows().await;
+
+    // 65,000 bytes used to be a failed login: an audit row and a limiter key that size.
+    let long = "a".repeat(65_000);
+    let reply = broker.try_login(&long, "wrong").await;
+    assert_eq!(
+        reply.status,
+        reqwest::StatusCode::BAD_REQUEST,
+        "{}",
+        reply.body
+    );
+    assert_eq!(audit_rows().await, before);
+    assert_eq!(broker.state().logins_per_user.len(), 0);
+    let at_limit = "b".repeat(128);
+    let reply = broker.try_login(&at_limit, "wrong").await;
+    assert_eq!(reply.status, reqwest::StatusCode::UNAUTHORIZED);
+
+    // Control characters reach the audit log escaped.
+    let reply = broker.try_login("eve\u{1b}[31m\nroot", "wrong").await;
+    assert_eq!(reply.status, reqwest::StatusCode::UNAUTHORIZED);
+    let events = broker.store().audit_tail(1).await.unwrap();
+    assert_eq!(events[0].event.kind, "login.failed");
+    assert_eq!(
+        events[0].event.username.as_deref(),
+        Some("eve\\u{1b}[31m\\u{a}root")
+    );
+}

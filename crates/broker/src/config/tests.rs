@@ -96,6 +96,8 @@ fn the_example_file_sets_every_setting() {
             mode: TlsMode::Files,
             cert: Some("/etc/portcullis/tls/fullchain.pem".into()),
             key: Some("/etc/portcullis/tls/privkey.pem".into()),
+            allow_tls12: false,
+            require_post_quantum: false,
         }
     );
     assert_eq!(
@@ -471,4 +473,42 @@ fn certificate_names_cover_the_public_host_and_loopback() {
         ..BrokerConfig::default()
     };
     assert!(!config.tls_enabled());
+}
+
+#[test]
+fn lifetimes_and_timeouts_are_bounded() {
+    for (text, field) in [
+        (
+            "[tickets]\nclient_ticket_ttl_secs = 9223372036854775807",
+            "tickets.client_ticket_ttl_secs",
+        ),
+        (
+            "[tickets]\ntunnel_ticket_ttl_secs = 86401",
+            "tickets.tunnel_ticket_ttl_secs",
+        ),
+        (
+            "[session]\ncookie_ttl_secs = 9999999999",
+            "session.cookie_ttl_secs",
+        ),
+        ("readiness_timeout_ms = 60001", "readiness_timeout_ms"),
+        (
+            "[limits]\nheader_read_timeout_secs = 3601",
+            "limits.header_read_timeout_secs",
+        ),
+        ("[limits]\nmax_connections = 0", "limits.max_connections"),
+        (
+            "[tls]\nallow_tls12 = true\nrequire_post_quantum = true",
+            "tls.require_post_quantum",
+        ),
+    ] {
+        let config = BrokerConfig::from_toml(text, Path::new("b.toml")).unwrap();
+        let error = config.validate().unwrap_err().to_string();
+        assert!(error.contains(field), "{text}: {error}");
+    }
+    let config = BrokerConfig::from_toml(
+        "[tickets]\nclient_ticket_ttl_secs = 86400\n[session]\ncookie_ttl_secs = 2592000",
+        Path::new("b.toml"),
+    )
+    .unwrap();
+    config.validate().unwrap();
 }

@@ -30,6 +30,12 @@ pub enum UserApiError {
     /// The request body is larger than `limits.body_limit_bytes`.
     #[error("request body too large")]
     TooLarge,
+    /// Too many sign-ins are being checked; retry in a second.
+    #[error("the broker is busy, retry in a moment")]
+    Busy,
+    /// A state-changing request from another site (`Origin` or `Sec-Fetch-Site`).
+    #[error("cross-site request refused")]
+    CrossSite,
     /// Anything else; the details go to the log.
     #[error("internal error")]
     Internal(String),
@@ -49,6 +55,8 @@ impl IntoResponse for UserApiError {
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::CrossSite => StatusCode::FORBIDDEN,
             Self::Internal(detail) => {
                 tracing::error!(%detail, "user API request failed");
                 StatusCode::INTERNAL_SERVER_ERROR
@@ -59,6 +67,7 @@ impl IntoResponse for UserApiError {
             Self::RateLimited(seconds) => {
                 (status, [(RETRY_AFTER, seconds.to_string())], body).into_response()
             }
+            Self::Busy => (status, [(RETRY_AFTER, "1".to_owned())], body).into_response(),
             // The rest of the body was not read: the connection cannot carry more requests.
             Self::TooLarge => (status, [(CONNECTION, "close".to_owned())], body).into_response(),
             _ => (status, body).into_response(),

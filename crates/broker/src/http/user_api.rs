@@ -22,11 +22,15 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::{BodyRefusal, ClientAddr, LimitedBody, UserApiError};
-use crate::password::{decoy_hash, verify_password};
+use crate::password::decoy_hash;
+use crate::rate_limit::network_key;
 use crate::scripts::SecretString;
 use crate::state::AppState;
 use crate::store::{AuditEvent, ClientTicketStatus, NewClientTicket, ServiceId, TokenHash, User};
 use crate::tickets::crypto::ticket_hash;
+
+/// The longest user name accepted, in bytes (as the store and the admin CLI).
+pub const MAX_USERNAME_LEN: usize = 128;
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "portcullis_session";
@@ -107,14 +111,25 @@ pub async fn login(
     })?;
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
-    let now = Instant::now();
-    if let Some(ip) = client.0 {
-        state
-            .logins_per_ip
-            .check(&ip, now)
-            .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
+    // No account has a longer name (the store refuses them), so a longer one is refused
+    // before it reaches the limiter's keys or the audit log.
+    if request.username.is_empty() || request.username.len() > MAX_USERNAME_LEN {
+        return Err(UserApiError::BadRequest(format!(
+            "the user name must be 1 to {MAX_USERNAME_LEN} bytes"
+        )));
     }
-    state
+    let now = Instant::now();
+    // Both guards count the attempt as in flight until the answer is ready.
+    let _per_ip = match client.0 {
+        Some(ip) => Some(
+            state
+                .logins_per_ip
+                .check(&network_key(ip), now)
+                .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?,
+        ),
+        None => None,
+    };
+    let _per_user = state
         .logins_per_user
         .check(&request.username, now)
         .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
@@ -123,10 +138,14 @@ pub async fn login(
     let stored = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
-    let password = request.password.clone();
-    let valid = tokio::task::spawn_blocking(move || verify_password(password.expose(), &stored))
+    let valid = state
+        .password_checks
+        .verify(request.password.clone(), stored)
         .await
-        .map_err(|error| UserApiError::Internal(error.to_string()))?
+        .map_err(|_| {
+            state.metrics.connections.logins_busy.inc();
+            UserApiError::Busy
+        })?
         .map_err(|error| UserApiError::Internal(error.to_string()))?;
     let (Some(user), true) = (user, valid) else {
         audit(
@@ -151,7 +170,7 @@ pub async fn login(
             &TokenHash::of(token.as_bytes()),
             user.id,
             now_ms,
-            now_ms + ttl_ms,
+            now_ms.saturating_add(ttl_ms),
         )
         .await?;
     audit(
@@ -254,7 +273,7 @@ pub async fn connect(
                 .and_then(crate::scripts::Os::from_user_agent)
                 .map(|os| os.as_str().to_owned()),
             created_at: now,
-            expires_at: now + ttl_ms,
+            expires_at: now.saturating_add(ttl_ms),
         })
         .await?;
     state.metrics.tickets_issued.inc();

@@ -65,6 +65,21 @@ pub(crate) fn checked(mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
     if event.detail.is_empty() {
         "{}".clone_into(&mut event.detail);
     }
+    // Names and addresses come from outside (a failed login's user name): stored with
+    // control characters escaped, so that no terminal or log viewer interprets them.
+    for text in [
+        Some(&mut event.kind),
+        event.username.as_mut(),
+        event.service.as_mut(),
+        event.source_ip.as_mut(),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        if text.chars().any(|c| c.is_control() || c == '\\') {
+            *text = escape_controls(text);
+        }
+    }
     let is_object = serde_json::from_str::<serde_json::Value>(&event.detail)
         .is_ok_and(|value| value.is_object());
     if !is_object {
@@ -73,6 +88,20 @@ pub(crate) fn checked(mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
         ));
     }
     Ok(event)
+}
+
+/// `text` with every control character as `\u{…}` (and `\` as `\\`, so that the
+/// escaping is unambiguous).
+pub(crate) fn escape_controls(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => escaped.push_str("\\\\"),
+            c if c.is_control() => escaped.push_str(&format!("\\u{{{:x}}}", u32::from(c))),
+            c => escaped.push(c),
+        }
+    }
+    escaped
 }
 
 /// Inserts an event [`checked`] before, on `conn`; returns its id.

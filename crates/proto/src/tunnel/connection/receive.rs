@@ -12,7 +12,7 @@ impl Connection {
     /// duplicate `Close` after a resume and an empty Data record are handled here and
     /// reported as [`Event::Nothing`]. Every error (authentication, an `Ack` that decreases
     /// or exceeds `sent`, Data after the peer's `Close`, `EndSession` at a client, …) ends
-    /// the link and sticks; [`ErrorCode::for_error`] maps the protocol violations to
+    /// the link and sticks; [`ErrorCode::for_error`](crate::tunnel::ErrorCode::for_error) maps the protocol violations to
     /// `Malformed`.
     pub fn handle_input<'a>(
         &mut self,

@@ -141,7 +141,7 @@ impl Connection {
     }
 
     /// Seals a `Ping` carrying `value` into `out` (keep-alive or latency probe; the peer
-    /// answers with a `Pong`, reported as [`Event::Pong`]).
+    /// answers with a `Pong`, reported as [`Event::Pong`](super::Event::Pong)).
     pub fn ping(&mut self, value: u64, out: &mut Vec<u8>) -> Result<(), Error> {
         self.seal_control(&Control::Ping(value), out)
     }
