@@ -6,7 +6,8 @@
 //! refused, so that a typo is an error instead of a silently ignored line. Errors name the
 //! file, the setting (`limits.record_size`) and, for parse errors, the line; they never
 //! quote the offending line. [`read_token`] reads the broker token from `broker.token_file`
-//! or from the environment variable [`TOKEN_ENV`].
+//! or from the environment variable [`TOKEN_ENV`]. Relative paths are relative to the
+//! server's working directory.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -198,13 +199,12 @@ const MAX_TOKEN_FILE_LEN: u64 = 4096;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A file (the configuration or the token file) could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: std::io::Error,
+        /// The system's error (in the message, not a `source`, so that it shows once).
+        cause: std::io::Error,
     },
     /// The file is not valid TOML or does not match the settings.
     #[error("{}{}: {message}", path.display(), location(*line, *column, field.as_deref()))]
@@ -324,9 +324,9 @@ fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
 impl TunnelConfig {
     /// Reads, parses and [validates](Self::validate) the configuration file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Read {
             path: path.to_owned(),
-            source,
+            cause,
         })?;
         let config = Self::parse(&text, path)?;
         config.validate().map_err(|error| error.in_file(path))?;
@@ -347,7 +347,8 @@ impl TunnelConfig {
         if self.listen.is_empty() {
             return Err(invalid("listen", "must name at least one address"));
         }
-        if let Some(ops) = self.ops_listen.filter(|ops| self.listen.contains(ops)) {
+        let shared = |ops: &SocketAddr| ops.port() != 0 && self.listen.contains(ops);
+        if let Some(ops) = self.ops_listen.filter(shared) {
             return Err(invalid(
                 "ops_listen",
                 format!("{ops} is also a tunnel listen address"),
@@ -550,9 +551,9 @@ fn read_token_from(link: &BrokerLink, env: Option<OsString>) -> Result<BrokerTok
         })?);
         return BrokerToken::new(&value).map_err(|reason| ConfigError::Token { origin, reason });
     };
-    let read_error = |source| ConfigError::Read {
+    let read_error = |cause| ConfigError::Read {
         path: path.clone(),
-        source,
+        cause,
     };
     let file = std::fs::File::open(path).map_err(read_error)?;
     let metadata = file.metadata().map_err(read_error)?;
@@ -792,6 +793,10 @@ mod tests {
         let mut config = minimal();
         config.ops_listen = Some(config.listen[0]);
         assert_eq!(refused_field(&config), "ops_listen");
+        // Port 0 (the system picks) is never a clash.
+        config.listen = vec!["127.0.0.1:0".parse().unwrap()];
+        config.ops_listen = Some("127.0.0.1:0".parse().unwrap());
+        config.validate().unwrap();
     }
 
     #[test]

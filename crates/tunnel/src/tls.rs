@@ -48,13 +48,12 @@ pub enum TlsError {
     #[error("tls.cert and tls.key must be set together (only {0} is set)")]
     Incomplete(&'static str),
     /// A certificate or key file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
+    #[error("cannot read {}: {cause}", path.display())]
     Read {
         /// The file.
         path: PathBuf,
-        /// The system's error.
-        #[source]
-        source: io::Error,
+        /// The system's error (in the message, not a `source`, so that it shows once).
+        cause: io::Error,
     },
     /// A file holds no usable certificate or key, or the key does not match the
     /// certificate.
@@ -215,9 +214,9 @@ fn load_certified_key(
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
-    std::fs::read(path).map_err(|source| TlsError::Read {
+    std::fs::read(path).map_err(|cause| TlsError::Read {
         path: path.to_owned(),
-        source,
+        cause,
     })
 }
 
@@ -397,6 +396,45 @@ mod tests {
             vec![kx_group::X25519, kx_group::X25519MLKEM768],
             &[&TLS13],
         )
+    }
+
+    /// Log lines written while the guard lives (this thread only).
+    #[derive(Clone, Default)]
+    struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl io::Write for Logs {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_refused_classical_handshake_logs_the_offered_groups() {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let mut fixture = fixture();
+        fixture.tls.require_post_quantum = true;
+        let classical = client(
+            &fixture.roots,
+            vec![kx_group::SECP256R1, kx_group::X25519],
+            &[&TLS13],
+        );
+        let (server, _) = handshake(&acceptor(&fixture.tls), classical).await;
+        assert!(server.is_err());
+        let text = String::from_utf8(logs.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("WARN"), "{text}");
+        assert!(text.contains("without X25519MLKEM768"), "{text}");
+        assert!(text.contains("[secp256r1, X25519]"), "{text}");
     }
 
     #[tokio::test]
