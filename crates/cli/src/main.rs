@@ -1,5 +1,5 @@
-//! `portcullis`: the server-side command — the broker, its admin CLI, and `dev`, the whole
-//! stack on one machine with SQLite and demo data.
+//! `portcullis`: the server-side command — the broker, its admin CLI, the tunnel server, and
+//! `dev`, the whole stack on one machine with SQLite and demo data.
 
 #![forbid(unsafe_code)]
 // A command-line program talks to its user on stdout and stderr.
@@ -15,6 +15,7 @@ mod admin;
 mod dev;
 mod logging;
 mod serve;
+mod tunnel;
 
 /// Portcullis: a post-quantum connection broker for remote desktops and services.
 ///
@@ -49,6 +50,24 @@ enum Command {
         #[arg(long, short, value_name = "FILE")]
         config: PathBuf,
     },
+    /// Run a tunnel server from a configuration file (see docs/tunnel.md, and
+    /// docs/tunnel.example.toml for every setting).
+    ///
+    /// The tunnel server accepts launchers' tunnel connections (optionally behind TLS and a
+    /// PROXY protocol v2 load balancer), redeems each tunnel ticket once at the broker, and
+    /// relays the encrypted connection to the service's target. It authenticates to the
+    /// broker with the token `portcullis admin tunnel add` printed, read from the file
+    /// named by `broker.token_file` or, when that is unset, from the environment variable
+    /// PORTCULLIS_TUNNEL_TOKEN.
+    ///
+    /// Ctrl-C or SIGTERM stops it in two phases: no new connections, live sessions go on
+    /// for `timeouts.shutdown_grace_secs`, then every session ends and its `stop` report
+    /// (bytes each way) is sent to the broker before the process exits.
+    Tunnel {
+        /// The TOML configuration file.
+        #[arg(long, short, value_name = "FILE")]
+        config: PathBuf,
+    },
     /// Administer a broker's database: users, groups, services, tunnel servers, the
     /// signing key and the audit log.
     Admin(admin::AdminArgs),
@@ -79,6 +98,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Dev { dir, port } => dev::run(&dir, port).await,
             Command::Broker { config } => serve::run(&config).await,
+            Command::Tunnel { config } => tunnel::run(&config).await,
             Command::Admin(args) => admin::run(args).await,
         }
     });
