@@ -108,10 +108,6 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Also accept TLS 1.2 (for old clients). Default `false`: TLS 1.3 only.
     pub allow_tls12: bool,
-    /// Refuse handshakes that do not offer the hybrid post-quantum group X25519MLKEM768
-    /// (the refusal is logged with the groups the client offered). Default `false`.
-    /// Requires `allow_tls12 = false`.
-    pub require_post_quantum: bool,
 }
 
 /// `tls.mode`.
@@ -206,12 +202,6 @@ pub struct LimitsConfig {
     pub header_read_timeout_secs: u64,
     /// Time a client has to complete the TLS handshake, in seconds. Default 10.
     pub tls_handshake_timeout_secs: u64,
-    /// Open client connections at most; further ones are closed at once (counted in
-    /// `portcullis_connections_refused_total`, logged at most every 10 s). Default 512.
-    pub max_connections: usize,
-    /// Requests handled at once at most; further ones get an immediate HTTP 503 with
-    /// `Retry-After: 1` instead of queuing. Default 256.
-    pub max_concurrent_requests: usize,
     /// Password checks (Argon2id, 19 MiB each) run at once at most; 0 means one per core.
     /// Further sign-ins wait up to 2 s in a bounded queue, else get HTTP 503. Default 0.
     pub concurrent_password_checks: usize,
@@ -228,8 +218,6 @@ impl Default for LimitsConfig {
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,
             tls_handshake_timeout_secs: 10,
-            max_connections: 512,
-            max_concurrent_requests: 256,
             concurrent_password_checks: 0,
             login_attempts_per_minute_per_user: 5,
             login_attempts_per_minute_per_ip: 20,
@@ -366,11 +354,6 @@ impl BrokerConfig {
                 "limits.tls_handshake_timeout_secs",
                 self.limits.tls_handshake_timeout_secs,
             ),
-            ("limits.max_connections", self.limits.max_connections as u64),
-            (
-                "limits.max_concurrent_requests",
-                self.limits.max_concurrent_requests as u64,
-            ),
             (
                 "limits.login_attempts_per_minute_per_user",
                 u64::from(self.limits.login_attempts_per_minute_per_user),
@@ -440,15 +423,8 @@ impl BrokerConfig {
             mode,
             cert,
             key,
-            allow_tls12,
-            require_post_quantum,
+            allow_tls12: _,
         } = &self.tls;
-        if *require_post_quantum && *allow_tls12 {
-            return Err(invalid(
-                "tls.require_post_quantum",
-                "needs tls.allow_tls12 = false: TLS 1.2 has no post-quantum key exchange".into(),
-            ));
-        }
         if *mode == TlsMode::Files {
             for (field, path) in [("tls.cert", cert), ("tls.key", key)] {
                 let path = path

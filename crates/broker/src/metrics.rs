@@ -4,7 +4,6 @@
 use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue, LabelValueEncoder};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -101,34 +100,11 @@ impl Default for StoreMetrics {
     }
 }
 
-/// Labels of the refused-connections counter.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
-pub struct ConnectionRefusalLabels {
-    /// `limit` (`limits.max_connections` reached), `tls_handshake` (failed or too slow),
-    /// `not_post_quantum` (`tls.require_post_quantum` and no X25519MLKEM768 offered).
-    pub reason: &'static str,
-}
-
-/// What the server reports about connections and load. Cheap to clone.
+/// What the server reports about load. Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectionMetrics {
-    /// Client connections open now.
-    pub open: Gauge,
-    /// Client connections closed before serving a request, by reason.
-    pub refused: Family<ConnectionRefusalLabels, Counter>,
-    /// Requests answered 503 at once because `limits.max_concurrent_requests` were in flight.
-    pub requests_shed: Counter,
     /// Sign-ins answered 503 because too many password checks were running or waiting.
     pub logins_busy: Counter,
-}
-
-impl ConnectionMetrics {
-    /// Counts a connection closed for `reason`.
-    pub fn refused(&self, reason: &'static str) {
-        self.refused
-            .get_or_create(&ConnectionRefusalLabels { reason })
-            .inc();
-    }
 }
 
 /// The broker's metrics.
@@ -149,7 +125,7 @@ pub struct Metrics {
     pub request_seconds: Family<RouteLabels, Histogram>,
     /// The store's group commits and sweeps.
     pub store: StoreMetrics,
-    /// Connections, shed requests and busy sign-ins.
+    /// Busy sign-ins.
     pub connections: ConnectionMetrics,
 }
 
@@ -212,21 +188,6 @@ impl Metrics {
             store.swept_rows.clone(),
         );
         let connections = ConnectionMetrics::default();
-        registry.register(
-            "connections_open",
-            "Client connections open",
-            connections.open.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "Client connections closed before a request, by reason",
-            connections.refused.clone(),
-        );
-        registry.register(
-            "requests_shed",
-            "Requests answered 503 at once: limits.max_concurrent_requests were in flight",
-            connections.requests_shed.clone(),
-        );
         registry.register(
             "logins_busy",
             "Sign-ins answered 503: too many password checks running or waiting",

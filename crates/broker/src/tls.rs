@@ -72,8 +72,13 @@ pub fn ensure_self_signed(
     Ok((cert_path, key_path))
 }
 
-/// A rustls server configuration from PEM files (certificate chain, private key).
-pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConfig>, TlsError> {
+/// A rustls server configuration from PEM files (certificate chain, private key): TLS 1.3,
+/// and TLS 1.2 too with `allow_tls12`.
+pub fn server_config(
+    cert_path: &Path,
+    key_path: &Path,
+    allow_tls12: bool,
+) -> Result<Arc<ServerConfig>, TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
         .map_err(|error| pem_error(cert_path, &error))?
         .collect::<Result<_, _>>()
@@ -88,7 +93,7 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
         PrivateKeyDer::from_pem_file(key_path).map_err(|error| pem_error(key_path, &error))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
+        .with_protocol_versions(if allow_tls12 { BOTH } else { TLS13_ONLY })
         .map_err(|error| TlsError::Rustls(error.to_string()))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
@@ -96,6 +101,12 @@ pub fn server_config(cert_path: &Path, key_path: &Path) -> Result<Arc<ServerConf
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
 }
+
+/// TLS 1.3 only (the default).
+static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
+/// TLS 1.3 and 1.2 (`tls.allow_tls12`).
+static BOTH: &[&rustls::SupportedProtocolVersion] =
+    &[&rustls::version::TLS13, &rustls::version::TLS12];
 
 fn pem_error(path: &Path, error: &rustls::pki_types::pem::Error) -> TlsError {
     TlsError::Pem {
@@ -140,7 +151,7 @@ mod tests {
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        server_config(&cert, &key).unwrap();
+        server_config(&cert, &key, false).unwrap();
     }
 
     #[test]
@@ -148,7 +159,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         fs::write(&cert, "not pem").unwrap();
-        let error = server_config(&cert, &dir.path().join("missing.pem")).unwrap_err();
+        let error = server_config(&cert, &dir.path().join("missing.pem"), false).unwrap_err();
         assert!(error.to_string().contains("cert.pem"), "{error}");
     }
 }

@@ -112,3 +112,41 @@ async fn user_names_are_capped_and_stored_with_control_characters_escaped() {
         Some("eve\\u{1b}[31m\\u{a}root")
     );
 }
+
+/// Issue 7, point 7 (part): TLS 1.2 is off unless `tls.allow_tls12` is set.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls12_is_refused_by_default_and_accepted_when_allowed() {
+    async fn health_with_tls12(broker: &TestBroker) -> Result<reqwest::StatusCode, String> {
+        let cert = portcullis_broker::tls::self_signed_paths(broker.data_dir()).0;
+        let pem = std::fs::read(cert).unwrap();
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .tls_built_in_root_certs(false)
+            .add_root_certificate(reqwest::Certificate::from_pem(&pem).unwrap())
+            .max_tls_version(reqwest::tls::Version::TLS_1_2)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .unwrap();
+        client
+            .get(broker.url("/health"))
+            .send()
+            .await
+            .map(|response| response.status())
+            .map_err(|error| error.to_string())
+    }
+    let strict = TestBroker::start().await;
+    assert!(health_with_tls12(&strict).await.is_err());
+    assert_eq!(
+        strict.get("/health", None).await.status,
+        reqwest::StatusCode::OK,
+        "TLS 1.3 works"
+    );
+    let lenient = TestBroker::builder()
+        .config(|config| config.tls.allow_tls12 = true)
+        .start()
+        .await;
+    assert_eq!(
+        health_with_tls12(&lenient).await.unwrap(),
+        reqwest::StatusCode::OK
+    );
+}
