@@ -1,9 +1,34 @@
-//! The Portcullis tunnel server: accepts tunnel protocol v1 connections, redeems tickets at
-//! the broker and relays records to targets.
+//! The Portcullis tunnel server: accepts tunnel protocol v1 connections from launchers,
+//! redeems tunnel tickets at the broker and relays AES-256-GCM records to targets.
 //!
-//! This crate is the tunnel server's home in the workspace; its server is not built yet.
-//! The protocol it will speak lives in [`portcullis_proto::tunnel`].
+//! Every byte on the wire comes from [`portcullis_proto::tunnel`]; this crate only moves
+//! bytes (docs/protocol.md §7–§8, docs/tunnel.md):
+//!
+//! - [`config`]: the configuration file, `tunnel.toml`;
+//! - [`broker`]: the broker's `start` and `stop` calls over one pooled HTTPS client;
+//! - [`limits`]: what one source address, and everyone together, can make the server hold;
+//! - [`session`]: live sessions, their connections and their end (`stop` with byte counts);
+//! - [`handshake`]: Test, Open, Attach and Resume on one accepted connection;
+//! - [`relay`]: one tunnel link's records between the tunnel and a local socket (both ends);
+//! - [`client`]: the launcher's end: a local listener whose connections open, attach and
+//!   resume tunnel connections;
+//! - [`driver`]: the server's side of one connection id across links (resume);
+//! - [`tls`], [`metrics`], [`ops`]: TLS, Prometheus metrics, `/health` and `/metrics`;
+//! - [`server`]: listeners, the connection cap, two-phase shutdown.
 
 #![forbid(unsafe_code)]
+
+pub mod broker;
+pub mod client;
+pub mod config;
+pub mod driver;
+pub mod handshake;
+pub mod limits;
+pub mod metrics;
+pub mod ops;
+pub mod relay;
+pub mod server;
+pub mod session;
+pub mod tls;
 
 pub use portcullis_proto as proto;

@@ -1,0 +1,486 @@
+//! The client end of tunnel protocol v1: what the launcher runs for a tunneled service
+//! (docs/protocol.md §8, client rules §8.7.5).
+//!
+//! A [`Forwarder`] listens on 127.0.0.1 with a port the OS chooses. The first local
+//! connection opens the session with the ticket and the proof; later ones attach. A tunnel
+//! connection that drops is resumed with fresh keys and bounded retries with back-off, so
+//! the local program does not notice; when the retries run out its local connection is
+//! closed. [`Forwarder::end_session`] sends `EndSession`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use portcullis_proto::tunnel::{
+    CLIENT_HANDSHAKE_TIMEOUT, Connection, ConnectionConfig, ErrorCode, ServerMessage,
+    SessionCredentials, client, fresh_random,
+};
+use portcullis_proto::{ConnectionId, Error, SharedSecret, TicketId};
+use rustls::pki_types::ServerName;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::handshake::TunnelStream;
+use crate::relay::{self, Farewell, LinkEnd, LocalState, RelayContext};
+
+/// Where the tunnel server is, and how to reach it.
+#[derive(Clone)]
+pub struct TunnelAddress {
+    /// Host name or address.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// TLS around the tunnel connection, with the name to verify.
+    pub tls: Option<(Arc<rustls::ClientConfig>, ServerName<'static>)>,
+}
+
+impl std::fmt::Debug for TunnelAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TunnelAddress")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("tls", &self.tls.is_some())
+            .finish()
+    }
+}
+
+/// How the client behaves.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// The record layer's settings.
+    pub connection: ConnectionConfig,
+    /// Hello to `Accept`, TCP connect included.
+    pub handshake_timeout: Duration,
+    /// Resume attempts after a drop before the local connection is given up.
+    pub resume_attempts: u32,
+    /// The first wait between resume attempts; it doubles up to 2 s.
+    pub resume_backoff: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            connection: ConnectionConfig::default(),
+            handshake_timeout: CLIENT_HANDSHAKE_TIMEOUT,
+            resume_attempts: 8,
+            resume_backoff: Duration::from_millis(100),
+        }
+    }
+}
+
+/// Why a tunnel handshake failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The server refused with this code.
+    #[error("the tunnel server refused: {0}")]
+    Refused(ErrorCode),
+    /// No `Accept` within the handshake timeout.
+    #[error("the tunnel server did not answer in time")]
+    Timeout,
+    /// TCP or TLS failed.
+    #[error("cannot reach the tunnel server: {0}")]
+    Io(#[from] std::io::Error),
+    /// The server's messages broke the protocol (a bad confirm, a wrong message).
+    #[error("tunnel handshake failed: {0}")]
+    Protocol(Error),
+}
+
+impl From<Error> for ClientError {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Refused(code) => Self::Refused(code),
+            other => Self::Protocol(other),
+        }
+    }
+}
+
+/// One session's local endpoint.
+#[derive(Debug)]
+pub struct Forwarder {
+    local_addr: SocketAddr,
+    shared: Arc<ClientShared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What the forwarder's connections share.
+struct ClientShared {
+    address: TunnelAddress,
+    config: ClientConfig,
+    ticket: TicketId,
+    secret: SharedSecret,
+    /// Set by the first successful `Open`; later connections attach with it.
+    credentials: tokio::sync::Mutex<Option<Arc<SessionCredentials>>>,
+    sent: AtomicU64,
+    received: AtomicU64,
+    errors: Mutex<Vec<String>>,
+    /// Links up now: `EndSession` goes out on them.
+    live_links: AtomicUsize,
+    /// Set by [`Forwarder::end_session`]: stopped links say `EndSession`.
+    ending: AtomicBool,
+}
+
+impl std::fmt::Debug for ClientShared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClientShared")
+            .field("address", &self.address)
+            .field("ticket", &self.ticket)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Forwarder {
+    /// Listens on 127.0.0.1 (an OS-chosen port) for the session of `ticket` with tunnel
+    /// secret `secret` at `address`.
+    pub async fn start(
+        address: TunnelAddress,
+        ticket: TicketId,
+        secret: SharedSecret,
+        config: ClientConfig,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let local_addr = listener.local_addr()?;
+        let shared = Arc::new(ClientShared {
+            address,
+            config,
+            ticket,
+            secret,
+            credentials: tokio::sync::Mutex::new(None),
+            sent: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            errors: Mutex::new(Vec::new()),
+            live_links: AtomicUsize::new(0),
+            ending: AtomicBool::new(false),
+        });
+        let stop = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        tasks.spawn(accept_loop(
+            listener,
+            Arc::clone(&shared),
+            stop.clone(),
+            tasks.clone(),
+        ));
+        Ok(Self {
+            local_addr,
+            shared,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The local address programs connect to.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Application bytes sent to and received from the tunnel server so far.
+    pub fn byte_counts(&self) -> (u64, u64) {
+        (
+            self.shared.sent.load(Ordering::Relaxed),
+            self.shared.received.load(Ordering::Relaxed),
+        )
+    }
+
+    /// What went wrong on the forwarder's connections (refusals, given-up resumes).
+    pub fn errors(&self) -> Vec<String> {
+        lock(&self.shared.errors).clone()
+    }
+
+    /// Ends the session: `EndSession` on every live tunnel connection (or, when none is up,
+    /// on a connection of its own), then closes the listener and every local connection.
+    pub async fn end_session(self) -> Result<(), ClientError> {
+        self.shared.ending.store(true, Ordering::SeqCst);
+        let credentials = self.shared.credentials.lock().await.clone();
+        let live = self.shared.live_links.load(Ordering::SeqCst);
+        let result = match credentials {
+            Some(credentials) if live == 0 => send_end_session(&self.shared, &credentials).await,
+            _ => Ok(()),
+        };
+        self.stop.cancel();
+        self.tasks.close();
+        self.tasks.wait().await;
+        result
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<ClientShared>,
+    stop: CancellationToken,
+    tasks: TaskTracker,
+) {
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((local, _)) => {
+                relay::tune(&local);
+                tasks.spawn(serve_local(Arc::clone(&shared), local, stop.clone()));
+            }
+            Err(error) => {
+                tracing::warn!(%error, "local accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// What the relay reports to, on the client.
+struct ClientContext<'a> {
+    shared: &'a ClientShared,
+}
+
+impl RelayContext for ClientContext<'_> {
+    fn activity(&self) {}
+
+    fn sent(&self, bytes: usize) {
+        self.shared.sent.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn received(&self, bytes: usize) {
+        self.shared
+            .received
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    fn local_failure_code(&self) -> ErrorCode {
+        ErrorCode::Internal
+    }
+
+    fn farewell(&self) -> Option<Farewell> {
+        self.shared
+            .ending
+            .load(Ordering::SeqCst)
+            .then_some(Farewell::EndSession)
+    }
+}
+
+/// One local connection: open or attach, then relay, resuming after drops.
+async fn serve_local(shared: Arc<ClientShared>, local: TcpStream, stop: CancellationToken) {
+    let (stream, established, credentials) = match first_link(&shared).await {
+        Ok(first) => first,
+        Err(error) => {
+            tracing::warn!(%error, "tunnel connection failed");
+            lock(&shared.errors).push(error.to_string());
+            return;
+        }
+    };
+    let id = established.connection_id;
+    let mut connection = Connection::new_client(id, &shared.config.connection);
+    if let Err(error) = connection.attach_link(established.sealer, established.opener, 0) {
+        lock(&shared.errors).push(error.to_string());
+        return;
+    }
+    let connection = Mutex::new(connection);
+    let context = ClientContext { shared: &shared };
+    let (mut local_read, mut local_write) = local.into_split();
+    let mut state = LocalState::default();
+    let mut stream = Some(stream);
+    while let Some(link) = stream.take() {
+        shared.live_links.fetch_add(1, Ordering::SeqCst);
+        let end = relay::run_link(
+            &context,
+            &connection,
+            link,
+            &mut local_read,
+            &mut local_write,
+            &mut state,
+            &stop,
+        )
+        .await;
+        shared.live_links.fetch_sub(1, Ordering::SeqCst);
+        match end {
+            LinkEnd::Dropped => {
+                lock_connection(&connection).link_lost();
+                stream = resume(&shared, &credentials, &connection, id, &stop).await;
+            }
+            LinkEnd::Finished
+            | LinkEnd::EndSession
+            | LinkEnd::LocalFailed(_)
+            | LinkEnd::Stopped => {}
+        }
+    }
+}
+
+/// The first link of a local connection: `Open` for the first one, `Attach` after.
+async fn first_link(
+    shared: &ClientShared,
+) -> Result<(TunnelStream, client::Established, Arc<SessionCredentials>), ClientError> {
+    let mut credentials = shared.credentials.lock().await;
+    if let Some(credentials) = credentials.as_ref() {
+        let credentials = Arc::clone(credentials);
+        let (stream, established) = handshake(shared, |random, out| {
+            client::attach(&credentials, random, out)
+        })
+        .await?;
+        return Ok((stream, established, credentials));
+    }
+    let (stream, mut established) = handshake(shared, |random, out| {
+        client::open(&shared.ticket, &shared.secret, random, out)
+    })
+    .await?;
+    let opened = established
+        .credentials
+        .take()
+        .map(Arc::new)
+        .ok_or(ClientError::Protocol(Error::Unexpected(
+            "Open without credentials",
+        )))?;
+    *credentials = Some(Arc::clone(&opened));
+    Ok((stream, established, opened))
+}
+
+/// Resumes connection `id` with bounded retries and back-off.
+async fn resume(
+    shared: &ClientShared,
+    credentials: &SessionCredentials,
+    connection: &Mutex<Connection>,
+    id: ConnectionId,
+    stop: &CancellationToken,
+) -> Option<TunnelStream> {
+    let mut wait = shared.config.resume_backoff;
+    for attempt in 1..=shared.config.resume_attempts {
+        if stop.is_cancelled() {
+            return None;
+        }
+        let received = lock_connection(connection).received();
+        let result = handshake(shared, |random, out| {
+            client::resume(credentials, id, received, random, out)
+        })
+        .await;
+        match result {
+            Ok((stream, established)) => {
+                let attached = lock_connection(connection).attach_link(
+                    established.sealer,
+                    established.opener,
+                    established.server_received,
+                );
+                match attached {
+                    Ok(()) => return Some(stream),
+                    Err(error) => {
+                        lock(&shared.errors).push(format!("resume: {error}"));
+                        return None;
+                    }
+                }
+            }
+            Err(ClientError::Refused(code)) if !code.is_retryable() => {
+                lock(&shared.errors).push(format!("resume refused: {code}"));
+                return None;
+            }
+            Err(error) => {
+                tracing::debug!(attempt, %error, "resume failed; retrying");
+            }
+        }
+        tokio::select! {
+            () = stop.cancelled() => return None,
+            () = tokio::time::sleep(wait) => {}
+        }
+        wait = (wait * 2).min(Duration::from_secs(2));
+    }
+    lock(&shared.errors).push(format!(
+        "connection {} could not be resumed after {} attempts",
+        id.0, shared.config.resume_attempts
+    ));
+    None
+}
+
+/// `EndSession` on a fresh `Attach` connection.
+async fn send_end_session(
+    shared: &ClientShared,
+    credentials: &SessionCredentials,
+) -> Result<(), ClientError> {
+    let (mut stream, established) = handshake(shared, |random, out| {
+        client::attach(credentials, random, out)
+    })
+    .await?;
+    let mut connection =
+        Connection::new_client(established.connection_id, &shared.config.connection);
+    connection.attach_link(established.sealer, established.opener, 0)?;
+    let mut out = Vec::new();
+    connection.end_session(&mut out)?;
+    stream.write_all(&out).await?;
+    stream.flush().await?;
+    // The server closes every connection of the session; wait for that, briefly.
+    let mut sink = [0u8; 256];
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
+    })
+    .await;
+    Ok(())
+}
+
+/// Connects (TCP, then TLS when configured) and runs one handshake within the timeout.
+async fn handshake(
+    shared: &ClientShared,
+    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge,
+) -> Result<(TunnelStream, client::Established), ClientError> {
+    let random = fresh_random()?;
+    tokio::time::timeout(shared.config.handshake_timeout, async {
+        let mut stream = connect(&shared.address).await?;
+        let mut out = Vec::new();
+        let state = start(random, &mut out);
+        stream.write_all(&out).await?;
+        let challenge = read_server_message(&mut stream).await?;
+        out.clear();
+        let state = state.handle(challenge, &mut out)?;
+        stream.write_all(&out).await?;
+        let accept = read_server_message(&mut stream).await?;
+        let established = state.handle(accept)?;
+        Ok((stream, established))
+    })
+    .await
+    .map_err(|_| ClientError::Timeout)?
+}
+
+/// TCP (`TCP_NODELAY`, keepalive) and TLS when configured.
+pub async fn connect(address: &TunnelAddress) -> std::io::Result<TunnelStream> {
+    let tcp = TcpStream::connect((address.host.as_str(), address.port)).await?;
+    relay::tune(&tcp);
+    match &address.tls {
+        Some((config, name)) => {
+            let connector = tokio_rustls::TlsConnector::from(Arc::clone(config));
+            Ok(Box::new(connector.connect(name.clone(), tcp).await?))
+        }
+        None => Ok(Box::new(tcp)),
+    }
+}
+
+/// Reads one server handshake message, byte-exact: never past it into the records that
+/// may follow an `Accept` at once.
+pub async fn read_server_message(stream: &mut TunnelStream) -> Result<ServerMessage, ClientError> {
+    let mut buf = [0u8; ServerMessage::ACCEPT_LEN];
+    stream.read_exact(&mut buf[..1]).await?;
+    let len = match buf[0] {
+        0x4F => portcullis_proto::tunnel::TEST_ANSWER.len(),
+        0x01 => ServerMessage::CHALLENGE_LEN,
+        0x02 => ServerMessage::ACCEPT_LEN,
+        0x03 => ServerMessage::REFUSE_LEN,
+        _ => {
+            return Err(ClientError::Protocol(Error::Unexpected(
+                "unknown handshake message",
+            )));
+        }
+    };
+    stream.read_exact(&mut buf[1..len]).await?;
+    match ServerMessage::decode(&buf[..len])? {
+        Some((message, used)) if used == len => Ok(message),
+        _ => Err(ClientError::Protocol(Error::Unexpected(
+            "malformed handshake message",
+        ))),
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn lock_connection(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
+    lock(connection)
+}

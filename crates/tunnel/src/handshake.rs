@@ -1,0 +1,509 @@
+//! One accepted tunnel connection up to its relay (docs/protocol.md §8.7): PROXY v2 header
+//! and TLS when configured, the client hello, `Challenge`, the proof, then `Test`, `Open`
+//! (broker `start`), `Attach` or `Resume`.
+//!
+//! Everything before the proof runs under the handshake timeout; a connection that is
+//! slow, malformed or over a limit is answered with `Refuse` (or closed) and ends here,
+//! with nothing kept.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use portcullis_proto::api::StartProof;
+use portcullis_proto::proxy_v2::{self, ProxyHeader};
+use portcullis_proto::tunnel::{ClientHello, Command, Connection, ErrorCode, MAC_LEN, server};
+use portcullis_proto::{ConnectionId, Error};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::broker::BrokerError;
+use crate::driver::{self, Link};
+use crate::limits::{ConnectionPermit, Refusal};
+use crate::metrics::{CallLabels, ReasonLabels};
+use crate::server::Shared;
+use crate::session::{EndReason, ResumeRequest, Session, SessionTable};
+
+/// A byte stream to a launcher: plain TCP or TLS over TCP.
+pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> AsyncStream for T {}
+
+/// A tunnel connection after the PROXY header and TLS.
+pub type TunnelStream = Box<dyn AsyncStream>;
+
+/// How a handshake failed before anything was kept.
+#[derive(Debug)]
+enum Failure {
+    /// Close without an answer (timeout, I/O error, PROXY or TLS failure).
+    Close(&'static str),
+    /// Answer `Refuse(code)` and close.
+    Refuse(ErrorCode, &'static str),
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(_: std::io::Error) -> Self {
+        Failure::Close("io")
+    }
+}
+
+/// Runs one accepted connection: handshake under its deadline, then the relay.
+pub async fn serve(
+    shared: Arc<Shared>,
+    tcp: TcpStream,
+    peer: SocketAddr,
+    permit: ConnectionPermit,
+) {
+    let deadline = tokio::time::Instant::now() + shared.config.timeouts.handshake();
+    let mut source = peer.ip();
+    let start = tokio::time::timeout_at(deadline, async {
+        let mut tcp = tcp;
+        if shared.config.proxy_protocol {
+            if let Some(address) = read_proxy_header(&mut tcp).await? {
+                source = address;
+            }
+        }
+        let stream: TunnelStream = match &shared.tls {
+            Some(acceptor) => Box::new(
+                acceptor
+                    .accept(tcp)
+                    .await
+                    .map_err(|_| Failure::Close("tls"))?,
+            ),
+            None => Box::new(tcp),
+        };
+        Ok::<_, Failure>(stream)
+    })
+    .await;
+    let mut stream = match start {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(Failure::Close(reason))) | Ok(Err(Failure::Refuse(_, reason))) => {
+            shared.metrics.handshake_failed(reason);
+            return;
+        }
+        Err(_) => {
+            shared.metrics.handshake_failed("timeout");
+            return;
+        }
+    };
+    let hello = tokio::time::timeout_at(deadline, read_hello(&mut stream)).await;
+    let hello = match hello {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(failure)) => return refuse(&shared, stream, failure).await,
+        Err(_) => {
+            shared.metrics.handshake_failed("timeout");
+            return;
+        }
+    };
+    if hello.command() == Command::Test {
+        let mut out = Vec::new();
+        let _ = server::start(hello, [0; 32], &mut out);
+        let _ = stream.write_all(&out).await;
+        let _ = stream.shutdown().await;
+        shared
+            .metrics
+            .handshakes
+            .get_or_create(&label("test"))
+            .inc();
+        return;
+    }
+    if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
+        limited(&shared, refusal);
+        return refuse(&shared, stream, Failure::Refuse(ErrorCode::Busy, "busy")).await;
+    }
+    let server_random = match portcullis_proto::tunnel::fresh_random() {
+        Ok(random) => random,
+        Err(_) => {
+            return refuse(
+                &shared,
+                stream,
+                Failure::Refuse(ErrorCode::Internal, "random"),
+            )
+            .await;
+        }
+    };
+    let mut out = Vec::new();
+    let server::Start::AwaitProof(awaiting) = server::start(hello, server_random, &mut out) else {
+        return;
+    };
+    let proof = tokio::time::timeout_at(deadline, async {
+        stream.write_all(&out).await?;
+        let mut proof = [0u8; MAC_LEN];
+        stream.read_exact(&mut proof).await?;
+        Ok::<_, std::io::Error>(proof)
+    })
+    .await;
+    let proof = match proof {
+        Ok(Ok(proof)) => proof,
+        Ok(Err(_)) => return shared.metrics.handshake_failed("io"),
+        Err(_) => return shared.metrics.handshake_failed("timeout"),
+    };
+    let handshake = Handshake {
+        shared,
+        stream,
+        source,
+        permit,
+    };
+    match awaiting.receive_proof(proof) {
+        server::ProofReceived::Open(open) => handshake.open(open).await,
+        server::ProofReceived::Attach(attach) => handshake.attach(attach).await,
+        server::ProofReceived::Resume(resume) => handshake.resume(resume).await,
+    }
+}
+
+/// A connection whose proof arrived.
+struct Handshake {
+    shared: Arc<Shared>,
+    stream: TunnelStream,
+    source: IpAddr,
+    permit: ConnectionPermit,
+}
+
+impl Handshake {
+    /// `Open`: redeem at the broker, verify locally, create the session, accept.
+    async fn open(self, open: server::OpenProof) {
+        let shared = Arc::clone(&self.shared);
+        let pending = match shared.limits.admit_open(&self.permit) {
+            Ok(permit) => permit,
+            Err(refusal) => {
+                limited(&shared, refusal);
+                return self.refuse(ErrorCode::Busy, "busy").await;
+            }
+        };
+        if shared.sessions.len() >= shared.config.limits.max_sessions {
+            limited_label(&shared, "sessions");
+            return self.refuse(ErrorCode::Busy, "busy").await;
+        }
+        let proof = StartProof {
+            client_random: *open.client_random(),
+            server_random: *open.server_random(),
+            proof: *open.proof(),
+        };
+        let started = Instant::now();
+        let answer = tokio::time::timeout(
+            shared.config.timeouts.broker_call(),
+            shared.broker.start(open.ticket(), self.source, &proof),
+        )
+        .await
+        .unwrap_or_else(|_| Err(BrokerError::Unavailable("no answer in time".into())));
+        drop(pending);
+        let outcome = match &answer {
+            Ok(_) => "ok",
+            Err(BrokerError::Refused) => "refused",
+            Err(BrokerError::BadAnswer(_)) => "bad_answer",
+            Err(_) => "unavailable",
+        };
+        shared
+            .metrics
+            .broker_seconds
+            .get_or_create(&CallLabels {
+                call: "start",
+                outcome,
+            })
+            .observe(started.elapsed().as_secs_f64());
+        let redeemed = match answer {
+            Ok(redeemed) => redeemed,
+            Err(BrokerError::Refused) => {
+                return self.refuse(ErrorCode::AccessDenied, "access_denied").await;
+            }
+            Err(BrokerError::BadAnswer(reason)) => {
+                tracing::error!(ticket = %open.ticket(), %reason, "the broker's start answer is invalid; the ticket may be consumed");
+                return self.refuse(ErrorCode::Internal, "bad_broker_answer").await;
+            }
+            Err(error) => {
+                tracing::warn!(ticket = %open.ticket(), %error, "broker start failed");
+                return self
+                    .refuse(ErrorCode::BrokerUnavailable, "broker_unavailable")
+                    .await;
+            }
+        };
+        let session_id = match portcullis_proto::SessionId::generate() {
+            Ok(id) => id,
+            Err(_) => return self.refuse(ErrorCode::Internal, "random").await,
+        };
+        let mut out = Vec::new();
+        let established = match open.complete(
+            &redeemed.secret,
+            session_id,
+            ConnectionId(1),
+            &mut out,
+        ) {
+            Ok(established) => established,
+            Err(_) => {
+                // The broker accepted the proof but it does not verify with the secret it
+                // sent: the ticket is consumed, so report an empty session.
+                tracing::error!(notify = %redeemed.notify, "the proof does not verify with the broker's secret");
+                crate::session::report_stop(&shared.env, &redeemed.notify, 0, 0).await;
+                return self.refuse(ErrorCode::AccessDenied, "access_denied").await;
+            }
+        };
+        let Some(key) = established.session_key else {
+            return self.refuse(ErrorCode::Internal, "no_session_key").await;
+        };
+        let session = SessionTable::open(
+            &shared.sessions,
+            session_id,
+            key,
+            redeemed.notify,
+            redeemed.remotes,
+            Arc::clone(&shared.env),
+        );
+        let reserved = session.reserve_connection(shared.config.limits.max_connections_per_session);
+        let Ok((id, resumes)) = reserved else {
+            session.end(EndReason::ClientGone);
+            return;
+        };
+        tracing::info!(session = %session.id(), source = %self.source, "session opened");
+        self.accept_new(
+            session,
+            id,
+            resumes,
+            out,
+            established.sealer,
+            established.opener,
+            "open",
+        )
+        .await;
+    }
+
+    /// `Attach`: verify with the session key, then reserve a connection id.
+    async fn attach(self, attach: server::AttachProof) {
+        let shared = Arc::clone(&self.shared);
+        let Some(session) = shared.sessions.get(attach.session_id()) else {
+            return self
+                .refuse(ErrorCode::SessionUnknown, "session_unknown")
+                .await;
+        };
+        let verified = match attach.verify(session.key()) {
+            Ok(verified) => verified,
+            Err(_) => return self.refuse(ErrorCode::AccessDenied, "access_denied").await,
+        };
+        let (id, resumes) =
+            match session.reserve_connection(shared.config.limits.max_connections_per_session) {
+                Ok(reserved) => reserved,
+                Err(code) => return self.refuse(code, code_label(code)).await,
+            };
+        let mut out = Vec::new();
+        let established = match verified.accept(session.key(), id, &mut out) {
+            Ok(established) => established,
+            Err(_) => {
+                session.release_connection(id);
+                return self.refuse(ErrorCode::Internal, "accept").await;
+            }
+        };
+        self.accept_new(
+            session,
+            id,
+            resumes,
+            out,
+            established.sealer,
+            established.opener,
+            "attach",
+        )
+        .await;
+    }
+
+    /// `Resume`: verify with the session key, then hand the connection to its driver.
+    async fn resume(self, resume: server::ResumeProof) {
+        let shared = Arc::clone(&self.shared);
+        let Some(session) = shared.sessions.get(resume.session_id()) else {
+            return self
+                .refuse(ErrorCode::SessionUnknown, "session_unknown")
+                .await;
+        };
+        let verified = match resume.verify(session.key()) {
+            Ok(verified) => verified,
+            Err(_) => return self.refuse(ErrorCode::AccessDenied, "access_denied").await,
+        };
+        let Some(driver) = session.resume_sender(verified.connection_id()) else {
+            return self
+                .refuse(ErrorCode::ResumeImpossible, "resume_impossible")
+                .await;
+        };
+        let request = ResumeRequest {
+            verified,
+            stream: self.stream,
+            permit: self.permit,
+        };
+        if let Err(returned) = driver.send(request).await {
+            // The driver ended meanwhile.
+            let request = returned.0;
+            let mut stream = request.stream;
+            let mut out = Vec::new();
+            server::refuse(ErrorCode::ResumeImpossible, &mut out);
+            let _ = stream.write_all(&out).await;
+            shared.metrics.handshake_failed("resume_impossible");
+        }
+    }
+
+    /// Sends `Accept` for a new connection id, connects the target, starts its driver.
+    #[allow(clippy::too_many_arguments)]
+    async fn accept_new(
+        mut self,
+        session: Arc<Session>,
+        id: ConnectionId,
+        resumes: tokio::sync::mpsc::Receiver<ResumeRequest>,
+        accept: Vec<u8>,
+        sealer: portcullis_proto::tunnel::RecordSealer,
+        opener: portcullis_proto::tunnel::RecordOpener,
+        command: &'static str,
+    ) {
+        let shared = Arc::clone(&self.shared);
+        if self.stream.write_all(&accept).await.is_err() {
+            session.release_connection(id);
+            if command == "open" {
+                session.end(EndReason::ClientGone);
+            }
+            shared.metrics.handshake_failed("client_gone");
+            return;
+        }
+        shared
+            .metrics
+            .handshakes
+            .get_or_create(&label(command))
+            .inc();
+        session.touch();
+        let mut connection = Connection::new(id, &shared.connection_config());
+        if let Err(error) = connection.attach_link(sealer, opener, 0) {
+            tracing::error!(session = %session.id(), %error, "cannot start the connection's record layer");
+            session.release_connection(id);
+            return;
+        }
+        let target =
+            driver::connect_target(session.remotes(), shared.config.timeouts.target_connect())
+                .await;
+        let target = match target {
+            Ok(target) => target,
+            Err(reason) => {
+                tracing::warn!(session = %session.id(), connection = id.0, %reason, "target unreachable");
+                let mut out = Vec::new();
+                let message = format!("target unreachable: {reason}");
+                if connection
+                    .send_error(ErrorCode::TargetUnreachable, &message, &mut out)
+                    .is_ok()
+                {
+                    let _ = self.stream.write_all(&out).await;
+                    let _ = self.stream.shutdown().await;
+                }
+                session.release_connection(id);
+                return;
+            }
+        };
+        let link = Link {
+            stream: self.stream,
+            permit: self.permit,
+        };
+        tracing::debug!(session = %session.id(), connection = id.0, command, "connection relaying");
+        let tracker = session.drivers().clone();
+        tracker.spawn(driver::drive(
+            shared, session, connection, target, link, resumes,
+        ));
+    }
+
+    async fn refuse(self, code: ErrorCode, reason: &'static str) {
+        refuse(&self.shared, self.stream, Failure::Refuse(code, reason)).await;
+    }
+}
+
+/// Sends `Refuse` (when the failure has a code) and closes.
+async fn refuse(shared: &Shared, mut stream: TunnelStream, failure: Failure) {
+    match failure {
+        Failure::Close(reason) => shared.metrics.handshake_failed(reason),
+        Failure::Refuse(code, reason) => {
+            shared.metrics.handshake_failed(reason);
+            let mut out = Vec::new();
+            server::refuse(code, &mut out);
+            let _ = stream.write_all(&out).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Reads a client hello: the 6-byte prefix, then the rest of its fixed size.
+async fn read_hello(stream: &mut TunnelStream) -> Result<ClientHello, Failure> {
+    let mut buf = [0u8; ClientHello::MAX_LEN];
+    let mut len = 0;
+    loop {
+        match ClientHello::decode(&buf[..len]) {
+            Ok(Some((hello, used))) if used == len => return Ok(hello),
+            Ok(Some(_)) => return Err(Failure::Refuse(ErrorCode::Malformed, "malformed")),
+            Ok(None) => {}
+            Err(error) => {
+                let code = ErrorCode::for_error(&error);
+                let reason = if code == ErrorCode::UnsupportedVersion {
+                    "unsupported_version"
+                } else {
+                    "malformed"
+                };
+                return Err(Failure::Refuse(code, reason));
+            }
+        }
+        let want = needed_hello_len(&buf[..len]);
+        if want <= len || want > buf.len() {
+            return Err(Failure::Refuse(ErrorCode::Malformed, "malformed"));
+        }
+        let read = stream.read(&mut buf[len..want]).await?;
+        if read == 0 {
+            return Err(Failure::Close("eof"));
+        }
+        len += read;
+    }
+}
+
+/// How many hello bytes to have before decoding again: the prefix, then the command's size.
+fn needed_hello_len(seen: &[u8]) -> usize {
+    const PREFIX: usize = 6;
+    if seen.len() < PREFIX {
+        return PREFIX;
+    }
+    Command::from_u8(seen[5]).map_or(0, Command::hello_len)
+}
+
+/// Reads a PROXY v2 header; `Some(source)` for PROXY, `None` for LOCAL (the connection's
+/// own peer address stands).
+async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<IpAddr>, Failure> {
+    let mut buf = vec![0u8; proxy_v2::FIXED_LEN];
+    tcp.read_exact(&mut buf).await?;
+    // Check signature and version before trusting the length.
+    if proxy_v2::decode(&buf).is_err() {
+        return Err(Failure::Close("proxy_header"));
+    }
+    let rest = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
+    if rest > proxy_v2::MAX_DATA_LEN {
+        return Err(Failure::Close("proxy_header"));
+    }
+    buf.resize(proxy_v2::FIXED_LEN + rest, 0);
+    tcp.read_exact(&mut buf[proxy_v2::FIXED_LEN..]).await?;
+    match proxy_v2::decode(&buf) {
+        Ok(Some((ProxyHeader::Proxy { source, .. }, used))) if used == buf.len() => {
+            Ok(Some(source.ip()))
+        }
+        Ok(Some((ProxyHeader::Local, used))) if used == buf.len() => Ok(None),
+        _ => Err(Failure::Close("proxy_header")),
+    }
+}
+
+fn label(reason: &'static str) -> ReasonLabels {
+    ReasonLabels { reason }
+}
+
+fn limited(shared: &Shared, refusal: Refusal) {
+    limited_label(shared, refusal.as_str());
+}
+
+fn limited_label(shared: &Shared, reason: &'static str) {
+    shared.metrics.limited.get_or_create(&label(reason)).inc();
+}
+
+fn code_label(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::TooManyConnections => "too_many_connections",
+        ErrorCode::SessionUnknown => "session_unknown",
+        _ => "refused",
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(_: Error) -> Self {
+        Failure::Refuse(ErrorCode::Internal, "internal")
+    }
+}

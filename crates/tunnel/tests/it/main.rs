@@ -1,0 +1,8 @@
+//! The tunnel server end to end on loopback: a real broker, the tunnel server, the client
+//! end of the protocol, TCP targets (docs/protocol.md §7–§8).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod support;
+
+mod relay;

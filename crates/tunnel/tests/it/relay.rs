@@ -1,0 +1,177 @@
+//! Sessions that work: Test, Open, Attach, both directions, half-close, accounting.
+
+use std::time::Duration;
+
+use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
+use portcullis_tunnel::client::{TunnelAddress, connect, read_server_message};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use crate::support::targets::Echo;
+use crate::support::{Stack, bounded, detail, eventually};
+
+/// Writes `data` to a local connection and reads the echo back.
+pub(crate) async fn echo_round_trip(local: &mut TcpStream, data: &[u8]) {
+    local.write_all(data).await.unwrap();
+    let mut back = vec![0u8; data.len()];
+    bounded("the echo", local.read_exact(&mut back))
+        .await
+        .unwrap();
+    assert_eq!(back, data);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_hello_is_answered_ok_without_a_broker_call() {
+    let stack = Stack::start().await;
+    let mut stream = connect(&stack.address()).await.unwrap();
+    let mut hello = Vec::new();
+    let state = client::test(&mut hello);
+    stream.write_all(&hello).await.unwrap();
+    let answer = read_server_message(&mut stream).await.unwrap();
+    assert_eq!(answer, ServerMessage::TestAnswer);
+    state.handle(answer).unwrap();
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty(), "the server closes after OK");
+    assert_eq!(stack.audit("tunnel.started").await.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_connection_relays_both_ways_and_stop_reports_the_bytes() {
+    let stack = Stack::start().await;
+    let echo = Echo::start().await;
+    let forwarder = stack.forwarder(echo.addr).await;
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut local, b"hello through the tunnel").await;
+    // A bulk transfer, more than the replay buffer, in both directions.
+    let bulk: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut read, mut write) = local.into_split();
+    let sender = {
+        let bulk = bulk.clone();
+        tokio::spawn(async move {
+            write.write_all(&bulk).await.unwrap();
+            write.shutdown().await.unwrap();
+        })
+    };
+    let mut back = Vec::new();
+    bounded("the bulk echo", read.read_to_end(&mut back))
+        .await
+        .unwrap();
+    sender.await.unwrap();
+    assert!(back == bulk, "the bulk transfer came back intact");
+    let total = (bulk.len() + 24) as u64;
+    assert_eq!(forwarder.byte_counts(), (total, total));
+    bounded("ending the session", forwarder.end_session())
+        .await
+        .unwrap();
+    let stops = stack.wait_for_stops(1).await;
+    let stop = detail(&stops[0]);
+    assert_eq!(stop["sent"], total, "{stop}");
+    assert_eq!(stop["recv"], total, "{stop}");
+    assert_eq!(stack.metric("portcullis_tunnel_sessions"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixteen_connections_share_a_session_and_the_seventeenth_is_refused() {
+    let stack = Stack::start().await;
+    let echo = Echo::start().await;
+    let forwarder = stack.forwarder(echo.addr).await;
+    let mut locals = Vec::new();
+    for n in 0..16u8 {
+        let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+        echo_round_trip(&mut local, &[n; 100]).await;
+        locals.push(local);
+    }
+    assert_eq!(echo.accepted(), 16);
+    assert_eq!(
+        stack.audit("tunnel.started").await.len(),
+        1,
+        "one redemption"
+    );
+    // The 17th connection is refused with TooManyConnections; the forwarder closes it.
+    let mut extra = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = bounded("the refused connection", extra.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)));
+    eventually("the refusal is recorded", Duration::from_secs(5), || {
+        forwarder
+            .errors()
+            .iter()
+            .any(|error| error.contains(&ErrorCode::TooManyConnections.to_string()))
+    })
+    .await;
+    // The sixteen still work.
+    for (n, local) in locals.iter_mut().enumerate() {
+        echo_round_trip(local, &[n as u8; 10]).await;
+    }
+    // Closing one frees a place.
+    drop(locals.pop());
+    eventually("a connection slot frees", Duration::from_secs(5), || {
+        stack.metric("portcullis_tunnel_connections") <= 15.0
+    })
+    .await;
+    let mut again = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut again, b"after a close").await;
+    forwarder.end_session().await.unwrap();
+    stack.wait_for_stops(1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_half_close_reaches_the_program_and_data_still_flows_back() {
+    let stack = Stack::start().await;
+    // A target that reads everything, then answers with its length after EOF.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let target = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut all = Vec::new();
+        stream.read_to_end(&mut all).await.unwrap();
+        stream
+            .write_all(format!("{} bytes", all.len()).as_bytes())
+            .await
+            .unwrap();
+        stream.shutdown().await.unwrap();
+    });
+    let forwarder = stack.forwarder(target).await;
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    local.write_all(&[7u8; 100_000]).await.unwrap();
+    local.shutdown().await.unwrap();
+    let mut answer = String::new();
+    bounded(
+        "the answer after the half-close",
+        local.read_to_string(&mut answer),
+    )
+    .await
+    .unwrap();
+    assert_eq!(answer, "100000 bytes");
+    forwarder.end_session().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_target_is_an_error_record_and_the_session_survives() {
+    let stack = Stack::start().await;
+    let closed = crate::support::targets::closed_port().await;
+    let forwarder = stack.forwarder(closed).await;
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    let mut buf = Vec::new();
+    bounded("the closed local connection", local.read_to_end(&mut buf))
+        .await
+        .unwrap();
+    assert!(buf.is_empty());
+    // The session is alive: the redemption happened once, and it ends normally.
+    assert_eq!(stack.audit("tunnel.started").await.len(), 1);
+    assert_eq!(stack.tunnel().shared().sessions.len(), 1);
+    forwarder.end_session().await.unwrap();
+    stack.wait_for_stops(1).await;
+}
+
+/// The tunnel address type is what the launcher builds from params.
+#[test]
+fn tunnel_addresses_debug_without_tls_material() {
+    let address = TunnelAddress {
+        host: "tunnel.example".into(),
+        port: 7443,
+        tls: None,
+    };
+    assert!(format!("{address:?}").contains("tunnel.example"));
+}
