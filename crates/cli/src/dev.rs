@@ -1,7 +1,12 @@
 //! `portcullis dev`: the whole stack on one machine — a broker on loopback with SQLite in
 //! DIR, its signing key and a self-signed certificate, a demo user with a random password,
-//! and an echo service this command runs itself, offered direct and tunneled. Everything a
-//! launcher or a test needs is written to DIR/dev.json.
+//! an echo service this command runs itself, offered direct and tunneled, and a tunnel
+//! server for the tunneled one. Everything a launcher or a test needs is written to
+//! DIR/dev.json.
+//!
+//! Running it again on the same DIR keeps what tickets and launchers hold on to: the demo
+//! rows (service ids), the password, the tunnel server's registration and token, and —
+//! when they are still free — the echo and tunnel ports.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,7 +19,11 @@ use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, verify_password};
 use portcullis_broker::server::{self, RunningBroker};
 use portcullis_broker::state::system_clock;
-use portcullis_broker::store::{NewService, Readiness, Store, StoreError, unix_millis};
+use portcullis_broker::store::{
+    NewService, NewTunnelServer, Readiness, Store, StoreError, TokenHash, unix_millis,
+};
+use portcullis_tunnel::config::{BrokerLink, BrokerToken, TunnelConfig, read_token};
+use portcullis_tunnel::server::{RunningTunnel, StartError};
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
@@ -24,6 +33,10 @@ use crate::serve::{SHUTDOWN_GRACE, shutdown_signal};
 const DEMO_USER: &str = "demo";
 const DEMO_GROUP: &str = "demo";
 const DEV_TUNNEL_GROUP: &str = "dev";
+/// The dev tunnel server's name at the broker.
+const DEV_TUNNEL_NAME: &str = "dev-tunnel";
+/// Its broker token, in DIR (mode 0600).
+const DEV_TUNNEL_TOKEN_FILE: &str = "dev-tunnel.token";
 
 /// The contents of DIR/dev.json.
 #[derive(Debug, Serialize, Deserialize)]
@@ -42,6 +55,10 @@ pub(crate) struct DevInfo {
     pub broker_key_fingerprint: String,
     /// The demo services.
     pub services: Vec<DevService>,
+    /// Where launchers reach the dev tunnel server, `127.0.0.1:PORT` (empty in a dev.json
+    /// written before there was one).
+    #[serde(default)]
+    pub tunnel_address: String,
 }
 
 /// One demo service in dev.json.
@@ -73,9 +90,19 @@ pub(crate) async fn run(dir: &Path, port: u16) -> anyhow::Result<()> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok());
 
-    let echo = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .await
-        .context("cannot start the echo service")?;
+    // The previous run's echo port when it is free, so that its tickets still reach it.
+    let previous_echo = previous
+        .as_ref()
+        .and_then(|info| info.services.first())
+        .map(|service| service.port);
+    let echo = match previous_echo {
+        Some(port) => match TcpListener::bind((Ipv4Addr::LOCALHOST, port)).await {
+            Ok(listener) => Ok(listener),
+            Err(_) => TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await,
+        },
+        None => TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await,
+    }
+    .context("cannot start the echo service")?;
     let echo_port = echo.local_addr()?.port();
     tokio::spawn(run_echo(echo));
 
@@ -89,22 +116,154 @@ pub(crate) async fn run(dir: &Path, port: u16) -> anyhow::Result<()> {
 
     let password = ensure_demo_user(store, previous.as_ref()).await?;
     let services = ensure_demo_services(store, echo_port).await?;
+    let ca_cert = portcullis_broker::tls::self_signed_paths(&dir).0;
+    let tunnel = match start_dev_tunnel(&dir, &broker, &ca_cert, previous.as_ref()).await {
+        Ok(tunnel) => tunnel,
+        Err(error) => {
+            broker.shutdown(SHUTDOWN_GRACE).await;
+            return Err(error);
+        }
+    };
+    let tunnel_address = tunnel
+        .local_addrs()
+        .first()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     let key = PublicKeyInfo::new(broker.state.signing_key.verifying_key());
     let info = DevInfo {
         broker_url: broker.base_url(),
-        ca_cert: portcullis_broker::tls::self_signed_paths(&dir).0,
+        ca_cert,
         username: DEMO_USER.to_owned(),
         password,
         broker_public_key: key.public_key_b64.clone(),
         broker_key_fingerprint: key.fingerprint.clone(),
         services,
+        tunnel_address,
     };
     write_private(&info_path, &serde_json::to_vec_pretty(&info)?)?;
     print_summary(&info, &info_path, &broker);
 
     shutdown_signal().await;
     println!("stopping…");
+    // The tunnel server first: its shutdown sends every session's `stop` report, which
+    // needs the broker still running.
+    tunnel.shutdown().await;
     broker.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+/// Starts the dev tunnel server on 127.0.0.1 (the previous run's port when it is free) and
+/// registers it at the broker as `dev-tunnel` in tunnel group `dev`, with its real listen
+/// address as the public address and the token kept in DIR.
+async fn start_dev_tunnel(
+    dir: &Path,
+    broker: &RunningBroker,
+    ca_cert: &Path,
+    previous: Option<&DevInfo>,
+) -> anyhow::Result<RunningTunnel> {
+    let token_path = dir.join(DEV_TUNNEL_TOKEN_FILE);
+    let token = dev_tunnel_token(&token_path)?;
+    let config = TunnelConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        broker: BrokerLink {
+            url: broker.base_url(),
+            token_file: Some(token_path),
+            ca_file: Some(ca_cert.to_path_buf()),
+        },
+        ..TunnelConfig::default()
+    };
+    config
+        .validate()
+        .context("the dev tunnel server's configuration")?;
+    let previous_port = previous
+        .and_then(|info| info.tunnel_address.parse::<SocketAddr>().ok())
+        .map(|address| address.port())
+        .filter(|port| *port != 0);
+    let tunnel = match previous_port {
+        Some(port) => {
+            let mut wanted = config.clone();
+            wanted.listen = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
+            match portcullis_tunnel::server::start(wanted, token_copy(&token)?).await {
+                // The port was taken meanwhile: any free one will do.
+                Err(StartError::Bind { .. }) => None,
+                other => Some(other),
+            }
+        }
+        None => None,
+    };
+    let tunnel = match tunnel {
+        Some(started) => started,
+        None => portcullis_tunnel::server::start(config, token_copy(&token)?).await,
+    }
+    .context("the dev tunnel server could not start")?;
+    let Some(address) = tunnel.local_addrs().first().copied() else {
+        tunnel.shutdown().await;
+        anyhow::bail!("the dev tunnel server has no listen address");
+    };
+    if let Err(error) = register_dev_tunnel(&broker.state.store, &token, address).await {
+        tunnel.shutdown().await;
+        return Err(error);
+    }
+    Ok(tunnel)
+}
+
+/// The dev tunnel server's token: the one in `path` when it is readable and well formed,
+/// otherwise a new one written there (0600).
+fn dev_tunnel_token(path: &Path) -> anyhow::Result<BrokerToken> {
+    let link = BrokerLink {
+        token_file: Some(path.to_path_buf()),
+        ..BrokerLink::default()
+    };
+    if path.exists() {
+        if let Ok(token) = read_token(&link) {
+            return Ok(token);
+        }
+    }
+    let token = crate::admin::new_tunnel_token()?;
+    write_private(path, token.as_bytes())?;
+    BrokerToken::new(&token).map_err(|reason| anyhow::anyhow!("a new tunnel token {reason}"))
+}
+
+fn token_copy(token: &BrokerToken) -> anyhow::Result<BrokerToken> {
+    BrokerToken::new(token.expose()).map_err(|reason| anyhow::anyhow!("the tunnel token {reason}"))
+}
+
+/// `dev-tunnel` is registered with this token's hash, in tunnel group `dev`, at `address`:
+/// kept as it is when it already is, otherwise registered again (a changed port, a new
+/// token).
+async fn register_dev_tunnel(
+    store: &Store,
+    token: &BrokerToken,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    let token_hash = TokenHash::of(token.expose().as_bytes());
+    let public_address = address.to_string();
+    if let Some(server) = store.tunnel_server_by_token_hash(&token_hash).await? {
+        if server.name == DEV_TUNNEL_NAME
+            && server.public_address == public_address
+            && server.group == DEV_TUNNEL_GROUP
+            && !server.legacy
+        {
+            return Ok(());
+        }
+    }
+    match store.remove_tunnel_server(DEV_TUNNEL_NAME).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    store
+        .add_tunnel_server(
+            NewTunnelServer {
+                name: DEV_TUNNEL_NAME.to_owned(),
+                public_address,
+                token_hash,
+                legacy: false,
+                group: DEV_TUNNEL_GROUP.to_owned(),
+            },
+            unix_millis(SystemTime::now()),
+        )
+        .await
+        .context("cannot register the dev tunnel server at the broker")?;
     Ok(())
 }
 
@@ -149,9 +308,6 @@ async fn ensure_demo_services(store: &Store, echo_port: u16) -> anyhow::Result<V
         ("Echo (direct)", Transport::Direct),
         ("Echo (tunneled)", Transport::Tunneled),
     ] {
-        if store.service_by_name(name).await?.is_some() {
-            store.remove_service(name).await?;
-        }
         let new = NewService {
             name: name.to_owned(),
             host: Ipv4Addr::LOCALHOST.to_string(),
@@ -163,9 +319,33 @@ async fn ensure_demo_services(store: &Store, echo_port: u16) -> anyhow::Result<V
             readiness: Readiness::Tcp,
             allowed_groups: vec![DEMO_GROUP.to_owned()],
         };
-        let id = store
-            .add_service(new.clone(), unix_millis(SystemTime::now()))
-            .await?;
+        let id = match store.service_by_name(name).await? {
+            // The row stays (its id, and the tickets issued for it, survive a restart);
+            // only the echo port may have changed.
+            Some(existing)
+                if existing.transport == new.transport
+                    && existing.tunnel_group == new.tunnel_group =>
+            {
+                if existing.host != new.host || existing.port != new.port {
+                    store
+                        .update_service_target(existing.id, &new.host, new.port)
+                        .await?;
+                }
+                existing.id
+            }
+            // Changed by hand into something else: made a demo row again.
+            Some(_) => {
+                store.remove_service(name).await?;
+                store
+                    .add_service(new.clone(), unix_millis(SystemTime::now()))
+                    .await?
+            }
+            None => {
+                store
+                    .add_service(new.clone(), unix_millis(SystemTime::now()))
+                    .await?
+            }
+        };
         services.push(DevService {
             id: id.0,
             name: new.name,
@@ -197,12 +377,14 @@ fn random_password() -> anyhow::Result<String> {
     Ok(portcullis_proto::b64::encode(&bytes).replace(['+', '/'], "x"))
 }
 
-/// Writes `path` atomically (a 0600 temporary file renamed over it), so that a program
-/// waiting for dev.json never reads half of it.
+/// Writes `contents` and a newline to `path` atomically (a 0600 temporary file renamed
+/// over it), so that a program waiting for dev.json never reads half of it.
 fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let temporary = path.with_extension("json.tmp");
+    let mut temporary = path.as_os_str().to_owned();
+    temporary.push(".tmp");
+    let temporary = PathBuf::from(temporary);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -225,6 +407,10 @@ fn print_summary(info: &DevInfo, info_path: &Path, broker: &RunningBroker) {
     println!("  certificate  {}", info.ca_cert.display());
     println!("  sign in as   {} / {}", info.username, info.password);
     println!("  broker key   {}", info.broker_key_fingerprint);
+    println!(
+        "  tunnel       {} (tunnel server {DEV_TUNNEL_NAME}, tunnel group {DEV_TUNNEL_GROUP})",
+        info.tunnel_address
+    );
     for service in &info.services {
         println!(
             "  service {:>3}  {} ({} {}) -> {}:{}",

@@ -1,6 +1,7 @@
 //! The `portcullis` binary as an operator uses it: help, version, the admin commands on a
 //! fresh data directory, and `portcullis dev` started, queried over HTTPS and stopped with
-//! Ctrl-C (SIGINT), twice on the same directory.
+//! Ctrl-C (SIGINT), twice on the same directory, with its tunnel server answering the
+//! tunnel protocol's `Test` hello.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -247,6 +248,44 @@ async fn health(info: &serde_json::Value) -> serde_json::Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
+/// Sends the tunnel protocol's `Test` hello (docs/protocol.md §8.7.1) to `address` and
+/// returns the answer, which a tunnel server closes after two bytes.
+async fn tunnel_test_hello(address: &str) -> Vec<u8> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(&[0x50, 0x43, 0x54, 0x4E, 0x01, 0x01])
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        answer
+    };
+    tokio::time::timeout(Duration::from_secs(10), exchange)
+        .await
+        .expect("the tunnel server answers a Test hello within 10 s")
+}
+
+/// The dev stack's tunnel address: a loopback `host:port`.
+fn tunnel_address(info: &serde_json::Value) -> String {
+    let address = info["tunnel_address"]
+        .as_str()
+        .unwrap_or_else(|| panic!("dev.json lacks tunnel_address: {info}"));
+    let parsed: std::net::SocketAddr = address.parse().unwrap();
+    assert!(parsed.ip().is_loopback() && parsed.port() != 0, "{address}");
+    address.to_owned()
+}
+
+fn service_ids(info: &serde_json::Value) -> Vec<i64> {
+    info["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|service| service["id"].as_i64().unwrap())
+        .collect()
+}
+
 fn start_dev(dir: &Path) -> (Child, serde_json::Value) {
     let info_path = dir.join("dev.json");
     let before = std::fs::metadata(&info_path)
@@ -288,6 +327,8 @@ async fn dev_runs_answers_and_stops_cleanly_twice() {
         .collect();
     assert_eq!(transports, ["direct", "tunneled"]);
     assert_eq!(health(&first).await["status"], "ok");
+    let first_tunnel = tunnel_address(&first);
+    assert_eq!(tunnel_test_hello(&first_tunnel).await, b"OK");
     interrupt(&child);
     let output = wait_with_timeout(child, Duration::from_secs(30));
     assert!(
@@ -296,8 +337,19 @@ async fn dev_runs_answers_and_stops_cleanly_twice() {
     );
     let printed = String::from_utf8_lossy(&output.stdout);
     assert!(
-        printed.contains(first["broker_url"].as_str().unwrap()),
+        printed.contains(first["broker_url"].as_str().unwrap()) && printed.contains(&first_tunnel),
         "{printed}"
+    );
+    let token_file = dir.path().join("dev-tunnel.token");
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(&token_file).unwrap().permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600, "{}", token_file.display());
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert!(token.trim().starts_with("sk-"));
+    assert!(
+        !printed.contains(token.trim()),
+        "the tunnel token is never printed"
     );
 
     let (child, second) = start_dev(dir.path());
@@ -310,6 +362,26 @@ async fn dev_runs_answers_and_stops_cleanly_twice() {
         first["broker_key_fingerprint"]
     );
     assert_eq!(health(&second).await["status"], "ok");
+    // Issue 7 point 8: the demo rows stay, so tickets issued before a restart still name
+    // an existing service.
+    assert_eq!(service_ids(&second), service_ids(&first));
+    // The tunnel server comes back on its port (free again), registered once, at its real
+    // address, with the token kept in DIR.
+    let second_tunnel = tunnel_address(&second);
+    assert_eq!(second_tunnel, first_tunnel);
+    assert_eq!(tunnel_test_hello(&second_tunnel).await, b"OK");
+    assert_eq!(
+        std::fs::read_to_string(&token_file).unwrap(),
+        token,
+        "a restart reuses the tunnel token"
+    );
+    let data = dir.path().to_str().unwrap();
+    let tunnels = stdout(&run(&["admin", "--data-dir", data, "tunnel", "list"], None));
+    assert_eq!(
+        tunnels.trim(),
+        format!("dev-tunnel\t{second_tunnel}\tgroup=dev"),
+        "{tunnels}"
+    );
     interrupt(&child);
     assert!(
         wait_with_timeout(child, Duration::from_secs(30))

@@ -99,18 +99,23 @@ const SERVICE_COLUMNS: &str = "services.id, services.name, services.host, servic
 
 const TUNNEL_SERVER_COLUMNS: &str = "id, name, public_address, legacy, tunnel_group, created_at";
 
+/// A service's target: a host without spaces (1 to 253 characters) and a port other than 0.
+fn check_target(host: &str, port: u16) -> Result<(), StoreError> {
+    if host.is_empty() || host.len() > 253 || host.contains(char::is_whitespace) {
+        return Err(StoreError::Invalid(
+            "host must be 1 to 253 characters without spaces".to_owned(),
+        ));
+    }
+    if port == 0 {
+        return Err(StoreError::Invalid("port must not be 0".to_owned()));
+    }
+    Ok(())
+}
+
 impl NewService {
     fn check(&self) -> Result<(), StoreError> {
         check_name("service name", &self.name)?;
-        if self.host.is_empty() || self.host.len() > 253 || self.host.contains(char::is_whitespace)
-        {
-            return Err(StoreError::Invalid(
-                "host must be 1 to 253 characters without spaces".to_owned(),
-            ));
-        }
-        if self.port == 0 {
-            return Err(StoreError::Invalid("port must not be 0".to_owned()));
-        }
+        check_target(&self.host, self.port)?;
         if self.max_session_secs == 0 {
             return Err(StoreError::Invalid(
                 "max_session_secs must not be 0".to_owned(),
@@ -338,6 +343,28 @@ impl Store {
         let mut writer = self.writer().await?;
         let done = sqlx::query("DELETE FROM services WHERE name = $1")
             .bind(name)
+            .execute(writer.conn())
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("service"));
+        }
+        Ok(())
+    }
+
+    /// Points a service at another target in place: its id, grants and unexpired tickets
+    /// stay. Only `host` and `port` change.
+    pub async fn update_service_target(
+        &self,
+        id: ServiceId,
+        host: &str,
+        port: u16,
+    ) -> Result<(), StoreError> {
+        check_target(host, port)?;
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("UPDATE services SET host = $1, port = $2 WHERE id = $3")
+            .bind(host)
+            .bind(i64::from(port))
+            .bind(id.0)
             .execute(writer.conn())
             .await?;
         if done.rows_affected() == 0 {
