@@ -414,14 +414,25 @@ async fn send_end_session(
     Ok(())
 }
 
-/// Connects (TCP, then TLS when configured) and runs one handshake within the timeout.
+/// One handshake with the forwarder's address and timeout.
 async fn handshake(
     shared: &ClientShared,
     start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge,
 ) -> Result<(TunnelStream, client::Established), ClientError> {
+    handshake_at(&shared.address, shared.config.handshake_timeout, start).await
+}
+
+/// Connects (TCP, then TLS when configured) and runs one handshake within `limit`:
+/// `start` appends the hello for a fresh client random (`client::open`, `client::attach`
+/// or `client::resume`).
+pub async fn handshake_at(
+    address: &TunnelAddress,
+    limit: Duration,
+    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge,
+) -> Result<(TunnelStream, client::Established), ClientError> {
     let random = fresh_random()?;
-    tokio::time::timeout(shared.config.handshake_timeout, async {
-        let mut stream = connect(&shared.address).await?;
+    tokio::time::timeout(limit, async {
+        let mut stream = connect(address).await?;
         let mut out = Vec::new();
         let state = start(random, &mut out);
         stream.write_all(&out).await?;

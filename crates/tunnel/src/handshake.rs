@@ -51,7 +51,7 @@ pub async fn serve(
     shared: Arc<Shared>,
     tcp: TcpStream,
     peer: SocketAddr,
-    permit: ConnectionPermit,
+    mut permit: ConnectionPermit,
 ) {
     let deadline = tokio::time::Instant::now() + shared.config.timeouts.handshake();
     let mut source = peer.ip();
@@ -60,6 +60,11 @@ pub async fn serve(
         if shared.config.proxy_protocol {
             if let Some(address) = read_proxy_header(&mut tcp).await? {
                 source = address;
+            }
+            // A LOCAL header (the balancer's health check) keeps the balancer's address.
+            if let Err(refusal) = shared.limits.attribute(&mut permit, source, Instant::now()) {
+                limited(&shared, refusal);
+                return Err(Failure::Close("limited"));
             }
         }
         let stream: TunnelStream = match &shared.tls {

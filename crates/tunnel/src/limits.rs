@@ -100,17 +100,56 @@ impl Limits {
         })
     }
 
-    /// Admits a new TCP connection from `source`, or says which limit it hit.
+    /// Admits a new TCP connection from `source`, or says which limit it hit. `None`
+    /// counts it in the total only, until [`Limits::attribute`] names its source (behind
+    /// a PROXY v2 load balancer, whose own address must not count as one source).
     pub fn admit_connection(
         self: &Arc<Self>,
-        source: IpAddr,
+        source: Option<IpAddr>,
         now: Instant,
     ) -> Result<ConnectionPermit, Refusal> {
-        let key = SourceKey::of(source);
         let mut counters = self.lock();
         if counters.connections >= self.config.max_connections {
             return Err(Refusal::Connections);
         }
+        let key = source.map(SourceKey::of);
+        if let Some(key) = key {
+            self.count_source(&mut counters, key, now)?;
+        }
+        counters.connections += 1;
+        Ok(ConnectionPermit {
+            limits: Arc::clone(self),
+            key,
+        })
+    }
+
+    /// Names the source of a connection admitted without one (the PROXY v2 source), and
+    /// applies that source's connection cap.
+    pub fn attribute(
+        &self,
+        permit: &mut ConnectionPermit,
+        source: IpAddr,
+        now: Instant,
+    ) -> Result<(), Refusal> {
+        let key = SourceKey::of(source);
+        if permit.key == Some(key) {
+            return Ok(());
+        }
+        let mut counters = self.lock();
+        self.count_source(&mut counters, key, now)?;
+        if let Some(old) = permit.key.replace(key) {
+            self.forget_connection(&mut counters, old);
+        }
+        Ok(())
+    }
+
+    /// Counts one connection against `key`'s cap.
+    fn count_source(
+        &self,
+        counters: &mut Counters,
+        key: SourceKey,
+        now: Instant,
+    ) -> Result<(), Refusal> {
         let burst = self.burst();
         if counters.sources.len() > counters.prune_above {
             let rate = f64::from(self.config.handshakes_per_second_per_source);
@@ -130,11 +169,7 @@ impl Limits {
             return Err(Refusal::SourceConnections);
         }
         entry.connections += 1;
-        counters.connections += 1;
-        Ok(ConnectionPermit {
-            limits: Arc::clone(self),
-            key,
-        })
+        Ok(())
     }
 
     /// Takes one handshake from the source's token bucket (`handshakes_per_second_per_source`
@@ -143,7 +178,7 @@ impl Limits {
         let rate = f64::from(self.config.handshakes_per_second_per_source);
         let burst = self.burst();
         let mut counters = self.lock();
-        let Some(source) = counters.sources.get_mut(&permit.key) else {
+        let Some(source) = permit.key.and_then(|key| counters.sources.get_mut(&key)) else {
             return Err(Refusal::HandshakeRate);
         };
         let elapsed = now.saturating_duration_since(source.refilled).as_secs_f64();
@@ -162,7 +197,10 @@ impl Limits {
         if counters.pending_opens >= self.config.max_pending_opens {
             return Err(Refusal::PendingOpens);
         }
-        let Some(source) = counters.sources.get_mut(&permit.key) else {
+        let Some(key) = permit.key else {
+            return Err(Refusal::SourcePendingOpens);
+        };
+        let Some(source) = counters.sources.get_mut(&key) else {
             return Err(Refusal::SourcePendingOpens);
         };
         if source.pending_opens >= self.config.max_pending_opens_per_source {
@@ -172,7 +210,7 @@ impl Limits {
         counters.pending_opens += 1;
         Ok(OpenPermit {
             limits: Arc::clone(self),
-            key: permit.key,
+            key,
         })
     }
 
@@ -196,26 +234,39 @@ impl Limits {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn release(&self, key: SourceKey, connection: bool) {
+    fn release_connection(&self, key: Option<SourceKey>) {
         let mut counters = self.lock();
-        if connection {
-            counters.connections = counters.connections.saturating_sub(1);
-        } else {
-            counters.pending_opens = counters.pending_opens.saturating_sub(1);
+        counters.connections = counters.connections.saturating_sub(1);
+        if let Some(key) = key {
+            self.forget_connection(&mut counters, key);
         }
+    }
+
+    fn release_open(&self, key: SourceKey) {
+        let mut counters = self.lock();
+        counters.pending_opens = counters.pending_opens.saturating_sub(1);
         if let Some(source) = counters.sources.get_mut(&key) {
-            if connection {
-                source.connections = source.connections.saturating_sub(1);
-            } else {
-                source.pending_opens = source.pending_opens.saturating_sub(1);
-            }
-            // A source with nothing open and a full bucket is forgotten at once; one that
-            // spent handshakes lately is kept (and pruned later), so reconnecting does not
-            // refill its bucket.
-            if source.connections == 0 && source.pending_opens == 0 && source.tokens >= self.burst()
-            {
-                counters.sources.remove(&key);
-            }
+            source.pending_opens = source.pending_opens.saturating_sub(1);
+        }
+        self.forget_if_idle(&mut counters, key);
+    }
+
+    fn forget_connection(&self, counters: &mut Counters, key: SourceKey) {
+        if let Some(source) = counters.sources.get_mut(&key) {
+            source.connections = source.connections.saturating_sub(1);
+        }
+        self.forget_if_idle(counters, key);
+    }
+
+    /// A source with nothing open and a full bucket is forgotten at once; one that spent
+    /// handshakes lately is kept (and pruned later), so reconnecting does not refill its
+    /// bucket.
+    fn forget_if_idle(&self, counters: &mut Counters, key: SourceKey) {
+        let idle = counters.sources.get(&key).is_some_and(|source| {
+            source.connections == 0 && source.pending_opens == 0 && source.tokens >= self.burst()
+        });
+        if idle {
+            counters.sources.remove(&key);
         }
     }
 }
@@ -224,12 +275,12 @@ impl Limits {
 #[derive(Debug)]
 pub struct ConnectionPermit {
     limits: Arc<Limits>,
-    key: SourceKey,
+    key: Option<SourceKey>,
 }
 
 impl Drop for ConnectionPermit {
     fn drop(&mut self) {
-        self.limits.release(self.key, true);
+        self.limits.release_connection(self.key);
     }
 }
 
@@ -242,7 +293,7 @@ pub struct OpenPermit {
 
 impl Drop for OpenPermit {
     fn drop(&mut self) {
-        self.limits.release(self.key, false);
+        self.limits.release_open(self.key);
     }
 }
 
@@ -288,20 +339,24 @@ mod tests {
     fn connections_are_capped_per_source_and_in_total_and_released_on_drop() {
         let limits = limits();
         let now = Instant::now();
-        let a1 = limits.admit_connection(ip("192.0.2.1"), now).unwrap();
-        let _a2 = limits.admit_connection(ip("192.0.2.1"), now).unwrap();
+        let a1 = limits.admit_connection(Some(ip("192.0.2.1")), now).unwrap();
+        let _a2 = limits.admit_connection(Some(ip("192.0.2.1")), now).unwrap();
         assert_eq!(
-            limits.admit_connection(ip("192.0.2.1"), now).unwrap_err(),
+            limits
+                .admit_connection(Some(ip("192.0.2.1")), now)
+                .unwrap_err(),
             Refusal::SourceConnections
         );
-        let _b1 = limits.admit_connection(ip("192.0.2.2"), now).unwrap();
-        let _b2 = limits.admit_connection(ip("192.0.2.2"), now).unwrap();
+        let _b1 = limits.admit_connection(Some(ip("192.0.2.2")), now).unwrap();
+        let _b2 = limits.admit_connection(Some(ip("192.0.2.2")), now).unwrap();
         assert_eq!(
-            limits.admit_connection(ip("192.0.2.3"), now).unwrap_err(),
+            limits
+                .admit_connection(Some(ip("192.0.2.3")), now)
+                .unwrap_err(),
             Refusal::Connections
         );
         drop(a1);
-        assert!(limits.admit_connection(ip("192.0.2.3"), now).is_ok());
+        let _c = limits.admit_connection(Some(ip("192.0.2.3")), now).unwrap();
         assert_eq!(limits.connections(), 4);
     }
 
@@ -309,7 +364,9 @@ mod tests {
     fn handshakes_follow_a_token_bucket() {
         let limits = limits();
         let start = Instant::now();
-        let permit = limits.admit_connection(ip("192.0.2.1"), start).unwrap();
+        let permit = limits
+            .admit_connection(Some(ip("192.0.2.1")), start)
+            .unwrap();
         for _ in 0..4 {
             limits.admit_handshake(&permit, start).unwrap();
         }
@@ -327,8 +384,8 @@ mod tests {
     fn pending_opens_are_capped_and_sources_forgotten_when_idle() {
         let limits = limits();
         let now = Instant::now();
-        let a = limits.admit_connection(ip("192.0.2.1"), now).unwrap();
-        let b = limits.admit_connection(ip("192.0.2.2"), now).unwrap();
+        let a = limits.admit_connection(Some(ip("192.0.2.1")), now).unwrap();
+        let b = limits.admit_connection(Some(ip("192.0.2.2")), now).unwrap();
         let open_a = limits.admit_open(&a).unwrap();
         assert_eq!(
             limits.admit_open(&a).unwrap_err(),
@@ -343,14 +400,46 @@ mod tests {
     }
 
     #[test]
+    fn a_connection_behind_a_balancer_counts_for_its_real_source() {
+        let limits = limits();
+        let now = Instant::now();
+        // The balancer's connections count in the total only...
+        let mut permits: Vec<ConnectionPermit> = (0..3)
+            .map(|_| limits.admit_connection(None, now).unwrap())
+            .collect();
+        // ...until the PROXY header names their sources.
+        limits
+            .attribute(&mut permits[0], ip("192.0.2.1"), now)
+            .unwrap();
+        limits
+            .attribute(&mut permits[1], ip("192.0.2.1"), now)
+            .unwrap();
+        assert_eq!(
+            limits
+                .attribute(&mut permits[2], ip("192.0.2.1"), now)
+                .unwrap_err(),
+            Refusal::SourceConnections
+        );
+        limits
+            .attribute(&mut permits[2], ip("192.0.2.2"), now)
+            .unwrap();
+        drop(permits);
+        assert_eq!((limits.connections(), limits.tracked_sources()), (0, 0));
+    }
+
+    #[test]
     fn reconnecting_does_not_refill_the_bucket_and_idle_sources_are_pruned() {
         let limits = limits();
         let start = Instant::now();
         for _ in 0..4 {
-            let permit = limits.admit_connection(ip("192.0.2.1"), start).unwrap();
+            let permit = limits
+                .admit_connection(Some(ip("192.0.2.1")), start)
+                .unwrap();
             limits.admit_handshake(&permit, start).unwrap();
         }
-        let permit = limits.admit_connection(ip("192.0.2.1"), start).unwrap();
+        let permit = limits
+            .admit_connection(Some(ip("192.0.2.1")), start)
+            .unwrap();
         assert_eq!(
             limits.admit_handshake(&permit, start).unwrap_err(),
             Refusal::HandshakeRate
@@ -361,7 +450,7 @@ mod tests {
         for n in 0..5_000u32 {
             let now = later + Duration::from_millis(u64::from(n));
             let permit = limits
-                .admit_connection(IpAddr::from((0x0a00_0000 + n).to_be_bytes()), now)
+                .admit_connection(Some(IpAddr::from((0x0a00_0000 + n).to_be_bytes())), now)
                 .unwrap();
             limits.admit_handshake(&permit, now).unwrap();
         }

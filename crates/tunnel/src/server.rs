@@ -230,7 +230,10 @@ async fn accept_loop(
                 continue;
             }
         };
-        let permit = match shared.limits.admit_connection(peer.ip(), Instant::now()) {
+        // Behind a PROXY v2 balancer the peer is the balancer: the source is known only
+        // once the header is read (handshake::serve attributes it).
+        let source = (!shared.config.proxy_protocol).then_some(peer.ip());
+        let permit = match shared.limits.admit_connection(source, Instant::now()) {
             Ok(permit) => permit,
             Err(refusal) => {
                 shared

@@ -5,4 +5,7 @@
 
 mod support;
 
+mod faults;
 mod relay;
+mod security;
+mod ssh;

@@ -1,0 +1,373 @@
+//! Faults and limits: the broker down or slow, sessions that expire, links cut mid-transfer
+//! and resumed, slow and malformed clients, handshake floods, shutdown.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
+use portcullis_tunnel::client::{
+    ClientConfig, ClientError, connect, handshake_at, read_server_message,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::relay::echo_round_trip;
+use crate::support::targets::{Echo, closed_port};
+use crate::support::{Stack, bounded, detail, eventually};
+
+const LIMIT: Duration = Duration::from_secs(20);
+
+async fn open_code(stack: &Stack, target: SocketAddr) -> Result<(), ClientError> {
+    let (ticket, secret) = stack.ticket_to(target).await;
+    handshake_at(&stack.address(), LIMIT, |random, out| {
+        client::open(&ticket, &secret, random, out)
+    })
+    .await
+    .map(drop)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_broker_is_broker_unavailable() {
+    let closed = closed_port().await;
+    let stack = Stack::with(|config| config.broker.url = format!("http://{closed}")).await;
+    let echo = Echo::start().await;
+    let result = open_code(&stack, echo.addr).await;
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Refused(ErrorCode::BrokerUnavailable))
+        ),
+        "{result:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_slower_than_the_call_timeout_is_broker_unavailable_in_time() {
+    // A "broker" that accepts and never answers.
+    let silent = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let address = silent.local_addr().unwrap();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let keep = Arc::clone(&held);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = silent.accept().await {
+            keep.lock().await.push(stream);
+        }
+    });
+    let stack = Stack::with(|config| {
+        config.broker.url = format!("http://{address}");
+        config.timeouts.broker_call_secs = 1;
+    })
+    .await;
+    let echo = Echo::start().await;
+    let started = Instant::now();
+    let result = open_code(&stack, echo.addr).await;
+    assert!(
+        matches!(
+            result,
+            Err(ClientError::Refused(ErrorCode::BrokerUnavailable))
+        ),
+        "{result:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(stack.tunnel().shared().sessions.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_maximum_duration_ends_the_session_and_stop_counts_what_was_relayed() {
+    let stack = Stack::with(|config| config.timeouts.max_session_secs = 2).await;
+    let echo = Echo::start().await;
+    let forwarder = stack.forwarder(echo.addr).await;
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut local, &[5u8; 12_345]).await;
+    // The session expires: the local connection is closed.
+    let mut rest = Vec::new();
+    let read = bounded("the expiry", local.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(0) | Err(_)));
+    let stops = stack.wait_for_stops(1).await;
+    let stop = detail(&stops[0]);
+    assert_eq!(stop["sent"], 12_345, "{stop}");
+    assert_eq!(stop["recv"], 12_345, "{stop}");
+    assert_eq!(stack.tunnel().shared().sessions.len(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_client_is_closed_at_the_handshake_timeout() {
+    let stack = Stack::with(|config| config.timeouts.handshake_secs = 1).await;
+    let mut silent = TcpStream::connect(stack.tunnel_addr()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 8];
+    let read = bounded("the handshake timeout", silent.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(started.elapsed() < Duration::from_secs(3));
+    // Half a hello, then silence: the same.
+    let mut slow = TcpStream::connect(stack.tunnel_addr()).await.unwrap();
+    slow.write_all(b"PCTN\x01\x02abc").await.unwrap();
+    let read = bounded("the handshake timeout", slow.read(&mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    eventually("connections released", Duration::from_secs(5), || {
+        stack.tunnel().shared().limits.connections() == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn handshakes_over_the_per_source_rate_are_busy() {
+    let stack = Stack::with(|config| config.limits.handshakes_per_second_per_source = 1).await;
+    let ghost = portcullis_proto::tunnel::SessionCredentials::new(
+        portcullis_proto::SessionId::from_bytes([1; 16]),
+        portcullis_proto::tunnel::SessionKey::derive(
+            &portcullis_proto::SharedSecret::generate().unwrap(),
+            &portcullis_proto::TicketId::generate().unwrap(),
+        ),
+    );
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        let result = handshake_at(&stack.address(), LIMIT, |random, out| {
+            client::attach(&ghost, random, out)
+        })
+        .await;
+        match result {
+            Err(ClientError::Refused(code)) => codes.push(code),
+            other => panic!("{other:?}"),
+        }
+    }
+    // A burst of two, then Busy.
+    assert_eq!(
+        codes,
+        [
+            ErrorCode::SessionUnknown,
+            ErrorCode::SessionUnknown,
+            ErrorCode::Busy,
+            ErrorCode::Busy
+        ]
+    );
+    assert!(ErrorCode::Busy.is_retryable());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn garbage_and_aborted_handshakes_leave_nothing_behind() {
+    let stack = Stack::start().await;
+    let echo = Echo::start().await;
+    // A live session must survive everything below.
+    let forwarder = stack.forwarder(echo.addr).await;
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut local, b"before").await;
+
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let mut tasks = JoinSet::new();
+    for round in 0..1_000u32 {
+        let length = (next() % 200) as usize;
+        let mut bytes: Vec<u8> = (0..length).map(|_| next() as u8).collect();
+        match round % 4 {
+            // A valid prefix cut short.
+            0 => {
+                bytes = b"PCTN\x01\x02"
+                    .iter()
+                    .copied()
+                    .chain(bytes)
+                    .take(40)
+                    .collect()
+            }
+            // A whole Open hello for an unknown ticket, then a truncated proof.
+            1 => {
+                let mut hello = b"PCTN\x01\x02".to_vec();
+                hello.extend(std::iter::repeat_n(b'A', 48));
+                hello.extend([0u8; 32 + 10]);
+                bytes = hello;
+            }
+            _ => {}
+        }
+        let address = stack.tunnel_addr();
+        tasks.spawn(async move {
+            if let Ok(mut stream) = TcpStream::connect(address).await {
+                let _ = stream.write_all(&bytes).await;
+                let _ = stream.shutdown().await;
+                let mut sink = Vec::new();
+                let _ =
+                    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut sink))
+                        .await;
+            }
+        });
+        // Keep under the per-source connection cap.
+        while tasks.len() >= 64 {
+            tasks.join_next().await;
+        }
+    }
+    bounded("the garbage rounds", async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    eventually(
+        "every aborted connection is released",
+        Duration::from_secs(10),
+        || stack.tunnel().shared().limits.connections() <= 1,
+    )
+    .await;
+    assert_eq!(
+        stack.tunnel().shared().sessions.len(),
+        1,
+        "only the live session"
+    );
+    echo_round_trip(&mut local, b"after").await;
+    // The server still answers health checks.
+    let mut test = connect(&stack.address()).await.unwrap();
+    test.write_all(b"PCTN\x01\x01").await.unwrap();
+    assert_eq!(
+        read_server_message(&mut test).await.unwrap(),
+        ServerMessage::TestAnswer
+    );
+    forwarder.end_session().await.unwrap();
+}
+
+/// A TCP relay between the launcher and the tunnel server that can cut every connection
+/// it carries: the fault a resume must survive.
+struct Cutter {
+    addr: SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Cutter {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let signal = Arc::clone(&cut);
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let signal = Arc::clone(&signal);
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        () = signal.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+
+    /// Cuts every connection relayed now (both sides see the TCP connection end).
+    fn cut_all(&self) {
+        self.cut.notify_waiters();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() {
+    let stack = Stack::start().await;
+    let echo = Echo::start().await;
+    let cutter = Cutter::start(stack.tunnel_addr()).await;
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let mut address = stack.address();
+    address.port = cutter.addr.port();
+    let forwarder = portcullis_tunnel::client::Forwarder::start(
+        address,
+        ticket,
+        secret,
+        ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    let total: usize = 64 << 20;
+    let data: Arc<Vec<u8>> = Arc::new(
+        (0..total)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+            .collect(),
+    );
+    let (mut read, mut write) = local.into_split();
+    let sender = {
+        let data = Arc::clone(&data);
+        tokio::spawn(async move {
+            for chunk in data.chunks(1 << 20) {
+                write.write_all(chunk).await.unwrap();
+            }
+            write.shutdown().await.unwrap();
+        })
+    };
+    let mut back = Vec::with_capacity(total);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut cuts = 0;
+    bounded("64 MiB through a cut tunnel", async {
+        loop {
+            let n = read.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+            // Cut three times along the way.
+            if cuts < 3 && back.len() > (cuts + 1) * total / 4 {
+                cutter.cut_all();
+                cuts += 1;
+            }
+        }
+    })
+    .await;
+    sender.await.unwrap();
+    assert_eq!(cuts, 3);
+    assert_eq!(back.len(), total, "no byte lost or duplicated");
+    assert!(back == *data, "the bytes came back in order, intact");
+    assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
+    let (sent, received) = forwarder.byte_counts();
+    assert_eq!((sent, received), (total as u64, total as u64));
+    assert!(stack.metric(r#"portcullis_tunnel_handshakes_total{reason="resume"}"#) >= 3.0);
+    forwarder.end_session().await.unwrap();
+    let stops = stack.wait_for_stops(1).await;
+    let stop = detail(&stops[0]);
+    assert_eq!(
+        stop["sent"], total as u64,
+        "counted once, retransmissions excluded: {stop}"
+    );
+    assert_eq!(stop["recv"], total as u64, "{stop}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_live_sessions_and_sends_every_stop() {
+    let mut stack = Stack::with(|config| config.timeouts.shutdown_grace_secs = 1).await;
+    let echo = Echo::start().await;
+    let mut forwarders = Vec::new();
+    let mut locals = Vec::new();
+    for n in 0..3u8 {
+        let forwarder = stack.forwarder(echo.addr).await;
+        let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+        echo_round_trip(&mut local, &[n; 1000]).await;
+        locals.push(local);
+        forwarders.push(forwarder);
+    }
+    let tunnel = stack.tunnel.take().unwrap();
+    bounded("the shutdown", tunnel.shutdown()).await;
+    let stops = stack.audit("tunnel.stopped").await;
+    assert_eq!(
+        stops.len(),
+        3,
+        "every session reported before shutdown returned"
+    );
+    for stop in &stops {
+        let stop = detail(stop);
+        assert_eq!(
+            (stop["sent"].as_u64(), stop["recv"].as_u64()),
+            (Some(1000), Some(1000))
+        );
+    }
+    for local in &mut locals {
+        let mut rest = Vec::new();
+        let read = bounded("the closed connection", local.read_to_end(&mut rest)).await;
+        assert!(matches!(read, Ok(0) | Err(_)));
+    }
+}
