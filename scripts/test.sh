@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The whole Portcullis test suite. Installs what the tests need when it is missing, then
+# The whole Portcullis test suite. Installs what the tests need when it is missing (gcc,
+# Node.js, PostgreSQL's server binaries, OpenSSH server and client), then
 # runs every test of the workspace and a short smoke run of each fuzz target.
 #
 #   bash scripts/test.sh            # everything
@@ -43,9 +44,24 @@ need_postgres() {
     }
 }
 
+need_sshd() {
+    # The tunnel tests run a real OpenSSH server on 127.0.0.1 (started by the test itself,
+    # with keys it generates; the package's own service is not needed).
+    [ -x /usr/sbin/sshd ] && return 0
+    echo "==> sshd is missing: installing Debian package openssh-server"
+    install_package openssh-server
+    [ -x /usr/sbin/sshd ] || {
+        echo "error: /usr/sbin/sshd is still missing; install the Debian package openssh-server and run again" >&2
+        exit 1
+    }
+}
+
 need cc gcc
 need c++ g++
 need node nodejs
+need ssh openssh-client
+need ssh-keygen openssh-client
+need_sshd
 need_postgres
 
 echo "==> cargo test (workspace, all targets)"
