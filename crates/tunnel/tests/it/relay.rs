@@ -175,3 +175,51 @@ fn tunnel_addresses_debug_without_tls_material() {
     };
     assert!(format!("{address:?}").contains("tunnel.example"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
+    let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let stack = Stack::with(|config| {
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
+        config.tls.require_post_quantum = true;
+    })
+    .await;
+    let echo = Echo::start().await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let tls = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut address = stack.address();
+    address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let forwarder = portcullis_tunnel::client::Forwarder::start(
+        address,
+        ticket,
+        secret,
+        portcullis_tunnel::client::ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut local, b"over TLS 1.3 with X25519MLKEM768").await;
+    let mut second = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut second, b"attached over TLS").await;
+    forwarder.end_session().await.unwrap();
+    stack.wait_for_stops(1).await;
+    // A plain-TCP client gets nothing from a TLS listener.
+    let mut plain = connect(&stack.address()).await.unwrap();
+    plain.write_all(b"PCTN\x01\x01").await.unwrap();
+    assert!(read_server_message(&mut plain).await.is_err());
+}
