@@ -1134,3 +1134,151 @@ both_backends!(exchange_audits_only_when_it_wins, |db: TestDb| async move {
     );
     assert_eq!(exchange_events(store).await.len(), 1);
 });
+
+/// The `tunnel.unreported` events in the audit log (at most 10,000), oldest first.
+async fn unreported_events(store: &Store) -> Vec<portcullis_broker::store::AuditEvent> {
+    store
+        .audit_tail(10_000)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|stored| stored.event)
+        .filter(|event| event.kind == "tunnel.unreported")
+        .collect()
+}
+
+both_backends!(
+    an_unreported_session_is_audited_when_swept,
+    |db: TestDb| async move {
+        // Issue 7 point 9: OpenUDS 5 tunnel servers never send `stop`; the sweeper used to
+        // delete their expired notify tickets silently.
+        sqlx::any::install_default_drivers();
+        let store = &db.store;
+        let (alice, desk) = alice_and_desk(store).await;
+        let server = store
+            .add_tunnel_server(
+                portcullis_broker::store::NewTunnelServer {
+                    name: "uds5-tunnel".into(),
+                    public_address: "127.0.0.1:7777".into(),
+                    token_hash: TokenHash::of(b"sk-uds5"),
+                    legacy: true,
+                    group: "dc1".into(),
+                },
+                T0,
+            )
+            .await
+            .unwrap();
+        // Never stopped; stopped; never stopped but started later (still within its time).
+        let (_, unreported_ticket) = stored_tunnel_ticket(store, T0).await;
+        let (_, unreported) = notify(server.0);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&unreported_ticket, T0, unreported)
+                .await
+                .unwrap()
+        );
+        let (_, stopped_ticket) = stored_tunnel_ticket(store, T0).await;
+        let (stopped_id, stopped) = notify(server.0);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&stopped_ticket, T0, stopped)
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .stop_notify(&ticket_hash(&stopped_id), server, T0 + 10, 5, 6)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        // desk allows 3600 s; a session is abandoned a day past that.
+        let end = T0 + 3_600_000 + portcullis_broker::store::ABANDONED_SESSION_GRACE_MS;
+        let (_, running_ticket) = stored_tunnel_ticket(store, end - 1000).await;
+        let (_, running) = notify(server.0);
+        assert!(
+            store
+                .redeem_tunnel_ticket(&running_ticket, end - 1000, running)
+                .await
+                .unwrap()
+        );
+
+        assert_eq!(
+            store.sweep_expired(end - 1).await.unwrap().notify_tickets,
+            1
+        );
+        assert!(
+            unreported_events(store).await.is_empty(),
+            "a stopped session is swept without an event, a live one is kept"
+        );
+        assert_eq!(store.sweep_expired(end).await.unwrap().notify_tickets, 1);
+        let events = unreported_events(store).await;
+        assert_eq!(events.len(), 1, "{events:?}");
+        let event = &events[0];
+        assert_eq!(event.at, end);
+        assert_eq!(event.username.as_deref(), Some("alice"));
+        assert_eq!(event.service.as_deref(), Some("desk"));
+        assert_eq!(event.source_ip, None);
+        let detail: serde_json::Value = serde_json::from_str(&event.detail).unwrap();
+        assert_eq!(
+            detail,
+            serde_json::json!({
+                "tunnel_server": "uds5-tunnel",
+                "legacy": true,
+                "started_at": T0,
+            })
+        );
+        // Swept once, audited once.
+        assert_eq!(store.sweep_expired(end).await.unwrap().total(), 0);
+        assert_eq!(unreported_events(store).await.len(), 1);
+
+        // More than one sweep chunk (2,000 rows), each session audited once, also when the
+        // tunnel server was unregistered since (its name is then unknown).
+        const MANY: i64 = 2_100;
+        store.remove_tunnel_server("uds5-tunnel").await.unwrap();
+        let pool = sqlx::AnyPool::connect(&db.url).await.unwrap();
+        let bulk = match store.backend() {
+            portcullis_broker::store::Backend::Sqlite => {
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1) \
+                 INSERT INTO notify_tickets (id_hash, tunnel_ticket_hash, user_id, service_id, \
+                 tunnel_server_id, started_at, expires_at) \
+                 SELECT randomblob(32), randomblob(32), $2, $3, $4, $5, $6 FROM n"
+            }
+            portcullis_broker::store::Backend::Postgres => {
+                "INSERT INTO notify_tickets (id_hash, tunnel_ticket_hash, user_id, service_id, \
+                 tunnel_server_id, started_at, expires_at) \
+                 SELECT decode(lpad(to_hex(i), 64, '0'), 'hex'), \
+                 decode(lpad(to_hex(i), 64, '0'), 'hex'), $2, $3, $4, $5, $6 \
+                 FROM generate_series(1, CAST($1 AS BIGINT)) AS i"
+            }
+        };
+        sqlx::query(bulk)
+            .bind(MANY)
+            .bind(alice.0)
+            .bind(desk.0)
+            .bind(server.0)
+            .bind(end)
+            .bind(end + 1)
+            .execute(&pool)
+            .await
+            .unwrap();
+        pool.close().await;
+        let later = end + 1;
+        let counts = store.sweep_expired(later).await.unwrap();
+        assert_eq!(counts.notify_tickets, MANY as u64, "the running one stays");
+        let events = unreported_events(store).await;
+        assert_eq!(events.len(), 1 + MANY as usize);
+        let expected = serde_json::json!({
+            "tunnel_server": null,
+            "legacy": null,
+            "started_at": end,
+        });
+        for event in &events[1..] {
+            assert_eq!(event.at, later);
+            assert_eq!(event.username.as_deref(), Some("alice"));
+            let detail: serde_json::Value = serde_json::from_str(&event.detail).unwrap();
+            assert_eq!(detail, expected);
+        }
+        assert_eq!(store.sweep_expired(later).await.unwrap().total(), 0);
+    }
+);

@@ -12,7 +12,8 @@ use super::{Store, StoreError};
 pub struct AuditEvent {
     /// When, Unix milliseconds.
     pub at: i64,
-    /// What happened, e.g. `"login"`, `"ticket.exchange"`, `"session.stop"`.
+    /// What happened, e.g. `"login"`, `"ticket.exchanged"`, `"tunnel.stopped"`,
+    /// `"tunnel.unreported"` (docs/broker.md lists every kind).
     pub kind: String,
     /// The user concerned, if any.
     pub username: Option<String>,
@@ -119,6 +120,53 @@ async fn insert_audit(conn: &mut AnyConnection, event: AuditEvent) -> Result<i64
     .fetch_one(conn)
     .await?;
     Ok(row.try_get("id")?)
+}
+
+/// Inserts events on `conn` in one statement, each [`checked`] first (`$1`… placeholders,
+/// six per event: at most 5,000 events, within both backends' parameter limits).
+pub(super) async fn insert_audit_events(
+    conn: &mut AnyConnection,
+    events: Vec<AuditEvent>,
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    if events.len() > 5_000 {
+        return Err(StoreError::Invalid(
+            "at most 5,000 audit events in one statement".to_owned(),
+        ));
+    }
+    let mut sql = String::from(
+        "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) VALUES ",
+    );
+    for row in 0..events.len() {
+        let first = row * 6;
+        if row > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "(${}, ${}, ${}, ${}, ${}, ${})",
+            first + 1,
+            first + 2,
+            first + 3,
+            first + 4,
+            first + 5,
+            first + 6
+        ));
+    }
+    let mut query = sqlx::query(&sql);
+    for event in events {
+        let event = checked(event)?;
+        query = query
+            .bind(event.at)
+            .bind(event.kind)
+            .bind(event.username)
+            .bind(event.service)
+            .bind(event.source_ip)
+            .bind(event.detail);
+    }
+    query.execute(conn).await?;
+    Ok(())
 }
 
 /// Events older than the bound time (`$1`), for [`Store::prune_audit`].

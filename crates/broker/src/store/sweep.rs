@@ -2,9 +2,13 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use serde_json::json;
+use sqlx::Row;
+use sqlx::any::AnyRow;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
+use super::audit::{AuditEvent, insert_audit_events};
 use super::{Store, StoreError};
 use crate::metrics::TableLabels;
 
@@ -23,7 +27,8 @@ pub struct SweepCounts {
     pub client_tickets: u64,
     /// Expired tunnel tickets, and those used or burned over an hour ago.
     pub tunnel_tickets: u64,
-    /// Notify tickets stopped over a day ago, or abandoned.
+    /// Notify tickets stopped over a day ago, or abandoned (never stopped; each of these
+    /// is audited as `tunnel.unreported`).
     pub notify_tickets: u64,
     /// Expired login sessions.
     pub login_sessions: u64,
@@ -71,11 +76,67 @@ const TUNNEL_TICKETS: SweepTarget = SweepTarget {
     key: "id_hash",
     condition: "expires_at <= $1 OR used_at <= $2",
 };
+/// Stopped sessions (`$1`: stopped at or before). Abandoned ones, never stopped, go through
+/// [`Store::sweep_unreported`], which audits each.
 const NOTIFY_TICKETS: SweepTarget = SweepTarget {
     table: "notify_tickets",
     key: "id_hash",
-    condition: "stopped_at <= $2 OR (stopped_at IS NULL AND expires_at <= $1)",
+    condition: "stopped_at <= $1",
 };
+
+/// The sessions past their notify ticket's expiry without a `stop` (`$1`:
+/// now), with what their audit events name. Missing names (a user, service or tunnel
+/// server removed since) come back NULL.
+const UNREPORTED_SESSIONS: &str = "SELECT notify_tickets.id_hash, notify_tickets.started_at, \
+     users.username, services.name AS service, tunnel_servers.name AS tunnel_server, \
+     tunnel_servers.legacy \
+     FROM notify_tickets \
+     LEFT JOIN users ON users.id = notify_tickets.user_id \
+     LEFT JOIN services ON services.id = notify_tickets.service_id \
+     LEFT JOIN tunnel_servers ON tunnel_servers.id = notify_tickets.tunnel_server_id \
+     WHERE notify_tickets.stopped_at IS NULL AND notify_tickets.expires_at <= $1";
+
+/// A session swept without its `stop`, as read for its audit event.
+struct UnreportedSession {
+    id_hash: Vec<u8>,
+    started_at: i64,
+    username: Option<String>,
+    service: Option<String>,
+    tunnel_server: Option<String>,
+    legacy: Option<bool>,
+}
+
+impl UnreportedSession {
+    fn from_row(row: &AnyRow) -> Result<Self, StoreError> {
+        Ok(Self {
+            id_hash: row.try_get("id_hash")?,
+            started_at: row.try_get("started_at")?,
+            username: row.try_get("username")?,
+            service: row.try_get("service")?,
+            tunnel_server: row.try_get("tunnel_server")?,
+            legacy: row
+                .try_get::<Option<i64>, _>("legacy")?
+                .map(|legacy| legacy != 0),
+        })
+    }
+
+    /// Its `tunnel.unreported` event at `now`.
+    fn event(self, now: i64) -> AuditEvent {
+        AuditEvent {
+            at: now,
+            kind: "tunnel.unreported".into(),
+            username: self.username,
+            service: self.service,
+            source_ip: None,
+            detail: json!({
+                "tunnel_server": self.tunnel_server,
+                "legacy": self.legacy,
+                "started_at": self.started_at,
+            })
+            .to_string(),
+        }
+    }
+}
 const LOGIN_SESSIONS: SweepTarget = SweepTarget {
     table: "login_sessions",
     key: "token_hash",
@@ -85,8 +146,9 @@ const LOGIN_SESSIONS: SweepTarget = SweepTarget {
 impl Store {
     /// Deletes what can never be used again at `now`: expired client tickets, expired
     /// tunnel tickets and those used over an hour ago, notify tickets stopped over a day
-    /// ago or abandoned, expired login sessions. Each table goes in statements of at most
-    /// 2,000 rows, each atomic by itself, so that exchanges never wait long behind a sweep.
+    /// ago or abandoned (each abandoned one audited as `tunnel.unreported`), expired login
+    /// sessions. Each table goes in statements of at most 2,000 rows, each atomic by
+    /// itself, so that exchanges never wait long behind a sweep.
     pub async fn sweep_expired(&self, now: i64) -> Result<SweepCounts, StoreError> {
         Ok(SweepCounts {
             client_tickets: self.sweep(&CLIENT_TICKETS, &[now]).await?,
@@ -99,11 +161,72 @@ impl Store {
             notify_tickets: self
                 .sweep(
                     &NOTIFY_TICKETS,
-                    &[now, now.saturating_sub(STOPPED_SESSION_KEEP_MS)],
+                    &[now.saturating_sub(STOPPED_SESSION_KEEP_MS)],
                 )
-                .await?,
+                .await?
+                .saturating_add(self.sweep_unreported(now).await?),
             login_sessions: self.sweep(&LOGIN_SESSIONS, &[now]).await?,
         })
+    }
+
+    /// Deletes the notify tickets that expired without a `stop` (their tunnel server died,
+    /// or is an OpenUDS 5 one, which never reports), each with an audit event
+    /// `tunnel.unreported` naming the user, the service, the tunnel server and the
+    /// session's start time; returns how many.
+    ///
+    /// A chunk at a time like [`Store::sweep`], each chunk one transaction (its deletions
+    /// and its events together), the writer released between chunks. Of several brokers
+    /// sweeping one database, only the one whose delete removed a row audits it.
+    async fn sweep_unreported(&self, now: i64) -> Result<u64, StoreError> {
+        let select = format!("{UNREPORTED_SESSIONS} LIMIT {SWEEP_CHUNK}");
+        let mut deleted = 0;
+        loop {
+            let mut tx = self.begin_write().await?;
+            let rows = sqlx::query(&select).bind(now).fetch_all(tx.conn()).await?;
+            let found = rows.len();
+            if found == 0 {
+                tx.rollback().await?;
+                return Ok(deleted);
+            }
+            let sessions = rows
+                .iter()
+                .map(UnreportedSession::from_row)
+                .collect::<Result<Vec<_>, _>>()?;
+            let mut sql = String::from(
+                "DELETE FROM notify_tickets \
+                 WHERE stopped_at IS NULL AND expires_at <= $1 AND id_hash IN (",
+            );
+            for index in 0..sessions.len() {
+                if index > 0 {
+                    sql.push_str(", ");
+                }
+                sql.push_str(&format!("${}", index + 2));
+            }
+            sql.push_str(") RETURNING id_hash");
+            let mut query = sqlx::query(&sql).bind(now);
+            for session in &sessions {
+                query = query.bind(session.id_hash.as_slice());
+            }
+            let gone = query
+                .fetch_all(tx.conn())
+                .await?
+                .iter()
+                .map(|row| row.try_get::<Vec<u8>, _>("id_hash"))
+                .collect::<Result<std::collections::HashSet<_>, _>>()?;
+            let events: Vec<AuditEvent> = sessions
+                .into_iter()
+                .filter(|session| gone.contains(&session.id_hash))
+                .map(|session| session.event(now))
+                .collect();
+            insert_audit_events(tx.conn(), events).await?;
+            tx.commit().await?;
+            deleted += u64::try_from(gone.len()).unwrap_or(u64::MAX);
+            if found < usize::try_from(SWEEP_CHUNK).unwrap_or(usize::MAX) {
+                return Ok(deleted);
+            }
+            // Let the writers that queued meanwhile go first.
+            tokio::task::yield_now().await;
+        }
     }
 
     /// Deletes the rows of `target` whose condition holds for `times`, a chunk at a time;
