@@ -37,6 +37,8 @@ const INBOX_START: usize = 4 * 1024;
 const INBOX_BULK: usize = 32 * 1024;
 /// How long a link tries to write its final records before it closes.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a link is quiet before its buffers are released.
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// TCP keepalive on every socket: probes after this much silence.
 const KEEPALIVE: Duration = Duration::from_secs(60);
 
@@ -214,7 +216,7 @@ async fn inbound<C: RelayContext>(
         if start == end {
             (start, end) = (0, 0);
             if inbox.len() > INBOX_START && last_read < INBOX_START {
-                // Quiet again: give the bulk-sized buffer back.
+                // Small reads again: give the bulk-sized buffer back.
                 inbox = Vec::new();
             }
         }
@@ -235,9 +237,17 @@ async fn inbound<C: RelayContext>(
                 inbox.resize(want, 0);
             }
         }
+        let releasable = start == end && inbox.len() > INBOX_START;
         let read = tokio::select! {
-            read = tunnel.read(&mut inbox[end..]) => read,
+            read = tunnel.read(&mut inbox[end..]) => Some(read),
             () = stop.cancelled() => break LinkEnd::Stopped,
+            () = tokio::time::sleep(IDLE_RELEASE), if releasable => None,
+        };
+        let Some(read) = read else {
+            // Quiet with a bulk-sized, empty inbox: give it back.
+            inbox = Vec::new();
+            (start, end) = (0, 0);
+            continue;
         };
         match read {
             Ok(0) | Err(_) => break LinkEnd::Dropped,
@@ -283,10 +293,24 @@ async fn outbound<C: RelayContext>(
         } else {
             lock(connection).send_window()
         };
+        // Everything sent was acknowledged: after a quiet moment, give the replay buffer
+        // and the record buffer back, so an idle connection holds almost nothing.
+        let releasable = {
+            let connection = lock(connection);
+            connection.buffered_memory() > 0 && connection.acknowledged() == connection.sent()
+        } || !frame.is_empty();
         tokio::select! {
             biased;
             () = stop.cancelled() => break LinkEnd::Stopped,
             () = flush.notified() => continue,
+            () = tokio::time::sleep(IDLE_RELEASE), if releasable => {
+                let mut connection = lock(connection);
+                if connection.acknowledged() == connection.sent() {
+                    connection.shrink();
+                }
+                frame = Vec::new();
+                continue;
+            }
             ready = target.readable(), if window > 0 => {
                 if ready.is_err() {
                     break LinkEnd::LocalFailed("read failed".into());
@@ -319,10 +343,6 @@ async fn outbound<C: RelayContext>(
         context.sent(read);
         if tunnel.write_all(&frame[..frame_len]).await.is_err() {
             break LinkEnd::Dropped;
-        }
-        if read < len / 4 {
-            // Interactive traffic: do not keep a bulk-sized buffer for a keystroke.
-            frame = Vec::new();
         }
     };
     stop.cancel();
