@@ -165,6 +165,19 @@ async fn an_openuds5_launcher_gets_the_openuds5_document_for_a_direct_service() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_broker_key_is_published_for_first_contact() {
+    let broker = TestBroker::start().await;
+    let reply = broker.get("/uds/rest/client/key", None).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    let answer = reply.json();
+    let key: portcullis_proto::api::BrokerKey =
+        serde_json::from_value(answer["result"].clone()).unwrap();
+    let verifying = key.verifying_key().unwrap();
+    assert_eq!(verifying.fingerprint(), broker.verifying_key().fingerprint());
+    assert_eq!(key.algorithm, "MLDSA65");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_version_query_and_semver_comparison() {
     // Required 5.9.0: 5.10.0 is newer (it is not, compared as strings), 5.8.0 is older.
     let broker = TestBroker::builder()

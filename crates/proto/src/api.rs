@@ -24,7 +24,7 @@ mod tunnel;
 mod version;
 
 pub use client::{
-    Answer, CLIENT_PATH, CheckedTicketRequest, ClientInfo, ClientVersionInfo, ErrorBody,
+    Answer, BROKER_KEY_PATH, BrokerKey, CLIENT_PATH, CheckedTicketRequest, ClientInfo, ClientVersionInfo, ErrorBody,
     PREPARING_SERVICE, Percent, TicketAnswer, TicketRequest, VersionAnswer, capability,
     ticket_exchange_path,
 };

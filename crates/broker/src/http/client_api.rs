@@ -10,7 +10,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::header::CONNECTION;
 use axum::response::{IntoResponse, Response};
-use portcullis_proto::api::{Answer, ErrorBody, TicketAnswer, VersionAnswer};
+use portcullis_proto::api::{Answer, BrokerKey, ErrorBody, TicketAnswer, VersionAnswer};
 use portcullis_proto::openuds::Envelope;
 
 use super::{BodyRefusal, ClientAddr, LimitedBody};
@@ -25,6 +25,12 @@ pub const EXCHANGE_PATH: &str = "/uds/rest/client/{ticket}/ticket";
 /// `GET /uds/rest/client`: which launcher versions the broker wants.
 pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionAnswer> {
     Json(Answer::Result(state.config.client_version_info()))
+}
+
+/// `GET /uds/rest/client/key`: the broker's ML-DSA-65 public key with its fingerprint,
+/// for a launcher's first contact (Portcullis extension, docs/protocol.md §5.5).
+pub async fn broker_key(State(state): State<Arc<AppState>>) -> Json<Answer<BrokerKey>> {
+    Json(Answer::Result(BrokerKey::new(state.signing_key.verifying_key())))
 }
 
 /// `POST /uds/rest/client/{ticket}/ticket`: the ML-KEM-768 ticket exchange.

@@ -46,6 +46,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
     Router::new()
         .route(client_api::VERSION_PATH, get(client_api::version))
+        .route(
+            portcullis_proto::api::BROKER_KEY_PATH,
+            get(client_api::broker_key),
+        )
         .route(client_api::EXCHANGE_PATH, post(client_api::exchange))
         .route(tunnel_api::PATH, post(tunnel_api::ticket))
         .route("/api/login", post(user_api::login))

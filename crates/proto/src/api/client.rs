@@ -279,6 +279,56 @@ impl From<Percent> for u8 {
     }
 }
 
+/// The path of the broker-key request (Portcullis extension, docs/protocol.md §5.5).
+pub const BROKER_KEY_PATH: &str = "/uds/rest/client/key";
+
+/// The answer of `GET /uds/rest/client/key` (inside `result`): the broker's ML-DSA-65
+/// public key, which launchers pin per broker host on first contact, after the user (or
+/// `--trust-fingerprint`) confirmed its fingerprint out of band.
+#[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
+pub struct BrokerKey {
+    /// `"MLDSA65"`.
+    pub algorithm: String,
+    /// Standard, padded base64 of the raw 1952-byte public key.
+    pub public_key: String,
+    /// Lowercase hex of SHA-256 over the raw public key.
+    pub fingerprint: String,
+}
+
+impl BrokerKey {
+    /// Describes `key`.
+    pub fn new(key: &crate::payload::VerifyingKey) -> Self {
+        Self {
+            algorithm: crate::payload::SIGNATURE_ALGORITHM_MLDSA65.to_owned(),
+            public_key: key.to_base64(),
+            fingerprint: key.fingerprint(),
+        }
+    }
+
+    /// The key, checked: the algorithm is ML-DSA-65, the key decodes, and the stated
+    /// fingerprint is the key's own. The caller still compares the fingerprint with the
+    /// one the user confirmed or pinned.
+    pub fn verifying_key(&self) -> Result<crate::payload::VerifyingKey, Error> {
+        if self.algorithm != crate::payload::SIGNATURE_ALGORITHM_MLDSA65 {
+            return Err(Error::Unsupported {
+                what: "broker key algorithm",
+                value: self.algorithm.chars().take(32).collect(),
+            });
+        }
+        let key = crate::payload::VerifyingKey::from_base64(&self.public_key)?;
+        if !crate::constant_time_eq(
+            key.fingerprint().as_bytes(),
+            self.fingerprint.to_ascii_lowercase().as_bytes(),
+        ) {
+            return Err(Error::Invalid {
+                what: "broker key",
+                reason: "the fingerprint is not the key's",
+            });
+        }
+        Ok(key)
+    }
+}
+
 /// The `error` object of a client-API answer (sent with HTTP 200).
 #[derive(Clone, PartialEq, Eq, Debug, Serialize, Deserialize)]
 pub struct ErrorBody {

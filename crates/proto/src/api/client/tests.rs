@@ -270,3 +270,27 @@ fn ticket_exchange_path_holds_the_whole_ticket() {
         "/uds/rest/client/c6s9FAa5fhb854BVMckqUBJ4hOXg2iE5i1FYPCuktks4eNZD/ticket"
     );
 }
+
+#[test]
+fn a_broker_key_answer_checks_its_fingerprint_and_algorithm() {
+    let key = crate::payload::SigningKey::from_seed(&[4; 32]).unwrap();
+    let answer = BrokerKey::new(key.verifying_key());
+    assert_eq!(answer.algorithm, "MLDSA65");
+    let json = serde_json::to_string(&answer).unwrap();
+    let back: BrokerKey = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        back.verifying_key().unwrap().fingerprint(),
+        key.verifying_key().fingerprint()
+    );
+    let other = crate::payload::SigningKey::from_seed(&[5; 32]).unwrap();
+    let swapped = BrokerKey {
+        fingerprint: other.verifying_key().fingerprint(),
+        ..answer.clone()
+    };
+    assert!(swapped.verifying_key().is_err());
+    let wrong_algorithm = BrokerKey {
+        algorithm: "RSA".into(),
+        ..answer
+    };
+    assert!(wrong_algorithm.verifying_key().is_err());
+}
