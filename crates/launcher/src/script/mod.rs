@@ -1,0 +1,320 @@
+//! The launcher-script runtime: runs a broker's script (an ES module) in QuickJS with
+//! exactly the API of docs/launcher-scripts.md §3–§5 — the `runtime` module (`Process`,
+//! `Tasks`, `File`, `Logger`, `Utils`, also globals), the frozen `data` global and the
+//! `Portcullis` global — under a memory limit and a limit on how long its synchronous code
+//! runs between awaits.
+//!
+//! [`run`] returns once the module's evaluation settled, with what the script left running
+//! ([`Settled`]): the launcher keeps going while its waitable apps run (and its tunnels say
+//! so), then calls [`Settled::cleanup`].
+
+mod file;
+mod globals;
+mod host;
+mod js;
+mod process;
+mod state;
+mod tasks;
+mod utils;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+pub use host::{HostFuture, ScriptHost, TunnelOptions};
+use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Module, async_with};
+use tokio::sync::watch;
+
+use state::{Clock, Proc, Shared};
+
+/// How long after the script settled its early-unlinkable files are removed.
+const EARLY_UNLINK_DELAY: Duration = Duration::from_secs(10);
+
+/// The bounds on a script run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScriptLimits {
+    /// The most memory the script's engine may allocate. Default 64 MiB.
+    pub memory_bytes: usize,
+    /// The longest the script's synchronous code may run between awaits of the launcher's
+    /// asynchronous functions. Default 5 s.
+    pub sync_time: Duration,
+}
+
+impl Default for ScriptLimits {
+    fn default() -> Self {
+        Self {
+            memory_bytes: 64 * 1024 * 1024,
+            sync_time: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The environment a script sees, where it may differ from the launcher's own.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScriptEnv {
+    /// The `PATH` that `Process.findExecutable` and `Process.launch` search and that the
+    /// started programs get; `None`: the launcher's own `PATH`.
+    pub path: Option<OsString>,
+}
+
+/// Why a script failed.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ScriptError {
+    /// The script threw: its `Error`'s message, plain text, for the user.
+    #[error("{0}")]
+    Thrown(String),
+    /// The script used more memory than [`ScriptLimits::memory_bytes`].
+    #[error("the launcher script used too much memory")]
+    MemoryLimit,
+    /// The script's synchronous code ran longer than [`ScriptLimits::sync_time`].
+    #[error("the launcher script ran too long without waiting")]
+    TimeLimit,
+    /// The script engine failed (or the script is not a valid module).
+    #[error("the launcher script could not run: {0}")]
+    Engine(String),
+}
+
+/// What the script left running that decides when the launcher ends
+/// (docs/launcher-scripts.md §3 "When the launcher ends"), and what to clean up then.
+#[derive(Debug)]
+pub struct Settled {
+    /// When the module's evaluation settled.
+    settled_at: Instant,
+    /// The ends of the waitable apps (`Tasks.addWaitableApp`).
+    waitable: Vec<watch::Receiver<bool>>,
+    /// `Tasks.addEarlyUnlinkableFile`; emptied by the task that removes them after 10 s.
+    early_files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
+    /// `Tasks.addLateUnlinkableFile` and every `File.createTempFile`.
+    late_files: Vec<PathBuf>,
+}
+
+impl Settled {
+    /// Whether any waitable app still runs.
+    pub fn apps_running(&self) -> bool {
+        self.waitable.iter().any(|ended| !*ended.borrow())
+    }
+
+    /// Waits while any waitable app runs: returns once all have ended (at once if there
+    /// are none).
+    pub async fn wait_for_apps(&mut self) {
+        for ended in &self.waitable {
+            Proc::wait(ended.clone()).await;
+        }
+    }
+
+    /// Removes the script's files at the launcher's end: the late-unlinkable files and the
+    /// temporary files, and the early-unlinkable ones, once 10 s have passed since the
+    /// script settled (waiting for the rest of that time if needed, so the client program
+    /// has read them).
+    pub async fn cleanup(self) {
+        let pending = !lock(&self.early_files).is_empty();
+        if pending {
+            tokio::time::sleep_until((self.settled_at + EARLY_UNLINK_DELAY).into()).await;
+        }
+        let early = std::mem::take(&mut *lock(&self.early_files));
+        remove_files(early.iter().chain(&self.late_files));
+    }
+}
+
+/// Locks a file list, taking over a poisoned lock (a list is always consistent).
+fn lock(files: &std::sync::Mutex<Vec<PathBuf>>) -> std::sync::MutexGuard<'_, Vec<PathBuf>> {
+    files
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Removes `files`, ignoring those already gone.
+fn remove_files<'a>(files: impl IntoIterator<Item = &'a PathBuf>) {
+    for path in files {
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::debug!(target: "script", path = %path.display(), "removed"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(target: "script", path = %path.display(), %err, "file not removed");
+            }
+        }
+    }
+}
+
+/// How the module's evaluation ended, inside the engine.
+enum Outcome {
+    Done,
+    /// The thrown value's message and whether it is the engine's out-of-memory error (or
+    /// may be: when the engine runs out of memory while reporting that, the script sees
+    /// `null` thrown).
+    Threw {
+        message: String,
+        out_of_memory: bool,
+        error_object: bool,
+    },
+    Interrupted,
+    Engine(String),
+}
+
+/// Runs `source` (an ES module) with `data` as the frozen `data` global, the `runtime`
+/// module and the `Portcullis` global; resolves when the module's evaluation settled.
+///
+/// Must be called within a Tokio runtime (started programs are watched by Tokio tasks).
+/// On failure, the files the script created or registered are removed and the programs
+/// it started are killed before this returns.
+pub async fn run(
+    source: &str,
+    data: &serde_json::Value,
+    host: Arc<dyn ScriptHost>,
+    limits: &ScriptLimits,
+    env: &ScriptEnv,
+) -> Result<Settled, ScriptError> {
+    let clock = Arc::new(Clock::new(limits.sync_time));
+    let shared = Arc::new(Shared::new(
+        host,
+        Arc::clone(&clock),
+        env.path.clone(),
+        limits.memory_bytes,
+    ));
+    let data_json =
+        serde_json::to_string(data).map_err(|err| ScriptError::Engine(err.to_string()))?;
+
+    let runtime = AsyncRuntime::new().map_err(engine)?;
+    runtime.set_memory_limit(limits.memory_bytes).await;
+    let interrupt = Arc::clone(&clock);
+    runtime
+        .set_interrupt_handler(Some(Box::new(move || interrupt.should_interrupt())))
+        .await;
+    runtime
+        .set_loader(globals::RuntimeResolver, globals::RuntimeLoader)
+        .await;
+    let context = AsyncContext::full(&runtime).await.map_err(engine)?;
+
+    let source = source.to_owned();
+    let shared_js = Arc::clone(&shared);
+    clock.reset();
+    let outcome = async_with!(context => |ctx| {
+        let evaluation = async {
+            globals::install(&ctx, &shared_js, &data_json)?;
+            let module = Module::declare(ctx.clone(), "script.js", source)?;
+            let (_module, promise) = module.eval()?;
+            promise.into_future::<()>().await
+        };
+        let interrupted = std::future::poll_fn(|_| {
+            if shared_js.clock.fired() {
+                std::task::Poll::Ready(())
+            } else {
+                std::task::Poll::Pending
+            }
+        });
+        tokio::select! {
+            biased;
+            () = interrupted => Outcome::Interrupted,
+            result = evaluation => match result.catch(&ctx) {
+                Ok(()) => Outcome::Done,
+                Err(caught) => caught_outcome(caught),
+            },
+        }
+    })
+    .await;
+    // Near the limit after a failure: the failure is (almost certainly) the limit's.
+    let usage = runtime.memory_usage().await;
+    let near_limit =
+        usize::try_from(usage.malloc_size).unwrap_or(usize::MAX) >= limits.memory_bytes / 4 * 3;
+    drop(context);
+    drop(runtime);
+
+    let failure = match outcome {
+        Outcome::Done => None,
+        _ if clock.fired() => Some(ScriptError::TimeLimit),
+        Outcome::Interrupted => Some(ScriptError::TimeLimit),
+        Outcome::Threw {
+            out_of_memory: true,
+            ..
+        } => Some(ScriptError::MemoryLimit),
+        Outcome::Threw {
+            error_object: false,
+            ..
+        } if near_limit => Some(ScriptError::MemoryLimit),
+        Outcome::Threw { message, .. } => Some(ScriptError::Thrown(message)),
+        Outcome::Engine(message) => Some(ScriptError::Engine(message)),
+    };
+    let mut tables = std::mem::take(&mut *shared.tables());
+    if let Some(failure) = failure {
+        for proc in tables.procs.values().filter(|proc| proc.is_running()) {
+            proc.kill.notify_one();
+        }
+        remove_files(
+            tables
+                .early_files
+                .iter()
+                .chain(&tables.late_files)
+                .chain(&tables.temp_files),
+        );
+        return Err(failure);
+    }
+
+    let waitable = tables
+        .waitable
+        .iter()
+        .filter_map(|h| tables.procs.get(h).map(|proc| proc.ended.clone()))
+        .collect();
+    let early_files = Arc::new(std::sync::Mutex::new(std::mem::take(
+        &mut tables.early_files,
+    )));
+    if !lock(&early_files).is_empty() {
+        let early = Arc::clone(&early_files);
+        tokio::spawn(async move {
+            tokio::time::sleep(EARLY_UNLINK_DELAY).await;
+            let files = std::mem::take(&mut *lock(&early));
+            remove_files(&files);
+        });
+    }
+    let mut late_files = tables.late_files;
+    late_files.append(&mut tables.temp_files);
+    Ok(Settled {
+        settled_at: Instant::now(),
+        waitable,
+        early_files,
+        late_files,
+    })
+}
+
+/// An engine error outside the script's own code.
+fn engine(err: rquickjs::Error) -> ScriptError {
+    ScriptError::Engine(err.to_string())
+}
+
+/// What a caught failure of the evaluation means.
+fn caught_outcome(caught: CaughtError<'_>) -> Outcome {
+    match caught {
+        CaughtError::Exception(exception) => {
+            let message = exception.message().unwrap_or_default();
+            let name: Option<String> = exception.as_object().get("name").ok();
+            let out_of_memory =
+                name.as_deref() == Some("InternalError") && message == "out of memory";
+            Outcome::Threw {
+                message,
+                out_of_memory,
+                error_object: true,
+            }
+        }
+        CaughtError::Value(value) => {
+            let message = match value.as_string().map(|s| s.to_string()) {
+                Some(Ok(text)) => text,
+                _ => format!(
+                    "The launcher script failed (it threw a {}).",
+                    value.type_name()
+                ),
+            };
+            Outcome::Threw {
+                message,
+                out_of_memory: false,
+                error_object: false,
+            }
+        }
+        CaughtError::Error(rquickjs::Error::Allocation) => Outcome::Threw {
+            message: "out of memory".into(),
+            out_of_memory: true,
+            error_object: false,
+        },
+        CaughtError::Error(err) => Outcome::Engine(err.to_string()),
+    }
+}
