@@ -108,6 +108,12 @@ pub struct TlsConfig {
     pub key: Option<PathBuf>,
     /// Also accept TLS 1.2 (for old clients). Default `false`: TLS 1.3 only.
     pub allow_tls12: bool,
+    /// Refuse TLS handshakes whose client does not offer the hybrid post-quantum key
+    /// exchange `X25519MLKEM768` (the groups it offered are logged at warn level); TLS 1.2
+    /// is then refused too. Default `false`: such clients get a classical key exchange.
+    /// Either way, a client that offers the hybrid gets it, whatever its order of
+    /// preference.
+    pub require_post_quantum: bool,
 }
 
 /// `tls.mode`.
@@ -196,12 +202,17 @@ pub struct LimitsConfig {
     pub body_limit_bytes: usize,
     /// Time allowed for one request, in seconds. Default 30.
     pub request_timeout_secs: u64,
-    /// Time a client has to send a request's headers, in seconds, counted from the
-    /// connection's start (after TLS) and from the end of its previous answer: a
-    /// connection idle that long, or sending its headers that slowly, is closed. Default 10.
+    /// Time a client has to send a request's headers, in seconds, counted from their
+    /// first byte: a connection sending its headers that slowly is closed. Default 10.
     pub header_read_timeout_secs: u64,
     /// Time a client has to complete the TLS handshake, in seconds. Default 10.
     pub tls_handshake_timeout_secs: u64,
+    /// Time a connection may stay open with no request in flight, in seconds: before its
+    /// first request (after TLS) and between requests. Default 30.
+    pub idle_timeout_secs: u64,
+    /// Connections served at once; further ones are closed as soon as they are accepted
+    /// (counted in `portcullis_connections_refused_total`, and logged). Default 1024.
+    pub max_connections: usize,
     /// Password checks (Argon2id, 19 MiB each) run at once at most; 0 means one per core.
     /// Further sign-ins wait up to 2 s in a bounded queue, else get HTTP 503. Default 0.
     pub concurrent_password_checks: usize,
@@ -218,6 +229,8 @@ impl Default for LimitsConfig {
             request_timeout_secs: 30,
             header_read_timeout_secs: 10,
             tls_handshake_timeout_secs: 10,
+            idle_timeout_secs: 30,
+            max_connections: 1024,
             concurrent_password_checks: 0,
             login_attempts_per_minute_per_user: 5,
             login_attempts_per_minute_per_ip: 20,
@@ -229,6 +242,21 @@ impl LimitsConfig {
     /// `request_timeout_secs` as a duration.
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs)
+    }
+
+    /// `header_read_timeout_secs` as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_secs(self.header_read_timeout_secs)
+    }
+
+    /// `tls_handshake_timeout_secs` as a duration.
+    pub fn tls_handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.tls_handshake_timeout_secs)
+    }
+
+    /// `idle_timeout_secs` as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
     }
 }
 
@@ -354,6 +382,8 @@ impl BrokerConfig {
                 "limits.tls_handshake_timeout_secs",
                 self.limits.tls_handshake_timeout_secs,
             ),
+            ("limits.idle_timeout_secs", self.limits.idle_timeout_secs),
+            ("limits.max_connections", self.limits.max_connections as u64),
             (
                 "limits.login_attempts_per_minute_per_user",
                 u64::from(self.limits.login_attempts_per_minute_per_user),
@@ -378,6 +408,8 @@ impl BrokerConfig {
     /// never expire.
     fn validate_bounds(&self) -> Result<(), ConfigError> {
         const DAY: u64 = 24 * 60 * 60;
+        // Far above any file-descriptor limit, and within a semaphore's permits.
+        const MAX_CONNECTIONS: u64 = 1 << 20;
         for (field, value, max) in [
             (
                 "tickets.client_ticket_ttl_secs",
@@ -410,6 +442,16 @@ impl BrokerConfig {
                 self.limits.tls_handshake_timeout_secs,
                 3_600,
             ),
+            (
+                "limits.idle_timeout_secs",
+                self.limits.idle_timeout_secs,
+                3_600,
+            ),
+            (
+                "limits.max_connections",
+                self.limits.max_connections as u64,
+                MAX_CONNECTIONS,
+            ),
         ] {
             if value > max {
                 return Err(invalid(field, format!("must be at most {max}")));
@@ -424,6 +466,7 @@ impl BrokerConfig {
             cert,
             key,
             allow_tls12: _,
+            require_post_quantum: _,
         } = &self.tls;
         if *mode == TlsMode::Files {
             for (field, path) in [("tls.cert", cert), ("tls.key", key)] {

@@ -105,6 +105,8 @@ impl Default for StoreMetrics {
 pub struct ConnectionMetrics {
     /// Sign-ins answered 503 because too many password checks were running or waiting.
     pub logins_busy: Counter,
+    /// Connections closed as soon as accepted: `limits.max_connections` were open.
+    pub refused: Counter,
 }
 
 /// The broker's metrics.
@@ -125,7 +127,7 @@ pub struct Metrics {
     pub request_seconds: Family<RouteLabels, Histogram>,
     /// The store's group commits and sweeps.
     pub store: StoreMetrics,
-    /// Busy sign-ins.
+    /// Busy sign-ins and refused connections.
     pub connections: ConnectionMetrics,
 }
 
@@ -192,6 +194,11 @@ impl Metrics {
             "logins_busy",
             "Sign-ins answered 503: too many password checks running or waiting",
             connections.logins_busy.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "Connections closed at once because limits.max_connections were open",
+            connections.refused.clone(),
         );
         Self {
             registry,

@@ -1,21 +1,30 @@
 //! Running a broker: load keys, database and scripts, bind, serve HTTPS (or HTTP behind a
 //! proxy), sweep expired rows, and shut down in two phases (stop accepting, then let the
 //! requests in flight finish within a grace period).
+//!
+//! The accept loop is the broker's own: a semaphore caps the connections served at once
+//! (`limits.max_connections`; one more is closed as soon as it is accepted, counted in
+//! `portcullis_connections_refused_total` and logged at most every 10 s), and each
+//! connection ([`connection`]) bounds its TLS handshake, speaks HTTP/1.1 only (HTTP/2 is
+//! not served, with or without ALPN), and is closed when it idles.
+
+mod connection;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum_server::Handle;
-use axum_server::tls_rustls::{RustlsAcceptor, RustlsConfig};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
-use hyper_util::server::conn::auto::Builder;
-use tokio::task::JoinHandle;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
+
+use self::connection::{ConnectionLimits, Serving};
 
 use crate::config::{BrokerConfig, TlsMode};
 use crate::http::router;
 use crate::keys;
-use crate::metrics::Metrics;
+use crate::metrics::{ConnectionMetrics, Metrics};
 use crate::scripts::ScriptSet;
 use crate::state::{AppState, Clock};
 use crate::store::{self, Store, StoreOptions};
@@ -23,6 +32,10 @@ use crate::tls;
 
 /// How often expired tickets and sessions are removed.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// At most one warning this often about refused connections or failed accepts.
+const WARN_INTERVAL: Duration = Duration::from_secs(10);
+/// The pause after a failed accept (out of file descriptors, most likely).
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
@@ -56,8 +69,8 @@ pub struct RunningBroker {
     pub addr: SocketAddr,
     /// Its shared state (tests read metrics and the store through it).
     pub state: Arc<AppState>,
-    handle: Handle,
-    server: JoinHandle<std::io::Result<()>>,
+    shutdown: watch::Sender<Option<Duration>>,
+    server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
 }
 
@@ -90,8 +103,13 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
             config.tls.key.clone().unwrap_or_default(),
         )),
     };
+    let tls = match &tls_files {
+        Some((cert, key)) => Some(tls::acceptor(cert, key, &config.tls)?),
+        None => None,
+    };
     let listener = std::net::TcpListener::bind(config.listen)
         .and_then(|listener| listener.set_nonblocking(true).map(|()| listener))
+        .and_then(TcpListener::from_std)
         .map_err(|source| StartError::Bind {
             addr: config.listen.to_string(),
             source,
@@ -109,63 +127,139 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         metrics,
         clock,
     ));
-    let app = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-    let handle = Handle::new();
-    let header_timeout = Duration::from_secs(state.config.limits.header_read_timeout_secs);
-    let server = match tls_files {
-        Some((cert, key)) => {
-            let rustls = RustlsConfig::from_config(tls::server_config(
-                &cert,
-                &key,
-                state.config.tls.allow_tls12,
-            )?);
-            let acceptor = RustlsAcceptor::new(rustls).handshake_timeout(Duration::from_secs(
-                state.config.limits.tls_handshake_timeout_secs,
-            ));
-            let mut server = axum_server::from_tcp(listener)
-                .acceptor(acceptor)
-                .handle(handle.clone());
-            bound_header_reads(server.http_builder(), header_timeout);
-            tokio::spawn(server.serve(app))
-        }
-        None => {
-            let mut server = axum_server::from_tcp(listener).handle(handle.clone());
-            bound_header_reads(server.http_builder(), header_timeout);
-            tokio::spawn(server.serve(app))
-        }
-    };
+    let limits = &state.config.limits;
+    let serving = Arc::new(Serving {
+        router: router(state.clone()),
+        tls,
+        limits: ConnectionLimits {
+            tls_handshake: limits.tls_handshake_timeout(),
+            idle: limits.idle_timeout(),
+            headers: limits.header_read_timeout(),
+        },
+    });
+    let (shutdown, shutdown_rx) = watch::channel(None);
+    let server = tokio::spawn(accept_loop(
+        listener,
+        serving,
+        Arc::new(Semaphore::new(limits.max_connections)),
+        state.metrics.connections.clone(),
+        shutdown_rx,
+    ));
     let sweeper = store::spawn_sweeper(store, SWEEP_INTERVAL);
     tracing::info!(%addr, tls = state.config.tls_enabled(), "broker listening");
     Ok(RunningBroker {
         addr,
         state,
-        handle,
+        shutdown,
         server,
         sweeper,
     })
 }
 
-/// Closes connections whose request headers do not arrive within `timeout`, so slow
-/// clients cannot hold connections open (hyper applies the limit only with a timer).
-///
-/// Not yet enough (issue 7, point 1): axum-server serves through hyper-util's automatic
-/// version detection, which waits for a connection's first bytes without a timeout and
-/// answers prior-knowledge HTTP/2; an idle connection is closed by neither.
-fn bound_header_reads(builder: &mut Builder<TokioExecutor>, timeout: Duration) {
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(timeout);
+/// Accepts connections until shutdown is requested, then waits for the open ones up to the
+/// grace period and closes what is left.
+async fn accept_loop(
+    listener: TcpListener,
+    serving: Arc<Serving>,
+    permits: Arc<Semaphore>,
+    metrics: ConnectionMetrics,
+    mut shutdown: watch::Receiver<Option<Duration>>,
+) {
+    let max_connections = permits.available_permits();
+    let mut connections = JoinSet::new();
+    let mut refusals = Throttled::default();
+    let mut accept_errors = Throttled::default();
+    let grace = loop {
+        let accepted = tokio::select! {
+            grace = shutdown_requested(&mut shutdown) => break grace,
+            accepted = listener.accept() => accepted,
+        };
+        while connections.try_join_next().is_some() {}
+        match accepted {
+            Ok((stream, peer)) => match Arc::clone(&permits).try_acquire_owned() {
+                Ok(permit) => {
+                    connections.spawn(connection::serve(
+                        Arc::clone(&serving),
+                        stream,
+                        peer,
+                        permit,
+                        shutdown.clone(),
+                    ));
+                }
+                Err(_) => {
+                    drop(stream);
+                    metrics.refused.inc();
+                    if let Some(more) = refusals.due() {
+                        tracing::warn!(
+                            max_connections,
+                            refused = more,
+                            "connection limit reached (limits.max_connections): closing new connections"
+                        );
+                    }
+                }
+            },
+            Err(error) => {
+                if let Some(more) = accept_errors.due() {
+                    tracing::warn!(%error, failed = more, "cannot accept connections");
+                }
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+            }
+        }
+    };
+    drop(listener);
+    let drained = tokio::time::timeout(grace, async {
+        while connections.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::info!(
+            open = connections.len(),
+            "closing the connections still open after the grace period"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// Resolves with the grace period once shutdown is requested; never if the broker's
+/// [`RunningBroker`] was dropped without [`RunningBroker::shutdown`].
+async fn shutdown_requested(shutdown: &mut watch::Receiver<Option<Duration>>) -> Duration {
+    let grace = shutdown
+        .wait_for(Option::is_some)
+        .await
+        .map(|grace| grace.unwrap_or_default());
+    match grace {
+        Ok(grace) => grace,
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// Lets a repeated warning through at most once per [`WARN_INTERVAL`].
+#[derive(Debug, Default)]
+struct Throttled {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl Throttled {
+    /// Counts an occurrence; `Some(occurrences since the last warning)` when one is due.
+    fn due(&mut self) -> Option<u64> {
+        self.since += 1;
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now < last + WARN_INTERVAL) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
 }
 
 impl RunningBroker {
     /// Stops accepting connections, waits up to `grace` for requests in flight, then stops.
     pub async fn shutdown(self, grace: Duration) {
-        self.handle.graceful_shutdown(Some(grace));
+        self.shutdown.send_replace(Some(grace));
         self.sweeper.abort();
         match self.server.await {
-            Ok(Ok(())) => tracing::info!("broker stopped"),
-            Ok(Err(error)) => tracing::error!(%error, "broker server ended with an error"),
+            Ok(()) => tracing::info!("broker stopped"),
             Err(error) => tracing::error!(%error, "broker server task failed"),
         }
     }

@@ -1,15 +1,15 @@
-//! The broker's TLS: rustls with aws-lc-rs (hybrid X25519MLKEM768 key exchange preferred),
+//! The broker's TLS: the shared server policy of [`portcullis_tls`] (rustls with
+//! aws-lc-rs, the hybrid X25519MLKEM768 key exchange preferred whatever the client's order),
 //! from certificate files or from a self-signed certificate kept in the data directory.
 
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use rustls::ServerConfig;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use portcullis_tls::{TlsAcceptor, TlsPolicy};
+
+use crate::config::TlsConfig;
 
 /// A TLS set-up failure, naming the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -22,20 +22,12 @@ pub enum TlsError {
         /// The cause.
         source: std::io::Error,
     },
-    /// A file holds no usable PEM certificate or key.
-    #[error("{path}: {what}")]
-    Pem {
-        /// The file.
-        path: PathBuf,
-        /// What is wrong.
-        what: String,
-    },
+    /// A certificate or key file cannot be read or used (the message names it).
+    #[error(transparent)]
+    Files(#[from] portcullis_tls::TlsError),
     /// Generating the self-signed certificate failed.
     #[error("cannot generate a self-signed certificate: {0}")]
     Generate(String),
-    /// rustls refused the certificate and key.
-    #[error("TLS configuration refused: {0}")]
-    Rustls(String),
 }
 
 /// Paths of the self-signed certificate and its key in a data directory.
@@ -72,47 +64,21 @@ pub fn ensure_self_signed(
     Ok((cert_path, key_path))
 }
 
-/// A rustls server configuration from PEM files (certificate chain, private key): TLS 1.3,
-/// and TLS 1.2 too with `allow_tls12`.
-pub fn server_config(
+/// The broker's TLS acceptor for the PEM files `cert_path` and `key_path` under the
+/// `[tls]` policy: TLS 1.3 (and 1.2 with `tls.allow_tls12`), ALPN `http/1.1` only,
+/// `X25519MLKEM768` whenever the client offers it, whatever its order of preference, and
+/// nothing else with `tls.require_post_quantum` (see [`portcullis_tls`]).
+pub fn acceptor(
     cert_path: &Path,
     key_path: &Path,
-    allow_tls12: bool,
-) -> Result<Arc<ServerConfig>, TlsError> {
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert_path)
-        .map_err(|error| pem_error(cert_path, &error))?
-        .collect::<Result<_, _>>()
-        .map_err(|error| pem_error(cert_path, &error))?;
-    if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: cert_path.to_owned(),
-            what: "no certificate found".into(),
-        });
-    }
-    let key =
-        PrivateKeyDer::from_pem_file(key_path).map_err(|error| pem_error(key_path, &error))?;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut config = ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(if allow_tls12 { BOTH } else { TLS13_ONLY })
-        .map_err(|error| TlsError::Rustls(error.to_string()))?
-        .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|error| TlsError::Rustls(error.to_string()))?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Arc::new(config))
-}
-
-/// TLS 1.3 only (the default).
-static TLS13_ONLY: &[&rustls::SupportedProtocolVersion] = &[&rustls::version::TLS13];
-/// TLS 1.3 and 1.2 (`tls.allow_tls12`).
-static BOTH: &[&rustls::SupportedProtocolVersion] =
-    &[&rustls::version::TLS13, &rustls::version::TLS12];
-
-fn pem_error(path: &Path, error: &rustls::pki_types::pem::Error) -> TlsError {
-    TlsError::Pem {
-        path: path.to_owned(),
-        what: error.to_string(),
-    }
+    config: &TlsConfig,
+) -> Result<TlsAcceptor, TlsError> {
+    let policy = TlsPolicy {
+        allow_tls12: config.allow_tls12,
+        require_post_quantum: config.require_post_quantum,
+        alpn_protocols: vec![b"http/1.1".to_vec()],
+    };
+    Ok(TlsAcceptor::from_pem_files(cert_path, key_path, &policy)?)
 }
 
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
@@ -151,7 +117,7 @@ mod tests {
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        server_config(&cert, &key, false).unwrap();
+        acceptor(&cert, &key, &TlsConfig::default()).unwrap();
     }
 
     #[test]
@@ -159,7 +125,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("cert.pem");
         fs::write(&cert, "not pem").unwrap();
-        let error = server_config(&cert, &dir.path().join("missing.pem"), false).unwrap_err();
+        let missing = dir.path().join("missing.pem");
+        let error = acceptor(&cert, &missing, &TlsConfig::default()).unwrap_err();
         assert!(error.to_string().contains("cert.pem"), "{error}");
     }
 }

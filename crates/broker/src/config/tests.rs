@@ -46,6 +46,15 @@ fn an_empty_file_gives_the_defaults() {
     assert_eq!(config.limits.request_timeout(), Duration::from_secs(30));
     assert_eq!(config.limits.login_attempts_per_minute_per_user, 5);
     assert_eq!(config.limits.login_attempts_per_minute_per_ip, 20);
+    assert_eq!(config.limits.header_read_timeout(), Duration::from_secs(10));
+    assert_eq!(
+        config.limits.tls_handshake_timeout(),
+        Duration::from_secs(10)
+    );
+    assert_eq!(config.limits.idle_timeout(), Duration::from_secs(30));
+    assert_eq!(config.limits.max_connections, 1024);
+    assert!(!config.tls.allow_tls12);
+    assert!(!config.tls.require_post_quantum);
     assert_eq!(config.readiness_timeout(), Duration::from_millis(1000));
     assert!(config.tls_enabled());
     assert_eq!(
@@ -97,6 +106,7 @@ fn the_example_file_sets_every_setting() {
             cert: Some("/etc/portcullis/tls/fullchain.pem".into()),
             key: Some("/etc/portcullis/tls/privkey.pem".into()),
             allow_tls12: false,
+            require_post_quantum: false,
         }
     );
     assert_eq!(
@@ -493,6 +503,19 @@ fn lifetimes_and_timeouts_are_bounded() {
         (
             "[limits]\nheader_read_timeout_secs = 3601",
             "limits.header_read_timeout_secs",
+        ),
+        (
+            "[limits]\nidle_timeout_secs = 3601",
+            "limits.idle_timeout_secs",
+        ),
+        (
+            "[limits]\nidle_timeout_secs = 0",
+            "limits.idle_timeout_secs",
+        ),
+        ("[limits]\nmax_connections = 0", "limits.max_connections"),
+        (
+            "[limits]\nmax_connections = 1048577",
+            "limits.max_connections",
         ),
     ] {
         let config = BrokerConfig::from_toml(text, Path::new("b.toml")).unwrap();

@@ -13,6 +13,9 @@
 //!
 //! The body limit (`limits.body_limit_bytes`) is enforced by the body extractor
 //! ([`LimitedBody`]), so each API refuses an oversized body in its own style.
+//!
+//! A state-changing user-API request from another site (its `Origin` or `Sec-Fetch-Site`
+//! says so) is refused with HTTP 403 before its handler runs ([`same_origin`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,6 +36,7 @@ mod client_addr;
 pub mod client_api;
 mod error;
 pub mod ops;
+mod same_origin;
 pub mod tunnel_api;
 pub mod user_api;
 
@@ -44,6 +48,9 @@ pub use error::UserApiError;
 pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.limits.body_limit_bytes;
     let timeout = Duration::from_secs(state.config.limits.request_timeout_secs);
+    let same_origin = Arc::new(same_origin::SameOrigin::new(
+        state.config.public_url().as_str(),
+    ));
     Router::new()
         .route(client_api::VERSION_PATH, get(client_api::version))
         .route(
@@ -63,6 +70,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
         .route("/download", get(ops::download))
+        .route_layer(middleware::from_fn_with_state(
+            same_origin,
+            same_origin::refuse_cross_site,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(

@@ -4,7 +4,9 @@
 //! Sessions are an opaque random token in the `portcullis_session` cookie (HttpOnly,
 //! SameSite=Strict, Secure); the database keeps only its hash, so several brokers
 //! on one PostgreSQL share sessions. State-changing routes take JSON bodies, which a
-//! cross-site form cannot send, and SameSite=Strict keeps the cookie off cross-site requests.
+//! cross-site form cannot send, SameSite=Strict keeps the cookie off cross-site requests,
+//! and a request whose `Origin` or `Sec-Fetch-Site` names another site (a sibling
+//! subdomain too) is refused before it gets here (`http::same_origin`).
 
 use std::sync::Arc;
 use std::time::Instant;
