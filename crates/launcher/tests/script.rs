@@ -17,6 +17,8 @@ use serde_json::{Value, json};
 
 const TCP_LINUX: &str = include_str!("../../broker/scripts/tcp-linux.js");
 const SSH_LINUX: &str = include_str!("../../broker/scripts/ssh-linux.js");
+const RDP_LINUX: &str = include_str!("../../broker/scripts/rdp-linux.js");
+const VNC_LINUX: &str = include_str!("../../broker/scripts/vnc-linux.js");
 
 /// Checks made inside scripts: a failed check throws with its message.
 const PRELUDE: &str =
@@ -261,6 +263,75 @@ async fn ssh_linux_without_ssh_throws_plain_text() {
         )
     );
     assert!(host.tunnels().is_empty());
+}
+
+/// Runs a built-in script with fake programs `names` on `PATH` until its apps ended.
+async fn run_builtin(
+    source: &str,
+    data: Value,
+    names: &[&str],
+) -> (tempfile::TempDir, Arc<FakeHost>) {
+    let bin = fake_bin(names);
+    let env = path_env(bin.path());
+    let (result, host) = run_with(
+        source,
+        data,
+        &ScriptLimits::default(),
+        &env,
+        FakeHost::default(),
+    )
+    .await;
+    let mut settled = result.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), settled.wait_for_apps())
+        .await
+        .unwrap();
+    settled.cleanup().await;
+    (bin, host)
+}
+
+#[tokio::test]
+async fn rdp_linux_tunneled_runs_freerdp() {
+    let mut data = tunneled_ssh_data();
+    data["protocol"] = json!("rdp");
+    data["domain"] = json!("CORP");
+    data["password"] = json!("pw");
+    data["fullscreen"] = json!(false);
+    data["width"] = json!(1600);
+    data["height"] = json!(900);
+    data["clipboard"] = json!(true);
+    let (bin, host) = run_builtin(RDP_LINUX, data, &["xfreerdp", "wlfreerdp"]).await;
+    assert_eq!(host.tunnels(), vec![expected_tunnel(None, false)]);
+    let args = args_of(bin.path(), "xfreerdp");
+    let address = format!("/v:127.0.0.1:{}", host.tunnel_port());
+    for expected in [
+        address.as_str(),
+        "/t:Build box",
+        "/u:alice",
+        "/d:CORP",
+        "/p:pw",
+        "/size:1600x900",
+    ] {
+        assert!(
+            args.iter().any(|arg| arg == expected),
+            "{expected} not in {args:?}"
+        );
+    }
+    assert!(
+        !bin.path().join("wlfreerdp.args").exists(),
+        "the first client found runs"
+    );
+}
+
+#[tokio::test]
+async fn vnc_linux_direct_runs_a_viewer() {
+    let data = json!({"name": "Desk", "transport": "direct", "protocol": "vnc",
+                      "host": "desk.example.com", "port": 5901});
+    let (bin, host) = run_builtin(VNC_LINUX, data, &["remmina"]).await;
+    assert!(host.tunnels().is_empty());
+    assert_eq!(
+        args_of(bin.path(), "remmina"),
+        ["-c", "vnc://desk.example.com:5901"]
+    );
 }
 
 #[tokio::test]
@@ -681,6 +752,8 @@ async fn a_script_that_throws_fails_with_its_message_and_leaves_no_files() {
     assert!(matches!(result.unwrap_err(), ScriptError::Thrown(_)));
     let (result, _) = run_default("import fs from 'fs';", json!({})).await;
     assert!(matches!(result.unwrap_err(), ScriptError::Thrown(m) if m.contains("runtime")));
+    let (result, _) = run_default("await new Promise(() => {});", json!({})).await;
+    assert!(matches!(result.unwrap_err(), ScriptError::Thrown(m) if m.contains("never happens")));
     let (result, _) = run_default("this is not javascript", json!({})).await;
     assert!(matches!(result.unwrap_err(), ScriptError::Thrown(_)));
 }

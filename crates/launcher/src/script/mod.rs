@@ -28,6 +28,9 @@ use tokio::sync::watch;
 
 use state::{Clock, Proc, Shared};
 
+/// How often [`run`] checks that the script's evaluation can still progress.
+const STALL_CHECK: Duration = Duration::from_millis(500);
+
 /// How long after the script settled its early-unlinkable files are removed.
 const EARLY_UNLINK_DELAY: Duration = Duration::from_secs(10);
 
@@ -150,7 +153,22 @@ enum Outcome {
         error_object: bool,
     },
     Interrupted,
+    /// The evaluation waits for a promise that nothing can settle any more.
+    Stalled,
     Engine(String),
+}
+
+/// Resolves once the script's evaluation can no longer progress: no job is pending and
+/// none of the launcher's asynchronous functions runs, so nothing can settle what it
+/// awaits (`await new Promise(() => {})`). Checked between polls of the evaluation, when
+/// the engine is free.
+async fn stalled(runtime: &AsyncRuntime) {
+    loop {
+        tokio::time::sleep(STALL_CHECK).await;
+        if !runtime.is_job_pending().await {
+            return;
+        }
+    }
 }
 
 /// Runs `source` (an ES module) with `data` as the frozen `data` global, the `runtime`
@@ -190,7 +208,7 @@ pub async fn run(
     let source = source.to_owned();
     let shared_js = Arc::clone(&shared);
     clock.reset();
-    let outcome = async_with!(context => |ctx| {
+    let evaluation = async_with!(context => |ctx| {
         let evaluation = async {
             globals::install(&ctx, &shared_js, &data_json)?;
             let module = Module::declare(ctx.clone(), "script.js", source)?;
@@ -212,8 +230,11 @@ pub async fn run(
                 Err(caught) => caught_outcome(caught),
             },
         }
-    })
-    .await;
+    });
+    let outcome = tokio::select! {
+        outcome = evaluation => outcome,
+        () = stalled(&runtime) => Outcome::Stalled,
+    };
     // Near the limit after a failure: the failure is (almost certainly) the limit's.
     let usage = runtime.memory_usage().await;
     let near_limit =
@@ -234,6 +255,9 @@ pub async fn run(
             ..
         } if near_limit => Some(ScriptError::MemoryLimit),
         Outcome::Threw { message, .. } => Some(ScriptError::Thrown(message)),
+        Outcome::Stalled => Some(ScriptError::Thrown(
+            "The launcher script waits for something that never happens.".into(),
+        )),
         Outcome::Engine(message) => Some(ScriptError::Engine(message)),
     };
     let mut tables = std::mem::take(&mut *shared.tables());
