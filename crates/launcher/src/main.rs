@@ -1,24 +1,201 @@
 //! `portcullis-launcher`: the handler of `udssv2://` links on end-user machines.
 
 #![forbid(unsafe_code)]
+// The command line is where the launcher talks to the user.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
 
-use clap::Parser;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use portcullis_launcher::failure::{Failure, Kind};
+use portcullis_launcher::launch::{LaunchOptions, launch};
+use portcullis_launcher::paths::Dirs;
+use portcullis_launcher::script::{ScriptEnv, ScriptLimits};
+use portcullis_launcher::trust::{Pinned, TrustStore, parse_key};
+use portcullis_launcher::ui::{self, Ui};
 
 /// Opens Portcullis connections from `udssv2://` links.
 ///
 /// The launcher fetches its connection instructions from the broker end-to-end encrypted
-/// under an ephemeral ML-KEM-768 key, verifies the operator's ML-DSA-65 signature on them
-/// and runs the signed launcher script. This build knows the protocol (`--version`) but
-/// does not handle links yet.
+/// under a fresh ML-KEM-768 key, verifies the broker's ML-DSA-65 signatures on them
+/// against the key pinned for that broker, runs the signed launch script (which starts
+/// your RDP, SSH or VNC client) and opens the post-quantum tunnel it needs.
+///
+/// The first time you use a broker, the launcher shows its key fingerprint and asks you to
+/// confirm it (or takes --trust-fingerprint). Exit codes: 0 done, 1 internal error, 2 bad
+/// link or arguments, 3 broker not trusted, 4 broker unreachable, 5 refused by the broker
+/// (start again from the portal), 6 verification failed, 7 launch script failed,
+/// 8 tunnel failed. The log is in the user's state directory (launcher.log).
 #[derive(Debug, Parser)]
-#[command(name = "portcullis-launcher", version, about, long_about)]
-struct Args {}
+#[command(
+    name = "portcullis-launcher",
+    version,
+    about,
+    long_about,
+    args_conflicts_with_subcommands = true
+)]
+struct Args {
+    /// The link the portal opened: udssv2://HOST[:PORT]/TICKET/SCRAMBLER.
+    url: Option<String>,
+    /// Trust a broker seen for the first time if its key has this SHA-256 fingerprint
+    /// (64 hex digits, as the portal and `portcullis admin keys show` print it).
+    #[arg(long, value_name = "FINGERPRINT")]
+    trust_fingerprint: Option<String>,
+    /// A PEM file of CA certificates to trust for the broker and the tunnel servers,
+    /// besides the system's (a private CA, the dev stack's certificate).
+    #[arg(long, value_name = "PEM")]
+    ca_file: Option<PathBuf>,
+    /// How long to wait, at most, while the broker prepares the service.
+    #[arg(long, value_name = "SECONDS", default_value_t = 120)]
+    max_wait: u64,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
 
-fn main() {
-    let Args {} = Args::parse();
-    let mut command = <Args as clap::CommandFactory>::command();
-    // Nothing to run without a link handler: show what the program is.
-    if command.print_long_help().is_err() {
-        std::process::exit(1);
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Manage the broker keys this launcher trusts (one per broker host).
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum TrustCommand {
+    /// Pin a broker's key: HOST as in the links (host or host:port), KEY its base64
+    /// public key (`portcullis admin keys show` prints it).
+    Add {
+        /// The broker host.
+        host: String,
+        /// The base64 ML-DSA-65 public key.
+        key: String,
+    },
+    /// List the pinned brokers and their key fingerprints.
+    List,
+    /// Forget a broker's key (after the broker's key was rotated: then trust the new one).
+    Remove {
+        /// The broker host.
+        host: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Some(dirs) = Dirs::from_env() else {
+        eprintln!("portcullis-launcher: cannot find your home directory (HOME is not set)");
+        return ExitCode::from(Kind::Internal.exit_code());
+    };
+    let _log = init_logging(&dirs);
+    match args.command {
+        Some(Command::Trust(command)) => match trust(&dirs, command) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("portcullis-launcher: {error:#}");
+                ExitCode::from(Kind::Usage.exit_code())
+            }
+        },
+        None => {
+            let ui: Arc<dyn Ui> = Arc::from(ui::detect());
+            let Some(url) = args.url else {
+                ui.error("No link given: run portcullis-launcher udssv2://HOST/TICKET/SCRAMBLER (see --help).");
+                return ExitCode::from(Kind::Usage.exit_code());
+            };
+            let options = LaunchOptions {
+                url,
+                trust_fingerprint: args.trust_fingerprint,
+                ca_file: args.ca_file,
+                dirs,
+                max_wait: Duration::from_secs(args.max_wait),
+                limits: ScriptLimits::default(),
+                env: ScriptEnv::default(),
+            };
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => {
+                    ui.error(&format!("cannot start: {error}"));
+                    return ExitCode::from(Kind::Internal.exit_code());
+                }
+            };
+            match runtime.block_on(launch(options, Arc::clone(&ui))) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(Failure { kind, message }) => {
+                    ui.error(&message);
+                    ExitCode::from(kind.exit_code())
+                }
+            }
+        }
+    }
+}
+
+fn trust(dirs: &Dirs, command: TrustCommand) -> anyhow::Result<()> {
+    let path = dirs.trust_file();
+    let mut store = TrustStore::load(&path)?;
+    match command {
+        TrustCommand::Add { host, key } => {
+            let key = parse_key(&key)?;
+            let fingerprint = key.fingerprint();
+            match store.pin(&host, key)? {
+                Pinned::New => {
+                    store.save()?;
+                    println!("trusted {host} (key fingerprint {fingerprint})");
+                }
+                Pinned::Unchanged => println!("{host} was already trusted with this key"),
+            }
+        }
+        TrustCommand::List => {
+            for (host, fingerprint) in store.entries() {
+                println!("{host}\t{fingerprint}");
+            }
+        }
+        TrustCommand::Remove { host } => {
+            if !store.remove(&host) {
+                anyhow::bail!("{host} is not trusted: nothing to remove");
+            }
+            store.save()?;
+            println!("removed {host}");
+        }
+    }
+    Ok(())
+}
+
+/// Logs to `launcher.log` in the state directory (0600), never secrets: ticket ids appear
+/// shortened, keys and secrets not at all. `RUST_LOG` sets the level (default info).
+fn init_logging(dirs: &Dirs) -> anyhow::Result<tracing_appender_guard::Guard> {
+    tracing_appender_guard::init(&dirs.log_file()).context("cannot open the log file")
+}
+
+/// A minimal file logger (no extra crate): appends, creates the file 0600.
+mod tracing_appender_guard {
+    use std::fs::OpenOptions;
+    use std::path::Path;
+    use std::sync::Mutex;
+
+    /// Keeps the log file open.
+    pub(crate) struct Guard;
+
+    pub(crate) fn init(path: &Path) -> std::io::Result<Guard> {
+        if let Some(dir) = path.parent() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir)?;
+        }
+        let mut options = OpenOptions::new();
+        options.create(true).append(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let file = options.open(path)?;
+        let filter =
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(false)
+            .with_writer(Mutex::new(file))
+            .try_init();
+        Ok(Guard)
     }
 }

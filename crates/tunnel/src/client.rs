@@ -103,6 +103,7 @@ pub struct Forwarder {
     local_addr: SocketAddr,
     shared: Arc<ClientShared>,
     stop: CancellationToken,
+    listening: CancellationToken,
     tasks: TaskTracker,
 }
 
@@ -119,6 +120,10 @@ struct ClientShared {
     errors: Mutex<Vec<String>>,
     /// Links up now: `EndSession` goes out on them.
     live_links: AtomicUsize,
+    /// Local connections open now (their tunnel link up or being resumed).
+    local_connections: AtomicUsize,
+    /// Local connections accepted since the start.
+    accepted: AtomicUsize,
     /// Set by [`Forwarder::end_session`]: stopped links say `EndSession`.
     ending: AtomicBool,
 }
@@ -153,13 +158,17 @@ impl Forwarder {
             received: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
             live_links: AtomicUsize::new(0),
+            local_connections: AtomicUsize::new(0),
+            accepted: AtomicUsize::new(0),
             ending: AtomicBool::new(false),
         });
         let stop = CancellationToken::new();
+        let listening = stop.child_token();
         let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(
             listener,
             Arc::clone(&shared),
+            listening.clone(),
             stop.clone(),
             tasks.clone(),
         ));
@@ -167,6 +176,7 @@ impl Forwarder {
             local_addr,
             shared,
             stop,
+            listening,
             tasks,
         })
     }
@@ -182,6 +192,21 @@ impl Forwarder {
             self.shared.sent.load(Ordering::Relaxed),
             self.shared.received.load(Ordering::Relaxed),
         )
+    }
+
+    /// Local connections open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.local_connections.load(Ordering::SeqCst)
+    }
+
+    /// Local connections accepted since the start.
+    pub fn accepted_connections(&self) -> usize {
+        self.shared.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Stops accepting new local connections; open ones go on.
+    pub fn stop_listening(&self) {
+        self.listening.cancel();
     }
 
     /// What went wrong on the forwarder's connections (refusals, given-up resumes).
@@ -209,18 +234,26 @@ impl Forwarder {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<ClientShared>,
+    listening: CancellationToken,
     stop: CancellationToken,
     tasks: TaskTracker,
 ) {
     loop {
         let accepted = tokio::select! {
-            () = stop.cancelled() => return,
+            () = listening.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
             Ok((local, _)) => {
                 relay::tune(&local);
-                tasks.spawn(serve_local(Arc::clone(&shared), local, stop.clone()));
+                shared.accepted.fetch_add(1, Ordering::SeqCst);
+                shared.local_connections.fetch_add(1, Ordering::SeqCst);
+                let shared = Arc::clone(&shared);
+                let stop = stop.clone();
+                tasks.spawn(async move {
+                    serve_local(&shared, local, stop).await;
+                    shared.local_connections.fetch_sub(1, Ordering::SeqCst);
+                });
             }
             Err(error) => {
                 tracing::warn!(%error, "local accept failed");
@@ -261,8 +294,8 @@ impl RelayContext for ClientContext<'_> {
 }
 
 /// One local connection: open or attach, then relay, resuming after drops.
-async fn serve_local(shared: Arc<ClientShared>, local: TcpStream, stop: CancellationToken) {
-    let (stream, established, credentials) = match first_link(&shared).await {
+async fn serve_local(shared: &ClientShared, local: TcpStream, stop: CancellationToken) {
+    let (stream, established, credentials) = match first_link(shared).await {
         Ok(first) => first,
         Err(error) => {
             tracing::warn!(%error, "tunnel connection failed");
@@ -277,7 +310,7 @@ async fn serve_local(shared: Arc<ClientShared>, local: TcpStream, stop: Cancella
         return;
     }
     let connection = Mutex::new(connection);
-    let context = ClientContext { shared: &shared };
+    let context = ClientContext { shared };
     let (mut local_read, mut local_write) = local.into_split();
     let mut state = LocalState::default();
     let mut stream = Some(stream);
@@ -297,7 +330,7 @@ async fn serve_local(shared: Arc<ClientShared>, local: TcpStream, stop: Cancella
         match end {
             LinkEnd::Dropped => {
                 lock_connection(&connection).link_lost();
-                stream = resume(&shared, &credentials, &connection, id, &stop).await;
+                stream = resume(shared, &credentials, &connection, id, &stop).await;
             }
             LinkEnd::Finished
             | LinkEnd::EndSession
@@ -443,6 +476,22 @@ pub async fn handshake_at(
         let accept = read_server_message(&mut stream).await?;
         let established = state.handle(accept)?;
         Ok((stream, established))
+    })
+    .await
+    .map_err(|_| ClientError::Timeout)?
+}
+
+/// The protocol's health check: a `Test` hello answered `OK` within `limit` (no broker
+/// call, nothing kept on the server).
+pub async fn test_server(address: &TunnelAddress, limit: Duration) -> Result<(), ClientError> {
+    tokio::time::timeout(limit, async {
+        let mut stream = connect(address).await?;
+        let mut hello = Vec::new();
+        let state = client::test(&mut hello);
+        stream.write_all(&hello).await?;
+        let answer = read_server_message(&mut stream).await?;
+        state.handle(answer)?;
+        Ok(())
     })
     .await
     .map_err(|_| ClientError::Timeout)?

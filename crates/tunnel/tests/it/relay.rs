@@ -223,3 +223,32 @@ async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
     plain.write_all(b"PCTN\x01\x01").await.unwrap();
     assert!(read_server_message(&mut plain).await.is_err());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_health_check_and_connection_counts() {
+    let stack = Stack::start().await;
+    portcullis_tunnel::client::test_server(&stack.address(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let echo = Echo::start().await;
+    let forwarder = stack.forwarder(echo.addr).await;
+    assert_eq!(forwarder.accepted_connections(), 0);
+    let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut local, b"count me").await;
+    assert_eq!(
+        (
+            forwarder.accepted_connections(),
+            forwarder.open_connections()
+        ),
+        (1, 1)
+    );
+    local.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    local.read_to_end(&mut rest).await.unwrap();
+    eventually("the local connection ends", Duration::from_secs(5), || {
+        forwarder.open_connections() == 0
+    })
+    .await;
+    forwarder.stop_listening();
+    forwarder.end_session().await.unwrap();
+}

@@ -1,0 +1,398 @@
+//! One launch, from the `udssv2://` link to the end: trust, exchange, script, tunnels, and
+//! the rules of docs/launcher-scripts.md §3 "When the launcher ends".
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use portcullis_proto::api::LaunchUrl;
+use portcullis_proto::payload::VerifyingKey;
+use portcullis_proto::tunnel::derive_tunnel_secret;
+use portcullis_proto::{SharedSecret, TicketId};
+use portcullis_tunnel::client::{ClientConfig, Forwarder, TunnelAddress, test_server};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+
+use crate::exchange::BrokerClient;
+use crate::failure::Failure;
+use crate::paths::Dirs;
+use crate::script::{self, HostFuture, ScriptEnv, ScriptHost, ScriptLimits, TunnelOptions};
+use crate::trust::TrustStore;
+use crate::ui::Ui;
+
+/// How long the broker may take per request.
+const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
+/// The default `startup_time_ms` of a tunnel (docs/launcher-scripts.md §4.2).
+const DEFAULT_STARTUP: Duration = Duration::from_secs(30);
+/// How long a tunnel server has to answer the `Test` health check before a tunnel opens.
+const TEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the end conditions are checked.
+const POLL: Duration = Duration::from_millis(200);
+
+/// What a launch needs besides the link.
+#[derive(Debug)]
+pub struct LaunchOptions {
+    /// The `udssv2://` link.
+    pub url: String,
+    /// A fingerprint the user confirmed out of band, for a first contact.
+    pub trust_fingerprint: Option<String>,
+    /// Extra CA certificates for the broker and the tunnel servers.
+    pub ca_file: Option<PathBuf>,
+    /// Where the trust file is.
+    pub dirs: Dirs,
+    /// The longest wait while the service is being prepared.
+    pub max_wait: Duration,
+    /// The script's bounds.
+    pub limits: ScriptLimits,
+    /// The script's environment (PATH).
+    pub env: ScriptEnv,
+}
+
+/// Runs one launch to its end.
+pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failure> {
+    let url = LaunchUrl::parse(options.url.trim()).map_err(|error| {
+        Failure::usage(format!(
+            "That is not a Portcullis link ({error}); expected udssv2://HOST/TICKET/SCRAMBLER. \
+             Start the connection from the portal."
+        ))
+    })?;
+    let host = url.host().to_owned();
+    tracing::info!(broker = %host, ticket = %url.ticket(), "launch");
+    let client = BrokerClient::new(&host, options.ca_file.as_deref(), BROKER_TIMEOUT)?;
+    let pinned = trusted_key(&options, &client, &host, ui.as_ref()).await?;
+
+    let mut progress = |percent: u8| ui.progress("Preparing the service", percent);
+    let exchanged = client
+        .exchange(
+            url.ticket(),
+            url.scrambler(),
+            &pinned,
+            options.max_wait,
+            &mut progress,
+        )
+        .await;
+    ui.progress_done();
+    let launch = match exchanged {
+        Ok(launch) => launch,
+        Err(failure) if failure.kind == crate::failure::Kind::Tampered => {
+            // A rotated broker key shows as a signature failure: say so if it is that.
+            return Err(match client.broker_key().await {
+                Ok(presented) if presented.fingerprint() != pinned.fingerprint() => {
+                    Failure::untrusted(
+                        crate::trust::TrustError::Changed {
+                            host: host.clone(),
+                            pinned: pinned.fingerprint(),
+                            presented: presented.fingerprint(),
+                        }
+                        .to_string(),
+                    )
+                }
+                _ => failure,
+            });
+        }
+        Err(failure) => return Err(failure),
+    };
+
+    let tunnels = Arc::new(Tunnels::new(
+        launch.kem_secret,
+        expected_ticket(&launch.params),
+        options.ca_file.clone(),
+        Arc::clone(&ui),
+    ));
+    let settled = script::run(
+        &launch.script,
+        &launch.params,
+        Arc::new(Host(Arc::clone(&tunnels))) as Arc<dyn ScriptHost>,
+        &options.limits,
+        &options.env,
+    )
+    .await;
+    let mut settled = match settled {
+        Ok(settled) => settled,
+        Err(error) => {
+            tunnels.end_all().await;
+            return Err(Failure::script(format!(
+                "The launch script failed: {error}"
+            )));
+        }
+    };
+    // Keep running while an app runs, until every tunnel's startup time passed, and while
+    // a connection through a tunnel is open.
+    {
+        let apps = settled.wait_for_apps();
+        tokio::pin!(apps);
+        let mut apps_done = false;
+        loop {
+            tokio::select! {
+                () = &mut apps, if !apps_done => apps_done = true,
+                () = tokio::time::sleep(POLL) => {}
+            }
+            tunnels.close_idle_listeners();
+            // A `Portcullis.waitUntilClosed` window closed: disconnect at once.
+            if tunnels.disconnect_requested() || (apps_done && tunnels.all_quiet()) {
+                break;
+            }
+        }
+    }
+    let errors = tunnels.end_all().await;
+    settled.cleanup().await;
+    match errors.into_iter().next() {
+        Some(error) => Err(Failure::tunnel(format!("The tunnel failed: {error}"))),
+        None => Ok(()),
+    }
+}
+
+/// The pinned key of `host`, or a first contact confirmed by fingerprint or by the user.
+async fn trusted_key(
+    options: &LaunchOptions,
+    client: &BrokerClient,
+    host: &str,
+    ui: &dyn Ui,
+) -> Result<VerifyingKey, Failure> {
+    let path = options.dirs.trust_file();
+    let mut store = TrustStore::load(&path).map_err(|error| Failure::usage(error.to_string()))?;
+    if let Some(key) = store.get(host) {
+        return Ok(key.clone());
+    }
+    let presented = client.broker_key().await?;
+    let fingerprint = presented.fingerprint();
+    let confirmed = match &options.trust_fingerprint {
+        Some(expected) => {
+            if normalize_fingerprint(expected) != fingerprint {
+                return Err(Failure::untrusted(format!(
+                    "The broker {host} presents the key fingerprint {fingerprint}, not the \
+                     {expected} you gave. Do not connect; ask your administrator."
+                )));
+            }
+            true
+        }
+        None => ui.confirm_new_broker(host, &fingerprint),
+    };
+    if !confirmed {
+        return Err(Failure::untrusted(format!(
+            "The broker {host} is not trusted yet. Check its key fingerprint {fingerprint} \
+             with your administrator (the portal shows it), then run the link again with \
+             --trust-fingerprint {fingerprint}."
+        )));
+    }
+    store
+        .pin(host, presented.clone())
+        .map_err(|error| Failure::untrusted(error.to_string()))?;
+    store
+        .save()
+        .map_err(|error| Failure::internal(error.to_string()))?;
+    tracing::info!(broker = %host, %fingerprint, "broker key pinned");
+    Ok(presented)
+}
+
+/// Fingerprints as people type them: case and `:`/space separators do not matter.
+fn normalize_fingerprint(text: &str) -> String {
+    text.chars()
+        .filter(|c| !matches!(c, ':' | ' ' | '-'))
+        .collect::<String>()
+        .to_ascii_lowercase()
+}
+
+/// The tunnel ticket the params name, if any: the only one a script may open.
+fn expected_ticket(params: &serde_json::Value) -> Option<String> {
+    params["tunnel"]["ticket"].as_str().map(str::to_owned)
+}
+
+/// One local tunnel endpoint.
+struct Endpoint {
+    forwarder: Forwarder,
+    startup_until: Instant,
+    keep_listening: bool,
+}
+
+/// The tunnels a script opened.
+struct Tunnels {
+    kem_secret: SharedSecret,
+    expected_ticket: Option<String>,
+    ca_file: Option<PathBuf>,
+    ui: Arc<dyn Ui>,
+    endpoints: Mutex<Vec<Endpoint>>,
+    disconnect: std::sync::atomic::AtomicBool,
+}
+
+impl Tunnels {
+    fn new(
+        kem_secret: SharedSecret,
+        expected_ticket: Option<String>,
+        ca_file: Option<PathBuf>,
+        ui: Arc<dyn Ui>,
+    ) -> Self {
+        Self {
+            kem_secret,
+            expected_ticket,
+            ca_file,
+            ui,
+            endpoints: Mutex::new(Vec::new()),
+            disconnect: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<Endpoint>> {
+        self.endpoints
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Closes the listeners whose startup time passed without a first connection.
+    fn close_idle_listeners(&self) {
+        let now = Instant::now();
+        for endpoint in self.lock().iter() {
+            if now >= endpoint.startup_until
+                && !endpoint.keep_listening
+                && endpoint.forwarder.accepted_connections() == 0
+            {
+                endpoint.forwarder.stop_listening();
+            }
+        }
+    }
+
+    /// The user closed a `Portcullis.waitUntilClosed` window.
+    fn disconnect_requested(&self) -> bool {
+        self.disconnect.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// Every startup time passed and no connection is open.
+    fn all_quiet(&self) -> bool {
+        let now = Instant::now();
+        self.lock().iter().all(|endpoint| {
+            now >= endpoint.startup_until && endpoint.forwarder.open_connections() == 0
+        })
+    }
+
+    /// Ends every session (`EndSession`); returns the tunnel errors seen.
+    async fn end_all(&self) -> Vec<String> {
+        let endpoints: Vec<Endpoint> = std::mem::take(&mut *self.lock());
+        let mut errors = Vec::new();
+        for endpoint in endpoints {
+            errors.extend(endpoint.forwarder.errors());
+            if let Err(error) = endpoint.forwarder.end_session().await {
+                tracing::info!(%error, "ending the tunnel session");
+            }
+        }
+        errors
+    }
+
+    async fn open(&self, options: TunnelOptions) -> Result<SocketAddr, String> {
+        if options.protocol != "v1" {
+            return Err(format!(
+                "this launcher speaks tunnel protocol v1 only, not {:?}",
+                options.protocol
+            ));
+        }
+        if self.expected_ticket.as_deref() != Some(options.ticket.as_str()) {
+            return Err("the script asked for a tunnel ticket this launch did not receive".into());
+        }
+        let ticket = TicketId::parse(&options.ticket).map_err(|error| error.to_string())?;
+        if options.local_port.is_some() || options.enable_ipv6 {
+            tracing::debug!(
+                "local_port and enable_ipv6 are not supported yet; using 127.0.0.1 and a free port"
+            );
+        }
+        let secret = derive_tunnel_secret(&self.kem_secret, &ticket).map_err(|e| e.to_string())?;
+        let tls = if options.tls {
+            Some(tunnel_tls(&options, self.ca_file.as_deref())?)
+        } else {
+            None
+        };
+        let address = TunnelAddress {
+            host: options.addr.clone(),
+            port: options.port,
+            tls,
+        };
+        test_server(&address, TEST_TIMEOUT).await.map_err(|error| {
+            format!(
+                "the tunnel server {}:{} does not answer ({error})",
+                options.addr, options.port
+            )
+        })?;
+        let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
+            .await
+            .map_err(|error| format!("cannot open a local listener: {error}"))?;
+        let local = forwarder.local_addr();
+        let startup = match options.startup_time_ms {
+            0 => DEFAULT_STARTUP,
+            ms => Duration::from_millis(ms),
+        };
+        self.lock().push(Endpoint {
+            forwarder,
+            startup_until: Instant::now() + startup,
+            keep_listening: options.keep_listening_after_timeout,
+        });
+        tracing::info!(tunnel_server = %options.addr, %local, "tunnel ready");
+        Ok(local)
+    }
+}
+
+/// rustls for a tunnel connection: the platform's roots (and `ca_file`), the tunnel
+/// server's host as the name; X25519MLKEM768 preferred (aws-lc-rs's default order).
+fn tunnel_tls(
+    options: &TunnelOptions,
+    ca_file: Option<&std::path::Path>,
+) -> Result<
+    (
+        Arc<rustls::ClientConfig>,
+        rustls::pki_types::ServerName<'static>,
+    ),
+    String,
+> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(path) = ca_file {
+        let pem = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
+        for certificate in CertificateDer::pem_slice_iter(&pem) {
+            let certificate =
+                certificate.map_err(|error| format!("{}: {error}", path.display()))?;
+            roots
+                .add(certificate)
+                .map_err(|error| format!("{}: {error}", path.display()))?;
+        }
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .map_err(|error| error.to_string())?;
+    let config = if options.check_certificate {
+        builder.with_root_certificates(roots).with_no_client_auth()
+    } else {
+        return Err(
+            "the script asked not to check the tunnel server's certificate; this launcher always checks it"
+                .into(),
+        );
+    };
+    let name = rustls::pki_types::ServerName::try_from(options.addr.clone())
+        .map_err(|error| format!("{}: {error}", options.addr))?;
+    Ok((Arc::new(config), name))
+}
+
+/// The script's host: the tunnels, shared with the futures the script awaits.
+#[derive(Clone)]
+struct Host(Arc<Tunnels>);
+
+impl ScriptHost for Host {
+    fn start_tunnel(&self, options: TunnelOptions) -> HostFuture<Result<SocketAddr, String>> {
+        let tunnels = Arc::clone(&self.0);
+        Box::pin(async move { tunnels.open(options).await })
+    }
+
+    fn message(&self, text: &str) {
+        self.0.ui.message(text);
+    }
+
+    fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
+        let closed = self.0.ui.wait_until_closed(text);
+        let tunnels = Arc::clone(&self.0);
+        Box::pin(async move {
+            closed.await;
+            tunnels
+                .disconnect
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        })
+    }
+}

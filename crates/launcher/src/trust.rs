@@ -1,0 +1,287 @@
+//! The user's pinned broker keys: one ML-DSA-65 public key per broker host, in
+//! `trust.json` (mode 0600, written atomically). A launch verifies the payload's
+//! signatures against the pinned key of the launch URL's host; a host's key changes only
+//! when the user removes the pin and trusts the new key.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use portcullis_proto::payload::VerifyingKey;
+use serde::{Deserialize, Serialize};
+
+/// What can go wrong with the trust file or a pin.
+#[derive(Debug, thiserror::Error)]
+pub enum TrustError {
+    /// The file cannot be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not a trust file.
+    #[error("{path} is not a valid trust file ({reason}); remove it or fix it")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The host is pinned to another key.
+    #[error(
+        "the broker {host} presents a different key (fingerprint {presented}) than the one \
+         you trust (fingerprint {pinned}); if your administrator rotated the broker's key, \
+         remove the old one with `portcullis-launcher trust remove {host}` and trust the new \
+         one; otherwise do not connect"
+    )]
+    Changed {
+        /// The broker host.
+        host: String,
+        /// The pinned key's fingerprint.
+        pinned: String,
+        /// The fingerprint of the key presented now.
+        presented: String,
+    },
+    /// A key given by the user does not decode.
+    #[error("that is not an ML-DSA-65 public key in base64 ({0})")]
+    BadKey(String),
+}
+
+#[derive(Serialize, Deserialize)]
+struct TrustFile {
+    version: u32,
+    brokers: BTreeMap<String, Pin>,
+}
+
+#[derive(Clone, Serialize, Deserialize)]
+struct Pin {
+    public_key: String,
+    fingerprint: String,
+}
+
+/// The result of [`TrustStore::pin`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pinned {
+    /// The host was not pinned; it is now.
+    New,
+    /// The host was already pinned to this key.
+    Unchanged,
+}
+
+/// The pinned keys, as loaded from a trust file.
+#[derive(Debug)]
+pub struct TrustStore {
+    path: PathBuf,
+    keys: BTreeMap<String, VerifyingKey>,
+}
+
+/// The form hosts are pinned under: lowercase `host` or `host:port`.
+pub fn normalize_host(host: &str) -> String {
+    host.trim().to_ascii_lowercase()
+}
+
+impl TrustStore {
+    /// Loads `path`; a missing file is an empty store.
+    pub fn load(path: &Path) -> Result<Self, TrustError> {
+        let text = match std::fs::read(path) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+            Err(source) => {
+                return Err(TrustError::Io {
+                    path: path.to_owned(),
+                    source,
+                });
+            }
+        };
+        let mut keys = BTreeMap::new();
+        if !text.is_empty() {
+            let corrupt = |reason: String| TrustError::Corrupt {
+                path: path.to_owned(),
+                reason,
+            };
+            let file: TrustFile =
+                serde_json::from_slice(&text).map_err(|error| corrupt(error.to_string()))?;
+            if file.version != 1 {
+                return Err(corrupt(format!("unknown version {}", file.version)));
+            }
+            for (host, pin) in file.brokers {
+                let key = VerifyingKey::from_base64(&pin.public_key)
+                    .map_err(|error| corrupt(format!("{host}: {error}")))?;
+                if key.fingerprint() != pin.fingerprint {
+                    return Err(corrupt(format!("{host}: the fingerprint is not the key's")));
+                }
+                keys.insert(host, key);
+            }
+        }
+        Ok(Self {
+            path: path.to_owned(),
+            keys,
+        })
+    }
+
+    /// The key pinned for `host`.
+    pub fn get(&self, host: &str) -> Option<&VerifyingKey> {
+        self.keys.get(&normalize_host(host))
+    }
+
+    /// Pins `key` for `host`; refuses a different key for a pinned host.
+    pub fn pin(&mut self, host: &str, key: VerifyingKey) -> Result<Pinned, TrustError> {
+        let host = normalize_host(host);
+        match self.keys.get(&host) {
+            Some(pinned) if pinned.fingerprint() == key.fingerprint() => Ok(Pinned::Unchanged),
+            Some(pinned) => Err(TrustError::Changed {
+                presented: key.fingerprint(),
+                pinned: pinned.fingerprint(),
+                host,
+            }),
+            None => {
+                self.keys.insert(host, key);
+                Ok(Pinned::New)
+            }
+        }
+    }
+
+    /// Removes the pin of `host`; whether there was one.
+    pub fn remove(&mut self, host: &str) -> bool {
+        self.keys.remove(&normalize_host(host)).is_some()
+    }
+
+    /// Every pinned host with its key's fingerprint, sorted by host.
+    pub fn entries(&self) -> impl Iterator<Item = (&str, String)> {
+        self.keys
+            .iter()
+            .map(|(host, key)| (host.as_str(), key.fingerprint()))
+    }
+
+    /// Writes the store: a new file beside the old one (mode 0600), then renamed over it,
+    /// so a crash leaves either the old file or the new one.
+    pub fn save(&self) -> Result<(), TrustError> {
+        let io = |source| TrustError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        let dir = self
+            .path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        create_private_dir(dir).map_err(io)?;
+        let file = TrustFile {
+            version: 1,
+            brokers: self
+                .keys
+                .iter()
+                .map(|(host, key)| {
+                    (
+                        host.clone(),
+                        Pin {
+                            public_key: key.to_base64(),
+                            fingerprint: key.fingerprint(),
+                        },
+                    )
+                })
+                .collect(),
+        };
+        let mut text = serde_json::to_vec_pretty(&file)
+            .map_err(|error| io(std::io::Error::other(error.to_string())))?;
+        text.push(b'\n');
+        // tempfile creates the file 0600 on Unix.
+        let mut temporary = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+        temporary.write_all(&text).map_err(io)?;
+        temporary.as_file().sync_all().map_err(io)?;
+        temporary
+            .persist(&self.path)
+            .map_err(|error| io(error.error))?;
+        Ok(())
+    }
+}
+
+/// Creates `dir` (mode 0700 on Unix) when missing.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Decodes a key the user gave (`trust add HOST KEY`).
+pub fn parse_key(text: &str) -> Result<VerifyingKey, TrustError> {
+    VerifyingKey::from_base64(text.trim()).map_err(|error| TrustError::BadKey(error.to_string()))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use portcullis_proto::payload::SigningKey;
+
+    use super::*;
+
+    fn key(seed: u8) -> VerifyingKey {
+        SigningKey::from_seed(&[seed; 32])
+            .unwrap()
+            .verifying_key()
+            .clone()
+    }
+
+    #[test]
+    fn pins_persist_privately_and_a_changed_key_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config/trust.json");
+        let mut store = TrustStore::load(&path).unwrap();
+        assert_eq!(
+            store.pin("Broker.Example:8443", key(1)).unwrap(),
+            Pinned::New
+        );
+        assert_eq!(
+            store.pin("broker.example:8443", key(1)).unwrap(),
+            Pinned::Unchanged
+        );
+        store.save().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+            let dir_mode = std::fs::metadata(path.parent().unwrap())
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(dir_mode & 0o777, 0o700);
+        }
+        let mut again = TrustStore::load(&path).unwrap();
+        assert_eq!(
+            again.get("broker.example:8443").unwrap().fingerprint(),
+            key(1).fingerprint()
+        );
+        let changed = again.pin("broker.example:8443", key(2)).unwrap_err();
+        let message = changed.to_string();
+        assert!(message.contains(&key(2).fingerprint()), "{message}");
+        assert!(
+            message.contains("trust remove broker.example:8443"),
+            "{message}"
+        );
+        assert!(again.remove("broker.example:8443"));
+        assert_eq!(
+            again.pin("broker.example:8443", key(2)).unwrap(),
+            Pinned::New
+        );
+        assert_eq!(again.entries().count(), 1);
+    }
+
+    #[test]
+    fn a_corrupt_or_tampered_file_is_refused_with_its_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        std::fs::write(&path, "{not json").unwrap();
+        let error = TrustStore::load(&path).unwrap_err().to_string();
+        assert!(error.contains("trust.json"), "{error}");
+        let tampered = serde_json::json!({"version": 1, "brokers": {"b": {
+            "public_key": key(1).to_base64(), "fingerprint": key(2).fingerprint()}}});
+        std::fs::write(&path, tampered.to_string()).unwrap();
+        assert!(TrustStore::load(&path).is_err());
+        assert!(parse_key("not base64").is_err());
+    }
+}
