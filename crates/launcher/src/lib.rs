@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod desktop;
 pub mod exchange;
 pub mod failure;
 pub mod launch;

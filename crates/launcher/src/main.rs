@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use portcullis_launcher::desktop;
 use portcullis_launcher::failure::{Failure, Kind};
 use portcullis_launcher::launch::{LaunchOptions, launch};
 use portcullis_launcher::paths::Dirs;
@@ -61,6 +62,11 @@ enum Command {
     /// Manage the broker keys this launcher trusts (one per broker host).
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Make this launcher the handler of udssv2:// links for the current user (Linux: a
+    /// .desktop file and xdg-mime; Windows and macOS: see docs/launcher.md).
+    Register,
+    /// Remove the udssv2:// handler registration.
+    Unregister,
 }
 
 #[derive(Debug, Subcommand)]
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
                 ExitCode::from(Kind::Usage.exit_code())
             }
         },
+        Some(Command::Register) => report(register()),
+        Some(Command::Unregister) => report(unregister()),
         None => {
             let ui: Arc<dyn Ui> = Arc::from(ui::detect());
             let Some(url) = args.url else {
@@ -128,6 +136,53 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("portcullis-launcher: {error:#}");
+            ExitCode::from(Kind::Internal.exit_code())
+        }
+    }
+}
+
+fn applications_dir() -> anyhow::Result<PathBuf> {
+    desktop::applications_dir(|name| std::env::var_os(name).map(PathBuf::from))
+        .context("cannot find your data directory (neither XDG_DATA_HOME nor HOME is set)")
+}
+
+fn register() -> anyhow::Result<()> {
+    if !cfg!(target_os = "linux") {
+        anyhow::bail!(
+            "register handles Linux desktops; docs/launcher.md explains Windows and macOS"
+        );
+    }
+    let executable = std::env::current_exe().context("cannot find this program's path")?;
+    let (path, default) = desktop::register(&applications_dir()?, &executable)
+        .context("cannot write the desktop entry")?;
+    println!("wrote {}", path.display());
+    if default {
+        println!("udssv2:// links now open with {}", executable.display());
+    } else {
+        println!(
+            "xdg-mime is not installed: install xdg-utils, or set {} as the handler of {} in \
+             your desktop's settings",
+            desktop::DESKTOP_FILE,
+            desktop::MIME_TYPE
+        );
+    }
+    Ok(())
+}
+
+fn unregister() -> anyhow::Result<()> {
+    if desktop::unregister(&applications_dir()?).context("cannot remove the desktop entry")? {
+        println!("removed the udssv2:// handler");
+    } else {
+        println!("no udssv2:// handler was registered");
+    }
+    Ok(())
 }
 
 fn trust(dirs: &Dirs, command: TrustCommand) -> anyhow::Result<()> {

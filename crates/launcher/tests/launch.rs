@@ -37,11 +37,18 @@ const PASSWORD: &str = "correct horse battery staple";
 struct TestUi {
     messages: Mutex<Vec<String>>,
     shown: Notify,
+    /// The close button of the newest window.
+    closer: Mutex<Option<Arc<Notify>>>,
     trust: bool,
 }
 
 impl Ui for TestUi {
-    fn progress(&self, _label: &str, _percent: u8) {}
+    fn progress(&self, _label: &str, percent: u8) {
+        self.messages
+            .lock()
+            .unwrap()
+            .push(format!("progress {percent}"));
+    }
     fn progress_done(&self) {}
     fn message(&self, text: &str) {
         self.messages.lock().unwrap().push(text.to_owned());
@@ -57,13 +64,11 @@ impl Ui for TestUi {
         self.message(text);
         let close = Arc::new(Notify::new());
         let waiter = Arc::clone(&close);
-        *CLOSERS.lock().unwrap() = Some(close);
+        *self.closer.lock().unwrap() = Some(close);
         Box::pin(async move { waiter.notified().await })
     }
 }
 
-/// The close button of the newest window (one launch per test process at a time).
-static CLOSERS: Mutex<Option<Arc<Notify>>> = Mutex::new(None);
 
 struct Stack {
     dir: TempDir,
@@ -158,8 +163,38 @@ impl Stack {
         }
     }
 
+    /// Adds a tunneled service to `target` whose readiness the broker checks.
+    async fn checked_service(&self, target: SocketAddr) -> i64 {
+        let now = unix_millis(std::time::SystemTime::now());
+        self.broker
+            .state
+            .store
+            .add_service(
+                NewService {
+                    name: "late".into(),
+                    host: "127.0.0.1".into(),
+                    port: target.port(),
+                    protocol: Protocol::Tcp,
+                    transport: Transport::Tunneled,
+                    tunnel_group: Some("dc1".into()),
+                    max_session_secs: 3600,
+                    readiness: Readiness::Tcp,
+                    allowed_groups: vec!["staff".into()],
+                },
+                now,
+            )
+            .await
+            .unwrap()
+            .0
+    }
+
     /// Signs in and clicks Connect: the `udssv2://` link.
     async fn link(&self) -> String {
+        self.link_to(self.service).await
+    }
+
+    /// Signs in and clicks Connect on `service`.
+    async fn link_to(&self, service: i64) -> String {
         let base = self.broker.base_url();
         let login = self
             .http
@@ -178,7 +213,7 @@ impl Stack {
             .to_owned();
         let connect: Value = self
             .http
-            .post(format!("{base}/api/services/{}/connect", self.service))
+            .post(format!("{base}/api/services/{service}/connect"))
             .header(reqwest::header::COOKIE, cookie)
             .json(&json!({}))
             .send()
@@ -271,7 +306,7 @@ async fn a_tunneled_tcp_service_runs_through_the_launcher_and_is_accounted() {
         assert_eq!(back, data);
     }
     // The user presses Disconnect: the launcher ends its session and returns.
-    CLOSERS.lock().unwrap().take().unwrap().notify_one();
+    ui.closer.lock().unwrap().take().unwrap().notify_one();
     tokio::time::timeout(Duration::from_secs(20), running)
         .await
         .expect("the launcher ends")
@@ -388,4 +423,59 @@ async fn an_unreachable_broker_is_its_own_failure() {
         .await
         .unwrap_err();
     assert_eq!(failure.kind, Kind::Unreachable, "{}", failure.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn preparing_service_is_retried_until_the_target_listens() {
+    let stack = Stack::start().await;
+    let home = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let target = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    let service = stack.checked_service(target).await;
+    let link = stack.link_to(service).await;
+    // The target starts listening a few seconds after the launch.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let listener = TcpListener::bind(target).await.unwrap();
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    });
+    let mut options = stack.options(link, &home);
+    options.trust_fingerprint = Some(stack.fingerprint());
+    let ui = Arc::new(TestUi::default());
+    let running = tokio::spawn(launch(options, Arc::clone(&ui) as Arc<dyn Ui>));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = ui
+            .messages
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|m| m.contains("127.0.0.1:"));
+        if shown {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            ui.messages.lock().unwrap()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let messages = ui.messages.lock().unwrap().clone();
+    assert!(
+        messages.iter().any(|m| m.starts_with("progress")),
+        "the launcher showed the broker's progress: {messages:?}"
+    );
+    ui.closer.lock().unwrap().take().unwrap().notify_one();
+    tokio::time::timeout(Duration::from_secs(20), running)
+        .await
+        .expect("the launcher ends")
+        .unwrap()
+        .unwrap();
 }
