@@ -173,7 +173,10 @@ async fn the_broker_key_is_published_for_first_contact() {
     let key: portcullis_proto::api::BrokerKey =
         serde_json::from_value(answer["result"].clone()).unwrap();
     let verifying = key.verifying_key().unwrap();
-    assert_eq!(verifying.fingerprint(), broker.verifying_key().fingerprint());
+    assert_eq!(
+        verifying.fingerprint(),
+        broker.verifying_key().fingerprint()
+    );
     assert_eq!(key.algorithm, "MLDSA65");
 }
 

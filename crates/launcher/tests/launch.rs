@@ -69,7 +69,6 @@ impl Ui for TestUi {
     }
 }
 
-
 struct Stack {
     dir: TempDir,
     broker: RunningBroker,

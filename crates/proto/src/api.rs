@@ -24,9 +24,9 @@ mod tunnel;
 mod version;
 
 pub use client::{
-    Answer, BROKER_KEY_PATH, BrokerKey, CLIENT_PATH, CheckedTicketRequest, ClientInfo, ClientVersionInfo, ErrorBody,
-    PREPARING_SERVICE, Percent, TicketAnswer, TicketRequest, VersionAnswer, capability,
-    ticket_exchange_path,
+    Answer, BROKER_KEY_PATH, BrokerKey, CLIENT_PATH, CheckedTicketRequest, ClientInfo,
+    ClientVersionInfo, ErrorBody, PREPARING_SERVICE, Percent, TicketAnswer, TicketRequest,
+    VersionAnswer, capability, ticket_exchange_path,
 };
 pub use launch_url::{LAUNCH_URL_SCHEME, LaunchUrl, MAX_HOST_LEN};
 pub use tunnel::{

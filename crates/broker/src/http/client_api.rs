@@ -30,7 +30,9 @@ pub async fn version(State(state): State<Arc<AppState>>) -> Json<VersionAnswer> 
 /// `GET /uds/rest/client/key`: the broker's ML-DSA-65 public key with its fingerprint,
 /// for a launcher's first contact (Portcullis extension, docs/protocol.md §5.5).
 pub async fn broker_key(State(state): State<Arc<AppState>>) -> Json<Answer<BrokerKey>> {
-    Json(Answer::Result(BrokerKey::new(state.signing_key.verifying_key())))
+    Json(Answer::Result(BrokerKey::new(
+        state.signing_key.verifying_key(),
+    )))
 }
 
 /// `POST /uds/rest/client/{ticket}/ticket`: the ML-KEM-768 ticket exchange.
