@@ -4,7 +4,7 @@
 //! budget by the number of brokers: acceptable for slowing down password guessing.
 //!
 //! The map is capped at [`MAX_KEYS`] keys: when it is full, expired keys are dropped (a
-//! scan at most once per [`PRUNE_EVERY`], never one per request), and while it stays full
+//! scan at most once per `PRUNE_EVERY`, never one per request), and while it stays full
 //! new keys are refused. Client addresses are keyed by [`network_key`]: an IPv6 host
 //! usually owns a whole /64.
 

@@ -5,7 +5,7 @@
 //! The accept loop is the broker's own: a semaphore caps the connections served at once
 //! (`limits.max_connections`; one more is closed as soon as it is accepted, counted in
 //! `portcullis_connections_refused_total` and logged at most every 10 s), and each
-//! connection ([`connection`]) bounds its TLS handshake, speaks HTTP/1.1 only (HTTP/2 is
+//! connection (module `connection`) bounds its TLS handshake, speaks HTTP/1.1 only (HTTP/2 is
 //! not served, with or without ALPN), and is closed when it idles.
 
 mod connection;

@@ -15,7 +15,7 @@
 //! ([`LimitedBody`]), so each API refuses an oversized body in its own style.
 //!
 //! A state-changing user-API request from another site (its `Origin` or `Sec-Fetch-Site`
-//! says so) is refused with HTTP 403 before its handler runs ([`same_origin`]).
+//! says so) is refused with HTTP 403 before its handler runs (module `same_origin`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
