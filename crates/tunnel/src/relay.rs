@@ -37,6 +37,8 @@ const INBOX_START: usize = 4 * 1024;
 const INBOX_BULK: usize = 32 * 1024;
 /// How long a link tries to write its final records before it closes.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);
+/// The record buffer's first size: room for interactive traffic.
+const FRAME_START: usize = 2 * 1024;
 /// How long a link is quiet before its buffers are released.
 const IDLE_RELEASE: Duration = Duration::from_secs(1);
 /// TCP keepalive on every socket: probes after this much silence.
@@ -275,6 +277,7 @@ async fn outbound<C: RelayContext>(
 ) -> (LinkEnd, WriteHalf<TunnelStream>) {
     let mut control = Vec::new();
     let mut frame: Vec<u8> = Vec::new();
+    let mut burst = false;
     // Retransmissions after a resume, and anything else pending, go first.
     let end = loop {
         control.clear();
@@ -295,10 +298,12 @@ async fn outbound<C: RelayContext>(
         };
         // Everything sent was acknowledged: after a quiet moment, give the replay buffer
         // and the record buffer back, so an idle connection holds almost nothing.
-        let releasable = {
-            let connection = lock(connection);
-            connection.buffered_memory() > 0 && connection.acknowledged() == connection.sent()
-        } || !frame.is_empty();
+        // Not during a burst (the last read filled the record): a timer per record costs.
+        let releasable = !burst
+            && ({
+                let connection = lock(connection);
+                connection.buffered_memory() > 0 && connection.acknowledged() == connection.sent()
+            } || !frame.is_empty());
         tokio::select! {
             biased;
             () = stop.cancelled() => break LinkEnd::Stopped,
@@ -317,13 +322,18 @@ async fn outbound<C: RelayContext>(
                 }
             }
         }
-        let len = window;
-        if frame.len() < OVERHEAD + len {
-            frame.resize(OVERHEAD + len, 0);
+        // Small first: a keystroke needs no full-size record buffer (touching one per idle
+        // connection is most of its memory); a read that fills it grows it to the window.
+        if frame.len() < OVERHEAD + FRAME_START.min(window) {
+            frame.resize(OVERHEAD + FRAME_START.min(window), 0);
         }
+        let len = window.min(frame.len() - OVERHEAD);
         let read = match target.try_read(&mut frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len]) {
             Ok(read) => read,
-            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {
+                burst = false;
+                continue;
+            }
             Err(error) => break LinkEnd::LocalFailed(error.to_string()),
         };
         if read == 0 {
@@ -343,6 +353,10 @@ async fn outbound<C: RelayContext>(
         context.sent(read);
         if tunnel.write_all(&frame[..frame_len]).await.is_err() {
             break LinkEnd::Dropped;
+        }
+        burst = read == len;
+        if burst && frame.len() < OVERHEAD + window {
+            frame.resize(OVERHEAD + window, 0);
         }
     };
     stop.cancel();
