@@ -172,7 +172,7 @@ async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
         .await;
     assert!(start.shared_secret == first.secret);
     let audited = last_audit(&broker, "tunnel.bad_proof").await;
-    assert_eq!(audited["tunnel_server"], "dc1");
+    assert_eq!(audited["tunnel_server"], "tunnel-dc1");
 
     // A proof for another ticket, with the randoms swapped, or made with the KEM secret
     // instead of the tunnel secret, is just as wrong.
