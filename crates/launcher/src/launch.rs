@@ -329,18 +329,26 @@ impl Tunnels {
     }
 }
 
-/// rustls for a tunnel connection: the platform's roots (and `ca_file`), the tunnel
-/// server's host as the name; X25519MLKEM768 preferred (aws-lc-rs's default order).
+/// A tunnel connection's TLS: the client configuration and the name to verify.
+type TunnelTls = (
+    Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+);
+
+/// rustls for a tunnel connection: Mozilla's roots (and `ca_file`), the tunnel server's
+/// host as the name; X25519MLKEM768 preferred (aws-lc-rs's default order). The
+/// certificate is always checked, whatever the script asks.
 fn tunnel_tls(
     options: &TunnelOptions,
     ca_file: Option<&std::path::Path>,
-) -> Result<
-    (
-        Arc<rustls::ClientConfig>,
-        rustls::pki_types::ServerName<'static>,
-    ),
-    String,
-> {
+) -> Result<TunnelTls, String> {
+    if !options.check_certificate {
+        return Err(
+            "the script asked not to check the tunnel server's certificate; this launcher \
+             always checks it"
+                .into(),
+        );
+    }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     if let Some(path) = ca_file {
@@ -353,19 +361,13 @@ fn tunnel_tls(
                 .map_err(|error| format!("{}: {error}", path.display()))?;
         }
     }
-    let builder = rustls::ClientConfig::builder_with_provider(Arc::new(
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::aws_lc_rs::default_provider(),
     ))
     .with_protocol_versions(&[&rustls::version::TLS13])
-    .map_err(|error| error.to_string())?;
-    let config = if options.check_certificate {
-        builder.with_root_certificates(roots).with_no_client_auth()
-    } else {
-        return Err(
-            "the script asked not to check the tunnel server's certificate; this launcher always checks it"
-                .into(),
-        );
-    };
+    .map_err(|error| error.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(options.addr.clone())
         .map_err(|error| format!("{}: {error}", options.addr))?;
     Ok((Arc::new(config), name))
