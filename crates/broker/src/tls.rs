@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use portcullis_tls::{TlsAcceptor, TlsPolicy};
@@ -54,6 +54,8 @@ pub fn ensure_self_signed(
     })?;
     let certified = rcgen::generate_simple_self_signed(names.to_vec())
         .map_err(|error| TlsError::Generate(error.to_string()))?;
+    // Each file is written whole and renamed into place, the key first: a crash leaves
+    // either no certificate (both are made again at the next start) or both files.
     write_file(
         &key_path,
         certified.key_pair.serialize_pem().as_bytes(),
@@ -81,24 +83,45 @@ pub fn acceptor(
     Ok(TlsAcceptor::from_pem_files(cert_path, key_path, &policy)?)
 }
 
+/// Writes `path` atomically with `mode`: a temporary file beside it, then a rename over
+/// whatever was there.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
     let io = |source| TlsError::Io {
         path: path.to_owned(),
         source,
     };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
+    file.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))
         .map_err(io)?;
     file.write_all(contents).map_err(io)?;
-    file.sync_all().map_err(io)
+    file.as_file().sync_all().map_err(io)?;
+    file.persist(path).map_err(|error| io(error.error))?;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_left_without_its_certificate_is_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let names = vec!["localhost".to_owned()];
+        let (cert, key) = self_signed_paths(dir.path());
+        fs::create_dir_all(key.parent().unwrap()).unwrap();
+        // A crash after the key was written, before the certificate.
+        fs::write(&key, "half").unwrap();
+        let (cert_again, key_again) = ensure_self_signed(dir.path(), &names).unwrap();
+        assert_eq!((cert_again, key_again), (cert.clone(), key.clone()));
+        assert!(fs::read_to_string(&key).unwrap().contains("PRIVATE KEY"));
+        assert!(fs::read_to_string(&cert).unwrap().contains("CERTIFICATE"));
+        assert_eq!(
+            fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
 
     #[test]
     fn self_signed_is_created_once_and_loads() {
@@ -112,7 +135,6 @@ mod tests {
             first,
             "an existing certificate is kept"
         );
-        use std::os::unix::fs::PermissionsExt;
         assert_eq!(
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
