@@ -14,9 +14,18 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 /// The 32-byte shared secret of an ML-KEM-768 exchange.
 ///
 /// It keys the payload envelope and, for tunneled services, the tunnel session. It has no
-/// `Clone` and no `Debug` that shows bytes; it is zeroized on drop.
-#[derive(Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+/// `Clone` and no `Debug` that shows bytes; it is zeroized on drop; `==` compares in
+/// constant time.
+#[derive(Zeroize, ZeroizeOnDrop)]
 pub struct SharedSecret([u8; SharedSecret::LEN]);
+
+impl PartialEq for SharedSecret {
+    fn eq(&self, other: &Self) -> bool {
+        constant_time_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for SharedSecret {}
 
 impl SharedSecret {
     /// Length in bytes.
@@ -74,6 +83,14 @@ impl fmt::Debug for SharedSecret {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn equality_is_by_value() {
+        assert!(SharedSecret::from_bytes([1; 32]) == SharedSecret::from_bytes([1; 32]));
+        let mut other = [1; 32];
+        other[31] = 2;
+        assert!(SharedSecret::from_bytes([1; 32]) != SharedSecret::from_bytes(other));
+    }
 
     #[test]
     fn debug_shows_no_bytes() {
