@@ -7,10 +7,7 @@
 //! warn level.
 
 use std::io;
-use std::sync::Arc;
 
-use rustls::ServerConfig;
-use rustls::server::ClientHello;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::server::TlsStream;
 
@@ -28,14 +25,6 @@ pub enum TlsError {
     /// A certificate or key file could not be read or used (the message names it).
     #[error(transparent)]
     Files(#[from] portcullis_tls::TlsError),
-}
-
-/// The rustls configuration for clients that do not offer the hybrid, `None` when
-/// `tls.cert` and `tls.key` are unset; see [`portcullis_tls::TlsAcceptor::general_config`].
-///
-/// Prefer [`TlsAcceptor`], which also makes the hybrid win over a client's own order.
-pub fn server_config(tls: &TunnelTls) -> Result<Option<Arc<ServerConfig>>, TlsError> {
-    Ok(TlsAcceptor::new(tls)?.map(|acceptor| Arc::clone(acceptor.0.general_config())))
 }
 
 /// Accepts TLS on tunnel connections, choosing `X25519MLKEM768` whenever the client
@@ -62,11 +51,6 @@ impl TlsAcceptor {
         )?)))
     }
 
-    /// The configuration to continue a handshake with, given its ClientHello.
-    pub fn config_for(&self, hello: &ClientHello<'_>) -> &Arc<ServerConfig> {
-        self.0.config_for(hello)
-    }
-
     /// Runs the TLS handshake on `io` (like `tokio_rustls::TlsAcceptor::accept`).
     pub async fn accept<IO>(&self, io: IO) -> io::Result<TlsStream<IO>>
     where
@@ -78,6 +62,8 @@ impl TlsAcceptor {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use rustls::crypto::aws_lc_rs::kx_group;
     use rustls::pki_types::ServerName;
@@ -160,13 +146,12 @@ mod tests {
     #[test]
     fn no_alpn_is_offered() {
         let fixture = fixture();
-        let config = server_config(&fixture.tls).unwrap().unwrap();
-        assert!(config.alpn_protocols.is_empty());
+        let acceptor = TlsAcceptor::new(&fixture.tls).unwrap().unwrap();
+        assert!(acceptor.0.general_config().alpn_protocols.is_empty());
     }
 
     #[test]
     fn no_files_no_tls() {
-        assert!(server_config(&TunnelTls::default()).unwrap().is_none());
         assert!(TlsAcceptor::new(&TunnelTls::default()).unwrap().is_none());
     }
 
@@ -178,7 +163,7 @@ mod tests {
             ..fixture.tls.clone()
         };
         assert!(matches!(
-            server_config(&only_cert),
+            TlsAcceptor::new(&only_cert),
             Err(TlsError::Incomplete("tls.cert"))
         ));
         let only_key = TunnelTls {
@@ -186,7 +171,7 @@ mod tests {
             ..fixture.tls.clone()
         };
         assert!(matches!(
-            server_config(&only_key),
+            TlsAcceptor::new(&only_key),
             Err(TlsError::Incomplete("tls.key"))
         ));
     }
@@ -199,7 +184,7 @@ mod tests {
             key: Some(missing.clone()),
             ..fixture.tls.clone()
         };
-        let message = server_config(&tls).unwrap_err().to_string();
+        let message = TlsAcceptor::new(&tls).unwrap_err().to_string();
         assert!(
             message.contains(&missing.display().to_string()),
             "{message}"
