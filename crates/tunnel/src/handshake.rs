@@ -13,7 +13,7 @@ use std::time::Instant;
 use portcullis_proto::api::StartProof;
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{ClientHello, Command, Connection, ErrorCode, MAC_LEN, server};
-use portcullis_proto::{ConnectionId, Error};
+use portcullis_proto::ConnectionId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -504,11 +504,5 @@ fn code_label(code: ErrorCode) -> &'static str {
         ErrorCode::TooManyConnections => "too_many_connections",
         ErrorCode::SessionUnknown => "session_unknown",
         _ => "refused",
-    }
-}
-
-impl From<Error> for Failure {
-    fn from(_: Error) -> Self {
-        Failure::Refuse(ErrorCode::Internal, "internal")
     }
 }
