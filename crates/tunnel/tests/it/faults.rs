@@ -371,3 +371,21 @@ async fn shutdown_ends_live_sessions_and_sends_every_stop() {
         assert!(matches!(read, Ok(0) | Err(_)));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opens_beyond_max_sessions_are_busy_and_consume_nothing() {
+    let stack = Stack::with(|config| config.limits.max_sessions = 1).await;
+    let echo = Echo::start().await;
+    open_code(&stack, echo.addr).await.unwrap();
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let second = handshake_at(&stack.address(), LIMIT, |random, out| {
+        client::open(&ticket, &secret, random, out)
+    })
+    .await;
+    assert!(
+        matches!(second, Err(ClientError::Refused(ErrorCode::Busy))),
+        "{second:?}"
+    );
+    // No broker call was made: the ticket is still redeemable.
+    assert_eq!(stack.audit("tunnel.started").await.len(), 1);
+}
