@@ -10,10 +10,10 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use portcullis_proto::ConnectionId;
 use portcullis_proto::api::StartProof;
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{ClientHello, Command, Connection, ErrorCode, MAC_LEN, server};
-use portcullis_proto::ConnectionId;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
