@@ -147,8 +147,8 @@ async fn client_ticket_is_exchanged_once(brokers: &[&TestBroker]) {
     let proof = proof_for(&opened.tunnel_secret(), &ticket);
     world.dc1.redeem(first, &ticket, Some(&proof)).await;
     assert_eq!(
-        first.connection_state(&alice, &launch).await,
-        json!({ "state": "connected" })
+        first.connection_state(&alice, &launch).await["state"],
+        "connected"
     );
     let exchanged = counter_sum(brokers, "portcullis_tickets_exchanged_total").await;
     assert_eq!(exchanged, 1.0);

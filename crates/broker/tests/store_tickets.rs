@@ -10,8 +10,8 @@ mod support;
 use std::sync::Arc;
 
 use portcullis_broker::store::{
-    ClientTicketStatus, ExchangeService, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store,
-    StoreError, SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
+    ConnectionState, ExchangeService, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store, StoreError,
+    SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
 };
 use portcullis_broker::tickets::crypto::{TicketHash, ticket_hash};
 use portcullis_proto::TicketId;
@@ -87,13 +87,11 @@ both_backends!(
         }
         assert_eq!(
             store
-                .client_ticket_status(&status_id, alice, T0)
+                .connection(&status_id, alice, T0)
                 .await
-                .unwrap(),
-            Some(ClientTicketStatus::Pending {
-                percent: None,
-                message: None
-            })
+                .unwrap()
+                .map(|connection| connection.state),
+            Some(ConnectionState::Waiting)
         );
         assert!(
             store
@@ -103,11 +101,12 @@ both_backends!(
         );
         assert_eq!(
             store
-                .client_ticket_status(&status_id, alice, T0)
+                .connection(&status_id, alice, T0)
                 .await
-                .unwrap(),
-            Some(ClientTicketStatus::Pending {
-                percent: Some(40),
+                .unwrap()
+                .map(|connection| connection.state),
+            Some(ConnectionState::Preparing {
+                percent: 40,
                 message: Some("Preparing service".to_owned())
             })
         );
@@ -115,9 +114,10 @@ both_backends!(
         let bob = store.add_user("bob", PASSWORD_HASH, T0).await.unwrap();
         assert_eq!(
             store
-                .client_ticket_status(&status_id, bob, T0)
+                .connection(&status_id, bob, T0)
                 .await
-                .unwrap(),
+                .unwrap()
+                .map(|connection| connection.state),
             None
         );
 
@@ -149,10 +149,11 @@ both_backends!(
         );
         assert_eq!(
             store
-                .client_ticket_status(&status_id, alice, T0 + 30)
+                .connection(&status_id, alice, T0 + 30)
                 .await
-                .unwrap(),
-            Some(ClientTicketStatus::Exchanged { at: T0 + 20 })
+                .unwrap()
+                .map(|connection| connection.state),
+            Some(ConnectionState::Connected { since: T0 + 20 })
         );
 
         // Duplicates and dangling references are refused.
@@ -205,10 +206,11 @@ both_backends!(
         );
         assert_eq!(
             store
-                .client_ticket_status(&status_id, alice, expires)
+                .connection(&status_id, alice, expires)
                 .await
-                .unwrap(),
-            Some(ClientTicketStatus::Expired)
+                .unwrap()
+                .map(|connection| connection.state),
+            Some(ConnectionState::Expired)
         );
         // Refused at the boundary, the ticket was not consumed: a moment earlier it works.
         assert!(
@@ -751,12 +753,14 @@ both_backends!(
             .await
             .unwrap();
 
-        // Each stored tunnel ticket also consumed a client ticket created at the same time:
-        // those of `now - TUNNEL_TTL`, `now - 10`, `now - 100` and `now` are still unexpired.
+        // Each stored tunnel ticket also consumed a client ticket created at the same time.
+        // Used client tickets are kept a day after their exchange (the portal's recent
+        // connections): of the used ones only the old session's (3 days ago) goes, with the
+        // expired unused one.
         assert_eq!(
             store.sweep_expired(now).await.unwrap(),
             SweepCounts {
-                client_tickets: 2 + 2,
+                client_tickets: 1 + 1,
                 tunnel_tickets: 3, // expired, used long ago, the old session's
                 notify_tickets: 1, // stopped over a day ago
                 login_sessions: 1,
@@ -808,7 +812,7 @@ both_backends!(
         assert_eq!(
             store.sweep_expired(later).await.unwrap(),
             SweepCounts {
-                client_tickets: 5,
+                client_tickets: 7,
                 tunnel_tickets: 3,
                 notify_tickets: 3, // two stopped, one abandoned (used long ago, never stopped)
                 login_sessions: 1,

@@ -5,8 +5,9 @@
 //! |---|---|---|
 //! | `GET /uds/rest/client`, `POST /uds/rest/client/{ticket}/ticket` | [`client_api`] | OpenUDS 5 envelope, HTTP 200 |
 //! | `POST /uds/rest/tunnel/ticket` | [`tunnel_api`] | HTTP 403 `{"error": "Access denied"}` |
-//! | `/api/login`, `/api/logout`, `/api/services…`, `/api/connections/{id}` | [`user_api`] | JSON `{"error": …}` with a status |
+//! | `/api/login`, `/api/logout`, `/api/services…`, `/api/connections[/{id}]` | [`user_api`] | JSON `{"error": …}` with a status |
 //! | `GET /health`, `GET /metrics` | [`ops`] | |
+//! | `/`, `/login`, `/logout`, `/services/{id}/connect`, `/download`, `/assets/…` | `portal` | HTML pages |
 //!
 //! Request paths hold ticket ids, so nothing here logs a raw URI: spans and metrics use
 //! the matched route pattern.
@@ -14,7 +15,7 @@
 //! The body limit (`limits.body_limit_bytes`) is enforced by the body extractor
 //! ([`LimitedBody`]), so each API refuses an oversized body in its own style.
 //!
-//! A state-changing user-API request from another site (its `Origin` or `Sec-Fetch-Site`
+//! A state-changing user-API or portal request from another site (its `Origin` or `Sec-Fetch-Site`
 //! says so) is refused with HTTP 403 before its handler runs (module `same_origin`).
 
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use tower_http::timeout::TimeoutLayer;
 
@@ -36,6 +37,7 @@ mod client_addr;
 pub mod client_api;
 mod error;
 pub mod ops;
+mod portal;
 mod same_origin;
 pub mod tunnel_api;
 pub mod user_api;
@@ -64,16 +66,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/api/services", get(user_api::services))
         .route("/api/services/{id}/connect", post(user_api::connect))
         .route(
+            user_api::CONNECTIONS_PATH,
+            get(user_api::recent_connections),
+        )
+        .route(
             "/api/connections/{status_id}",
             get(user_api::connection_status),
         )
         .route("/health", get(ops::health))
         .route("/metrics", get(ops::metrics))
-        .route("/download", get(ops::download))
+        .merge(portal::routes())
         .route_layer(middleware::from_fn_with_state(
             same_origin,
             same_origin::refuse_cross_site,
         ))
+        .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), observe))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TimeoutLayer::with_status_code(
@@ -81,6 +88,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             timeout,
         ))
         .with_state(state)
+}
+
+/// Any other path: the portal's 404 page, or JSON under `/api/`.
+async fn not_found(request: Request) -> Response {
+    if request.uri().path().starts_with("/api/") {
+        UserApiError::NotFound.into_response()
+    } else {
+        portal::not_found()
+    }
 }
 
 /// Records latency by route and logs one line per request, without the raw path.

@@ -28,18 +28,6 @@ pub async fn health(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     }
 }
 
-/// `GET /download`: the default `client.client_link`. This broker does not host launcher
-/// builds, so the page says where to turn instead of answering 404 to a user who followed
-/// an "update your launcher" message.
-pub async fn download() -> impl IntoResponse {
-    (
-        [(CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "This broker does not host the Portcullis launcher.\n\
-         Ask your administrator for portcullis-launcher; administrators set the download \
-         link with client.client_link in the broker's configuration.\n",
-    )
-}
-
 /// `GET /metrics`: the Prometheus text exposition.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     (

@@ -1,6 +1,7 @@
-//! Cross-site requests refused: a state-changing user-API request (`POST`, `PUT`, `PATCH`,
-//! `DELETE` under `/api/`) that a browser marks as coming from another origin gets HTTP 403
-//! `{"error": "cross-site request refused"}` before its handler runs.
+//! Cross-site requests refused: a state-changing request (`POST`, `PUT`, `PATCH`, `DELETE`)
+//! of the user API or the portal (any path but the launcher's and tunnel servers'
+//! `/uds/…`) that a browser marks as coming from another origin gets HTTP 403 before its
+//! handler runs: `{"error": "cross-site request refused"}` under `/api/`, a page elsewhere.
 //!
 //! A browser marks it with `Origin` (any value but the broker's public URL's origin, and
 //! `null`, is another origin) or with `Sec-Fetch-Site` (anything but `same-origin` and
@@ -72,10 +73,16 @@ pub(super) async fn refuse_cross_site(
         *request.method(),
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     );
-    if changes_state && request.uri().path().starts_with("/api/") {
+    let path = request.uri().path();
+    // The launcher and tunnel-server APIs are not called by browsers.
+    if changes_state && !path.starts_with("/uds/") {
         if let Some(header) = same_origin.refusal(request.headers()) {
             tracing::info!(header, "refused a cross-site request");
-            return UserApiError::CrossSite.into_response();
+            return if path.starts_with("/api/") {
+                UserApiError::CrossSite.into_response()
+            } else {
+                super::portal::cross_site()
+            };
         }
     }
     next.run(request).await

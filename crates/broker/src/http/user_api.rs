@@ -28,11 +28,16 @@ use crate::password::decoy_hash;
 use crate::rate_limit::network_key;
 use crate::scripts::SecretString;
 use crate::state::AppState;
-use crate::store::{AuditEvent, ClientTicketStatus, NewClientTicket, ServiceId, TokenHash, User};
+use crate::store::{
+    AuditEvent, Connection, ConnectionState, NewClientTicket, ServiceId, TokenHash, User,
+};
 use crate::tickets::crypto::ticket_hash;
 
 /// The longest user name accepted, in bytes (as the store and the admin CLI).
 pub const MAX_USERNAME_LEN: usize = 128;
+
+/// Where connections are followed: `GET /api/connections[/{status_id}]`.
+pub const CONNECTIONS_PATH: &str = "/api/connections";
 
 /// Name of the session cookie.
 pub const SESSION_COOKIE: &str = "portcullis_session";
@@ -66,6 +71,8 @@ pub struct ConnectAnswer {
     pub url: String,
     /// Where to poll the connection's progress.
     pub status_url: String,
+    /// The connection's public id (the last segment of `status_url`).
+    pub status_id: String,
 }
 
 /// The signed-in user of a request, from the session cookie.
@@ -113,9 +120,27 @@ pub async fn login(
     })?;
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
+    let (user, token) = sign_in(&state, &client, &request.username, request.password).await?;
+    let cookie = session_cookie(&token, state.config.session.cookie_ttl_secs)?;
+    Ok((
+        [(SET_COOKIE, cookie)],
+        Json(json!({ "username": user.username })),
+    )
+        .into_response())
+}
+
+/// Checks a user name (1 to [`MAX_USERNAME_LEN`] bytes) and password under the login rate
+/// limits, audits the attempt, and on success opens a login session: the user and the
+/// session token for the cookie.
+pub(crate) async fn sign_in(
+    state: &AppState,
+    client: &ClientAddr,
+    username: &str,
+    password: SecretString,
+) -> Result<(User, String), UserApiError> {
     // No account has a longer name (the store refuses them), so a longer one is refused
     // before it reaches the limiter's keys or the audit log.
-    if request.username.is_empty() || request.username.len() > MAX_USERNAME_LEN {
+    if username.is_empty() || username.len() > MAX_USERNAME_LEN {
         return Err(UserApiError::BadRequest(format!(
             "the user name must be 1 to {MAX_USERNAME_LEN} bytes"
         )));
@@ -131,18 +156,19 @@ pub async fn login(
         ),
         None => None,
     };
+    let user_key = username.to_owned();
     let _per_user = state
         .logins_per_user
-        .check(&request.username, now)
+        .check(&user_key, now)
         .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
 
-    let user = state.store.user_by_name(&request.username).await?;
+    let user = state.store.user_by_name(username).await?;
     let stored = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
     let valid = state
         .password_checks
-        .verify(request.password.clone(), stored)
+        .verify(password, stored)
         .await
         .map_err(|_| {
             state.metrics.connections.logins_busy.inc();
@@ -151,16 +177,16 @@ pub async fn login(
         .map_err(|error| UserApiError::Internal(error.to_string()))?;
     let (Some(user), true) = (user, valid) else {
         audit(
-            &state,
+            state,
             "login.failed",
-            Some(request.username.clone()),
-            &client,
+            Some(username.to_owned()),
+            client,
             json!({}),
         )
         .await?;
         return Err(UserApiError::BadCredentials);
     };
-    state.logins_per_user.reset(&request.username);
+    state.logins_per_user.reset(&user_key);
 
     let token = session_token_new().map_err(|error| UserApiError::Internal(error.to_string()))?;
     let ttl_ms = i64::try_from(state.config.session.cookie_ttl_secs.saturating_mul(1000))
@@ -176,19 +202,14 @@ pub async fn login(
         )
         .await?;
     audit(
-        &state,
+        state,
         "login",
         Some(user.username.clone()),
-        &client,
+        client,
         json!({}),
     )
     .await?;
-    let cookie = session_cookie(&token, state.config.session.cookie_ttl_secs)?;
-    Ok((
-        [(SET_COOKIE, cookie)],
-        Json(json!({ "username": user.username })),
-    )
-        .into_response())
+    Ok((user, token))
 }
 
 /// `POST /api/logout`.
@@ -196,14 +217,22 @@ pub async fn logout(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
 ) -> Result<Response, UserApiError> {
-    if let Some(token) = session_token(&headers) {
+    let cookie = sign_out(&state, &headers).await?;
+    Ok(([(SET_COOKIE, cookie)], Json(json!({}))).into_response())
+}
+
+/// Ends the request's login session, if any: the `Set-Cookie` value that clears it.
+pub(crate) async fn sign_out(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<HeaderValue, UserApiError> {
+    if let Some(token) = session_token(headers) {
         state
             .store
             .delete_login_session(&TokenHash::of(token.as_bytes()))
             .await?;
     }
-    let cookie = session_cookie("", 0)?;
-    Ok(([(SET_COOKIE, cookie)], Json(json!({}))).into_response())
+    session_cookie("", 0)
 }
 
 /// `GET /api/services`: the services the signed-in user may use.
@@ -211,18 +240,24 @@ pub async fn services(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
 ) -> Result<Json<Vec<ServiceView>>, UserApiError> {
+    Ok(Json(service_views(&state, &user).await?))
+}
+
+/// The services `user` may use.
+pub(crate) async fn service_views(
+    state: &AppState,
+    user: &User,
+) -> Result<Vec<ServiceView>, UserApiError> {
     let services = state.store.services_for_user(user.id).await?;
-    Ok(Json(
-        services
-            .into_iter()
-            .map(|service| ServiceView {
-                id: service.id.0,
-                name: service.name,
-                protocol: service.protocol.as_str(),
-                transport: service.transport.as_str(),
-            })
-            .collect(),
-    ))
+    Ok(services
+        .into_iter()
+        .map(|service| ServiceView {
+            id: service.id.0,
+            name: service.name,
+            protocol: service.protocol.as_str(),
+            transport: service.transport.as_str(),
+        })
+        .collect())
 }
 
 /// `POST /api/services/{id}/connect`: issues a client ticket and its launch URL.
@@ -233,7 +268,20 @@ pub async fn connect(
     headers: HeaderMap,
     Path(id): Path<i64>,
 ) -> Result<Json<ConnectAnswer>, UserApiError> {
-    let service_id = ServiceId(id);
+    Ok(Json(
+        issue_ticket(&state, &user, &client, &headers, ServiceId(id)).await?,
+    ))
+}
+
+/// Issues a client ticket for `user` and `service_id` (which the user must be allowed to
+/// use: otherwise [`UserApiError::NotFound`]) and audits it.
+pub(crate) async fn issue_ticket(
+    state: &AppState,
+    user: &User,
+    client: &ClientAddr,
+    headers: &HeaderMap,
+    service_id: ServiceId,
+) -> Result<ConnectAnswer, UserApiError> {
     let service = state
         .store
         .service_by_id(service_id)
@@ -280,43 +328,82 @@ pub async fn connect(
         .await?;
     state.metrics.tickets_issued.inc();
     audit(
-        &state,
+        state,
         "ticket.issued",
         Some(user.username.clone()),
-        &client,
+        client,
         json!({ "service": service.name }),
     )
     .await?;
     let url = LaunchUrl::new(state.config.public_url().launch_host(), ticket, scrambler)
         .map_err(internal)?;
-    Ok(Json(ConnectAnswer {
+    Ok(ConnectAnswer {
         url: url.expose().to_string(),
-        status_url: format!("/api/connections/{status_id}"),
-    }))
+        status_url: format!("{CONNECTIONS_PATH}/{status_id}"),
+        status_id,
+    })
 }
 
-/// `GET /api/connections/{status_id}`: how far the launcher got with a ticket.
+/// `GET /api/connections/{status_id}`: how far one connection got.
 pub async fn connection_status(
     State(state): State<Arc<AppState>>,
     SignedIn(user): SignedIn,
     Path(status_id): Path<String>,
 ) -> Result<Json<serde_json::Value>, UserApiError> {
-    let status = state
+    let connection = state
         .store
-        .client_ticket_status(&status_id, user.id, state.now())
+        .connection(&status_id, user.id, state.now())
         .await?
         .ok_or(UserApiError::NotFound)?;
-    Ok(Json(match status {
-        ClientTicketStatus::Pending { percent: None, .. } => json!({ "state": "waiting" }),
-        ClientTicketStatus::Pending {
-            percent: Some(percent),
-            message,
-        } => {
+    Ok(Json(state_json(&connection.state)))
+}
+
+/// `GET /api/connections`: the user's latest connections, newest first.
+pub async fn recent_connections(
+    State(state): State<Arc<AppState>>,
+    SignedIn(user): SignedIn,
+) -> Result<Json<Vec<serde_json::Value>>, UserApiError> {
+    let connections = state.store.recent_connections(user.id, state.now()).await?;
+    Ok(Json(connections.iter().map(connection_json).collect()))
+}
+
+/// A connection's state as the user API shows it (docs/broker.md, "User API").
+fn state_json(state: &ConnectionState) -> serde_json::Value {
+    match state {
+        ConnectionState::Waiting => json!({ "state": "waiting" }),
+        ConnectionState::Preparing { percent, message } => {
             json!({ "state": "preparing", "percent": percent, "message": message })
         }
-        ClientTicketStatus::Exchanged { .. } => json!({ "state": "connected" }),
-        ClientTicketStatus::Expired => json!({ "state": "expired" }),
-    }))
+        ConnectionState::Connected { since } => {
+            json!({ "state": "connected", "started_at": since })
+        }
+        ConnectionState::Ended {
+            started_at,
+            ended_at,
+            sent,
+            recv,
+        } => json!({
+            "state": "ended",
+            "started_at": started_at,
+            "ended_at": ended_at,
+            "bytes_sent": sent,
+            "bytes_received": recv,
+            "duration_secs": ended_at.saturating_sub(*started_at).max(0) / 1000,
+        }),
+        ConnectionState::Expired => json!({ "state": "expired" }),
+        ConnectionState::Failed => json!({ "state": "failed" }),
+    }
+}
+
+/// A connection in `GET /api/connections`: its state, and which connection it is.
+fn connection_json(connection: &Connection) -> serde_json::Value {
+    let mut value = state_json(&connection.state);
+    if let Some(fields) = value.as_object_mut() {
+        fields.insert("status_id".into(), json!(connection.status_id));
+        fields.insert("service".into(), json!(connection.service));
+        fields.insert("created_at".into(), json!(connection.created_at));
+    }
+    value
 }
 
 async fn audit(
@@ -340,7 +427,8 @@ async fn audit(
     Ok(())
 }
 
-fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The session token of the request's cookie, if any.
+pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(COOKIE)
         .iter()
@@ -358,7 +446,8 @@ fn session_token_new() -> Result<String, portcullis_proto::Error> {
     Ok(b64::encode(bytes.as_slice()))
 }
 
-fn session_cookie(token: &str, max_age: u64) -> Result<HeaderValue, UserApiError> {
+/// The `Set-Cookie` value of a session cookie (`max_age` 0 clears it).
+pub(crate) fn session_cookie(token: &str, max_age: u64) -> Result<HeaderValue, UserApiError> {
     // Always `Secure`: browsers reach the broker at its https:// public URL, directly or
     // through a TLS-terminating proxy.
     HeaderValue::from_str(&format!(

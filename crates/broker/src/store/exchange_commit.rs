@@ -165,13 +165,21 @@ async fn apply(
 ) -> Result<Vec<bool>, StoreError> {
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
+        // The tunnel ticket's hash links the client ticket to its tunnel session, which
+        // the portal follows up to the tunnel server's stop report.
         let consumed = sqlx::query(
-            "UPDATE client_tickets SET used_at = $1 \
+            "UPDATE client_tickets SET used_at = $1, tunnel_ticket_hash = $3 \
              WHERE id_hash = $2 AND used_at IS NULL AND expires_at > $1 \
              RETURNING user_id, service_id",
         )
         .bind(write.now)
         .bind(write.hash.as_bytes().as_slice())
+        .bind(
+            write
+                .tunnel
+                .as_ref()
+                .map(|tunnel| tunnel.id_hash.as_bytes().to_vec()),
+        )
         .fetch_optional(&mut *conn)
         .await?;
         if let (Some(row), Some(tunnel)) = (&consumed, &write.tunnel) {

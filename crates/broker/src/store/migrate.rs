@@ -37,6 +37,12 @@ const MIGRATIONS: &[Embedded] = &[
         sqlite: include_str!("../../migrations/sqlite/0002_service_readiness.sql"),
         postgres: include_str!("../../migrations/postgres/0002_service_readiness.sql"),
     },
+    Embedded {
+        version: 3,
+        description: "connection_history",
+        sqlite: include_str!("../../migrations/sqlite/0003_connection_history.sql"),
+        postgres: include_str!("../../migrations/postgres/0003_connection_history.sql"),
+    },
 ];
 
 /// Embedded migrations of one backend, as a source for sqlx's [`Migrator`].

@@ -13,6 +13,7 @@
 //! at most once however many requests (or brokers) race for it.
 
 mod audit;
+mod connections;
 mod error;
 mod exchange_commit;
 mod migrate;
@@ -37,15 +38,16 @@ use crate::metrics::StoreMetrics;
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
 pub use crate::model::{Protocol, Readiness, Transport};
 pub use audit::{AuditEvent, StoredAuditEvent};
+pub use connections::{Connection, ConnectionState, RECENT_CONNECTIONS};
 pub use error::StoreError;
 pub use services::{NewService, NewTunnelServer, Service, TunnelServer};
 pub use sweep::{
-    ABANDONED_SESSION_GRACE_MS, STOPPED_SESSION_KEEP_MS, SweepCounts, USED_TUNNEL_TICKET_KEEP_MS,
-    spawn_sweeper, unix_millis,
+    ABANDONED_SESSION_GRACE_MS, STOPPED_SESSION_KEEP_MS, SweepCounts, USED_CLIENT_TICKET_KEEP_MS,
+    USED_TUNNEL_TICKET_KEEP_MS, spawn_sweeper, unix_millis,
 };
 pub use tickets::{
-    ClientTicket, ClientTicketStatus, ExchangeContext, ExchangeService, NewClientTicket,
-    NewNotifyTicket, NewTunnelTicket, StoppedSession, TunnelTicket,
+    ClientTicket, ExchangeContext, ExchangeService, NewClientTicket, NewNotifyTicket,
+    NewTunnelTicket, StoppedSession, TunnelTicket,
 };
 pub use types::{GroupId, ServiceId, TokenHash, TunnelServerId, UserId};
 pub use users::{Group, User};

@@ -12,6 +12,9 @@ use super::audit::{AuditEvent, insert_audit_events};
 use super::{Store, StoreError};
 use crate::metrics::TableLabels;
 
+/// How long a used client ticket is kept after its exchange: the portal shows it among the
+/// user's recent connections and follows its tunnel session until then.
+pub const USED_CLIENT_TICKET_KEEP_MS: i64 = 24 * 60 * 60 * 1000;
 /// How long a redeemed or burned tunnel ticket is kept (for inspection) before sweeping.
 pub const USED_TUNNEL_TICKET_KEEP_MS: i64 = 60 * 60 * 1000;
 /// How long a stopped session's notify ticket is kept before sweeping.
@@ -23,7 +26,7 @@ pub const ABANDONED_SESSION_GRACE_MS: i64 = 24 * 60 * 60 * 1000;
 /// How many rows one [`Store::sweep_expired`] removed, per table.
 #[derive(Clone, Copy, PartialEq, Eq, Default, Debug)]
 pub struct SweepCounts {
-    /// Expired client tickets (used or not).
+    /// Expired unused client tickets, and those used over a day ago.
     pub client_tickets: u64,
     /// Expired tunnel tickets, and those used or burned over an hour ago.
     pub tunnel_tickets: u64,
@@ -69,7 +72,7 @@ pub(super) struct SweepTarget {
 const CLIENT_TICKETS: SweepTarget = SweepTarget {
     table: "client_tickets",
     key: "id_hash",
-    condition: "expires_at <= $1",
+    condition: "(used_at IS NULL AND expires_at <= $1) OR used_at <= $2",
 };
 const TUNNEL_TICKETS: SweepTarget = SweepTarget {
     table: "tunnel_tickets",
@@ -144,14 +147,19 @@ const LOGIN_SESSIONS: SweepTarget = SweepTarget {
 };
 
 impl Store {
-    /// Deletes what can never be used again at `now`: expired client tickets, expired
-    /// tunnel tickets and those used over an hour ago, notify tickets stopped over a day
-    /// ago or abandoned (each abandoned one audited as `tunnel.unreported`), expired login
-    /// sessions. Each table goes in statements of at most 2,000 rows, each atomic by
+    /// Deletes what is no longer needed at `now`: expired unused client tickets and those
+    /// used over a day ago (the portal's history), expired tunnel tickets and those used
+    /// over an hour ago, notify tickets stopped over a day ago or abandoned (each abandoned
+    /// one audited as `tunnel.unreported`), expired login sessions. Each table goes in statements of at most 2,000 rows, each atomic by
     /// itself, so that exchanges never wait long behind a sweep.
     pub async fn sweep_expired(&self, now: i64) -> Result<SweepCounts, StoreError> {
         Ok(SweepCounts {
-            client_tickets: self.sweep(&CLIENT_TICKETS, &[now]).await?,
+            client_tickets: self
+                .sweep(
+                    &CLIENT_TICKETS,
+                    &[now, now.saturating_sub(USED_CLIENT_TICKET_KEEP_MS)],
+                )
+                .await?,
             tunnel_tickets: self
                 .sweep(
                     &TUNNEL_TICKETS,

@@ -92,25 +92,6 @@ pub struct ExchangeContext {
     pub may_use: bool,
 }
 
-/// What the portal shows while it polls a client ticket.
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub enum ClientTicketStatus {
-    /// Not exchanged yet; the last progress report, if any.
-    Pending {
-        /// Preparation progress, 0 to 100.
-        percent: Option<u8>,
-        /// The last progress or error message.
-        message: Option<String>,
-    },
-    /// Exchanged by a launcher at this time (Unix milliseconds).
-    Exchanged {
-        /// When.
-        at: i64,
-    },
-    /// Expired before any exchange.
-    Expired,
-}
-
 /// A tunnel ticket to store, made by a successful exchange for a tunneled service.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NewTunnelTicket {
@@ -407,37 +388,6 @@ impl Store {
         .execute(writer.conn())
         .await?;
         Ok(done.rows_affected() > 0)
-    }
-
-    /// The status of the client ticket with public id `status_id`, if it belongs to `user`.
-    pub async fn client_ticket_status(
-        &self,
-        status_id: &str,
-        user: UserId,
-        now: i64,
-    ) -> Result<Option<ClientTicketStatus>, StoreError> {
-        let row = sqlx::query(
-            "SELECT expires_at, used_at, progress_percent, last_error FROM client_tickets \
-             WHERE status_id = $1 AND user_id = $2",
-        )
-        .bind(status_id)
-        .bind(user.0)
-        .fetch_optional(self.pool())
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let expires_at: i64 = row.try_get("expires_at")?;
-        let used_at: Option<i64> = row.try_get("used_at")?;
-        let percent: Option<i64> = row.try_get("progress_percent")?;
-        Ok(Some(match used_at {
-            Some(at) => ClientTicketStatus::Exchanged { at },
-            None if expires_at <= now => ClientTicketStatus::Expired,
-            None => ClientTicketStatus::Pending {
-                percent: percent.map(|p| u8::try_from(p.clamp(0, 100)).unwrap_or(100)),
-                message: row.try_get("last_error")?,
-            },
-        }))
     }
 
     /// The tunnel ticket with this hash if it is unused and unexpired at `now`. Looking
