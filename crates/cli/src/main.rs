@@ -33,9 +33,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run the whole stack on this machine: a broker on loopback with SQLite, a signing
-    /// key, a TLS certificate, a demo user and demo services (an echo service, direct and
-    /// tunneled). Writes DIR/dev.json. Ctrl-C stops it; running it again reuses DIR.
+    /// Run the whole stack on this machine: a broker on loopback with SQLite serving the
+    /// web portal, a signing key, a TLS certificate, a tunnel server, a demo user and demo
+    /// services (an echo service, direct and tunneled; SSH through the tunnel to the SSH
+    /// server on 127.0.0.1:22 when one listens). Prints the portal's address, the
+    /// credentials and the launcher's set-up commands, and writes them to DIR/dev.json.
+    /// Ctrl-C stops it (tunnel sessions are reported first); running it again reuses DIR.
     Dev {
         /// Where the dev stack keeps its database, keys, certificate and dev.json.
         #[arg(long, default_value = "./portcullis-dev", value_name = "DIR")]
@@ -43,6 +46,14 @@ enum Command {
         /// The broker's port on 127.0.0.1 (0 picks a free one).
         #[arg(long, default_value_t = 8443)]
         port: u16,
+        /// The SSH service's target (default: 127.0.0.1:22 when an SSH server listens
+        /// there; with this option, dev refuses to start when nothing listens).
+        #[arg(long, value_name = "HOST:PORT")]
+        ssh: Option<std::net::SocketAddr>,
+        /// A directory of launcher scripts replacing the built-in ones of the same name
+        /// (the broker's `scripts_dir`, see docs/launcher-scripts.md).
+        #[arg(long, value_name = "DIR")]
+        scripts_dir: Option<PathBuf>,
     },
     /// Run a broker from a configuration file (see docs/broker.md for every setting).
     Broker {
@@ -96,7 +107,20 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Dev { dir, port } => dev::run(&dir, port).await,
+            Command::Dev {
+                dir,
+                port,
+                ssh,
+                scripts_dir,
+            } => {
+                dev::run(dev::DevOptions {
+                    dir,
+                    port,
+                    ssh,
+                    scripts_dir,
+                })
+                .await
+            }
             Command::Broker { config } => serve::run(&config).await,
             Command::Tunnel { config } => tunnel::run(&config).await,
             Command::Admin(args) => admin::run(args).await,

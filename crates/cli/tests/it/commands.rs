@@ -3,61 +3,9 @@
 //! Ctrl-C (SIGINT), twice on the same directory, with its tunnel server answering the
 //! tunnel protocol's `Test` hello.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-use std::io::Write;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn portcullis() -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_portcullis"));
-    command.env_remove("RUST_LOG");
-    command
-}
-
-fn run(args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = portcullis()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn portcullis");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    drop(child.stdin.take());
-    wait_with_timeout(child, Duration::from_secs(60))
-}
-
-fn wait_with_timeout(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            Instant::now() < deadline,
-            "portcullis did not finish within {limit:?}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn stdout(output: &Output) -> String {
-    assert!(
-        output.status.success(),
-        "status {:?}\nstdout: {}\nstderr: {}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout.clone()).unwrap()
-}
+use crate::support::{interrupt, run, start_dev, stdout, wait_with_timeout};
 
 #[test]
 fn help_and_version() {
@@ -207,36 +155,6 @@ fn admin_commands_on_a_fresh_data_dir() {
     );
 }
 
-/// Waits until `path` exists with a modification time other than `before`.
-fn wait_for_new_file(path: &Path, before: Option<std::time::SystemTime>, child: &mut Child) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let modified = std::fs::metadata(path)
-            .and_then(|meta| meta.modified())
-            .ok();
-        if modified.is_some() && modified != before {
-            return;
-        }
-        if let Some(status) = child.try_wait().unwrap() {
-            panic!("portcullis dev exited early with {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} was not written",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn interrupt(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-}
-
 async fn health(info: &serde_json::Value) -> serde_json::Value {
     let cert = std::fs::read(info["ca_cert"].as_str().unwrap()).unwrap();
     let client = reqwest::Client::builder()
@@ -286,27 +204,10 @@ fn service_ids(info: &serde_json::Value) -> Vec<i64> {
         .collect()
 }
 
-fn start_dev(dir: &Path) -> (Child, serde_json::Value) {
-    let info_path = dir.join("dev.json");
-    let before = std::fs::metadata(&info_path)
-        .and_then(|meta| meta.modified())
-        .ok();
-    let mut child = portcullis()
-        .args(["dev", "--dir", dir.to_str().unwrap(), "--port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    wait_for_new_file(&info_path, before, &mut child);
-    let info: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
-    (child, info)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dev_runs_answers_and_stops_cleanly_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, first) = start_dev(dir.path());
+    let (child, first) = start_dev(dir.path(), &[]);
     for field in [
         "broker_url",
         "ca_cert",
@@ -352,7 +253,7 @@ async fn dev_runs_answers_and_stops_cleanly_twice() {
         "the tunnel token is never printed"
     );
 
-    let (child, second) = start_dev(dir.path());
+    let (child, second) = start_dev(dir.path(), &[]);
     assert_eq!(
         second["password"], first["password"],
         "a second run reuses the demo user"
@@ -420,7 +321,7 @@ fn client_from(info: &serde_json::Value, source: std::net::IpAddr) -> reqwest::C
 #[allow(clippy::print_stderr)]
 async fn a_login_flood_keeps_memory_bounded_and_a_real_login_gets_through() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, info) = start_dev(dir.path());
+    let (child, info) = start_dev(dir.path(), &[]);
     let login_url = format!("{}/api/login", info["broker_url"].as_str().unwrap());
     let before = peak_rss_kib(child.id());
 

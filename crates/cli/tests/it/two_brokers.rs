@@ -2,12 +2,6 @@
 //! exactly once when 64 tunnel-server requests race for it, half to each broker
 //! (DESIGN.md, difference 2).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-#[path = "../../broker/tests/support/postgres.rs"]
-#[allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
-mod postgres;
-
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -24,6 +18,8 @@ use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::Envelope;
 use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{Scrambler, TicketId, payload};
+
+use crate::postgres;
 
 const TOKEN: &str = "sk-two-brokers-test-token-0123456789abcdefghij";
 

@@ -1,0 +1,136 @@
+//! The dev stack's tunnel server: on 127.0.0.1, registered at the broker as `dev-tunnel`
+//! in tunnel group `dev`, its token kept in DIR.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::time::SystemTime;
+
+use anyhow::Context;
+use portcullis_broker::server::RunningBroker;
+use portcullis_broker::store::{NewTunnelServer, Store, StoreError, TokenHash, unix_millis};
+use portcullis_tunnel::config::{BrokerLink, BrokerToken, TunnelConfig, read_token};
+use portcullis_tunnel::server::{RunningTunnel, StartError};
+
+use super::info::{DevInfo, write_private};
+
+/// The dev tunnel server's tunnel group.
+pub(super) const DEV_TUNNEL_GROUP: &str = "dev";
+/// The dev tunnel server's name at the broker.
+pub(super) const DEV_TUNNEL_NAME: &str = "dev-tunnel";
+/// Its broker token, in DIR (mode 0600).
+const DEV_TUNNEL_TOKEN_FILE: &str = "dev-tunnel.token";
+
+/// Starts the dev tunnel server on 127.0.0.1 (the previous run's port when it is free) and
+/// registers it at the broker as `dev-tunnel` in tunnel group `dev`, with its real listen
+/// address as the public address and the token kept in DIR.
+pub(super) async fn start_dev_tunnel(
+    dir: &Path,
+    broker: &RunningBroker,
+    ca_cert: &Path,
+    previous: Option<&DevInfo>,
+) -> anyhow::Result<RunningTunnel> {
+    let token_path = dir.join(DEV_TUNNEL_TOKEN_FILE);
+    let token = dev_tunnel_token(&token_path)?;
+    let config = TunnelConfig {
+        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, 0))],
+        broker: BrokerLink {
+            url: broker.base_url(),
+            token_file: Some(token_path),
+            ca_file: Some(ca_cert.to_path_buf()),
+        },
+        ..TunnelConfig::default()
+    };
+    config
+        .validate()
+        .context("the dev tunnel server's configuration")?;
+    let previous_port = previous
+        .and_then(|info| info.tunnel_address.parse::<SocketAddr>().ok())
+        .map(|address| address.port())
+        .filter(|port| *port != 0);
+    let tunnel = match previous_port {
+        Some(port) => {
+            let mut wanted = config.clone();
+            wanted.listen = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
+            match portcullis_tunnel::server::start(wanted, token_copy(&token)?).await {
+                // The port was taken meanwhile: any free one will do.
+                Err(StartError::Bind { .. }) => None,
+                other => Some(other),
+            }
+        }
+        None => None,
+    };
+    let tunnel = match tunnel {
+        Some(started) => started,
+        None => portcullis_tunnel::server::start(config, token_copy(&token)?).await,
+    }
+    .context("the dev tunnel server could not start")?;
+    let Some(address) = tunnel.local_addrs().first().copied() else {
+        tunnel.shutdown().await;
+        anyhow::bail!("the dev tunnel server has no listen address");
+    };
+    if let Err(error) = register_dev_tunnel(&broker.state.store, &token, address).await {
+        tunnel.shutdown().await;
+        return Err(error);
+    }
+    Ok(tunnel)
+}
+
+/// The dev tunnel server's token: the one in `path` when it is readable and well formed,
+/// otherwise a new one written there (0600).
+fn dev_tunnel_token(path: &Path) -> anyhow::Result<BrokerToken> {
+    let link = BrokerLink {
+        token_file: Some(path.to_path_buf()),
+        ..BrokerLink::default()
+    };
+    if path.exists() {
+        if let Ok(token) = read_token(&link) {
+            return Ok(token);
+        }
+    }
+    let token = crate::admin::new_tunnel_token()?;
+    write_private(path, token.as_bytes())?;
+    BrokerToken::new(&token).map_err(|reason| anyhow::anyhow!("a new tunnel token {reason}"))
+}
+
+fn token_copy(token: &BrokerToken) -> anyhow::Result<BrokerToken> {
+    BrokerToken::new(token.expose()).map_err(|reason| anyhow::anyhow!("the tunnel token {reason}"))
+}
+
+/// `dev-tunnel` is registered with this token's hash, in tunnel group `dev`, at `address`:
+/// kept as it is when it already is, otherwise registered again (a changed port, a new
+/// token).
+async fn register_dev_tunnel(
+    store: &Store,
+    token: &BrokerToken,
+    address: SocketAddr,
+) -> anyhow::Result<()> {
+    let token_hash = TokenHash::of(token.expose().as_bytes());
+    let public_address = address.to_string();
+    if let Some(server) = store.tunnel_server_by_token_hash(&token_hash).await? {
+        if server.name == DEV_TUNNEL_NAME
+            && server.public_address == public_address
+            && server.group == DEV_TUNNEL_GROUP
+            && !server.legacy
+        {
+            return Ok(());
+        }
+    }
+    match store.remove_tunnel_server(DEV_TUNNEL_NAME).await {
+        Ok(()) | Err(StoreError::NotFound(_)) => {}
+        Err(error) => return Err(error.into()),
+    }
+    store
+        .add_tunnel_server(
+            NewTunnelServer {
+                name: DEV_TUNNEL_NAME.to_owned(),
+                public_address,
+                token_hash,
+                legacy: false,
+                group: DEV_TUNNEL_GROUP.to_owned(),
+            },
+            unix_millis(SystemTime::now()),
+        )
+        .await
+        .context("cannot register the dev tunnel server at the broker")?;
+    Ok(())
+}

@@ -1,0 +1,301 @@
+//! The whole product in a real headless Chromium, as a newcomer's first try goes: sign in
+//! to the portal of `portcullis dev`, click Connect on the tunneled SSH service, hand the
+//! `udssv2://` link the page opened to `portcullis-launcher`, whose script runs `ssh` in
+//! batch mode through the post-quantum tunnel to a real `sshd`; the page then shows the
+//! connection connected and ended with the bytes the audit log records. And the sign-in
+//! page for a keyboard user who mistypes the password.
+//!
+//! Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots/<test>/`; any browser console
+//! error fails the test.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use portcullis_testkit::Sshd;
+use serde_json::Value;
+
+use crate::support::webdriver::{Browser, screenshot_dir};
+use crate::support::{interrupt, start_dev, wait_with_timeout};
+
+/// What the test script's `ssh` runs on the server.
+const REMOTE_COMMAND: &str = "echo through-the-post-quantum-tunnel; uname -s";
+/// How long the page may take to show a state change.
+const PAGE_WAIT: Duration = Duration::from_secs(30);
+
+/// The launcher built beside `portcullis` (`cargo test --workspace` builds every binary).
+fn launcher_binary() -> PathBuf {
+    let path = Path::new(env!("CARGO_BIN_EXE_portcullis")).with_file_name("portcullis-launcher");
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p portcullis-launcher` \
+         (bash scripts/test.sh builds every binary)",
+        path.display()
+    );
+    path
+}
+
+/// A launcher script replacing the built-in `ssh-linux.js`: `ssh` in batch mode through
+/// the service's tunnel, its output written to `output`.
+fn ssh_script(sshd: &Sshd, output: &Path) -> String {
+    let options = serde_json::to_string(&sshd.ssh_options()).unwrap();
+    let output = serde_json::to_string(&output.display().to_string()).unwrap();
+    let command = serde_json::to_string(REMOTE_COMMAND).unwrap();
+    format!(
+        "import {{ Process, Tasks, File, Logger }} from 'runtime';\n\
+         const tunnel = data.tunnel;\n\
+         const local = await Tasks.startTunnel({{\n\
+             addr: tunnel.host, port: tunnel.port, ticket: tunnel.ticket,\n\
+             startup_time_ms: 1000, check_certificate: tunnel.verify_ssl,\n\
+             tls: tunnel.tls, protocol: tunnel.protocol,\n\
+         }});\n\
+         const ssh = Process.findExecutable('ssh');\n\
+         if (!ssh) throw new Error('ssh is missing');\n\
+         const args = [...{options}, '-p', String(local.port), '127.0.0.1', {command}];\n\
+         const result = await Process.launchAndWait(ssh, args, 60000);\n\
+         File.write({output}, result.stdout);\n\
+         Logger.info('ssh finished');\n"
+    )
+}
+
+/// Signs in through the form, as a person does.
+async fn sign_in(browser: &Browser, username: &str, password: &str) {
+    let user = browser.wait_for("#username", PAGE_WAIT).await;
+    browser.type_into(&user, username).await;
+    let field = browser.find("#password").await.unwrap();
+    browser.type_into(&field, password).await;
+    let button = browser.find("#sign-in").await.unwrap();
+    browser.click(&button).await;
+}
+
+/// The connection panel's state once it is `wanted` (waiting at most [`PAGE_WAIT`]).
+async fn wait_for_state(browser: &Browser, wanted: &str) {
+    let deadline = std::time::Instant::now() + PAGE_WAIT;
+    loop {
+        let state = match browser.find("#connection").await {
+            Some(panel) => browser.attribute(&panel, "data-state").await,
+            None => None,
+        };
+        if state.as_deref() == Some(wanted) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the connection never showed {wanted} (last: {state:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn number(browser: &Browser, selector: &str) -> u64 {
+    let element = browser.find(selector).await.unwrap();
+    let value = browser.attribute(&element, "data-value").await;
+    value
+        .as_deref()
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("{selector} has no numeric data-value: {value:?}"))
+}
+
+/// The launcher, run on the link the page opened, as the URL handler would.
+fn run_launcher(link: &str, info: &Value, home: &Path) -> Child {
+    Command::new(launcher_binary())
+        .arg("--trust-fingerprint")
+        .arg(info["broker_key_fingerprint"].as_str().unwrap())
+        .arg("--ca-file")
+        .arg(info["ca_cert"].as_str().unwrap())
+        .arg(link)
+        .env("PORTCULLIS_LAUNCHER_HOME", home)
+        .env_remove("DISPLAY")
+        .env_remove("WAYLAND_DISPLAY")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// The `tunnel.stopped` audit event of the dev stack in `dir`.
+fn stopped_event(dir: &Path) -> Value {
+    let output = crate::support::run(
+        &[
+            "admin",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "audit",
+            "tail",
+            "-n",
+            "100",
+        ],
+        None,
+    );
+    let lines = crate::support::stdout(&output);
+    lines
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter(|event| event["kind"] == "tunnel.stopped")
+        .last()
+        .unwrap_or_else(|| panic!("no tunnel.stopped in the audit log:\n{lines}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
+    let shots = screenshot_dir("connect_ssh");
+    let sshd = tokio::task::spawn_blocking(Sshd::start).await.unwrap();
+    let work = tempfile::tempdir().unwrap();
+    let scripts = work.path().join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    let output = work.path().join("ssh-output.txt");
+    std::fs::write(scripts.join("ssh-linux.js"), ssh_script(&sshd, &output)).unwrap();
+    let dev_dir = work.path().join("dev");
+    let (dev, info) = start_dev(
+        &dev_dir,
+        &[
+            "--ssh",
+            &sshd.addr().to_string(),
+            "--scripts-dir",
+            scripts.to_str().unwrap(),
+        ],
+    );
+    for field in [
+        "portal_url",
+        "launcher_trust_command",
+        "launcher_register_command",
+    ] {
+        assert!(
+            info[field].as_str().is_some_and(|value| !value.is_empty()),
+            "dev.json lacks {field}: {info}"
+        );
+    }
+
+    let browser = Browser::start().await;
+    browser.goto(info["portal_url"].as_str().unwrap()).await;
+    browser.wait_for("#login-form", PAGE_WAIT).await;
+    browser.screenshot(&shots.join("1-sign-in.png")).await;
+    sign_in(
+        &browser,
+        info["username"].as_str().unwrap(),
+        info["password"].as_str().unwrap(),
+    )
+    .await;
+    browser.wait_for("#services", PAGE_WAIT).await;
+    browser.screenshot(&shots.join("2-services.png")).await;
+
+    let connect = browser
+        .wait_for(
+            r#"[data-service-name="SSH (tunneled)"] .connect"#,
+            PAGE_WAIT,
+        )
+        .await;
+    browser.click(&connect).await;
+    let link = browser.wait_for("#launch-link", PAGE_WAIT).await;
+    let url = browser.attribute(&link, "href").await.unwrap_or_default();
+    assert!(url.starts_with("udssv2://"), "the page opened {url:?}");
+    wait_for_state(&browser, "waiting").await;
+
+    let home = work.path().join("launcher-home");
+    let launcher = run_launcher(&url, &info, &home);
+    let finished =
+        tokio::task::spawn_blocking(move || wait_with_timeout(launcher, Duration::from_secs(120)))
+            .await
+            .unwrap();
+    assert!(
+        finished.status.success(),
+        "the launcher failed with {}:\n{}\n{}",
+        finished.status,
+        String::from_utf8_lossy(&finished.stdout),
+        String::from_utf8_lossy(&finished.stderr)
+    );
+    let remote = std::fs::read_to_string(&output).unwrap_or_default();
+    assert_eq!(remote, "through-the-post-quantum-tunnel\nLinux\n");
+
+    wait_for_state(&browser, "ended").await;
+    let sent = number(&browser, "#bytes-sent").await;
+    let received = number(&browser, "#bytes-received").await;
+    assert!(sent > 0 && received > 0, "sent {sent}, received {received}");
+    browser.screenshot(&shots.join("3-ended.png")).await;
+
+    // The tunnel server counts from its side: what it sent is what the user received.
+    let stopped = stopped_event(&dev_dir);
+    let detail: Value = serde_json::from_str(stopped["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(detail["sent"].as_u64(), Some(received), "{stopped}");
+    assert_eq!(detail["recv"].as_u64(), Some(sent), "{stopped}");
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    browser.quit().await;
+    interrupt(&dev);
+    let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
+        .await
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+    eprintln!("screenshots: {}", shots.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() {
+    let shots = screenshot_dir("wrong_password");
+    let work = tempfile::tempdir().unwrap();
+    let (dev, info) = start_dev(work.path(), &[]);
+    let browser = Browser::start().await;
+    browser.goto(info["portal_url"].as_str().unwrap()).await;
+
+    // Tab from the top of the page reaches every control, in order.
+    let controls = browser
+        .execute(
+            "const all = document.querySelectorAll('a[href], button, input, select, textarea');\n\
+             return Array.from(all).filter((e) => !e.disabled && e.type !== 'hidden')\n\
+                 .map((e, i) => { e.dataset.tabProbe = String(i); return String(i); });",
+        )
+        .await;
+    let controls: Vec<String> = serde_json::from_value(controls).unwrap();
+    assert!(
+        controls.len() >= 3,
+        "the sign-in page has too few controls: {controls:?}"
+    );
+    let mut reached = Vec::new();
+    for _ in 0..controls.len() + 2 {
+        browser.press_tab().await;
+        let focused = browser
+            .execute(
+                "return document.activeElement && document.activeElement.dataset.tabProbe || null;",
+            )
+            .await;
+        if let Some(probe) = focused.as_str() {
+            if !reached.iter().any(|seen| seen == probe) {
+                reached.push(probe.to_owned());
+            }
+        }
+    }
+    let mut sorted = reached.clone();
+    sorted.sort();
+    let mut expected = controls.clone();
+    expected.sort();
+    assert_eq!(sorted, expected, "Tab reached {reached:?} of {controls:?}");
+
+    sign_in(
+        &browser,
+        info["username"].as_str().unwrap(),
+        "not-the-password",
+    )
+    .await;
+    let error = browser.wait_for("#login-error", PAGE_WAIT).await;
+    let message = browser.text(&error).await;
+    assert!(!message.trim().is_empty(), "the error is empty");
+    assert_eq!(
+        browser.attribute(&error, "role").await.as_deref(),
+        Some("alert"),
+        "the error is announced"
+    );
+    assert!(
+        browser.find("#services").await.is_none(),
+        "signed in with a wrong password"
+    );
+    browser.screenshot(&shots.join("wrong-password.png")).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    browser.quit().await;
+    interrupt(&dev);
+    tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
+        .await
+        .unwrap();
+}

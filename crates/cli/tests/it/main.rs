@@ -1,0 +1,14 @@
+//! The `portcullis` binary as operators and users meet it, in one test binary: the admin
+//! commands and `portcullis dev` (`commands`), two brokers on one PostgreSQL
+//! (`two_brokers`), and the whole product in a real headless Chromium (`browser`).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+#[path = "../../../broker/tests/support/postgres.rs"]
+#[allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+mod postgres;
+
+mod browser;
+mod commands;
+mod support;
+mod two_brokers;

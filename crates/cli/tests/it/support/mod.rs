@@ -1,0 +1,6 @@
+//! What the tests of the `portcullis` binary share.
+
+mod process;
+pub(crate) mod webdriver;
+
+pub(crate) use process::{interrupt, run, start_dev, stdout, wait_with_timeout};

@@ -1,0 +1,15 @@
+//! Fixtures for Portcullis's integration tests: the real programs the tests run against
+//! (an OpenSSH server with keys generated per test), found or reported missing with the
+//! Debian package that provides them.
+//!
+//! A fixture that cannot be set up fails the test with a message that says how to fix it:
+//! nothing here skips.
+
+// Test support: a fixture that fails is a failed test, with the message of the panic.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod program;
+mod sshd;
+
+pub use program::program;
+pub use sshd::Sshd;

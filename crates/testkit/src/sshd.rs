@@ -1,0 +1,151 @@
+//! A real OpenSSH server on 127.0.0.1 for one test: its own host key, one client key
+//! authorized for the current user, a free port; killed when dropped.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::program;
+
+/// How long `sshd` may take to listen.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running `sshd -D`; stopped on drop.
+pub struct Sshd {
+    child: Child,
+    addr: SocketAddr,
+    dir: TempDir,
+}
+
+impl Sshd {
+    /// Generates the keys, starts `sshd` on a free loopback port and waits until it
+    /// listens.
+    pub fn start() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let host_key = dir.path().join("host_key");
+        let client_key = dir.path().join("client_key");
+        keygen(&host_key);
+        keygen(&client_key);
+        let authorized = dir.path().join("authorized_keys");
+        std::fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+        // sshd refuses to start without its privilege separation directory.
+        std::fs::create_dir_all("/run/sshd").ok();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|probe| probe.local_addr())
+            .unwrap()
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let config = dir.path().join("sshd_config");
+        std::fs::write(
+            &config,
+            format!(
+                "ListenAddress {addr}\n\
+                 HostKey {}\n\
+                 AuthorizedKeysFile {}\n\
+                 PidFile none\n\
+                 StrictModes no\n\
+                 UsePAM no\n\
+                 PasswordAuthentication no\n\
+                 KbdInteractiveAuthentication no\n\
+                 PermitRootLogin prohibit-password\n\
+                 LogLevel ERROR\n",
+                host_key.display(),
+                authorized.display(),
+            ),
+        )
+        .unwrap();
+        let child = Command::new(program("sshd", "openssh-server"))
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut sshd = Self { child, addr, dir };
+        sshd.wait_listening();
+        sshd
+    }
+
+    fn wait_listening(&mut self) {
+        let started = Instant::now();
+        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("sshd exited at start with {status}");
+            }
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "sshd did not listen on {} within {START_TIMEOUT:?}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Where it listens.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The private key `sshd` accepts for the current user.
+    pub fn client_key(&self) -> PathBuf {
+        self.dir.path().join("client_key")
+    }
+
+    /// `ssh`'s options to log in with [`Sshd::client_key`] in batch mode: no terminal, no
+    /// prompt, no known-hosts file, no user configuration. The port, host and command
+    /// follow them.
+    pub fn ssh_options(&self) -> Vec<String> {
+        [
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            "ConnectTimeout=20",
+            "-i",
+        ]
+        .into_iter()
+        .map(str::to_owned)
+        .chain([self.client_key().display().to_string()])
+        .collect()
+    }
+
+    /// `ssh`'s arguments (after the program) to run `remote_command` on `host`:`port`
+    /// with [`Sshd::ssh_options`].
+    pub fn ssh_args(&self, host: &str, port: u16, remote_command: &str) -> Vec<String> {
+        let mut args = self.ssh_options();
+        args.extend([
+            "-p".to_owned(),
+            port.to_string(),
+            host.to_owned(),
+            remote_command.to_owned(),
+        ]);
+        args
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn keygen(path: &Path) {
+    let status = Command::new(program("ssh-keygen", "openssh-client"))
+        .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success(), "ssh-keygen failed");
+}
