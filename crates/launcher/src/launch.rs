@@ -1,7 +1,8 @@
 //! One launch, from the `udssv2://` link to the end: trust, exchange, script, tunnels, and
 //! the rules of docs/launcher-scripts.md §3 "When the launcher ends".
 
-use std::net::SocketAddr;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -51,6 +52,18 @@ pub struct LaunchOptions {
 
 /// Runs one launch to its end.
 pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failure> {
+    launch_until(options, ui, std::future::pending()).await
+}
+
+/// Runs one launch to its end, or until `stop` resolves (the launcher was asked to stop,
+/// [`stop_requested`]) after the script settled: then it ends abnormally, closing the
+/// tunnels and killing the programs the script started, which could not go on without
+/// them. (Before the script settled, a failing script kills its programs itself.)
+pub async fn launch_until(
+    options: LaunchOptions,
+    ui: Arc<dyn Ui>,
+    stop: impl Future<Output = ()> + Send,
+) -> Result<(), Failure> {
     let url = LaunchUrl::parse(options.url.trim()).map_err(|error| {
         Failure::usage(format!(
             "That is not a Portcullis link ({error}); expected udssv2://HOST/TICKET/SCRAMBLER. \
@@ -119,13 +132,19 @@ pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failu
     };
     // Keep running while an app runs, until every tunnel's startup time passed, and while
     // a connection through a tunnel is open.
+    let mut stopped = false;
     {
         let apps = settled.wait_for_apps();
         tokio::pin!(apps);
+        tokio::pin!(stop);
         let mut apps_done = false;
         loop {
             tokio::select! {
                 () = &mut apps, if !apps_done => apps_done = true,
+                () = &mut stop => {
+                    stopped = true;
+                    break;
+                }
                 () = tokio::time::sleep(POLL) => {}
             }
             tunnels.close_idle_listeners();
@@ -136,10 +155,43 @@ pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failu
         }
     }
     let errors = tunnels.end_all().await;
+    if stopped || !errors.is_empty() {
+        settled.kill_started().await;
+    }
     settled.cleanup().await;
+    if stopped {
+        return Err(Failure::internal(
+            "The launcher was stopped: it closed the tunnels and ended the programs it \
+             started. Start the connection again from the portal.",
+        ));
+    }
     match errors.into_iter().next() {
         Some(error) => Err(Failure::tunnel(format!("The tunnel failed: {error}"))),
         None => Ok(()),
+    }
+}
+
+/// Resolves when the launcher is asked to stop: Ctrl-C, or on Unix SIGTERM or SIGHUP (the
+/// session ends). Never resolves when the signals cannot be watched.
+pub async fn stop_requested() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        if let (Ok(mut term), Ok(mut hangup)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::hangup()),
+        ) {
+            tokio::select! {
+                Ok(()) = tokio::signal::ctrl_c() => {}
+                Some(()) = term.recv() => {}
+                Some(()) = hangup.recv() => {}
+                else => std::future::pending::<()>().await,
+            }
+            return;
+        }
+    }
+    if tokio::signal::ctrl_c().await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
@@ -289,11 +341,12 @@ impl Tunnels {
             return Err("the script asked for a tunnel ticket this launch did not receive".into());
         }
         let ticket = TicketId::parse(&options.ticket).map_err(|error| error.to_string())?;
-        if options.local_port.is_some() || options.enable_ipv6 {
-            tracing::debug!(
-                "local_port and enable_ipv6 are not supported yet; using 127.0.0.1 and a free port"
-            );
-        }
+        let loopback = if options.enable_ipv6 {
+            IpAddr::from(Ipv6Addr::LOCALHOST)
+        } else {
+            IpAddr::from(Ipv4Addr::LOCALHOST)
+        };
+        let listen = SocketAddr::new(loopback, options.local_port.unwrap_or(0));
         let secret = derive_tunnel_secret(&self.kem_secret, &ticket).map_err(|e| e.to_string())?;
         let tls = if options.tls {
             Some(tunnel_tls(&options, self.ca_file.as_deref())?)
@@ -311,9 +364,16 @@ impl Tunnels {
                 options.addr, options.port
             )
         })?;
-        let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
-            .await
-            .map_err(|error| format!("cannot open a local listener: {error}"))?;
+        let forwarder =
+            Forwarder::start_at(listen, address, ticket, secret, ClientConfig::default())
+                .await
+                .map_err(|error| match options.local_port {
+                    Some(port) if error.kind() == std::io::ErrorKind::AddrInUse => format!(
+                        "the local port {port} is taken by another program; close it and \
+                         connect again"
+                    ),
+                    _ => format!("cannot open a local listener on {listen}: {error}"),
+                })?;
         let local = forwarder.local_addr();
         let startup = match options.startup_time_ms {
             0 => DEFAULT_STARTUP,

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_launcher::desktop;
 use portcullis_launcher::failure::{Failure, Kind};
-use portcullis_launcher::launch::{LaunchOptions, launch};
+use portcullis_launcher::launch::{LaunchOptions, launch_until, stop_requested};
 use portcullis_launcher::paths::Dirs;
 use portcullis_launcher::script::{ScriptEnv, ScriptLimits};
 use portcullis_launcher::trust::{Pinned, TrustStore, parse_key};
@@ -127,7 +127,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(Kind::Internal.exit_code());
                 }
             };
-            match runtime.block_on(launch(options, Arc::clone(&ui))) {
+            match runtime.block_on(launch_until(options, Arc::clone(&ui), stop_requested())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(Failure { kind, message }) => {
                     ui.error(&message);

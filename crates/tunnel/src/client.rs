@@ -1,7 +1,8 @@
 //! The client end of tunnel protocol v1: what the launcher runs for a tunneled service
 //! (docs/protocol.md §8, client rules §8.7.5).
 //!
-//! A [`Forwarder`] listens on 127.0.0.1 with a port the OS chooses. The first local
+//! A [`Forwarder`] listens on 127.0.0.1 with a port the OS chooses (or on a loopback
+//! address and port of the caller's, [`Forwarder::start_at`]). The first local
 //! connection opens the session with the ticket and the proof; later ones attach. A tunnel
 //! connection that drops is resumed with fresh keys and bounded retries with back-off, so
 //! the local program does not notice; when the retries run out its local connection is
@@ -146,7 +147,26 @@ impl Forwarder {
         secret: SharedSecret,
         config: ClientConfig,
     ) -> std::io::Result<Self> {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await?;
+        let listen = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        Self::start_at(listen, address, ticket, secret, config).await
+    }
+
+    /// Like [`Forwarder::start`], listening on `listen` (port 0: one the OS chooses). Only
+    /// loopback addresses are accepted: the endpoint is for programs on this machine.
+    pub async fn start_at(
+        listen: SocketAddr,
+        address: TunnelAddress,
+        ticket: TicketId,
+        secret: SharedSecret,
+        config: ClientConfig,
+    ) -> std::io::Result<Self> {
+        if !listen.ip().is_loopback() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{listen} is not a loopback address"),
+            ));
+        }
+        let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
         let shared = Arc::new(ClientShared {
             address,

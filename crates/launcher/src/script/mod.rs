@@ -34,6 +34,9 @@ const STALL_CHECK: Duration = Duration::from_millis(500);
 /// How long after the script settled its early-unlinkable files are removed.
 const EARLY_UNLINK_DELAY: Duration = Duration::from_secs(10);
 
+/// How long [`Settled::kill_started`] waits for killed programs to end.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
 /// The bounds on a script run.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ScriptLimits {
@@ -91,6 +94,8 @@ pub struct Settled {
     early_files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     /// `Tasks.addLateUnlinkableFile` and every `File.createTempFile`.
     late_files: Vec<PathBuf>,
+    /// Every program `Process.launch` started, for [`Settled::kill_started`].
+    started: Vec<Proc>,
 }
 
 impl Settled {
@@ -104,6 +109,24 @@ impl Settled {
     pub async fn wait_for_apps(&mut self) {
         for ended in &self.waitable {
             Proc::wait(ended.clone()).await;
+        }
+    }
+
+    /// Kills the programs the script started that still run, and waits (at most 5 s) until
+    /// they have ended: for a launcher that ends abnormally, whose programs would be left
+    /// without their tunnels. A normal end leaves them alone.
+    pub async fn kill_started(&self) {
+        let running: Vec<&Proc> = self.started.iter().filter(|p| p.is_running()).collect();
+        for proc in &running {
+            proc.kill.notify_one();
+        }
+        let ended = async {
+            for proc in &running {
+                Proc::wait(proc.ended.clone()).await;
+            }
+        };
+        if tokio::time::timeout(KILL_WAIT, ended).await.is_err() {
+            tracing::warn!(target: "script", "a started program did not end when killed");
         }
     }
 
@@ -298,6 +321,7 @@ pub async fn run(
         waitable,
         early_files,
         late_files,
+        started: tables.procs.into_values().collect(),
     })
 }
 

@@ -65,6 +65,7 @@ impl Clock {
 
 /// A process started by `Process.launch`. A watcher task owns the child: it publishes the
 /// exit status and kills the child when asked.
+#[derive(Debug)]
 pub(super) struct Proc {
     /// `true` once the process has ended.
     pub(super) ended: watch::Receiver<bool>,

@@ -5,6 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod ending;
 mod resume;
 mod ssh;
 mod support;

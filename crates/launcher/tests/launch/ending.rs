@@ -1,0 +1,139 @@
+//! `startTunnel`'s `local_port` and `enable_ipv6`, and a launcher asked to stop: scripts
+//! from the broker's `scripts_dir` replace `tcp-linux.js`.
+
+use std::net::{Ipv6Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use portcullis_broker::store::{Protocol, Transport};
+use portcullis_launcher::failure::Kind;
+use portcullis_launcher::launch::{launch, launch_until};
+use portcullis_launcher::ui::Ui;
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Notify;
+
+use crate::support::{Setup, Stack, TestUi, bounded, free_port};
+
+/// A stack whose broker serves `script` as `tcp-linux.js`.
+async fn stack_with_tcp_script(dir: &Path, script: &str) -> Stack {
+    let scripts = dir.join("scripts");
+    std::fs::create_dir(&scripts).unwrap();
+    std::fs::write(scripts.join("tcp-linux.js"), script).unwrap();
+    Stack::with(Setup {
+        scripts_dir: Some(scripts),
+        ..Setup::default()
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn start_tunnel_listens_on_the_local_port_and_address_the_script_asks_for() {
+    let dir = TempDir::new().unwrap();
+    let port = {
+        let probe = std::net::TcpListener::bind((Ipv6Addr::LOCALHOST, 0)).unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    // The second endpoint on the same port is refused, naming the port.
+    let script = format!(
+        r"import {{ Tasks }} from 'runtime';
+const t = data.tunnel;
+const options = {{
+    addr: t.host, port: t.port, ticket: t.ticket, check_certificate: t.verify_ssl,
+    tls: t.tls, protocol: t.protocol, local_port: {port}, enable_ipv6: true,
+}};
+const local = await Tasks.startTunnel(options);
+let taken = null;
+try {{ await Tasks.startTunnel(options); }} catch (e) {{ taken = e.message; }}
+await Portcullis.waitUntilClosed(JSON.stringify({{ host: local.host, port: local.port, taken }}));
+"
+    );
+    let stack = stack_with_tcp_script(dir.path(), &script).await;
+    let home = TempDir::new().unwrap();
+    let options = stack.trusting_options(stack.link().await, &home);
+    let ui = Arc::new(TestUi::default());
+    let running = tokio::spawn(launch(options, Arc::clone(&ui) as Arc<dyn Ui>));
+    let shown: Value = serde_json::from_str(&ui.first_message().await).unwrap();
+    assert_eq!(shown["host"], "::1", "{shown}");
+    assert_eq!(shown["port"], port, "{shown}");
+    let taken = shown["taken"]
+        .as_str()
+        .expect("the second endpoint was refused");
+    assert!(
+        taken.contains(&format!("local port {port} is taken")),
+        "{taken}"
+    );
+
+    let mut stream = TcpStream::connect(SocketAddr::from((Ipv6Addr::LOCALHOST, port)))
+        .await
+        .unwrap();
+    stream.write_all(b"over ::1").await.unwrap();
+    let mut back = [0u8; 8];
+    stream.read_exact(&mut back).await.unwrap();
+    assert_eq!(&back, b"over ::1");
+    drop(stream);
+    ui.disconnect();
+    bounded("the launcher's end", Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_launcher_asked_to_stop_kills_the_programs_it_started() {
+    let dir = TempDir::new().unwrap();
+    let pid_file = dir.path().join("pid");
+    // A waitable program that would run for minutes, and tells its process id.
+    let script = format!(
+        r"import {{ Process, Tasks }} from 'runtime';
+const app = Process.launch('sh', ['-c', 'echo $$ > ' + {pid_file} + '; exec sleep 300']);
+Tasks.addWaitableApp(app);
+",
+        pid_file = serde_json::to_string(&pid_file.display().to_string()).unwrap()
+    );
+    let stack = stack_with_tcp_script(dir.path(), &script).await;
+    let service = stack
+        .add_service(
+            "direct",
+            Protocol::Tcp,
+            Transport::Direct,
+            SocketAddr::from(([127, 0, 0, 1], free_port())),
+        )
+        .await;
+    let home = TempDir::new().unwrap();
+    let options = stack.trusting_options(stack.link_to(service).await, &home);
+    let stop = Arc::new(Notify::new());
+    let stopper = Arc::clone(&stop);
+    let running = tokio::spawn(launch_until(
+        options,
+        Arc::new(TestUi::default()),
+        async move { stopper.notified().await },
+    ));
+    let pid = bounded("the program's pid", Duration::from_secs(30), async {
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&pid_file) {
+                if text.ends_with('\n') {
+                    break text.trim().to_owned();
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    let proc_dir = Path::new("/proc").join(&pid);
+    assert!(proc_dir.exists(), "the program runs");
+
+    // As SIGTERM would.
+    stop.notify_one();
+    let failure = bounded("the launcher's end", Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::Internal, "{failure}");
+    assert!(failure.message.contains("stopped"), "{failure}");
+    // The launcher waited for the killed program to end (and reaped it).
+    assert!(!proc_dir.exists(), "the program {pid} still runs");
+}
