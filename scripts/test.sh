@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole Portcullis test suite. Installs what the tests need when it is missing (gcc,
-# Node.js, PostgreSQL's server binaries, OpenSSH server and client), then
+# Node.js, PostgreSQL's server binaries, OpenSSH server and client, Chromium and its
+# WebDriver), then
 # runs every test of the workspace and a short smoke run of each fuzz target.
 #
 #   bash scripts/test.sh            # everything
@@ -57,6 +58,8 @@ need_sshd() {
 }
 
 need cc gcc
+need chromium chromium
+need chromedriver chromium-driver
 need c++ g++
 need node nodejs
 need ssh openssh-client

@@ -59,6 +59,17 @@ struct TrustFile {
 struct Pin {
     public_key: String,
     fingerprint: String,
+    /// CA certificates to trust for this broker and its tunnel servers (a private CA, a
+    /// dev stack's self-signed certificate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ca_file: Option<PathBuf>,
+}
+
+/// One pinned broker.
+#[derive(Debug)]
+struct Pinning {
+    key: VerifyingKey,
+    ca_file: Option<PathBuf>,
 }
 
 /// The result of [`TrustStore::pin`].
@@ -74,7 +85,7 @@ pub enum Pinned {
 #[derive(Debug)]
 pub struct TrustStore {
     path: PathBuf,
-    keys: BTreeMap<String, VerifyingKey>,
+    keys: BTreeMap<String, Pinning>,
 }
 
 /// The form hosts are pinned under: lowercase `host` or `host:port`.
@@ -112,7 +123,13 @@ impl TrustStore {
                 if key.fingerprint() != pin.fingerprint {
                     return Err(corrupt(format!("{host}: the fingerprint is not the key's")));
                 }
-                keys.insert(host, key);
+                keys.insert(
+                    host,
+                    Pinning {
+                        key,
+                        ca_file: pin.ca_file,
+                    },
+                );
             }
         }
         Ok(Self {
@@ -123,21 +140,41 @@ impl TrustStore {
 
     /// The key pinned for `host`.
     pub fn get(&self, host: &str) -> Option<&VerifyingKey> {
-        self.keys.get(&normalize_host(host))
+        self.keys
+            .get(&normalize_host(host))
+            .map(|pinning| &pinning.key)
+    }
+
+    /// The CA file pinned with `host`'s key, if any.
+    pub fn ca_file(&self, host: &str) -> Option<&Path> {
+        self.keys
+            .get(&normalize_host(host))
+            .and_then(|pinning| pinning.ca_file.as_deref())
+    }
+
+    /// Sets (or clears) the CA file of pinned `host`; false when `host` is not pinned.
+    pub fn set_ca_file(&mut self, host: &str, ca_file: Option<PathBuf>) -> bool {
+        match self.keys.get_mut(&normalize_host(host)) {
+            Some(pinning) => {
+                pinning.ca_file = ca_file;
+                true
+            }
+            None => false,
+        }
     }
 
     /// Pins `key` for `host`; refuses a different key for a pinned host.
     pub fn pin(&mut self, host: &str, key: VerifyingKey) -> Result<Pinned, TrustError> {
         let host = normalize_host(host);
         match self.keys.get(&host) {
-            Some(pinned) if pinned.fingerprint() == key.fingerprint() => Ok(Pinned::Unchanged),
+            Some(pinned) if pinned.key.fingerprint() == key.fingerprint() => Ok(Pinned::Unchanged),
             Some(pinned) => Err(TrustError::Changed {
                 presented: key.fingerprint(),
-                pinned: pinned.fingerprint(),
+                pinned: pinned.key.fingerprint(),
                 host,
             }),
             None => {
-                self.keys.insert(host, key);
+                self.keys.insert(host, Pinning { key, ca_file: None });
                 Ok(Pinned::New)
             }
         }
@@ -152,7 +189,7 @@ impl TrustStore {
     pub fn entries(&self) -> impl Iterator<Item = (&str, String)> {
         self.keys
             .iter()
-            .map(|(host, key)| (host.as_str(), key.fingerprint()))
+            .map(|(host, pinning)| (host.as_str(), pinning.key.fingerprint()))
     }
 
     /// Writes the store: a new file beside the old one (mode 0600), then renamed over it,
@@ -173,12 +210,13 @@ impl TrustStore {
             brokers: self
                 .keys
                 .iter()
-                .map(|(host, key)| {
+                .map(|(host, pinning)| {
                     (
                         host.clone(),
                         Pin {
-                            public_key: key.to_base64(),
-                            fingerprint: key.fingerprint(),
+                            public_key: pinning.key.to_base64(),
+                            fingerprint: pinning.key.fingerprint(),
+                            ca_file: pinning.ca_file.clone(),
                         },
                     )
                 })
