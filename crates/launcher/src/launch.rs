@@ -72,7 +72,15 @@ pub async fn launch_until(
     })?;
     let host = url.host().to_owned();
     tracing::info!(broker = %host, ticket = %url.ticket(), "launch");
-    let client = BrokerClient::new(&host, options.ca_file.as_deref(), BROKER_TIMEOUT)?;
+    // The CA given on the command line, else the one pinned with the host's key.
+    let ca_file = match &options.ca_file {
+        Some(path) => Some(path.clone()),
+        None => TrustStore::load(&options.dirs.trust_file())
+            .map_err(|error| Failure::usage(error.to_string()))?
+            .ca_file(&host)
+            .map(std::path::Path::to_path_buf),
+    };
+    let client = BrokerClient::new(&host, ca_file.as_deref(), BROKER_TIMEOUT)?;
     let pinned = trusted_key(&options, &client, &host, ui.as_ref()).await?;
 
     let mut progress = |percent: u8| ui.progress("Preparing the service", percent);
@@ -110,7 +118,7 @@ pub async fn launch_until(
     let tunnels = Arc::new(Tunnels::new(
         launch.kem_secret,
         expected_ticket(&launch.params),
-        options.ca_file.clone(),
+        ca_file,
         Arc::clone(&ui),
     ));
     let settled = script::run(

@@ -78,6 +78,10 @@ enum TrustCommand {
         host: String,
         /// The base64 ML-DSA-65 public key.
         key: String,
+        /// A PEM file of CA certificates to trust for this broker and its tunnel servers
+        /// from now on (a private CA, the dev stack's self-signed certificate).
+        #[arg(long, value_name = "PEM")]
+        ca_file: Option<PathBuf>,
     },
     /// List the pinned brokers and their key fingerprints.
     List,
@@ -189,20 +193,41 @@ fn trust(dirs: &Dirs, command: TrustCommand) -> anyhow::Result<()> {
     let path = dirs.trust_file();
     let mut store = TrustStore::load(&path)?;
     match command {
-        TrustCommand::Add { host, key } => {
+        TrustCommand::Add { host, key, ca_file } => {
             let key = parse_key(&key)?;
             let fingerprint = key.fingerprint();
-            match store.pin(&host, key)? {
-                Pinned::New => {
-                    store.save()?;
-                    println!("trusted {host} (key fingerprint {fingerprint})");
-                }
+            // Absolute, since links are opened from any working directory.
+            let ca_file = ca_file
+                .map(|path| {
+                    path.canonicalize()
+                        .with_context(|| format!("cannot read the CA file {}", path.display()))
+                })
+                .transpose()?;
+            let pinned = store.pin(&host, key)?;
+            let ca_changed = ca_file.is_some() && store.ca_file(&host) != ca_file.as_deref();
+            if ca_changed {
+                store.set_ca_file(&host, ca_file);
+            }
+            if pinned == Pinned::New || ca_changed {
+                store.save()?;
+            }
+            match pinned {
+                Pinned::New => println!("trusted {host} (key fingerprint {fingerprint})"),
                 Pinned::Unchanged => println!("{host} was already trusted with this key"),
+            }
+            if let Some(ca_file) = store.ca_file(&host) {
+                println!(
+                    "{host}: certificates are also checked against {}",
+                    ca_file.display()
+                );
             }
         }
         TrustCommand::List => {
             for (host, fingerprint) in store.entries() {
-                println!("{host}\t{fingerprint}");
+                match store.ca_file(host) {
+                    Some(ca_file) => println!("{host}\t{fingerprint}\tca={}", ca_file.display()),
+                    None => println!("{host}\t{fingerprint}"),
+                }
             }
         }
         TrustCommand::Remove { host } => {

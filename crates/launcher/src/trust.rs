@@ -265,6 +265,21 @@ mod tests {
     }
 
     #[test]
+    fn a_ca_file_is_kept_with_its_pin() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("trust.json");
+        let mut store = TrustStore::load(&path).unwrap();
+        assert!(!store.set_ca_file("broker.example", Some("/ca.pem".into())));
+        store.pin("broker.example", key(1)).unwrap();
+        store.pin("other.example", key(2)).unwrap();
+        assert!(store.set_ca_file("Broker.Example", Some("/ca.pem".into())));
+        store.save().unwrap();
+        let loaded = TrustStore::load(&path).unwrap();
+        assert_eq!(loaded.ca_file("broker.example"), Some(Path::new("/ca.pem")));
+        assert_eq!(loaded.ca_file("other.example"), None);
+    }
+
+    #[test]
     fn pins_persist_privately_and_a_changed_key_is_refused() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("config/trust.json");
