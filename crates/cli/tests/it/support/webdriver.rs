@@ -11,7 +11,7 @@ use portcullis_testkit::program;
 use serde_json::{Value, json};
 
 /// The key of an element reference in WebDriver answers.
-const ELEMENT_KEY: &str = "element-6066-11e4-a52f-4a1e7c9f84c5";
+const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long one WebDriver command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -170,11 +170,16 @@ impl Browser {
             if let Some(element) = self.find(selector).await {
                 return element;
             }
-            assert!(
-                Instant::now() < deadline,
-                "no {selector} within {limit:?} on {}",
-                self.url().await
-            );
+            if Instant::now() >= deadline {
+                let text = self
+                    .execute("return document.body ? document.body.innerText : '';")
+                    .await;
+                panic!(
+                    "no {selector} within {limit:?} on {}; the page says:\n{}",
+                    self.url().await,
+                    text.as_str().unwrap_or_default()
+                );
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
