@@ -3,10 +3,13 @@
 //! `/uds/…`) that a browser marks as coming from another origin gets HTTP 403 before its
 //! handler runs: `{"error": "cross-site request refused"}` under `/api/`, a page elsewhere.
 //!
-//! A browser marks it with `Origin` (any value but the broker's public URL's origin, and
-//! `null`, is another origin) or with `Sec-Fetch-Site` (anything but `same-origin` and
-//! `none`: `same-site` is a sibling subdomain, which `SameSite=Strict` cookies do not
-//! keep out). A request with neither header is not a browser's cross-site request —
+//! A browser marks it with `Sec-Fetch-Site` (anything but `same-origin` and `none`:
+//! `same-site` is a sibling subdomain, which `SameSite=Strict` cookies do not keep out)
+//! or, when it does not send that header, with `Origin` (any value but the broker's public
+//! URL's origin, and `null`, is another origin). `Sec-Fetch-Site` decides when present:
+//! under the portal's `Referrer-Policy: no-referrer` Chromium sends `Origin: null` with
+//! the portal's own form posts, and a page cannot forge `Sec-Fetch-Site`. A request with
+//! neither header is not a browser's cross-site request —
 //! scripts, `curl` and the launcher send neither — and stays allowed, since the user API
 //! is documented as usable from scripts.
 
@@ -40,10 +43,11 @@ impl SameOrigin {
 
     /// Why a request with these headers is a cross-site one, if it is.
     fn refusal(&self, headers: &HeaderMap) -> Option<&'static str> {
-        for site in headers.get_all(SEC_FETCH_SITE) {
-            if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-                return Some("Sec-Fetch-Site");
-            }
+        let mut sites = headers.get_all(SEC_FETCH_SITE).iter().peekable();
+        if sites.peek().is_some() {
+            return sites
+                .any(|site| !matches!(site.as_bytes(), b"same-origin" | b"none"))
+                .then_some("Sec-Fetch-Site");
         }
         for origin in headers.get_all(ORIGIN) {
             let origin = origin.to_str().ok().and_then(origin_of);
@@ -138,7 +142,7 @@ mod tests {
                 Some("Sec-Fetch-Site")
             );
         }
-        // Any one bad header is enough.
+        // Without Sec-Fetch-Site, any one bad Origin is enough.
         assert_eq!(
             refusal(
                 &same,
@@ -148,6 +152,29 @@ mod tests {
                 ]
             ),
             Some("Origin")
+        );
+    }
+
+    #[test]
+    fn sec_fetch_site_decides_when_present() {
+        let same = SameOrigin::new("https://broker.example.com:8443");
+        // A same-origin form post under `Referrer-Policy: no-referrer` (Chromium).
+        assert_eq!(
+            refusal(
+                &same,
+                &[("sec-fetch-site", "same-origin"), ("origin", "null")]
+            ),
+            None
+        );
+        assert_eq!(
+            refusal(
+                &same,
+                &[
+                    ("sec-fetch-site", "cross-site"),
+                    ("origin", "https://broker.example.com:8443")
+                ]
+            ),
+            Some("Sec-Fetch-Site")
         );
     }
 
