@@ -43,6 +43,12 @@ const MIGRATIONS: &[Embedded] = &[
         sqlite: include_str!("../../migrations/sqlite/0003_connection_history.sql"),
         postgres: include_str!("../../migrations/postgres/0003_connection_history.sql"),
     },
+    Embedded {
+        version: 4,
+        description: "oidc_users",
+        sqlite: include_str!("../../migrations/sqlite/0004_oidc_users.sql"),
+        postgres: include_str!("../../migrations/postgres/0004_oidc_users.sql"),
+    },
 ];
 
 /// Embedded migrations of one backend, as a source for sqlx's [`Migrator`].

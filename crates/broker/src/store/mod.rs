@@ -17,6 +17,7 @@ mod connections;
 mod error;
 mod exchange_commit;
 mod migrate;
+mod oidc_users;
 mod services;
 mod sweep;
 mod tickets;
@@ -50,7 +51,7 @@ pub use tickets::{
     NewTunnelTicket, StoppedSession, TunnelTicket,
 };
 pub use types::{GroupId, ServiceId, TokenHash, TunnelServerId, UserId};
-pub use users::{Group, User};
+pub use users::{Group, OidcLink, User};
 
 /// Pragmas run on every new SQLite connection. WAL lets readers run beside the writer;
 /// `synchronous = NORMAL` is durable against crashes of the broker and loses at most the

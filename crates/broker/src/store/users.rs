@@ -36,6 +36,20 @@ pub struct User {
     pub password_hash: String,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
+    /// The OpenID Connect provider and subject this user signs in with; `None` for a
+    /// local (password) user.
+    pub oidc: Option<OidcLink>,
+    /// When an administrator disabled the account (Unix milliseconds); `None` if active.
+    pub disabled_at: Option<i64>,
+}
+
+/// The identity of a user at an OpenID Connect provider.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct OidcLink {
+    /// The provider's name (`auth.oidc.name`).
+    pub provider: String,
+    /// The ID token's `sub`: the provider's stable id of the user.
+    pub subject: String,
 }
 
 impl fmt::Debug for User {
@@ -45,6 +59,8 @@ impl fmt::Debug for User {
             .field("username", &self.username)
             .field("password_hash", &"<redacted>")
             .field("created_at", &self.created_at)
+            .field("oidc", &self.oidc)
+            .field("disabled_at", &self.disabled_at)
             .finish()
     }
 }
@@ -58,14 +74,21 @@ pub struct Group {
     pub name: String,
 }
 
-const USER_COLUMNS: &str = "users.id, users.username, users.password_hash, users.created_at";
+pub(super) const USER_COLUMNS: &str = "users.id, users.username, users.password_hash, \
+     users.created_at, users.oidc_provider, users.oidc_subject, users.disabled_at";
 
-fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+pub(super) fn user_from_row(row: &AnyRow) -> Result<User, StoreError> {
+    let provider: Option<String> = row.try_get("oidc_provider")?;
+    let subject: Option<String> = row.try_get("oidc_subject")?;
     Ok(User {
         id: UserId(row.try_get("id")?),
         username: row.try_get("username")?,
         password_hash: row.try_get("password_hash")?,
         created_at: row.try_get("created_at")?,
+        oidc: provider
+            .zip(subject)
+            .map(|(provider, subject)| OidcLink { provider, subject }),
+        disabled_at: row.try_get("disabled_at")?,
     })
 }
 
@@ -344,7 +367,7 @@ impl Store {
         Ok(())
     }
 
-    /// The user of an unexpired login session.
+    /// The user of an unexpired login session, unless the account is disabled.
     pub async fn login_session_user(
         &self,
         token: &TokenHash,
@@ -353,7 +376,8 @@ impl Store {
         let sql = format!(
             "SELECT {USER_COLUMNS} FROM users \
              JOIN login_sessions ON login_sessions.user_id = users.id \
-             WHERE login_sessions.token_hash = $1 AND login_sessions.expires_at > $2"
+             WHERE login_sessions.token_hash = $1 AND login_sessions.expires_at > $2 \
+             AND users.disabled_at IS NULL"
         );
         let row = sqlx::query(&sql)
             .bind(token.as_bytes().as_slice())
