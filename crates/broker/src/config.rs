@@ -9,6 +9,7 @@
 //! Error messages name the file, the setting (`limits.body_limit_bytes`) and the line, and
 //! never quote the offending line: it may hold the database password.
 
+mod auth;
 mod error;
 mod ip_net;
 mod urls;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 use error::invalid;
 use urls::check_http_url;
 
+pub use auth::{AuthConfig, OidcProviderConfig};
 pub use error::ConfigError;
 pub use ip_net::IpNet;
 pub use urls::{DatabaseUrl, PublicUrl};
@@ -72,6 +74,8 @@ pub struct BrokerConfig {
     pub limits: LimitsConfig,
     /// Portal sessions.
     pub session: SessionConfig,
+    /// Sign-in through OpenID Connect providers (`[[auth.oidc]]`).
+    pub auth: AuthConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -91,6 +95,7 @@ impl Default for BrokerConfig {
             client: ClientConfig::default(),
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
+            auth: AuthConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -400,6 +405,7 @@ impl BrokerConfig {
             }
         }
         self.validate_bounds()?;
+        self.auth.validate()?;
         check_log_filter(&self.log.level).map_err(|reason| invalid("log.level", reason))
     }
 

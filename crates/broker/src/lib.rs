@@ -17,6 +17,7 @@ pub mod http;
 pub mod keys;
 pub mod metrics;
 pub mod model;
+pub mod oidc;
 pub mod password;
 pub mod proof_limit;
 pub mod rate_limit;

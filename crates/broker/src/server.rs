@@ -52,6 +52,9 @@ pub enum StartError {
     /// TLS could not be set up.
     #[error("TLS")]
     Tls(#[from] tls::TlsError),
+    /// An OpenID Connect provider could not be set up.
+    #[error("OpenID Connect")]
+    Oidc(#[from] crate::oidc::OidcError),
     /// The listening socket could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -119,12 +122,18 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         source,
     })?;
 
+    let oidc = crate::oidc::Providers::new(
+        &config.auth.oidc,
+        config.public_url().as_str(),
+        signing_key.seed(),
+    )?;
     let state = Arc::new(AppState::new(
         config,
         store.clone(),
         signing_key,
         scripts,
         metrics,
+        oidc,
         clock,
     ));
     let limits = &state.config.limits;

@@ -9,6 +9,7 @@ use portcullis_proto::payload::SigningKey;
 
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
+use crate::oidc::Providers;
 use crate::password::PasswordChecks;
 use crate::proof_limit::ProofLimiter;
 use crate::rate_limit::RateLimiter;
@@ -50,19 +51,23 @@ pub struct AppState {
     pub readiness: ReadinessCache,
     /// Wrong tunnel-handshake proofs per tunnel server and source address.
     pub wrong_proofs: ProofLimiter,
+    /// The OpenID Connect providers users may sign in with.
+    pub oidc: Providers,
     clock: Clock,
 }
 
 impl AppState {
     /// Assembles the state; `metrics` should be the ones the store reports to (see
     /// [`StoreOptions::metrics`](crate::store::StoreOptions::metrics)); `clock` is
-    /// [`system_clock`] outside tests.
+    /// [`system_clock`] outside tests; `oidc` the providers of
+    /// `config.auth`.
     pub fn new(
         config: BrokerConfig,
         store: Store,
         signing_key: SigningKey,
         scripts: ScriptSet,
         metrics: Metrics,
+        oidc: Providers,
         clock: Clock,
     ) -> Self {
         let per_user = config.limits.login_attempts_per_minute_per_user;
@@ -83,6 +88,7 @@ impl AppState {
             password_checks,
             readiness: ReadinessCache::default(),
             wrong_proofs,
+            oidc,
             clock,
         }
     }

@@ -162,7 +162,13 @@ pub(crate) async fn sign_in(
         .check(&user_key, now)
         .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
 
-    let user = state.store.user_by_name(username).await?;
+    // A user who signs in through an OpenID Connect provider has no password, and a
+    // disabled one may not sign in: both are checked against the decoy, as unknown names.
+    let user = state
+        .store
+        .user_by_name(username)
+        .await?
+        .filter(|user| user.oidc.is_none() && user.disabled_at.is_none());
     let stored = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
@@ -187,7 +193,20 @@ pub(crate) async fn sign_in(
         return Err(UserApiError::BadCredentials);
     };
     state.logins_per_user.reset(&user_key);
+    let token = open_session(state, &user, client, "login", json!({})).await?;
+    Ok((user, token))
+}
 
+/// Opens a login session for `user`, who just signed in (with a password, or through an
+/// OpenID Connect provider), and audits it as `kind` with `detail`: the session token for
+/// the cookie ([`session_cookie`]).
+pub(crate) async fn open_session(
+    state: &AppState,
+    user: &User,
+    client: &ClientAddr,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<String, UserApiError> {
     let token = session_token_new().map_err(|error| UserApiError::Internal(error.to_string()))?;
     let ttl_ms = i64::try_from(state.config.session.cookie_ttl_secs.saturating_mul(1000))
         .unwrap_or(i64::MAX);
@@ -201,15 +220,8 @@ pub(crate) async fn sign_in(
             now_ms.saturating_add(ttl_ms),
         )
         .await?;
-    audit(
-        state,
-        "login",
-        Some(user.username.clone()),
-        client,
-        json!({}),
-    )
-    .await?;
-    Ok((user, token))
+    audit(state, kind, Some(user.username.clone()), client, detail).await?;
+    Ok(token)
 }
 
 /// `POST /api/logout`.
@@ -406,7 +418,8 @@ fn connection_json(connection: &Connection) -> serde_json::Value {
     value
 }
 
-async fn audit(
+/// Appends an event about a request of `client` to the audit log.
+pub(crate) async fn audit(
     state: &AppState,
     kind: &str,
     username: Option<String>,

@@ -26,6 +26,7 @@ mod assets;
 mod csrf;
 mod format;
 mod html;
+mod oidc;
 mod pages;
 
 pub(crate) use pages::{cross_site, not_found};
@@ -36,6 +37,8 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/", get(index))
         .route("/login", post(login))
         .route("/logout", post(logout))
+        .route("/login/oidc/{slug}", get(oidc::begin))
+        .route("/login/oidc/{slug}/callback", get(oidc::callback))
         .route("/services/{id}/connect", post(connect))
         .route("/download", get(download))
         .route("/assets/{name}", get(assets::asset))
@@ -119,6 +122,7 @@ fn failure(error: UserApiError) -> Response {
 
 /// The sign-in page, with a double-submit token (the visitor's, or a fresh one).
 fn sign_in_page(
+    state: &AppState,
     status: StatusCode,
     headers: &HeaderMap,
     view: &pages::SignIn<'_>,
@@ -131,7 +135,8 @@ fn sign_in_page(
             Err(error) => return failure(UserApiError::Internal(error.to_string())),
         },
     };
-    let mut response = html::respond(status, pages::sign_in(&token, view));
+    let buttons = oidc::buttons(&state.oidc);
+    let mut response = html::respond(status, pages::sign_in(&token, view, &buttons));
     let response_headers = response.headers_mut();
     if let Some(cookie) = csrf::login_cookie_header(&token, 3600) {
         response_headers.append(SET_COOKIE, cookie);
@@ -143,12 +148,18 @@ fn sign_in_page(
 }
 
 /// The sign-in page after a session ended, clearing its cookie.
-fn session_ended(status: StatusCode, headers: &HeaderMap) -> Response {
+fn session_ended(state: &AppState, status: StatusCode, headers: &HeaderMap) -> Response {
     let view = pages::SignIn {
         notice: Some("Your session has ended. Sign in again."),
         ..pages::SignIn::default()
     };
-    sign_in_page(status, headers, &view, user_api::session_cookie("", 0).ok())
+    sign_in_page(
+        state,
+        status,
+        headers,
+        &view,
+        user_api::session_cookie("", 0).ok(),
+    )
 }
 
 /// The services page of `user`, with the connection just `started`.
@@ -177,10 +188,14 @@ async fn index(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Respon
         Ok(Visitor::SignedIn(user, token)) => services_page(&state, &user, &token, None)
             .await
             .unwrap_or_else(failure),
-        Ok(Visitor::Ended) => session_ended(StatusCode::OK, &headers),
-        Ok(Visitor::Anonymous) => {
-            sign_in_page(StatusCode::OK, &headers, &pages::SignIn::default(), None)
-        }
+        Ok(Visitor::Ended) => session_ended(&state, StatusCode::OK, &headers),
+        Ok(Visitor::Anonymous) => sign_in_page(
+            &state,
+            StatusCode::OK,
+            &headers,
+            &pages::SignIn::default(),
+            None,
+        ),
         Err(error) => failure(error),
     }
 }
@@ -215,7 +230,7 @@ async fn login(
             username: &username,
             ..pages::SignIn::default()
         };
-        sign_in_page(status, &headers, &view, None)
+        sign_in_page(&state, status, &headers, &view, None)
     };
     if !csrf::login_token_matches(&headers, form.csrf.as_deref()) {
         return again(
@@ -305,7 +320,7 @@ async fn connect(
     let (user, token) = match visitor(&state, &headers).await {
         Ok(Visitor::SignedIn(user, token)) => (user, token),
         Ok(Visitor::Ended | Visitor::Anonymous) => {
-            return session_ended(StatusCode::UNAUTHORIZED, &headers);
+            return session_ended(&state, StatusCode::UNAUTHORIZED, &headers);
         }
         Err(error) => return failure(error),
     };

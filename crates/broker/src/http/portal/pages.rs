@@ -22,8 +22,9 @@ pub(super) struct SignIn<'a> {
     pub(super) username: &'a str,
 }
 
-/// The sign-in page with its double-submit `login_token`.
-pub(super) fn sign_in(login_token: &str, view: &SignIn<'_>) -> String {
+/// The sign-in page with its double-submit `login_token`, and `providers` (HTML: the
+/// "Sign in with …" buttons of the OpenID Connect providers) after the form.
+pub(super) fn sign_in(login_token: &str, view: &SignIn<'_>, providers: &str) -> String {
     let notice = view
         .notice
         .map(|text| format!("<p class=\"notice\">{}</p>\n", escape(text)))
@@ -39,7 +40,7 @@ pub(super) fn sign_in(login_token: &str, view: &SignIn<'_>) -> String {
          <label for=\"password\">Password</label>\n\
          <input type=\"password\" id=\"password\" name=\"password\" \
          autocomplete=\"current-password\" required{focus_password}>\n\
-         <button type=\"submit\" id=\"sign-in\">Sign in</button>\n</form>\n",
+         <button type=\"submit\" id=\"sign-in\">Sign in</button>\n</form>\n{providers}",
         field = csrf::FIELD,
         token = escape(login_token),
         error = escape(view.error.unwrap_or_default()),

@@ -1,0 +1,230 @@
+//! Signing in through an OpenID Connect provider: the "Sign in with <name>" buttons,
+//! `GET /login/oidc/{slug}` (off to the provider) and its callback
+//! `GET /login/oidc/{slug}/callback`, which ends in the password sign-in's own session
+//! (`user_api::open_session`) or in a page that says why not.
+//!
+//! The callback is a GET, as the provider's redirect is: the same-origin check covers
+//! state-changing methods only, and the pending sign-in's cookie is `SameSite=Lax` so the
+//! browser sends it on that cross-site top-level navigation. The session cookie is
+//! `SameSite=Strict`, which a browser withholds on the rest of a cross-site redirect chain:
+//! so the callback answers a page that moves on to `/` itself (a same-origin navigation).
+//! Every refusal is audited (`login.oidc_refused`) with the technical reason; the page
+//! tells the user in plain words.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::html::{escape, page, respond, security_headers};
+use super::{csrf, failure, pages};
+use crate::http::ClientAddr;
+use crate::http::user_api::{self, audit};
+use crate::oidc::cookie::{self, PENDING_TTL_SECS};
+use crate::oidc::flow::{self, Callback};
+use crate::oidc::{Provider, Providers, Refusal, account};
+use crate::rate_limit::network_key;
+use crate::state::AppState;
+
+/// The buttons of the sign-in page: a link per provider styled as a button (a form would
+/// not do: the CSP's `form-action 'self'` also covers the redirect to the provider), with
+/// the stable id `oidc-<slug>`. Starting a sign-in changes nothing, so it needs no token.
+pub(super) fn buttons(providers: &Providers) -> String {
+    let mut html = String::new();
+    for provider in providers.iter() {
+        if html.is_empty() {
+            html.push_str("<div id=\"oidc-providers\" class=\"sign-in\">\n<p>Or:</p>\n");
+        }
+        html.push_str(&format!(
+            "<p><a id=\"oidc-{slug}\" class=\"button secondary\" \
+             href=\"/login/oidc/{slug}\">Sign in with {name}</a></p>\n",
+            slug = escape(&provider.slug),
+            name = escape(provider.name()),
+        ));
+    }
+    if !html.is_empty() {
+        html.push_str("</div>\n");
+    }
+    html
+}
+
+/// `GET /login/oidc/{slug}`: off to the provider, with the pending sign-in's cookie.
+pub(super) async fn begin(
+    State(state): State<Arc<AppState>>,
+    client: ClientAddr,
+    Path(slug): Path<String>,
+) -> Response {
+    let Some(provider) = state.oidc.get(&slug) else {
+        return pages::not_found();
+    };
+    match flow::begin(&state.oidc, provider, state.now()).await {
+        Ok(started) => {
+            let mut response = StatusCode::SEE_OTHER.into_response();
+            let headers = response.headers_mut();
+            match HeaderValue::from_str(&started.location) {
+                Ok(location) => headers.insert(LOCATION, location),
+                Err(error) => return failure(user_api_internal(error.to_string())),
+            };
+            if let Some(cookie) = cookie::header(&started.cookie, PENDING_TTL_SECS) {
+                headers.append(SET_COOKIE, cookie);
+            }
+            security_headers(headers);
+            response
+        }
+        Err(refusal) => refused(&state, provider, &client, refusal, None).await,
+    }
+}
+
+/// `GET /login/oidc/{slug}/callback`: the provider's answer.
+pub(super) async fn callback(
+    State(state): State<Arc<AppState>>,
+    client: ClientAddr,
+    headers: HeaderMap,
+    Path(slug): Path<String>,
+    query: Result<Query<Callback>, QueryRejection>,
+) -> Response {
+    let Some(provider) = state.oidc.get(&slug) else {
+        return pages::not_found();
+    };
+    // Each callback may cost a token request: bounded per client address, as sign-ins are.
+    let _guard = match client.0 {
+        Some(ip) => match state.logins_per_ip.check(&network_key(ip), Instant::now()) {
+            Ok(guard) => Some(guard),
+            Err(wait) => return too_many(wait.as_secs() + 1),
+        },
+        None => None,
+    };
+    let callback = query.map(|Query(callback)| callback).unwrap_or_default();
+    let value = cookie::from_headers(&headers);
+    let pending = match flow::check_state(
+        &state.oidc,
+        provider,
+        value.as_deref(),
+        &callback,
+        state.now(),
+    ) {
+        Ok(pending) => pending,
+        Err(refusal) => return refused(&state, provider, &client, refusal, None).await,
+    };
+    let identity = match flow::finish(provider, &pending, &callback).await {
+        Ok(identity) => identity,
+        Err(refusal) => return refused(&state, provider, &client, refusal, None).await,
+    };
+    let signed_in =
+        match account::sign_in(&state.store, &provider.config, &identity, state.now()).await {
+            Ok(Ok(signed_in)) => signed_in,
+            Ok(Err(refusal)) => {
+                let subject = Some(identity.subject.as_str());
+                return refused(&state, provider, &client, refusal, subject).await;
+            }
+            Err(error) => return failure(error.into()),
+        };
+    if !signed_in.missing.is_empty() {
+        tracing::warn!(
+            provider = %provider.name(),
+            groups = ?signed_in.missing,
+            "auth.oidc.groups maps to groups the broker does not have"
+        );
+    }
+    let detail = json!({
+        "provider": provider.name(),
+        "subject": identity.subject,
+        "created": signed_in.created,
+        "groups": signed_in.groups,
+        "missing_groups": signed_in.missing,
+    });
+    let token = match user_api::open_session(&state, &signed_in.user, &client, "login.oidc", detail)
+        .await
+    {
+        Ok(token) => token,
+        Err(error) => return failure(error),
+    };
+    let session = match user_api::session_cookie(&token, state.config.session.cookie_ttl_secs) {
+        Ok(session) => session,
+        Err(error) => return failure(error),
+    };
+    let body = "<h1>Signed in</h1>\n<p id=\"oidc-signed-in\">You are signed in. \
+                <a href=\"/\">Continue to your services</a>.</p>\n";
+    let mut response = respond(StatusCode::OK, page("Signed in", "", body));
+    let response_headers = response.headers_mut();
+    // Moves on to `/` from this page: a same-origin navigation, which carries the
+    // SameSite=Strict session cookie.
+    response_headers.insert("refresh", HeaderValue::from_static("0; url=/"));
+    response_headers.append(SET_COOKIE, session);
+    for cleared in [cookie::header("", 0), csrf::login_cookie_header("", 0)]
+        .into_iter()
+        .flatten()
+    {
+        response_headers.append(SET_COOKIE, cleared);
+    }
+    response
+}
+
+fn user_api_internal(detail: String) -> crate::http::UserApiError {
+    crate::http::UserApiError::Internal(detail)
+}
+
+/// Audits a refused sign-in and answers the page that says why; clears the pending
+/// sign-in's cookie.
+async fn refused(
+    state: &AppState,
+    provider: &Provider,
+    client: &ClientAddr,
+    refusal: Refusal,
+    subject: Option<&str>,
+) -> Response {
+    tracing::info!(
+        provider = %provider.name(),
+        reason = refusal.code(),
+        detail = %refusal.detail(),
+        "OpenID Connect sign-in refused"
+    );
+    let mut detail = json!({
+        "provider": provider.name(),
+        "reason": refusal.code(),
+        "detail": refusal.detail(),
+    });
+    if let (Some(subject), Some(fields)) = (subject, detail.as_object_mut()) {
+        fields.insert("subject".into(), json!(subject));
+    }
+    if let Err(error) = audit(state, "login.oidc_refused", None, client, detail).await {
+        return failure(error);
+    }
+    let status = match refusal {
+        Refusal::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::FORBIDDEN,
+    };
+    let body = format!(
+        "<h1>You were not signed in</h1>\n\
+         <section id=\"oidc-refused\" data-reason=\"{code}\">\n\
+         <p role=\"alert\">{message}</p>\n</section>\n\
+         <p><a id=\"back-to-sign-in\" href=\"/\">Back to the sign-in page</a></p>\n",
+        code = refusal.code(),
+        message = escape(&refusal.user_message(provider.name())),
+    );
+    let mut response = respond(status, page("Not signed in", "", &body));
+    if let Some(cleared) = cookie::header("", 0) {
+        response.headers_mut().append(SET_COOKIE, cleared);
+    }
+    response
+}
+
+fn too_many(seconds: u64) -> Response {
+    let body = format!(
+        "<h1>Too many sign-in attempts</h1>\n<p role=\"alert\">Try again in {seconds} \
+         seconds.</p>\n<p><a href=\"/\">Back to the sign-in page</a></p>\n"
+    );
+    let mut response = respond(
+        StatusCode::TOO_MANY_REQUESTS,
+        page("Too many attempts", "", &body),
+    );
+    response
+        .headers_mut()
+        .insert(RETRY_AFTER, HeaderValue::from(seconds));
+    response
+}
