@@ -115,6 +115,8 @@ pub(crate) struct Stack {
     /// A tunneled TCP service to the echo target.
     pub(crate) service: i64,
     http: reqwest::Client,
+    /// Alice's portal session, signed in once: the broker limits sign-ins per minute.
+    session: tokio::sync::OnceCell<String>,
 }
 
 impl Stack {
@@ -190,6 +192,7 @@ impl Stack {
             cutter,
             service: 0,
             http,
+            session: tokio::sync::OnceCell::new(),
         };
         stack.service = stack
             .add_service("echo", Protocol::Tcp, Transport::Tunneled, echo)
@@ -253,29 +256,15 @@ impl Stack {
             .0
     }
 
-    /// Signs in and clicks Connect: the `udssv2://` link.
+    /// Clicks Connect on the echo service: the `udssv2://` link.
     pub(crate) async fn link(&self) -> String {
         self.link_to(self.service).await
     }
 
-    /// Signs in and clicks Connect on `service`.
+    /// Clicks Connect on `service` (signed in).
     pub(crate) async fn link_to(&self, service: i64) -> String {
         let base = self.broker.base_url();
-        let login = self
-            .http
-            .post(format!("{base}/api/login"))
-            .json(&json!({"username": "alice", "password": PASSWORD}))
-            .send()
-            .await
-            .unwrap();
-        assert!(login.status().is_success());
-        let cookie = login.headers()[reqwest::header::SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let cookie = self.session.get_or_init(|| self.sign_in()).await;
         let connect: Value = self
             .http
             .post(format!("{base}/api/services/{service}/connect"))
@@ -288,6 +277,25 @@ impl Stack {
             .await
             .unwrap();
         connect["url"].as_str().unwrap().to_owned()
+    }
+
+    /// Signs in as alice: the session cookie.
+    async fn sign_in(&self) -> String {
+        let login = self
+            .http
+            .post(format!("{}/api/login", self.broker.base_url()))
+            .json(&json!({"username": "alice", "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap();
+        assert!(login.status().is_success(), "{}", login.status());
+        login.headers()[reqwest::header::SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned()
     }
 
     /// Launch options for `url` with the user's files in `home` (nothing pinned yet).
