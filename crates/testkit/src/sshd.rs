@@ -57,12 +57,15 @@ impl Sshd {
             ),
         )
         .unwrap();
+        // Its log (probes of the port show up there) stays out of the test's output.
+        let log = std::fs::File::create(dir.path().join("sshd.log")).unwrap();
         let child = Command::new(program("sshd", "openssh-server"))
             .arg("-D")
             .arg("-e")
             .arg("-f")
             .arg(&config)
             .stdin(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let mut sshd = Self { child, addr, dir };
@@ -74,7 +77,8 @@ impl Sshd {
         let started = Instant::now();
         while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
             if let Ok(Some(status)) = self.child.try_wait() {
-                panic!("sshd exited at start with {status}");
+                let log = std::fs::read_to_string(self.dir.path().join("sshd.log"));
+                panic!("sshd exited at start with {status}: {}", log.unwrap_or_default());
             }
             assert!(
                 started.elapsed() < START_TIMEOUT,

@@ -19,7 +19,8 @@ use crate::support::webdriver::{Browser, screenshot_dir};
 use crate::support::{interrupt, start_dev, wait_with_timeout};
 
 /// What the test script's `ssh` runs on the server.
-const REMOTE_COMMAND: &str = "echo through-the-post-quantum-tunnel; uname -s";
+/// (It lasts a few seconds, so that the page shows the session connected while it runs.)
+const REMOTE_COMMAND: &str = "sleep 4; echo through-the-post-quantum-tunnel; uname -s";
 /// How long the page may take to show a state change.
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 
@@ -194,6 +195,8 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
 
     let home = work.path().join("launcher-home");
     let launcher = run_launcher(&url, &info, &home);
+    wait_for_state(&browser, "connected").await;
+    browser.screenshot(&shots.join("3-connected.png")).await;
     let finished =
         tokio::task::spawn_blocking(move || wait_with_timeout(launcher, Duration::from_secs(120)))
             .await
@@ -212,13 +215,13 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
     let sent = number(&browser, "#bytes-sent").await;
     let received = number(&browser, "#bytes-received").await;
     assert!(sent > 0 && received > 0, "sent {sent}, received {received}");
-    browser.screenshot(&shots.join("3-ended.png")).await;
+    browser.screenshot(&shots.join("4-ended.png")).await;
 
-    // The tunnel server counts from its side: what it sent is what the user received.
+    // The page counts as the tunnel server does: "sent to you", "received from you".
     let stopped = stopped_event(&dev_dir);
     let detail: Value = serde_json::from_str(stopped["detail"].as_str().unwrap()).unwrap();
-    assert_eq!(detail["sent"].as_u64(), Some(received), "{stopped}");
-    assert_eq!(detail["recv"].as_u64(), Some(sent), "{stopped}");
+    assert_eq!(detail["sent"].as_u64(), Some(sent), "{stopped}");
+    assert_eq!(detail["recv"].as_u64(), Some(received), "{stopped}");
 
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
@@ -231,26 +234,21 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
     eprintln!("screenshots: {}", shots.display());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() {
-    let shots = screenshot_dir("wrong_password");
-    let work = tempfile::tempdir().unwrap();
-    let (dev, info) = start_dev(work.path(), &[]);
-    let browser = Browser::start().await;
-    browser.goto(info["portal_url"].as_str().unwrap()).await;
-
-    // Tab from the top of the page reaches every control, in order.
+/// Pressing Tab from the top of the page focuses every visible control of the page.
+async fn assert_tab_reaches_every_control(browser: &Browser, page: &str) {
     let controls = browser
         .execute(
-            "const all = document.querySelectorAll('a[href], button, input, select, textarea');\n\
-             return Array.from(all).filter((e) => !e.disabled && e.type !== 'hidden')\n\
+            "document.activeElement && document.activeElement.blur();\n\
+             const all = document.querySelectorAll('a[href], button, input, select, textarea');\n\
+             return Array.from(all)\n\
+                 .filter((e) => !e.disabled && e.type !== 'hidden' && e.getClientRects().length > 0)\n\
                  .map((e, i) => { e.dataset.tabProbe = String(i); return String(i); });",
         )
         .await;
     let controls: Vec<String> = serde_json::from_value(controls).unwrap();
     assert!(
         controls.len() >= 3,
-        "the sign-in page has too few controls: {controls:?}"
+        "{page} has too few controls: {controls:?}"
     );
     let mut reached = Vec::new();
     for _ in 0..controls.len() + 2 {
@@ -270,7 +268,21 @@ async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() 
     sorted.sort();
     let mut expected = controls.clone();
     expected.sort();
-    assert_eq!(sorted, expected, "Tab reached {reached:?} of {controls:?}");
+    assert_eq!(
+        sorted, expected,
+        "on {page}, Tab reached {reached:?} of {controls:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() {
+    let shots = screenshot_dir("wrong_password");
+    let work = tempfile::tempdir().unwrap();
+    let (dev, info) = start_dev(work.path(), &[]);
+    let browser = Browser::start().await;
+    browser.goto(info["portal_url"].as_str().unwrap()).await;
+
+    assert_tab_reaches_every_control(&browser, "the sign-in page").await;
 
     sign_in(
         &browser,
@@ -291,6 +303,16 @@ async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() 
         "signed in with a wrong password"
     );
     browser.screenshot(&shots.join("wrong-password.png")).await;
+
+    // The services page, signed in, for a keyboard user too.
+    sign_in(
+        &browser,
+        info["username"].as_str().unwrap(),
+        info["password"].as_str().unwrap(),
+    )
+    .await;
+    browser.wait_for("#services", PAGE_WAIT).await;
+    assert_tab_reaches_every_control(&browser, "the services page").await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
     browser.quit().await;

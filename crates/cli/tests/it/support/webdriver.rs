@@ -190,8 +190,10 @@ impl Browser {
             .await;
     }
 
-    /// Types `text` into `element`.
+    /// Replaces what `element` holds with `text`, typed.
     pub(crate) async fn type_into(&self, element: &Element, text: &str) {
+        self.post(&format!("/element/{}/clear", element.0), json!({}))
+            .await;
         self.post(
             &format!("/element/{}/value", element.0),
             json!({ "text": text }),
