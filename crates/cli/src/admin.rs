@@ -66,8 +66,20 @@ enum UserCommand {
         #[arg(long = "group", value_name = "GROUP")]
         groups: Vec<String>,
     },
-    /// List users and their groups.
+    /// List users: name, groups, how they sign in (`password` or `oidc:<provider>`), and
+    /// `disabled` for a disabled account.
     List,
+    /// Disable a user: their sign-ins (password or OpenID Connect) are refused and their
+    /// sessions end at once.
+    Disable {
+        /// Login name.
+        name: String,
+    },
+    /// Enable a disabled user again.
+    Enable {
+        /// Login name.
+        name: String,
+    },
     /// Remove a user (and their sessions).
     Remove {
         /// Login name.
@@ -269,18 +281,43 @@ async fn run_user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
         UserCommand::List => {
             for user in store.list_users().await? {
                 let groups = store.groups_of_user(user.id).await?;
-                println!("{}\t{}", user.username, groups.join(","));
+                let source = match &user.oidc {
+                    Some(link) => format!("oidc:{}", link.provider),
+                    None => "password".to_owned(),
+                };
+                let state = if user.disabled_at.is_some() {
+                    "\tdisabled"
+                } else {
+                    ""
+                };
+                println!("{}\t{}\t{source}{state}", user.username, groups.join(","));
             }
         }
         UserCommand::Remove { name } => {
             store.remove_user(&name).await?;
             println!("removed user {name}");
         }
+        UserCommand::Disable { name } => {
+            store
+                .set_user_disabled(&name, Some(unix_millis(SystemTime::now())))
+                .await?;
+            println!("disabled user {name} (their sessions have ended)");
+        }
+        UserCommand::Enable { name } => {
+            store.set_user_disabled(&name, None).await?;
+            println!("enabled user {name}");
+        }
         UserCommand::Passwd { name } => {
             let user = store
                 .user_by_name(&name)
                 .await?
                 .with_context(|| format!("no user named {name}"))?;
+            if let Some(link) = &user.oidc {
+                bail!(
+                    "{name} signs in through the OpenID Connect provider {} and has no password",
+                    link.provider
+                );
+            }
             let hash = password_from_stdin(&name)?;
             store.set_password_hash(user.id, &hash).await?;
             println!("changed the password of {name}");
