@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole Portcullis test suite. Installs what the tests need when it is missing (gcc,
-# Node.js, PostgreSQL's server binaries, OpenSSH server and client, Chromium and its
-# WebDriver), then
+# Node.js and the npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server
+# and client, Chromium and its WebDriver), then
 # runs every test of the workspace and a short smoke run of each fuzz target.
 #
 #   bash scripts/test.sh            # everything
@@ -57,11 +57,24 @@ need_sshd() {
     }
 }
 
+need_oidc_provider() {
+    # The OpenID Connect tests run a real provider, the npm package oidc-provider, with
+    # Node; it is installed outside the repository (the version must match PACKAGE in
+    # crates/cli/tests/it/support/oidc_provider.rs).
+    local dir="${PORTCULLIS_OIDC_PROVIDER_DIR:-$HOME/.cache/portcullis/oidc-provider}"
+    grep -qs '"version": "8.8.1"' "$dir/node_modules/oidc-provider/package.json" && return 0
+    echo "==> the npm package oidc-provider is missing: installing it under $dir"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund oidc-provider@8.8.1
+}
+
 need cc gcc
 need chromium chromium
 need chromedriver chromium-driver
 need c++ g++
 need node nodejs
+need npm npm
+need_oidc_provider
 need ssh openssh-client
 need ssh-keygen openssh-client
 need_sshd

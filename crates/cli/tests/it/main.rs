@@ -1,6 +1,7 @@
 //! The `portcullis` binary as operators and users meet it, in one test binary: the admin
 //! commands and `portcullis dev` (`commands`), two brokers on one PostgreSQL
-//! (`two_brokers`), and the whole product in a real headless Chromium (`browser`).
+//! (`two_brokers`), the whole product in a real headless Chromium (`browser`), and
+//! OpenID Connect sign-in against a real provider (`oidc`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -10,5 +11,6 @@ mod postgres;
 
 mod browser;
 mod commands;
+mod oidc;
 mod support;
 mod two_brokers;

@@ -1,5 +1,6 @@
 //! What the tests of the `portcullis` binary share.
 
+pub(crate) mod oidc_provider;
 mod process;
 pub(crate) mod webdriver;
 
