@@ -1,5 +1,6 @@
 //! The Portcullis broker: users, services, one-use tickets, the OpenUDS-5-compatible client
-//! and tunnel-server APIs, the portal and the admin API.
+//! and tunnel-server APIs, the user API and the web portal. Operators administer it with
+//! the `portcullis admin` command, which works on the database directly.
 //!
 //! The wire formats live in [`portcullis_proto`]; this crate stores, decides and serves:
 //! [`store`] (SQLite or PostgreSQL), [`exchange`] and [`redeem`] (the ticket logic),

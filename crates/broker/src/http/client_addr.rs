@@ -1,5 +1,5 @@
 //! The client's address: the TCP peer, or behind a trusted reverse proxy the address the
-//! proxies recorded in `X-Forwarded-For`. Unknown in `oneshot` tests, which have no peer.
+//! proxies recorded in `X-Forwarded-For`. Unknown when the router is driven without a socket.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;

@@ -1,5 +1,5 @@
-//! The broker's HTTP surface: one [`router`] over an [`AppState`], testable with
-//! `tower::ServiceExt::oneshot` and served by [`crate::server`].
+//! The broker's HTTP surface: one [`router`] over an [`AppState`], served by
+//! [`crate::server`]; the tests in `crates/broker/tests` drive it over real HTTPS.
 //!
 //! | routes | module | error style |
 //! |---|---|---|
