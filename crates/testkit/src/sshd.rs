@@ -1,6 +1,9 @@
-//! A real OpenSSH server on 127.0.0.1 for one test: its own host key, one client key
-//! authorized for the current user, a free port; killed when dropped.
+//! A real OpenSSH server on 127.0.0.1 for one test: its own host key (pinned in a
+//! known-hosts file under [`Sshd::HOST_KEY_ALIAS`], so clients check it wherever they reach
+//! the server: directly or through a tunnel's local port), one client key authorized for
+//! the current user, a free port; killed when dropped.
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,6 +24,9 @@ pub struct Sshd {
 }
 
 impl Sshd {
+    /// The name `ssh` checks the host key under (`-o HostKeyAlias=`).
+    pub const HOST_KEY_ALIAS: &'static str = "portcullis-test-sshd";
+
     /// Generates the keys, starts `sshd` on a free loopback port and waits until it
     /// listens.
     pub fn start() -> Self {
@@ -31,6 +37,12 @@ impl Sshd {
         keygen(&client_key);
         let authorized = dir.path().join("authorized_keys");
         std::fs::copy(client_key.with_extension("pub"), &authorized).unwrap();
+        let host_public = std::fs::read_to_string(host_key.with_extension("pub")).unwrap();
+        std::fs::write(
+            dir.path().join("known_hosts"),
+            format!("{} {host_public}", Self::HOST_KEY_ALIAS),
+        )
+        .unwrap();
         // sshd refuses to start without its privilege separation directory.
         std::fs::create_dir_all("/run/sshd").ok();
         let port = TcpListener::bind("127.0.0.1:0")
@@ -73,12 +85,27 @@ impl Sshd {
         sshd
     }
 
+    /// Waits until `sshd` answers with its banner. The probe answers with a banner of its
+    /// own, so that `sshd` logs no error for it.
     fn wait_listening(&mut self) {
         let started = Instant::now();
-        while TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+        loop {
+            if let Ok(mut probe) =
+                TcpStream::connect_timeout(&self.addr, Duration::from_millis(200))
+            {
+                let _ = probe.set_read_timeout(Some(Duration::from_secs(2)));
+                let mut banner = [0u8; 4];
+                if probe.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                    let _ = probe.write_all(b"SSH-2.0-probe\r\n");
+                    return;
+                }
+            }
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(self.dir.path().join("sshd.log"));
-                panic!("sshd exited at start with {status}: {}", log.unwrap_or_default());
+                panic!(
+                    "sshd exited at start with {status}: {}",
+                    log.unwrap_or_default()
+                );
             }
             assert!(
                 started.elapsed() < START_TIMEOUT,
@@ -99,28 +126,38 @@ impl Sshd {
         self.dir.path().join("client_key")
     }
 
-    /// `ssh`'s options to log in with [`Sshd::client_key`] in batch mode: no terminal, no
-    /// prompt, no known-hosts file, no user configuration. The port, host and command
-    /// follow them.
+    /// The known-hosts file that pins the host key under [`Sshd::HOST_KEY_ALIAS`].
+    pub fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// `ssh`'s options to log in with [`Sshd::client_key`] in batch mode, the host key
+    /// checked against [`Sshd::known_hosts`]: no terminal, no prompt, no user
+    /// configuration. The port, host and command follow them.
     pub fn ssh_options(&self) -> Vec<String> {
+        let known_hosts = format!("UserKnownHostsFile={}", self.known_hosts().display());
+        let alias = format!("HostKeyAlias={}", Self::HOST_KEY_ALIAS);
+        let key = self.client_key().display().to_string();
         [
             "-F",
             "/dev/null",
             "-o",
             "BatchMode=yes",
             "-o",
-            "StrictHostKeyChecking=no",
+            "StrictHostKeyChecking=yes",
             "-o",
-            "UserKnownHostsFile=/dev/null",
+            &known_hosts,
+            "-o",
+            &alias,
             "-o",
             "LogLevel=ERROR",
             "-o",
             "ConnectTimeout=20",
             "-i",
+            &key,
         ]
         .into_iter()
         .map(str::to_owned)
-        .chain([self.client_key().display().to_string()])
         .collect()
     }
 

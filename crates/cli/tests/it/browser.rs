@@ -69,6 +69,17 @@ async fn sign_in(browser: &Browser, username: &str, password: &str) {
     browser.click(&button).await;
 }
 
+/// Signs in as dev.json's demo user and waits for the services page.
+async fn sign_in_as_demo(browser: &Browser, info: &Value) {
+    sign_in(
+        browser,
+        info["username"].as_str().unwrap(),
+        info["password"].as_str().unwrap(),
+    )
+    .await;
+    browser.wait_for("#services", PAGE_WAIT).await;
+}
+
 /// The connection panel's state once it is `wanted` (waiting at most [`PAGE_WAIT`]).
 async fn wait_for_state(browser: &Browser, wanted: &str) {
     let deadline = std::time::Instant::now() + PAGE_WAIT;
@@ -172,13 +183,7 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
     browser.goto(info["portal_url"].as_str().unwrap()).await;
     browser.wait_for("#login-form", PAGE_WAIT).await;
     browser.screenshot(&shots.join("1-sign-in.png")).await;
-    sign_in(
-        &browser,
-        info["username"].as_str().unwrap(),
-        info["password"].as_str().unwrap(),
-    )
-    .await;
-    browser.wait_for("#services", PAGE_WAIT).await;
+    sign_in_as_demo(&browser, &info).await;
     browser.screenshot(&shots.join("2-services.png")).await;
 
     let connect = browser
@@ -305,13 +310,7 @@ async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() 
     browser.screenshot(&shots.join("wrong-password.png")).await;
 
     // The services page, signed in, for a keyboard user too.
-    sign_in(
-        &browser,
-        info["username"].as_str().unwrap(),
-        info["password"].as_str().unwrap(),
-    )
-    .await;
-    browser.wait_for("#services", PAGE_WAIT).await;
+    sign_in_as_demo(&browser, &info).await;
     assert_tab_reaches_every_control(&browser, "the services page").await;
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
