@@ -14,7 +14,7 @@ use super::error::invalid;
 #[serde(deny_unknown_fields, default)]
 pub struct AuthConfig {
     /// OpenID Connect providers, one `[[auth.oidc]]` table each, shown as "Sign in with
-    /// <name>" buttons in this order. Default: none.
+    /// NAME" buttons in this order. Default: none.
     pub oidc: Vec<OidcProviderConfig>,
 }
 
@@ -22,7 +22,7 @@ pub struct AuthConfig {
 #[derive(Clone, PartialEq, Eq, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcProviderConfig {
-    /// The name on the button ("Sign in with <name>"), in the audit log and in
+    /// The name on the button ("Sign in with NAME"), in the audit log and in
     /// `admin user list`; its slug (lower-case letters, digits and `-`) is in the redirect
     /// URL `<public_url>/login/oidc/<slug>/callback`. Required; at most 64 bytes.
     pub name: String,
@@ -52,11 +52,12 @@ pub struct OidcProviderConfig {
     #[serde(default = "default_groups_claim")]
     pub groups_claim: String,
     /// Claim values to Portcullis groups: `{ "vpn-admins" = ["admins", "staff"] }`. At every
-    /// sign-in the user's groups become those its claim values map to. Default: none.
+    /// sign-in the user's groups become those its claim values map to. Default: none, and
+    /// then sign-ins leave the user's groups alone (the administrator sets them).
     #[serde(default)]
     pub groups: BTreeMap<String, Vec<String>>,
-    /// Refuse a sign-in whose claim maps to no group. Default `false`: such a user signs
-    /// in and sees no services.
+    /// Refuse a sign-in of a user in no group (whose claim maps to none). Default `false`:
+    /// such a user signs in and sees no services.
     #[serde(default)]
     pub require_group: bool,
     /// E-mail domains allowed to sign in (`["example.com"]`): the ID token must carry an

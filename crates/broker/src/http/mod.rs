@@ -8,6 +8,7 @@
 //! | `/api/login`, `/api/logout`, `/api/services…`, `/api/connections[/{id}]` | [`user_api`] | JSON `{"error": …}` with a status |
 //! | `GET /health`, `GET /metrics` | [`ops`] | |
 //! | `/`, `/login`, `/logout`, `/services/{id}/connect`, `/download`, `/assets/…` | `portal` | HTML pages |
+//! | `/login/oidc/{slug}`, `/login/oidc/{slug}/callback` (OpenID Connect, [`crate::oidc`]) | `portal` | HTML pages |
 //!
 //! Request paths hold ticket ids, so nothing here logs a raw URI: spans and metrics use
 //! the matched route pattern.

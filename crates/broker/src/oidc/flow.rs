@@ -1,5 +1,5 @@
 //! The authorization code flow with PKCE: [`begin`] sends the browser to the provider with
-//! a signed pending-sign-in cookie, [`finish`] checks the callback against it, redeems the
+//! a signed pending-sign-in cookie, `finish` checks the callback against it, redeems the
 //! code and verifies the ID token.
 
 use openidconnect::core::{CoreAuthenticationFlow, CoreClient};

@@ -20,7 +20,7 @@ pub enum HttpError {
     /// No answer: refused, unresolvable, TLS failure, or the time limit.
     #[error("the provider did not answer: {0}")]
     Unreachable(String),
-    /// The answer was longer than [`MAX_ANSWER_BYTES`].
+    /// The answer was longer than 256 KiB.
     #[error("the provider's answer exceeds {MAX_ANSWER_BYTES} bytes")]
     TooLarge,
 }

@@ -1,8 +1,8 @@
 //! Sign-in through OpenID Connect providers (`[[auth.oidc]]` in `broker.toml`).
 //!
 //! The authorization code flow with PKCE ([`flow`]): the pending sign-in (state, nonce,
-//! PKCE verifier) lives in a signed cookie ([`cookie`]), discovery and keys are cached
-//! ([`keys`]), every provider request is bounded in time and size ([`http`]), the ID token
+//! PKCE verifier) lives in a signed cookie (module `cookie`), discovery and keys are cached
+//! (module `keys`), every provider request is bounded in time and size ([`http`]), the ID token
 //! is verified ([`verify`]), and its identity becomes a Portcullis user ([`account`]):
 //! found by provider and `sub`, created at the first sign-in, its groups set from the
 //! group claim. The portal's routes are in `http::portal::oidc`; the session that follows

@@ -1,4 +1,4 @@
-//! Signing in through an OpenID Connect provider: the "Sign in with <name>" buttons,
+//! Signing in through an OpenID Connect provider: the "Sign in with NAME" buttons,
 //! `GET /login/oidc/{slug}` (off to the provider) and its callback
 //! `GET /login/oidc/{slug}/callback`, which ends in the password sign-in's own session
 //! (`user_api::open_session`) or in a page that says why not.
@@ -76,7 +76,22 @@ pub(super) async fn begin(
             security_headers(headers);
             response
         }
-        Err(refusal) => refused(&state, provider, &client, refusal, None).await,
+        Err(refusal) => {
+            // Only a provider that cannot be reached refuses here: the refusal is audited
+            // within the sign-in limit per address, so a flood cannot fill the audit log.
+            let within_limit = match client.0 {
+                Some(ip) => state
+                    .logins_per_ip
+                    .check(&network_key(ip), Instant::now())
+                    .is_ok(),
+                None => true,
+            };
+            if within_limit {
+                refused(&state, provider, &client, refusal, None).await
+            } else {
+                refusal_page(provider, &refusal)
+            }
+        }
     }
 }
 
@@ -195,6 +210,11 @@ async fn refused(
     if let Err(error) = audit(state, "login.oidc_refused", None, client, detail).await {
         return failure(error);
     }
+    refusal_page(provider, &refusal)
+}
+
+/// The page of a refused sign-in (clearing the pending sign-in's cookie).
+fn refusal_page(provider: &Provider, refusal: &Refusal) -> Response {
     let status = match refusal {
         Refusal::Unreachable(_) => StatusCode::BAD_GATEWAY,
         _ => StatusCode::FORBIDDEN,
