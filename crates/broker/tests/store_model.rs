@@ -640,3 +640,83 @@ async fn brokers_starting_together_migrate_once() {
         assert_eq!(stores[3].list_groups().await.unwrap().len(), 1);
     }
 }
+
+both_backends!(oidc_users_and_disabled_accounts, |db: TestDb| async move {
+    let store = &db.store;
+    store.add_group("staff").await.unwrap();
+    store.add_user("carol", PASSWORD_HASH, T0).await.unwrap();
+    let alice = store
+        .add_oidc_user("alice", "Corp", "sub-1", T0)
+        .await
+        .unwrap();
+    let found = store.user_by_oidc("Corp", "sub-1").await.unwrap().unwrap();
+    assert_eq!(found.id, alice);
+    let link = found.oidc.unwrap();
+    assert_eq!(
+        (link.provider.as_str(), link.subject.as_str()),
+        ("Corp", "sub-1")
+    );
+    assert!(
+        store
+            .user_by_name("carol")
+            .await
+            .unwrap()
+            .unwrap()
+            .oidc
+            .is_none()
+    );
+    assert!(
+        store
+            .user_by_oidc("Other", "sub-1")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_conflict(
+        store.add_oidc_user("carol", "Corp", "sub-2", T0).await,
+        "carol",
+    );
+    assert_conflict(store.add_oidc_user("bob", "Corp", "sub-1", T0).await, "bob");
+    // The same subject at another provider is another user.
+    store
+        .add_oidc_user("bob", "Other", "sub-1", T0)
+        .await
+        .unwrap();
+
+    let missing = store
+        .set_user_groups(alice, &["staff".to_owned(), "nope".to_owned()])
+        .await
+        .unwrap();
+    assert_eq!(missing, ["nope"]);
+    assert_eq!(store.groups_of_user(alice).await.unwrap(), ["staff"]);
+
+    let token = TokenHash::of(b"oidc-session");
+    store
+        .create_login_session(&token, alice, T0, T0 + 1000)
+        .await
+        .unwrap();
+    store
+        .set_user_disabled("alice", Some(T0 + 1))
+        .await
+        .unwrap();
+    assert!(
+        store
+            .login_session_user(&token, T0 + 2)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let disabled = store.user_by_name("alice").await.unwrap().unwrap();
+    assert_eq!(disabled.disabled_at, Some(T0 + 1));
+    store.set_user_disabled("alice", None).await.unwrap();
+    assert_eq!(
+        store
+            .user_by_name("alice")
+            .await
+            .unwrap()
+            .unwrap()
+            .disabled_at,
+        None
+    );
+    assert_not_found(store.set_user_disabled("nobody", Some(T0)).await, "user");
+});
