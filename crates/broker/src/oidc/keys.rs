@@ -26,9 +26,18 @@ struct Cache {
 }
 
 /// One provider's cached discovery. One fetch at a time: concurrent sign-ins wait for it.
-#[derive(Default)]
 pub(crate) struct Discovery {
     cache: Mutex<Cache>,
+    key_refetch_interval: Duration,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Self {
+            cache: Mutex::default(),
+            key_refetch_interval: KEY_REFETCH_INTERVAL,
+        }
+    }
 }
 
 impl core::fmt::Debug for Discovery {
@@ -71,12 +80,13 @@ impl Discovery {
         }
     }
 
-    /// The key set fetched again, unless it was fetched within [`KEY_REFETCH_INTERVAL`].
+    /// The key set fetched again, unless it was fetched within [`KEY_REFETCH_INTERVAL`]
+    /// (or without discovery yet).
     pub(crate) async fn refetch_keys(&self, http: &BoundedHttp) -> Option<CoreJsonWebKeySet> {
         let mut cache = self.cache.lock().await;
         if cache
             .keys_fetched_at
-            .is_some_and(|at| at.elapsed() < KEY_REFETCH_INTERVAL)
+            .is_some_and(|at| at.elapsed() < self.key_refetch_interval)
         {
             return None;
         }
@@ -94,3 +104,7 @@ impl Discovery {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "keys_tests.rs"]
+mod tests;
