@@ -20,6 +20,8 @@ use super::state::{Proc, Shared};
 const OUTPUT_CAP: usize = 1024 * 1024;
 /// `launchAndWait`'s timeout when the script gives none (or 0).
 const DEFAULT_RUN_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a killed program's process group has to end after SIGTERM, before SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(2);
 
 /// Builds the `Process` object.
 pub(super) fn object<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Result<Object<'js>> {
@@ -229,9 +231,13 @@ fn command(shared: &Shared, program: &Path, args: &[String]) -> Command {
 /// `Process.launch`: starts the program and returns its handle.
 fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquickjs::Result<u32> {
     let program = program(ctx, shared, path)?;
-    let mut child = command(shared, &program, args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let mut command = command(shared, &program, args);
+    command.stdout(Stdio::null()).stderr(Stdio::null());
+    // A group of its own, so that `kill` reaches what it started too (a terminal's shell
+    // and ssh); its stdin is null, so it never needs the launcher's terminal.
+    #[cfg(unix)]
+    command.process_group(0);
+    let mut child = command
         .spawn()
         .map_err(|err| {
             throw(
@@ -244,13 +250,18 @@ fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquick
     let (ended_tx, ended_rx) = watch::channel(false);
     let kill = Arc::new(Notify::new());
     let kill_requested = Arc::clone(&kill);
+    let group = child.id();
     tokio::spawn(async move {
         tokio::select! {
             _ = child.wait() => {}
             () = kill_requested.notified() => {
-                // Fails only when the process has already ended.
-                let _ = child.start_kill();
-                let _ = child.wait().await;
+                signal_group(group, GroupSignal::Terminate);
+                if tokio::time::timeout(KILL_GRACE, child.wait()).await.is_err() {
+                    signal_group(group, GroupSignal::Kill);
+                    // Fails only when the process has already ended.
+                    let _ = child.start_kill();
+                    let _ = child.wait().await;
+                }
             }
         }
         ended_tx.send_replace(true);
@@ -267,6 +278,38 @@ fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquick
         },
     );
     Ok(h)
+}
+
+/// What [`signal_group`] sends.
+#[derive(Clone, Copy)]
+enum GroupSignal {
+    /// SIGTERM: end cleanly.
+    Terminate,
+    /// SIGKILL.
+    Kill,
+}
+
+/// Signals the process group a launched program leads (Unix); elsewhere only the program
+/// itself is killed, by the caller.
+fn signal_group(group: Option<u32>, signal: GroupSignal) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Pid, Signal, kill_process_group};
+        let Some(pid) = group
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(Pid::from_raw)
+        else {
+            return;
+        };
+        let signal = match signal {
+            GroupSignal::Terminate => Signal::TERM,
+            GroupSignal::Kill => Signal::KILL,
+        };
+        // Fails only when every process of the group has ended.
+        let _ = kill_process_group(pid, signal);
+    }
+    #[cfg(not(unix))]
+    let _ = (group, signal);
 }
 
 /// `Process.launchAndWait`.

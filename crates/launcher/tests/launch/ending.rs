@@ -86,13 +86,17 @@ await Portcullis.waitUntilClosed(JSON.stringify({{ host: local.host, port: local
 async fn a_launcher_asked_to_stop_kills_the_programs_it_started() {
     let dir = TempDir::new().unwrap();
     let pid_file = dir.path().join("pid");
-    // A waitable program that would run for minutes, and tells its process id.
+    let child_file = dir.path().join("child");
+    // A waitable program that would run for minutes, with a child of its own (as a
+    // terminal runs ssh), and tells both process ids.
     let script = format!(
         r"import {{ Process, Tasks }} from 'runtime';
-const app = Process.launch('sh', ['-c', 'echo $$ > ' + {pid_file} + '; exec sleep 300']);
+const app = Process.launch('sh', ['-c',
+    'sleep 300 & echo $! > ' + {child_file} + '; echo $$ > ' + {pid_file} + '; wait']);
 Tasks.addWaitableApp(app);
 ",
-        pid_file = serde_json::to_string(&pid_file.display().to_string()).unwrap()
+        pid_file = serde_json::to_string(&pid_file.display().to_string()).unwrap(),
+        child_file = serde_json::to_string(&child_file.display().to_string()).unwrap()
     );
     let stack = stack_with_tcp_script(dir.path(), &script).await;
     let service = stack
@@ -136,4 +140,24 @@ Tasks.addWaitableApp(app);
     assert!(failure.message.contains("stopped"), "{failure}");
     // The launcher waited for the killed program to end (and reaped it).
     assert!(!proc_dir.exists(), "the program {pid} still runs");
+    // Its child was in its process group: killed too (gone, or a zombie no one reaped).
+    let child = std::fs::read_to_string(&child_file).unwrap();
+    let stat = Path::new("/proc").join(child.trim()).join("stat");
+    bounded("the child's end", Duration::from_secs(10), async {
+        loop {
+            match std::fs::read_to_string(&stat) {
+                Err(_) => break,
+                Ok(text)
+                    if text
+                        .rsplit(')')
+                        .next()
+                        .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+                {
+                    break;
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    })
+    .await;
 }
