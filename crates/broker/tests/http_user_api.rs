@@ -327,3 +327,39 @@ async fn an_oversized_login_is_refused_with_413() {
         "{answer}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disabled_user_and_an_openid_connect_user_cannot_sign_in_with_a_password() {
+    let broker = TestBroker::start().await;
+    broker.world().await;
+    let session = broker.login("alice", PASSWORD).await;
+
+    // Disabled: the session ends at once, and the password no longer signs in.
+    broker
+        .store()
+        .set_user_disabled("alice", Some(broker.state().now()))
+        .await
+        .unwrap();
+    let reply = broker.get("/api/services", Some(&session)).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    let reply = broker.try_login("alice", PASSWORD).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(reply.json(), json!({ "error": BAD_CREDENTIALS }));
+    broker
+        .store()
+        .set_user_disabled("alice", None)
+        .await
+        .unwrap();
+    broker.login("alice", PASSWORD).await;
+
+    // A user of an OpenID Connect provider has no password (not an error: refused as any).
+    broker
+        .store()
+        .add_oidc_user("dave", "Corp", "sub-dave", broker.state().now())
+        .await
+        .unwrap();
+    for password in ["", PASSWORD] {
+        let reply = broker.try_login("dave", password).await;
+        assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{password:?}");
+    }
+}
