@@ -131,16 +131,7 @@ async fn client_ticket_is_exchanged_once(brokers: &[&TestBroker]) {
         }
     }
     assert_eq!(payloads.len(), 1, "exactly one exchange wins");
-    let opened = launcher.open(&payloads[0], launch.ticket());
-    opened
-        .payload
-        .verify(
-            &first.verifying_key(),
-            launch.ticket(),
-            launcher.public_key(),
-            true,
-        )
-        .unwrap();
+    let opened = launcher.open(&payloads[0], launch.ticket(), &first.verifying_key());
 
     // Exactly one tunnel ticket was stored: the winner's, and it works.
     let ticket: TicketId = opened.tunnel_ticket();

@@ -13,6 +13,7 @@ use portcullis_broker::keys;
 use portcullis_broker::store::{NewService, Readiness};
 use portcullis_proto::Error;
 use portcullis_proto::api::{ErrorBody, Percent, ProtocolVersion};
+use portcullis_proto::payload::SignaturePolicy;
 use reqwest::StatusCode;
 use serde_json::json;
 use support::broker::{
@@ -56,12 +57,12 @@ async fn the_portcullis_launcher_exchanges_a_ticket_end_to_end() {
     let pinned = keys::load(broker.data_dir()).unwrap();
     assert!(*pinned.verifying_key() == broker.verifying_key());
     opened
-        .payload
+        .decode_again()
         .verify(
             pinned.verifying_key(),
             launch.ticket(),
             launcher.public_key(),
-            true,
+            SignaturePolicy::Required,
         )
         .unwrap();
     assert_eq!(
@@ -97,13 +98,16 @@ async fn the_portcullis_launcher_exchanges_a_ticket_end_to_end() {
     // its key instead would not get a payload this launcher accepts.
     let other = Launcher::portcullis();
     assert_eq!(
-        opened.payload.verify(
-            &broker.verifying_key(),
-            launch.ticket(),
-            other.public_key(),
-            true
-        ),
-        Err(Error::BadSignature("payload"))
+        opened
+            .decode_again()
+            .verify(
+                &broker.verifying_key(),
+                launch.ticket(),
+                other.public_key(),
+                SignaturePolicy::Required
+            )
+            .unwrap_err(),
+        Error::BadSignature("payload")
     );
 
     assert_eq!(
@@ -147,14 +151,25 @@ async fn an_openuds5_launcher_gets_the_openuds5_document_for_a_direct_service() 
     assert_eq!(opened.document["type"], "javascript");
     let key = broker.verifying_key();
     opened
-        .payload
-        .verify(&key, launch.ticket(), launcher.public_key(), false)
+        .decode_again()
+        .verify(
+            &key,
+            launch.ticket(),
+            launcher.public_key(),
+            SignaturePolicy::IfPresent,
+        )
         .unwrap();
     assert_eq!(
         opened
-            .payload
-            .verify(&key, launch.ticket(), launcher.public_key(), true),
-        Err(Error::MissingSignature("payload"))
+            .decode_again()
+            .verify(
+                &key,
+                launch.ticket(),
+                launcher.public_key(),
+                SignaturePolicy::Required
+            )
+            .unwrap_err(),
+        Error::MissingSignature("payload")
     );
     assert_eq!(opened.params()["host"], "127.0.0.1");
     assert_eq!(opened.params()["port"], world.target.port);

@@ -11,7 +11,7 @@ use portcullis_proto::api::{
 };
 use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::Envelope;
-use portcullis_proto::payload::{self, VerifyingKey};
+use portcullis_proto::payload::{self, SignaturePolicy, VerifyingKey};
 use portcullis_proto::{SharedSecret, TicketId};
 
 use crate::failure::Failure;
@@ -152,25 +152,28 @@ impl BrokerClient {
             let (plaintext, kem_secret) = envelope.open(&key, ticket).map_err(|error| {
                 Failure::tampered(format!("the answer does not decrypt ({error})"))
             })?;
-            let decoded = payload::decode(&plaintext).map_err(|error| {
-                Failure::tampered(format!("the payload is malformed ({error})"))
-            })?;
-            decoded
-                .verify(pinned, ticket, key.encapsulation_key(), true)
+            let verified = payload::decode(&plaintext)
+                .map_err(|error| Failure::tampered(format!("the payload is malformed ({error})")))?
+                .verify(
+                    pinned,
+                    ticket,
+                    key.encapsulation_key(),
+                    SignaturePolicy::Required,
+                )
                 .map_err(|error| Failure::tampered(format!("{error}")))?;
-            if !decoded.is_javascript() {
+            if !verified.is_javascript() {
                 return Err(Failure::tampered(format!(
                     "the script type {:?} is not JavaScript",
-                    decoded.script_type()
+                    verified.script_type()
                 )));
             }
-            let script = decoded
+            let script = verified
                 .script_text()
                 .map_err(|error| Failure::tampered(format!("the script: {error}")))?
                 .to_owned();
             return Ok(Launch {
                 script,
-                params: decoded.params_json().clone(),
+                params: verified.params_json().clone(),
                 kem_secret,
             });
         }

@@ -30,6 +30,20 @@ pub const ENVELOPE_ALGORITHM: &str = "AES-256-GCM";
 pub const TAG_LEN: usize = 16;
 
 /// The four outputs of the OpenUDS 5 ticket key schedule. Zeroized on drop.
+///
+/// The payload key is used with a nonce fixed by the key schedule, so it must encrypt one
+/// message only: a second AES-GCM message under the same key and nonce would reveal the XOR
+/// of both plaintexts and let anyone forge tags. [`TicketKeys::encrypt_payload`] and
+/// [`TicketKeys::decrypt_payload`] therefore take the keys by value: each derivation
+/// seals or opens one payload, and a second use does not compile.
+///
+/// ```compile_fail,E0382
+/// # use portcullis_proto::openuds::TicketKeys;
+/// fn seal_twice(keys: TicketKeys) {
+///     let _ = keys.encrypt_payload(b"first");
+///     let _ = keys.encrypt_payload(b"second"); // the same key and nonce again
+/// }
+/// ```
 #[derive(Zeroize, ZeroizeOnDrop)]
 pub struct TicketKeys {
     payload_key: [u8; 32],
@@ -57,7 +71,8 @@ impl TicketKeys {
         Ok(keys)
     }
 
-    /// The key that encrypts the envelope's `data`.
+    /// The key that encrypts the envelope's `data` (for test vectors: seal and open with
+    /// [`Self::encrypt_payload`] and [`Self::decrypt_payload`]).
     pub fn payload_key(&self) -> &[u8; 32] {
         &self.payload_key
     }
@@ -83,8 +98,9 @@ impl TicketKeys {
             .map_err(|_| Error::Crypto("AES-256-GCM key"))
     }
 
-    /// Encrypts a payload: ciphertext with the 16-byte tag appended.
-    pub fn encrypt_payload(&self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
+    /// Encrypts a payload: ciphertext with the 16-byte tag appended. Consumes the keys: the
+    /// payload nonce is fixed, so the payload key may encrypt one message only.
+    pub fn encrypt_payload(self, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let mut data = Vec::with_capacity(plaintext.len() + TAG_LEN);
         data.extend_from_slice(plaintext);
         self.payload_cipher()?
@@ -97,8 +113,9 @@ impl TicketKeys {
         Ok(data)
     }
 
-    /// Decrypts and authenticates a payload (ciphertext with the tag appended).
-    pub fn decrypt_payload(&self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
+    /// Decrypts and authenticates a payload (ciphertext with the tag appended). Consumes
+    /// the keys, as [`Self::encrypt_payload`] does: one derivation, one payload.
+    pub fn decrypt_payload(self, data: &[u8]) -> Result<Zeroizing<Vec<u8>>, Error> {
         if data.len() < TAG_LEN {
             return Err(Error::DecryptFailed);
         }

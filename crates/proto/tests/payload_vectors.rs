@@ -14,8 +14,8 @@ use std::path::PathBuf;
 use portcullis_proto::kem::{DecapsulationKey, ENCAPSULATION_KEY_LEN, EncapsulationKey};
 use portcullis_proto::openuds::Envelope;
 use portcullis_proto::payload::{
-    self, BuildOptions, LogSettings, SignedScript, SigningKey, VerifyingKey,
-    payload_signature_message,
+    self, BuildOptions, LogSettings, SignaturePolicy, SignedScript, SigningKey, VerifyingKey,
+    WirePayload, payload_signature_message,
 };
 use portcullis_proto::{Error, TicketId, b64};
 use serde_json::{Value, json};
@@ -24,27 +24,40 @@ use serde_json::{Value, json};
 fn the_openuds5_payload_decodes() {
     let vector = shared::vector("openuds5-ticket-exchange.json");
     let plaintext = shared::text(&vector["expected"], "plaintext");
-    let decoded = payload::decode(plaintext.as_bytes()).unwrap();
-    assert_eq!(decoded.script_text().unwrap(), "// js sample script");
-    assert!(decoded.is_javascript());
-    assert_eq!(decoded.signature_algorithm(), "unused-sig-algo");
-    assert_eq!(decoded.script_signature(), b"unused signature for test");
+
+    // Its fields, decoded as `payload::decode` does (a `DecodedPayload` shows nothing
+    // before it verifies, and this one never can).
+    let wire: WirePayload = serde_json::from_str(plaintext).unwrap();
+    let unpack =
+        |field: &str, what| payload::decompress(&b64::decode(field, what).unwrap(), what).unwrap();
     assert_eq!(
-        decoded.params_json(),
-        &json!({"param1": 1, "parm2": 2.0, "param3": true, "param4": null,
-                "param5": [1, 2, 3, 4], "param6": "Test"})
+        unpack(&wire.script, "script").as_slice(),
+        b"// js sample script"
     );
-    assert!(decoded.params().starts_with(br#"{"param1": 1, "#));
+    assert_eq!(wire.script_type, "javascript");
+    assert_eq!(wire.signature_algorithm, "unused-sig-algo");
     assert_eq!(
-        decoded.log(),
-        &LogSettings {
+        b64::decode(&wire.signature, "signature").unwrap(),
+        b"unused signature for test"
+    );
+    let params = unpack(&wire.params, "params");
+    assert!(params.starts_with(br#"{"param1": 1, "#));
+    assert_eq!(
+        serde_json::from_slice::<Value>(&params).unwrap(),
+        json!({"param1": 1, "parm2": 2.0, "param3": true, "param4": null,
+               "param5": [1, 2, 3, 4], "param6": "Test"})
+    );
+    assert_eq!(
+        wire.log,
+        LogSettings {
             level: "info".into(),
             ticket: None
         }
     );
-    assert!(decoded.payload_signature().is_none());
+    assert!(wire.payload_signature.is_none());
 
-    // An OpenUDS 5 payload carries no ML-DSA-65 signature a launcher could accept.
+    // It decodes, but carries no ML-DSA-65 signature a launcher could accept.
+    let decoded = payload::decode(plaintext.as_bytes()).unwrap();
     let private = b64::decode(shared::text(&vector, "kem_private_key_b64"), "private key").unwrap();
     let key = DecapsulationKey::from_expanded(&private).unwrap();
     let ticket = TicketId::parse(shared::text(&vector, "ticket")).unwrap();
@@ -55,7 +68,7 @@ fn the_openuds5_payload_decodes() {
                 broker.verifying_key(),
                 &ticket,
                 key.encapsulation_key(),
-                false
+                SignaturePolicy::IfPresent
             )
             .unwrap_err(),
         Error::Unsupported {
@@ -64,11 +77,11 @@ fn the_openuds5_payload_decodes() {
         }
     );
 
-    // End to end: decrypt the recorded broker answer, then decode it.
+    // End to end: the recorded broker answer decrypts to this payload.
     let envelope: Envelope = serde_json::from_value(vector["response"].clone()).unwrap();
     let (opened, _) = envelope.open(&key, &ticket).unwrap();
-    let decoded = payload::decode(&opened).unwrap();
-    assert_eq!(decoded.script(), b"// js sample script");
+    assert_eq!(opened.as_slice(), plaintext.as_bytes());
+    payload::decode(&opened).unwrap();
 }
 
 // ---- payload-v1.json ----------------------------------------------------------------
@@ -214,13 +227,24 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         .unwrap();
 
     // The stored payload decodes and verifies for its ticket and client key only.
-    let decoded = payload::decode(shared::text(&stored, "payload_json").as_bytes()).unwrap();
-    assert_eq!(decoded.script(), KAT_SCRIPT.as_bytes());
-    assert_eq!(decoded.params(), KAT_PARAMS.as_bytes());
-    decoded.verify(&public, &ticket, &client_key, true).unwrap();
+    let stored_json = shared::text(&stored, "payload_json").as_bytes();
+    let verified = payload::decode(stored_json)
+        .unwrap()
+        .verify(&public, &ticket, &client_key, SignaturePolicy::Required)
+        .unwrap();
+    assert_eq!(verified.script(), KAT_SCRIPT.as_bytes());
+    assert_eq!(verified.params(), KAT_PARAMS.as_bytes());
     let other = DecapsulationKey::generate().unwrap();
     assert_eq!(
-        decoded.verify(&public, &ticket, other.encapsulation_key(), true),
-        Err(Error::BadSignature("payload"))
+        payload::decode(stored_json)
+            .unwrap()
+            .verify(
+                &public,
+                &ticket,
+                other.encapsulation_key(),
+                SignaturePolicy::Required
+            )
+            .unwrap_err(),
+        Error::BadSignature("payload")
     );
 }

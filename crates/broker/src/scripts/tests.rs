@@ -5,7 +5,7 @@ use std::fs;
 
 use portcullis_proto::TicketId;
 use portcullis_proto::kem::DecapsulationKey;
-use portcullis_proto::payload::{self, BuildOptions, LogSettings, SigningKey};
+use portcullis_proto::payload::{self, BuildOptions, LogSettings, SignaturePolicy, SigningKey};
 use serde_json::json;
 
 use super::*;
@@ -326,19 +326,19 @@ fn a_script_and_params_make_a_verifiable_payload() {
         },
     )
     .unwrap();
-    let decoded = payload::decode(&json).unwrap();
-    decoded
+    let verified = payload::decode(&json)
+        .unwrap()
         .verify(
             key.verifying_key(),
             &client_ticket,
             launcher_key.encapsulation_key(),
-            true,
+            SignaturePolicy::Required,
         )
         .unwrap();
     assert_eq!(
-        decoded.script(),
+        verified.script(),
         builtin_script(Protocol::Rdp, Os::Windows).as_bytes()
     );
-    let back: LaunchParams = serde_json::from_slice(decoded.params()).unwrap();
+    let back: LaunchParams = serde_json::from_slice(verified.params()).unwrap();
     assert_eq!(back, params);
 }

@@ -39,7 +39,9 @@ use portcullis_proto::api::{
 };
 use portcullis_proto::kem::{DecapsulationKey, EncapsulationKey};
 use portcullis_proto::openuds::Envelope;
-use portcullis_proto::payload::{self, DecodedPayload, VerifyingKey};
+use portcullis_proto::payload::{
+    self, DecodedPayload, SignaturePolicy, VerifiedPayload, VerifyingKey,
+};
 use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{SharedSecret, TicketId};
 use reqwest::header::{AUTHORIZATION, COOKIE, HeaderMap, SET_COOKIE};
@@ -48,6 +50,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use zeroize::Zeroizing;
 
 /// The longest any one network call (or broker start, or shutdown) may take.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -791,13 +794,20 @@ pub struct Launcher {
 pub struct Opened {
     /// The decrypted payload document as JSON, before decoding.
     pub document: Value,
-    /// The decoded (not yet verified) payload.
-    pub payload: DecodedPayload,
+    /// The payload, verified as the launcher verifies it under the broker's key.
+    pub payload: VerifiedPayload,
     /// The KEM shared secret (the tunnel secret of a tunneled service).
     pub secret: SharedSecret,
+    /// The decrypted payload, to decode again.
+    plaintext: Zeroizing<Vec<u8>>,
 }
 
 impl Opened {
+    /// The payload decoded again, unverified: to verify it under other keys or policies.
+    pub fn decode_again(&self) -> DecodedPayload {
+        payload::decode(&self.plaintext).expect("the payload decodes")
+    }
+
     /// The members of the payload document, sorted.
     pub fn members(&self) -> Vec<&str> {
         let mut members: Vec<&str> = self
@@ -867,11 +877,18 @@ impl Launcher {
         self.key.encapsulation_key()
     }
 
-    /// Whether the launcher requires the payload signature.
-    pub fn requires_payload_signature(&self) -> bool {
-        self.client
+    /// The payload signatures the launcher accepts: it requires the payload signature
+    /// when it announces the capability.
+    pub fn signature_policy(&self) -> SignaturePolicy {
+        let announced = self
+            .client
             .as_ref()
-            .is_some_and(|client| client.has_capability(capability::PAYLOAD_SIGNATURE))
+            .is_some_and(|client| client.has_capability(capability::PAYLOAD_SIGNATURE));
+        if announced {
+            SignaturePolicy::Required
+        } else {
+            SignaturePolicy::IfPresent
+        }
     }
 
     /// The ticket request for `url`.
@@ -884,7 +901,8 @@ impl Launcher {
         )
     }
 
-    /// Exchanges the ticket of `url`: the opened payload, or the error envelope.
+    /// Exchanges the ticket of `url`: the opened and verified payload, or the error
+    /// envelope.
     pub async fn exchange(
         &self,
         broker: &TestBroker,
@@ -893,7 +911,7 @@ impl Launcher {
         self.send(broker, url.ticket(), &self.request(url)).await
     }
 
-    /// Sends `request` for `ticket` and opens the answer.
+    /// Sends `request` for `ticket`, opens the answer and verifies it under `broker`'s key.
     pub async fn send(
         &self,
         broker: &TestBroker,
@@ -910,42 +928,46 @@ impl Launcher {
         )
         .await;
         match answer_of(&reply) {
-            Answer::Result(envelope) => Ok(self.open(&envelope, ticket)),
+            Answer::Result(envelope) => Ok(self.open(&envelope, ticket, &broker.verifying_key())),
             Answer::Error(error) => Err(error),
         }
     }
 
-    /// Opens and decodes an envelope for `ticket`.
-    pub fn open(&self, envelope: &Envelope, ticket: &TicketId) -> Opened {
+    /// Opens an envelope for `ticket`, decodes the payload and checks every signature as
+    /// this launcher would, pinning `broker_key`.
+    pub fn open(
+        &self,
+        envelope: &Envelope,
+        ticket: &TicketId,
+        broker_key: &VerifyingKey,
+    ) -> Opened {
         let (plaintext, secret) = envelope
             .open(&self.key, ticket)
             .expect("the envelope opens with the launcher's key and ticket");
         let document = serde_json::from_slice(&plaintext).expect("the payload is JSON");
-        let payload = payload::decode(&plaintext).expect("the payload decodes");
+        let payload = payload::decode(&plaintext)
+            .expect("the payload decodes")
+            .verify(
+                broker_key,
+                ticket,
+                self.public_key(),
+                self.signature_policy(),
+            )
+            .expect("the payload verifies under the broker's key");
         Opened {
             document,
             payload,
             secret,
+            plaintext,
         }
     }
 
-    /// Exchanges, expecting success, and checks every signature as a launcher pinning
-    /// `broker`'s key would.
+    /// Exchanges, expecting success.
     pub async fn exchange_verified(&self, broker: &TestBroker, url: &LaunchUrl) -> Opened {
-        let opened = match self.exchange(broker, url).await {
+        match self.exchange(broker, url).await {
             Ok(opened) => opened,
             Err(error) => panic!("the exchange was refused: {error:?}"),
-        };
-        opened
-            .payload
-            .verify(
-                &broker.verifying_key(),
-                url.ticket(),
-                self.public_key(),
-                self.requires_payload_signature(),
-            )
-            .expect("the payload verifies under the broker's key");
-        opened
+        }
     }
 }
 

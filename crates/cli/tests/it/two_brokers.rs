@@ -16,6 +16,7 @@ use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_proto::api::{Answer, ClientInfo, StartProof, TicketRequest, TunnelRequest};
 use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::Envelope;
+use portcullis_proto::payload::SignaturePolicy;
 use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{Scrambler, TicketId, payload};
 
@@ -206,9 +207,18 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
         Answer::Error(error) => panic!("exchange refused: {}", error.message),
     };
     let (plaintext, secret) = envelope.open(&launcher_key, &ticket).unwrap();
-    let decoded = payload::decode(&plaintext).unwrap();
+    let broker_key = portcullis_broker::keys::load(&data).unwrap();
+    let verified = payload::decode(&plaintext)
+        .unwrap()
+        .verify(
+            broker_key.verifying_key(),
+            &ticket,
+            launcher_key.encapsulation_key(),
+            SignaturePolicy::Required,
+        )
+        .unwrap();
     let tunnel_ticket =
-        TicketId::parse(decoded.params_json()["tunnel"]["ticket"].as_str().unwrap()).unwrap();
+        TicketId::parse(verified.params_json()["tunnel"]["ticket"].as_str().unwrap()).unwrap();
 
     // 64 tunnel-server starts with a valid proof, alternating between the brokers.
     let client_random = [1u8; 32];

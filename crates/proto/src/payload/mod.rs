@@ -19,7 +19,7 @@
 //!   which a launcher pins as a [`VerifyingKey`].
 //!
 //! The broker calls [`build`]; the launcher calls [`decode`] and then
-//! [`DecodedPayload::verify`] before it runs anything.
+//! [`DecodedPayload::verify`], whose [`VerifiedPayload`] is the only readable form.
 
 mod compress;
 mod message;
@@ -113,10 +113,11 @@ pub fn build(
 
 /// Launcher side: parses a decrypted payload, decoding and decompressing every field.
 ///
-/// Nothing is verified yet: call [`DecodedPayload::verify`] before using the result.
-/// Unknown `type` and `signature_algorithm` values are kept as data (verification refuses
-/// an unknown algorithm). Each of `script` and `params` may decompress to at most
-/// [`MAX_DECOMPRESSED`] bytes; `params` must be JSON.
+/// Nothing is verified yet, and nothing of it can be read: [`DecodedPayload::verify`] turns
+/// it into a [`VerifiedPayload`], which has the accessors. Unknown `type` and
+/// `signature_algorithm` values are kept as data (verification refuses an unknown
+/// algorithm). Each of `script` and `params` may decompress to at most [`MAX_DECOMPRESSED`]
+/// bytes; `params` must be JSON.
 pub fn decode(json: &[u8]) -> Result<DecodedPayload, Error> {
     let wire: WirePayload =
         serde_json::from_slice(json).map_err(|error| json_error("launcher payload", &error))?;
@@ -132,7 +133,7 @@ pub fn decode(json: &[u8]) -> Result<DecodedPayload, Error> {
         .as_deref()
         .map(|text| b64::decode(text, "payload_signature"))
         .transpose()?;
-    Ok(DecodedPayload {
+    Ok(DecodedPayload(Contents {
         script,
         script_type: wire.script_type.clone(),
         signature_algorithm: wire.signature_algorithm.clone(),
@@ -141,15 +142,144 @@ pub fn decode(json: &[u8]) -> Result<DecodedPayload, Error> {
         params_json,
         log: wire.log.clone(),
         payload_signature,
-    })
+    }))
 }
 
-/// A decoded launcher payload. Not verified by construction: see [`DecodedPayload::verify`].
+/// Which payload signatures [`DecodedPayload::verify`] accepts. The script signature is
+/// always required.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignaturePolicy {
+    /// The payload signature must be present and verify: what a launcher that announced the
+    /// `payload-signature` capability requires, since a stripped signature is a downgrade.
+    Required,
+    /// A present payload signature must verify; an absent one is accepted. Only for a
+    /// launcher that did not announce the capability (OpenUDS 5), whose broker sends none.
+    IfPresent,
+}
+
+/// A decoded launcher payload, not verified: its only use is [`DecodedPayload::verify`].
 ///
-/// The params (bytes and parsed JSON) usually hold credentials: `Debug` does not show
-/// them, and they are zeroized on drop (the strings of the parsed JSON on a best-effort
-/// basis: object keys and numbers are not).
-pub struct DecodedPayload {
+/// It offers no accessor, so nothing of an unverified payload (script, params, log
+/// settings) can be used by mistake. The params usually hold credentials: `Debug` does not
+/// show them, and they are zeroized on drop.
+///
+/// ```compile_fail,E0599
+/// fn run(payload: portcullis_proto::payload::DecodedPayload) {
+///     let _ = payload.script(); // not verified: there is nothing to read
+/// }
+/// ```
+#[derive(Debug)]
+pub struct DecodedPayload(Contents);
+
+/// A launcher payload whose script signature, and payload signature as the
+/// [`SignaturePolicy`] asked, verified under the broker's key: the only way to read one.
+///
+/// The params (bytes and parsed JSON) usually hold credentials: `Debug` does not show them,
+/// and they are zeroized on drop (the strings of the parsed JSON on a best-effort basis:
+/// object keys and numbers are not).
+#[derive(Debug)]
+pub struct VerifiedPayload(Contents);
+
+impl DecodedPayload {
+    /// Checks the payload's signatures under the broker's pinned key, and gives the payload
+    /// readable only if they verify.
+    ///
+    /// 1. `signature_algorithm` must be `"MLDSA65"` ([`Error::Unsupported`] otherwise).
+    /// 2. `signature` must verify over the uncompressed script
+    ///    ([`Error::BadSignature`]`("script")`).
+    /// 3. If `payload_signature` is present, it must verify over
+    ///    [`payload_signature_message`] for this script, these params, `ticket` and
+    ///    `client_key` ([`Error::BadSignature`]`("payload")`); if it is absent, `policy`
+    ///    [`SignaturePolicy::Required`] gives [`Error::MissingSignature`]`("payload")`.
+    ///
+    /// `ticket` is the ticket of the launch URL and `client_key` the key the launcher sent
+    /// in its request: a payload built for another ticket or key (a man in the middle
+    /// that substituted its own key) fails step 3. On failure the payload is dropped
+    /// (and its params zeroized).
+    pub fn verify(
+        self,
+        broker_key: &VerifyingKey,
+        ticket: &TicketId,
+        client_key: &EncapsulationKey,
+        policy: SignaturePolicy,
+    ) -> Result<VerifiedPayload, Error> {
+        let contents = &self.0;
+        if contents.signature_algorithm != SIGNATURE_ALGORITHM_MLDSA65 {
+            return Err(Error::Unsupported {
+                what: "script signature algorithm",
+                value: contents.signature_algorithm.chars().take(32).collect(),
+            });
+        }
+        broker_key.verify(&contents.script, &contents.signature, "script")?;
+        match (&contents.payload_signature, policy) {
+            (Some(signature), _) => {
+                let message = payload_signature_message(
+                    &contents.script,
+                    &contents.params,
+                    ticket,
+                    client_key,
+                );
+                broker_key.verify(&message, signature, "payload")?;
+            }
+            (None, SignaturePolicy::Required) => return Err(Error::MissingSignature("payload")),
+            (None, SignaturePolicy::IfPresent) => {}
+        }
+        Ok(VerifiedPayload(self.0))
+    }
+}
+
+impl VerifiedPayload {
+    /// The uncompressed script.
+    pub fn script(&self) -> &[u8] {
+        &self.0.script
+    }
+
+    /// The script as text; scripts must be UTF-8.
+    pub fn script_text(&self) -> Result<&str, Error> {
+        core::str::from_utf8(&self.0.script).map_err(|_| Error::Invalid {
+            what: "script",
+            reason: "not UTF-8",
+        })
+    }
+
+    /// The `type` field as received (it is not covered by a signature).
+    pub fn script_type(&self) -> &str {
+        &self.0.script_type
+    }
+
+    /// Whether `type` is `"javascript"`, the only type a launcher runs.
+    pub fn is_javascript(&self) -> bool {
+        self.0.script_type == SCRIPT_TYPE_JAVASCRIPT
+    }
+
+    /// The script signature (verified).
+    pub fn script_signature(&self) -> &[u8] {
+        &self.0.signature
+    }
+
+    /// The uncompressed params bytes, exactly as signed.
+    pub fn params(&self) -> &[u8] {
+        &self.0.params
+    }
+
+    /// The params parsed as JSON.
+    pub fn params_json(&self) -> &Value {
+        &self.0.params_json
+    }
+
+    /// The log settings (not covered by a signature).
+    pub fn log(&self) -> &LogSettings {
+        &self.0.log
+    }
+
+    /// The payload signature (verified), if the broker sent one.
+    pub fn payload_signature(&self) -> Option<&[u8]> {
+        self.0.payload_signature.as_deref()
+    }
+}
+
+/// The fields of a decoded payload, verified or not.
+struct Contents {
     script: Vec<u8>,
     script_type: String,
     signature_algorithm: String,
@@ -160,100 +290,7 @@ pub struct DecodedPayload {
     payload_signature: Option<Vec<u8>>,
 }
 
-impl DecodedPayload {
-    /// Checks the payload's signatures under the broker's pinned key.
-    ///
-    /// 1. `signature_algorithm` must be `"MLDSA65"` ([`Error::Unsupported`] otherwise).
-    /// 2. `signature` must verify over the uncompressed script
-    ///    ([`Error::BadSignature`]`("script")`).
-    /// 3. If `payload_signature` is present, it must verify over
-    ///    [`payload_signature_message`] for this script, these params, `ticket` and
-    ///    `client_key` ([`Error::BadSignature`]`("payload")`); if it is absent and
-    ///    `require_payload_signature` is set, [`Error::MissingSignature`]`("payload")`.
-    ///
-    /// `ticket` is the ticket of the launch URL and `client_key` the key the launcher sent
-    /// in its request: a payload built for another ticket or key (a man in the middle
-    /// that substituted its own key) fails step 3.
-    pub fn verify(
-        &self,
-        broker_key: &VerifyingKey,
-        ticket: &TicketId,
-        client_key: &EncapsulationKey,
-        require_payload_signature: bool,
-    ) -> Result<(), Error> {
-        if self.signature_algorithm != SIGNATURE_ALGORITHM_MLDSA65 {
-            return Err(Error::Unsupported {
-                what: "script signature algorithm",
-                value: self.signature_algorithm.chars().take(32).collect(),
-            });
-        }
-        broker_key.verify(&self.script, &self.signature, "script")?;
-        match &self.payload_signature {
-            Some(signature) => {
-                let message =
-                    payload_signature_message(&self.script, &self.params, ticket, client_key);
-                broker_key.verify(&message, signature, "payload")
-            }
-            None if require_payload_signature => Err(Error::MissingSignature("payload")),
-            None => Ok(()),
-        }
-    }
-
-    /// The uncompressed script.
-    pub fn script(&self) -> &[u8] {
-        &self.script
-    }
-
-    /// The script as text; scripts must be UTF-8.
-    pub fn script_text(&self) -> Result<&str, Error> {
-        core::str::from_utf8(&self.script).map_err(|_| Error::Invalid {
-            what: "script",
-            reason: "not UTF-8",
-        })
-    }
-
-    /// The `type` field as received.
-    pub fn script_type(&self) -> &str {
-        &self.script_type
-    }
-
-    /// Whether `type` is `"javascript"`, the only type a launcher runs.
-    pub fn is_javascript(&self) -> bool {
-        self.script_type == SCRIPT_TYPE_JAVASCRIPT
-    }
-
-    /// The `signature_algorithm` field as received.
-    pub fn signature_algorithm(&self) -> &str {
-        &self.signature_algorithm
-    }
-
-    /// The decoded script signature (any length: it is checked by [`Self::verify`]).
-    pub fn script_signature(&self) -> &[u8] {
-        &self.signature
-    }
-
-    /// The uncompressed params bytes, exactly as signed.
-    pub fn params(&self) -> &[u8] {
-        &self.params
-    }
-
-    /// The params parsed as JSON.
-    pub fn params_json(&self) -> &Value {
-        &self.params_json
-    }
-
-    /// The log settings.
-    pub fn log(&self) -> &LogSettings {
-        &self.log
-    }
-
-    /// The decoded payload signature, if the broker sent one.
-    pub fn payload_signature(&self) -> Option<&[u8]> {
-        self.payload_signature.as_deref()
-    }
-}
-
-impl Drop for DecodedPayload {
+impl Drop for Contents {
     fn drop(&mut self) {
         scrub(&mut self.params_json);
     }
@@ -269,9 +306,9 @@ fn scrub(value: &mut Value) {
     }
 }
 
-impl fmt::Debug for DecodedPayload {
+impl fmt::Debug for Contents {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("DecodedPayload")
+        f.debug_struct("Contents")
             .field("script", &format_args!("<{} bytes>", self.script.len()))
             .field("type", &self.script_type)
             .field("signature_algorithm", &self.signature_algorithm)

@@ -6,6 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::kem::DecapsulationKey;
+use SignaturePolicy::{IfPresent, Required};
 
 fn broker_key() -> &'static SigningKey {
     static KEY: OnceLock<SigningKey> = OnceLock::new();
@@ -44,13 +45,22 @@ impl Client {
         }
     }
 
-    fn verify(&self, payload: &DecodedPayload, require: bool) -> Result<(), Error> {
+    fn verify(
+        &self,
+        payload: DecodedPayload,
+        policy: SignaturePolicy,
+    ) -> Result<VerifiedPayload, Error> {
         payload.verify(
             broker_key().verifying_key(),
             &self.ticket,
             self.pair.encapsulation_key(),
-            require,
+            policy,
         )
+    }
+
+    /// Decodes and verifies `json`.
+    fn open(&self, json: &[u8], policy: SignaturePolicy) -> Result<VerifiedPayload, Error> {
+        self.verify(decode(json)?, policy)
     }
 }
 
@@ -79,8 +89,9 @@ fn rewire(payload: &WirePayload) -> Vec<u8> {
 #[test]
 fn round_trip_with_payload_signature() {
     let client = Client::new();
-    let decoded = decode(&built(&client, PARAMS, true)).unwrap();
-    client.verify(&decoded, true).unwrap();
+    let decoded = client
+        .open(&built(&client, PARAMS, true), Required)
+        .unwrap();
     assert_eq!(decoded.script(), script().script());
     assert_eq!(
         decoded.script_text().unwrap(),
@@ -89,7 +100,6 @@ fn round_trip_with_payload_signature() {
     assert_eq!(decoded.params(), PARAMS);
     assert_eq!(decoded.params_json()["port"], 3389);
     assert!(decoded.is_javascript());
-    assert_eq!(decoded.signature_algorithm(), "MLDSA65");
     assert_eq!(decoded.script_signature(), script().signature());
     assert_eq!(decoded.log(), &LogSettings::default());
     assert_eq!(
@@ -101,11 +111,12 @@ fn round_trip_with_payload_signature() {
 #[test]
 fn round_trip_without_payload_signature() {
     let client = Client::new();
-    let decoded = decode(&built(&client, PARAMS, false)).unwrap();
+    let json = built(&client, PARAMS, false);
+    let decoded = client.open(&json, IfPresent).unwrap();
     assert!(decoded.payload_signature().is_none());
-    client.verify(&decoded, false).unwrap();
+    assert_eq!(decoded.params(), PARAMS);
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&json, Required).unwrap_err(),
         Error::MissingSignature("payload")
     );
 }
@@ -162,27 +173,24 @@ fn a_wrong_script_signature_fails() {
     let mut payload = wire(&built(&client, PARAMS, true));
     let other = SigningKey::generate().unwrap();
     payload.signature = b64::encode(&other.sign(script().script()).unwrap());
-    let decoded = decode(&rewire(&payload)).unwrap();
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&rewire(&payload), Required).unwrap_err(),
         Error::BadSignature("script")
     );
 
     // A script that is not the one signed.
     let mut payload = wire(&built(&client, PARAMS, true));
     payload.script = b64::encode(&compress(b"evil()").unwrap());
-    let decoded = decode(&rewire(&payload)).unwrap();
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&rewire(&payload), Required).unwrap_err(),
         Error::BadSignature("script")
     );
 
     // A signature of the wrong length.
     let mut payload = wire(&built(&client, PARAMS, true));
     payload.signature = b64::encode(b"short");
-    let decoded = decode(&rewire(&payload)).unwrap();
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&rewire(&payload), Required).unwrap_err(),
         Error::BadSignature("script")
     );
 }
@@ -200,9 +208,8 @@ fn params_swapped_after_signing_fail() {
         params: other.params,
         ..original
     };
-    let decoded = decode(&rewire(&swapped)).unwrap();
     assert_eq!(
-        client.verify(&decoded, false).unwrap_err(),
+        client.open(&rewire(&swapped), IfPresent).unwrap_err(),
         Error::BadSignature("payload")
     );
     // Without the payload signature the swap is undetectable: that is OpenUDS 5's weakness.
@@ -210,13 +217,9 @@ fn params_swapped_after_signing_fail() {
         payload_signature: None,
         ..wire(&rewire(&swapped))
     };
-    client
-        .verify(&decode(&rewire(&stripped)).unwrap(), false)
-        .unwrap();
+    client.open(&rewire(&stripped), IfPresent).unwrap();
     assert_eq!(
-        client
-            .verify(&decode(&rewire(&stripped)).unwrap(), true)
-            .unwrap_err(),
+        client.open(&rewire(&stripped), Required).unwrap_err(),
         Error::MissingSignature("payload")
     );
 }
@@ -238,9 +241,8 @@ fn a_payload_for_another_client_key_fails() {
         &options,
     )
     .unwrap();
-    let decoded = decode(&json).unwrap();
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&json, Required).unwrap_err(),
         Error::BadSignature("payload")
     );
 }
@@ -262,9 +264,8 @@ fn a_payload_for_another_ticket_fails() {
         &options,
     )
     .unwrap();
-    let decoded = decode(&json).unwrap();
     assert_eq!(
-        client.verify(&decoded, true).unwrap_err(),
+        client.open(&json, Required).unwrap_err(),
         Error::BadSignature("payload")
     );
 }
@@ -280,7 +281,7 @@ fn a_payload_signed_by_another_broker_fails() {
                 other.verifying_key(),
                 &client.ticket,
                 client.pair.encapsulation_key(),
-                true
+                Required
             )
             .unwrap_err(),
         Error::BadSignature("script")
@@ -292,12 +293,12 @@ fn unknown_type_and_algorithm_are_kept_as_data() {
     let client = Client::new();
     let mut payload = wire(&built(&client, PARAMS, true));
     payload.script_type = "python".into();
+    let verified = client.open(&rewire(&payload), Required).unwrap();
+    assert_eq!(verified.script_type(), "python");
+    assert!(!verified.is_javascript());
     payload.signature_algorithm = "RSA".into();
-    let decoded = decode(&rewire(&payload)).unwrap();
-    assert_eq!(decoded.script_type(), "python");
-    assert!(!decoded.is_javascript());
     assert_eq!(
-        client.verify(&decoded, false).unwrap_err(),
+        client.open(&rewire(&payload), IfPresent).unwrap_err(),
         Error::Unsupported {
             what: "script signature algorithm",
             value: "RSA".into()
@@ -456,7 +457,12 @@ fn debug_hides_params_and_log_ticket() {
         ticket: Some("SECRETLOGTICKET".into()),
     };
     let json = build(script(), PARAMS, &log, broker_key(), &client.options(true)).unwrap();
-    let shown = format!("{:?} {:?}", decode(&json).unwrap(), wire(&json));
+    let shown = format!(
+        "{:?} {:?} {:?}",
+        decode(&json).unwrap(),
+        client.open(&json, Required).unwrap(),
+        wire(&json)
+    );
     for secret in ["hunter2", "SECRETLOGTICKET", &wire(&json).params] {
         assert!(!shown.contains(secret), "{shown}");
     }
@@ -496,11 +502,11 @@ proptest! {
         let client = Client::new();
         let script = SignedScript::sign(script_bytes.clone(), broker_key()).unwrap();
         let json = build(&script, &params, &LogSettings::default(), broker_key(), &client.options(signed)).unwrap();
-        let decoded = decode(&json).unwrap();
-        prop_assert_eq!(decoded.script(), &script_bytes[..]);
-        prop_assert_eq!(decoded.params(), &params[..]);
-        prop_assert_eq!(decoded.payload_signature().is_some(), signed);
-        prop_assert!(client.verify(&decoded, signed).is_ok());
+        let policy = if signed { Required } else { IfPresent };
+        let verified = client.open(&json, policy).unwrap();
+        prop_assert_eq!(verified.script(), &script_bytes[..]);
+        prop_assert_eq!(verified.params(), &params[..]);
+        prop_assert_eq!(verified.payload_signature().is_some(), signed);
     }
 }
 
@@ -511,4 +517,5 @@ fn broker_types_are_shareable_between_threads() {
     shareable::<VerifyingKey>();
     shareable::<SignedScript>();
     shareable::<DecodedPayload>();
+    shareable::<VerifiedPayload>();
 }
