@@ -57,6 +57,11 @@ pub enum Error {
         /// The value received (never secret).
         value: String,
     },
+    /// A tunnel hello of another protocol version than this implementation's. A variant of
+    /// its own because tunnel servers answer it with a code of its own
+    /// ([`crate::tunnel::ErrorCode::UnsupportedVersion`]).
+    #[error("unsupported tunnel protocol version: {0}")]
+    UnsupportedTunnelVersion(u8),
     /// AEAD decryption failed: wrong key, wrong ticket salt, or tampered data.
     #[error("decryption failed (wrong key or ticket, or tampered data)")]
     DecryptFailed,
@@ -123,7 +128,8 @@ impl Error {
             | Self::Base64(_)
             | Self::Json { .. }
             | Self::Decompress(_)
-            | Self::Unsupported { .. } => ErrorKind::Malformed,
+            | Self::Unsupported { .. }
+            | Self::UnsupportedTunnelVersion(_) => ErrorKind::Malformed,
             Self::DecryptFailed
             | Self::BadSignature(_)
             | Self::MissingSignature(_)

@@ -83,13 +83,12 @@ impl ErrorCode {
 
     /// The code a tunnel server sends (in `Refuse` or an `Error` record) for a protocol
     /// error: the one place errors map to wire codes.
+    ///
+    /// The code follows from the variant alone, never from its text, and the match lists
+    /// every variant so that a new one needs a decision here.
     pub fn for_error(error: &Error) -> Self {
         match error {
-            Error::Unsupported { what, .. }
-                if *what == crate::tunnel::hello::UNSUPPORTED_VERSION =>
-            {
-                Self::UnsupportedVersion
-            }
+            Error::UnsupportedTunnelVersion(_) => Self::UnsupportedVersion,
             Error::BadProof(_) => Self::AccessDenied,
             Error::Resume(_) => Self::ResumeImpossible,
             Error::CounterExhausted => Self::CounterExhausted,
@@ -100,7 +99,16 @@ impl ErrorCode {
             | Error::TooLarge { .. }
             | Error::DecryptFailed
             | Error::Unexpected(_) => Self::Malformed,
-            _ => Self::Internal,
+            // Not errors of a tunnel message: they come from the broker's answer (JSON,
+            // base64, payload signatures) or from this side, which the client cannot fix.
+            Error::Base64(_)
+            | Error::Json { .. }
+            | Error::Decompress(_)
+            | Error::DecompressedTooLarge { .. }
+            | Error::BadSignature(_)
+            | Error::MissingSignature(_)
+            | Error::Misuse(_)
+            | Error::Crypto(_) => Self::Internal,
         }
     }
 
@@ -159,6 +167,14 @@ mod tests {
             ErrorCode::for_error(&version),
             ErrorCode::UnsupportedVersion
         );
+        // The variant decides, not the text: another error that happens to name the
+        // tunnel protocol version is not an unsupported version.
+        let lookalike = Error::Unsupported {
+            what: "tunnel protocol version",
+            value: "7".into(),
+        };
+        assert_eq!(lookalike.to_string(), version.to_string());
+        assert_eq!(ErrorCode::for_error(&lookalike), ErrorCode::Malformed);
         let magic = crate::tunnel::ClientHello::decode(b"XXXX").unwrap_err();
         assert_eq!(ErrorCode::for_error(&magic), ErrorCode::Malformed);
         assert_eq!(

@@ -4,10 +4,6 @@ use crate::tunnel::codec::{Reader, put_u32, put_u64};
 use crate::tunnel::{MAGIC, RANDOM_LEN, Random, VERSION};
 use crate::{ConnectionId, Error, SessionId, TicketId};
 
-/// The `what` of the error a hello with another protocol version gives; the server answers
-/// it with [`crate::tunnel::ErrorCode::UnsupportedVersion`].
-pub(crate) const UNSUPPORTED_VERSION: &str = "tunnel protocol version";
-
 /// Length of magic, version and command.
 const PREFIX_LEN: usize = MAGIC.len() + 2;
 
@@ -164,7 +160,7 @@ impl ClientHello {
     /// Returns `Ok(None)` while `buf` is a prefix of a valid hello, the hello and the number
     /// of bytes it used once complete, and an error as soon as the bytes seen cannot start a
     /// valid hello. A version other than 1 gives
-    /// `Error::Unsupported { what: "tunnel protocol version", .. }`.
+    /// [`Error::UnsupportedTunnelVersion`].
     pub fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, Error> {
         let seen = buf.len().min(MAGIC.len());
         if buf[..seen] != MAGIC[..seen] {
@@ -177,10 +173,7 @@ impl ClientHello {
             return Ok(None);
         };
         if version != VERSION {
-            return Err(Error::Unsupported {
-                what: UNSUPPORTED_VERSION,
-                value: version.to_string(),
-            });
+            return Err(Error::UnsupportedTunnelVersion(version));
         }
         let Some(&command) = buf.get(MAGIC.len() + 1) else {
             return Ok(None);
@@ -292,10 +285,7 @@ mod tests {
         ));
         assert_eq!(
             ClientHello::decode(b"PCTN\x02"),
-            Err(Error::Unsupported {
-                what: UNSUPPORTED_VERSION,
-                value: "2".into()
-            })
+            Err(Error::UnsupportedTunnelVersion(2))
         );
         assert_eq!(
             ClientHello::decode(b"PCTN\x01\x09"),

@@ -269,10 +269,15 @@ impl World {
         tamper(Dir::ToServer, &mut flight);
 
         let mut answer = Vec::new();
-        let proof: [u8; MAC_LEN] = flight
-            .as_slice()
-            .try_into()
-            .map_err(|_| Error::Misuse("proof"))?;
+        let proof: [u8; MAC_LEN] =
+            flight
+                .as_slice()
+                .try_into()
+                .map_err(|_| Error::WrongLength {
+                    what: "handshake proof",
+                    expected: MAC_LEN,
+                    got: flight.len(),
+                })?;
         let established = match self.server_complete(await_proof.receive_proof(proof), &mut answer)
         {
             Ok(established) => established,

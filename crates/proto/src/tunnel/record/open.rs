@@ -109,9 +109,12 @@ impl RecordOpener {
             .map_err(|_| Error::DecryptFailed)?;
         self.opened += 1;
         debug_assert_eq!(plaintext.len(), frame_len - HEADER_LEN - TAG_LEN);
-        let (&mut content, body) = plaintext
-            .split_first_mut()
-            .ok_or(Error::Misuse("record without content type"))?;
+        // `frame_len` refuses frames too short for a content type, so this cannot fail; if
+        // it did, the bytes came from the peer: malformed input, not misuse.
+        let (&mut content, body) = plaintext.split_first_mut().ok_or(Error::Invalid {
+            what: "tunnel record",
+            reason: "no content type",
+        })?;
         let record = if content == content_type::DATA {
             Record::Data(body)
         } else {
