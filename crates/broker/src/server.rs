@@ -127,6 +127,13 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         config.public_url().as_str(),
         signing_key.seed(),
     )?;
+    for provider in oidc.iter() {
+        tracing::info!(
+            provider = %provider.name(),
+            redirect_url = %provider.redirect_url(),
+            "OpenID Connect sign-in ready (register this redirect URL at the provider)"
+        );
+    }
     let state = Arc::new(AppState::new(
         config,
         store.clone(),

@@ -134,14 +134,6 @@ impl Providers {
         })
     }
 
-    /// No provider at all.
-    pub fn none() -> Self {
-        Self {
-            list: Vec::new(),
-            cookie_key: cookie::cookie_key(b"no providers"),
-        }
-    }
-
     /// The provider with this slug.
     pub fn get(&self, slug: &str) -> Option<&Provider> {
         self.list.iter().find(|provider| provider.slug == slug)
