@@ -2,8 +2,9 @@
 //! `support::oidc_provider`): the whole flow in headless Chromium (the provider's login
 //! page, then the portal with the user's services, the user listed with its provider and
 //! disabled by the admin CLI); and, driven over HTTP like a browser, a wrong `state`, a
-//! replayed authorization code, a claim that maps to no group, a local user's name (not
-//! taken over), and the provider down or hanging (a clear page, in bounded time).
+//! replayed authorization code, a wrong nonce, a code for another client, a wrong PKCE
+//! challenge, a claim that maps to no group, a local user's name (not taken over), and the
+//! provider down or hanging (a clear page, in bounded time).
 //! Token-level faults (wrong nonce, expiry, unknown key, other audience) are unit tests of
 //! the broker's verification (`portcullis_broker::oidc::verify`).
 
@@ -205,6 +206,17 @@ fn location(answer: &reqwest::Response, base: &str) -> String {
 /// Signs `login` in at the provider as a browser would, up to the broker's callback URL
 /// (not visited): the broker's cookies (with the pending sign-in) and that URL.
 async fn through_provider(broker: &Broker, issuer: &str, login: &str) -> (Jar, String) {
+    through_provider_with(broker, issuer, login, str::to_owned).await
+}
+
+/// [`through_provider`], with the authorization URL the broker made changed by `tamper`
+/// (as an attacker between the browser and the provider would).
+async fn through_provider_with(
+    broker: &Broker,
+    issuer: &str,
+    login: &str,
+    tamper: impl Fn(&str) -> String,
+) -> (Jar, String) {
     let client = http();
     let mut broker_jar = Jar::default();
     let mut provider_jar = Jar::default();
@@ -216,7 +228,7 @@ async fn through_provider(broker: &Broker, issuer: &str, login: &str) -> (Jar, S
     .await;
     assert_eq!(start.status(), 303);
     assert!(broker_jar.get("__Host-portcullis_oidc").is_some());
-    let mut url = location(&start, &broker.url);
+    let mut url = tamper(&location(&start, &broker.url));
     // Authorization endpoint → interaction (login page) → POST → back to authorization →
     // redirect to the broker.
     for _ in 0..10 {
@@ -353,7 +365,7 @@ async fn oidc_sign_in_in_a_browser_lands_on_the_portal_and_disable_ends_it() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oidc_refuses_wrong_state_replayed_codes_and_name_takeovers() {
+async fn oidc_refuses_wrong_state_replayed_codes_wrong_nonce_other_clients_and_takeovers() {
     let dir = tempfile::tempdir().unwrap();
     let (broker_port, provider_port) = (free_port(), free_port());
     let redirect = format!("https://127.0.0.1:{broker_port}/login/oidc/{SLUG}/callback");
@@ -387,6 +399,34 @@ async fn oidc_refuses_wrong_state_replayed_codes_and_name_takeovers() {
     );
     assert!(replay.get("portcullis_session").is_none());
 
+    // The ID token carries another nonce than the browser's cookie: refused.
+    let (mut jar, url) = through_provider_with(&broker, &provider.issuer, "alice", |url| {
+        url.replace("nonce=", "nonce=other")
+    })
+    .await;
+    assert_eq!(
+        callback(&url, &mut jar).await,
+        (403, Some("token".to_owned()))
+    );
+    // A code issued to another client (its ID token's audience): the provider refuses it.
+    let (mut jar, url) = through_provider_with(&broker, &provider.issuer, "alice", |url| {
+        url.replace("client_id=portcullis", "client_id=other")
+    })
+    .await;
+    assert_eq!(
+        callback(&url, &mut jar).await,
+        (403, Some("token".to_owned()))
+    );
+    // A PKCE challenge not made from the cookie's verifier: the provider refuses the code.
+    let (mut jar, url) = through_provider_with(&broker, &provider.issuer, "alice", |url| {
+        url.replace("code_challenge=", "code_challenge=AAAA")
+    })
+    .await;
+    assert_eq!(
+        callback(&url, &mut jar).await,
+        (403, Some("token".to_owned()))
+    );
+
     // A claim that maps to no group: signed in, no services.
     let (mut jar, url) = through_provider(&broker, &provider.issuer, "bob").await;
     assert_eq!(callback(&url, &mut jar).await, (200, None));
@@ -402,16 +442,33 @@ async fn oidc_refuses_wrong_state_replayed_codes_and_name_takeovers() {
     let list = broker.admin(&["user", "list"]);
     assert!(list.contains("carol\t\tpassword"), "{list}");
 
-    let reasons: Vec<String> = broker
+    let refusals: Vec<(String, String)> = broker
         .audit("login.oidc_refused")
         .iter()
         .map(|event| {
             let detail: Value = serde_json::from_str(event["detail"].as_str().unwrap()).unwrap();
             assert_eq!(detail["provider"], "Test IdP");
-            detail["reason"].as_str().unwrap().to_owned()
+            let reason = detail["reason"].as_str().unwrap().to_owned();
+            (reason, detail["detail"].as_str().unwrap().to_lowercase())
         })
         .collect();
-    assert_eq!(reasons, ["state", "state", "token", "name_taken"]);
+    let reasons: Vec<&str> = refusals.iter().map(|(reason, _)| reason.as_str()).collect();
+    let expected = [
+        "state",
+        "state",
+        "token",
+        "token",
+        "token",
+        "token",
+        "name_taken",
+    ];
+    assert_eq!(reasons, expected);
+    // The technical reasons, for the operator.
+    assert!(refusals[1].1.contains("cookie"), "{refusals:?}");
+    assert!(refusals[2].1.contains("invalid_grant"), "{refusals:?}");
+    assert!(refusals[3].1.contains("nonce"), "{refusals:?}");
+    assert!(refusals[4].1.contains("invalid_grant"), "{refusals:?}");
+    assert!(refusals[5].1.contains("invalid_grant"), "{refusals:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
