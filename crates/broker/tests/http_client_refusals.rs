@@ -118,8 +118,8 @@ async fn malformed_requests_get_a_clear_final_error_and_consume_nothing() {
             // to it (FIPS 203 modulus check). Before: "could not complete; try again".
             "a key failing the modulus check",
             with("kem_kyber_key", json!(b64::encode(&[0xff; 1184]))),
-            "Invalid request: kem_kyber_key is not a valid ML-KEM-768 key (it fails the \
-             FIPS 203 modulus check)",
+            "Invalid request: invalid ML-KEM-768 encapsulation key: a coefficient is not \
+             below q = 3329 (FIPS 203 modulus check)",
         ),
         (
             "a version that is not semver",

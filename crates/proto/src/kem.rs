@@ -15,8 +15,32 @@ pub const CIPHERTEXT_LEN: usize = 1088;
 #[derive(Clone, PartialEq, Eq)]
 pub struct EncapsulationKey(Box<[u8; ENCAPSULATION_KEY_LEN]>);
 
+/// The ML-KEM modulus.
+const Q: u16 = 3329;
+/// Bytes of the key's encoded polynomial vector (k = 3 polynomials of 384 bytes); the
+/// 32-byte seed ρ follows.
+const VECTOR_LEN: usize = 3 * 384;
+
+/// The FIPS 203 input check of an encapsulation key (the "modulus check"): every 12-bit
+/// coefficient of its `ByteEncode12`-encoded vector is below q. aws-lc's parse does not
+/// look at them, and nobody can encapsulate to a key that fails.
+fn passes_modulus_check(key: &[u8; ENCAPSULATION_KEY_LEN]) -> bool {
+    key[..VECTOR_LEN].chunks_exact(3).all(|bytes| {
+        let (b0, b1, b2) = (
+            u16::from(bytes[0]),
+            u16::from(bytes[1]),
+            u16::from(bytes[2]),
+        );
+        let low = b0 | ((b1 & 0x0f) << 8);
+        let high = (b1 >> 4) | (b2 << 4);
+        low < Q && high < Q
+    })
+}
+
 impl EncapsulationKey {
-    /// Checks and wraps 1184 received bytes.
+    /// Checks and wraps 1184 received bytes: the length, the FIPS 203 modulus check, and
+    /// aws-lc's parse, so that a key nobody can encapsulate to is refused as invalid input
+    /// here rather than failing later at encapsulation.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, Error> {
         let array: [u8; ENCAPSULATION_KEY_LEN] =
             bytes.try_into().map_err(|_| Error::WrongLength {
@@ -24,6 +48,12 @@ impl EncapsulationKey {
                 expected: ENCAPSULATION_KEY_LEN,
                 got: bytes.len(),
             })?;
+        if !passes_modulus_check(&array) {
+            return Err(Error::Invalid {
+                what: "ML-KEM-768 encapsulation key",
+                reason: "a coefficient is not below q = 3329 (FIPS 203 modulus check)",
+            });
+        }
         // Parse once so a malformed key is refused here rather than at encapsulation.
         kem::EncapsulationKey::new(&ML_KEM_768, &array).map_err(|_| Error::Invalid {
             what: "ML-KEM-768 encapsulation key",
@@ -165,6 +195,37 @@ impl core::fmt::Debug for DecapsulationKey {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn key_with(
+        edit: impl FnOnce(&mut [u8; ENCAPSULATION_KEY_LEN]),
+    ) -> Result<EncapsulationKey, Error> {
+        let pair = DecapsulationKey::generate().unwrap();
+        let mut bytes = *pair.encapsulation_key().as_bytes();
+        edit(&mut bytes);
+        EncapsulationKey::from_bytes(&bytes)
+    }
+
+    #[test]
+    fn a_key_failing_the_modulus_check_is_invalid_input() {
+        let all_ff = EncapsulationKey::from_bytes(&[0xff; ENCAPSULATION_KEY_LEN]);
+        assert!(matches!(all_ff, Err(Error::Invalid { .. })), "{all_ff:?}");
+        // The second coefficient of the last triple of the vector: bytes 1149..1152.
+        let set_high = |value: u16| {
+            move |bytes: &mut [u8; ENCAPSULATION_KEY_LEN]| {
+                bytes[VECTOR_LEN - 2] =
+                    (bytes[VECTOR_LEN - 2] & 0x0f) | ((value as u8 & 0x0f) << 4);
+                bytes[VECTOR_LEN - 1] = (value >> 4) as u8;
+            }
+        };
+        assert!(matches!(key_with(set_high(Q)), Err(Error::Invalid { .. })));
+        assert!(key_with(set_high(Q - 1)).is_ok());
+        // The seed ρ after the vector is not checked: any bytes are fine there.
+        assert!(key_with(|bytes| bytes[VECTOR_LEN..].fill(0xff)).is_ok());
+        for _ in 0..20 {
+            let pair = DecapsulationKey::generate().unwrap();
+            assert!(passes_modulus_check(pair.encapsulation_key().as_bytes()));
+        }
+    }
 
     #[test]
     fn round_trip() {

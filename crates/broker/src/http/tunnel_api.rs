@@ -15,11 +15,9 @@ use axum::response::{IntoResponse, Response};
 use portcullis_proto::api::{StopAnswer, TunnelCommand, TunnelRefusal, TunnelRequest};
 
 use super::{BodyRefusal, LimitedBody};
-use crate::exchange::INVALID_KEY;
 use crate::redeem::{self, RedeemRefusal};
 use crate::state::AppState;
 use crate::store::TokenHash;
-use crate::tickets::key_check::passes_modulus_check;
 
 /// Route of the tunnel-server API.
 pub const PATH: &str = "/uds/rest/tunnel/ticket";
@@ -74,11 +72,6 @@ async fn handle(
         .map_err(|error| RedeemRefusal::Invalid(error.to_string()))?;
     match command {
         TunnelCommand::Start(start) => {
-            // Checked with the rest of the request: a key nobody can encapsulate to would
-            // fail after the ticket is consumed, burning it.
-            if !passes_modulus_check(&start.tunnel_key) {
-                return Err(RedeemRefusal::Invalid(INVALID_KEY.to_owned()));
-            }
             let envelope = redeem::start(state, &server, &start).await?;
             state.metrics.redemptions.inc();
             Ok(Json(envelope).into_response())

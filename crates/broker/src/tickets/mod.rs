@@ -4,4 +4,3 @@
 //! of the id, and a tunnel ticket's shared secret is sealed under a key derived from the id.
 
 pub mod crypto;
-pub mod key_check;
