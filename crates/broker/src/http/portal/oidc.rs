@@ -106,14 +106,17 @@ pub(super) async fn callback(
     let Some(provider) = state.oidc.get(&slug) else {
         return pages::not_found();
     };
-    // Each callback may cost a token request: bounded per client address, as sign-ins are.
-    let _guard = match client.0 {
-        Some(ip) => match state.logins_per_ip.check(&network_key(ip), Instant::now()) {
-            Ok(guard) => Some(guard),
-            Err(wait) => return too_many(wait.as_secs() + 1),
-        },
-        None => None,
-    };
+    // Each callback may cost a token request: counted per client address with the
+    // sign-ins, but not held in flight (people behind one address finish at once).
+    if let Some(ip) = client.0 {
+        if let Err(wait) = state
+            .logins_per_ip
+            .check(&network_key(ip), Instant::now())
+            .map(drop)
+        {
+            return too_many(wait.as_secs() + 1);
+        }
+    }
     let callback = query.map(|Query(callback)| callback).unwrap_or_default();
     let value = cookie::from_headers(&headers);
     let pending = match flow::check_state(
