@@ -144,8 +144,7 @@ fn stopped_event(dir: &Path) -> Value {
     lines
         .lines()
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
-        .filter(|event| event["kind"] == "tunnel.stopped")
-        .last()
+        .rfind(|event| event["kind"] == "tunnel.stopped")
         .unwrap_or_else(|| panic!("no tunnel.stopped in the audit log:\n{lines}"))
 }
 
