@@ -318,6 +318,8 @@ async fn oidc_sign_in_in_a_browser_lands_on_the_portal_and_disable_ends_it() {
     let password = browser.find("input[name=password]").await.unwrap();
     browser.type_into(&password, "any password").await;
     browser.screenshot(&shots.join("2-provider.png")).await;
+    // The provider's page is not ours: its console messages are not checked.
+    browser.console_errors().await;
     let submit = browser.find("button[type=submit]").await.unwrap();
     browser.click(&submit).await;
 
@@ -329,6 +331,8 @@ async fn oidc_sign_in_in_a_browser_lands_on_the_portal_and_disable_ends_it() {
     let header = browser.wait_for(".user strong", PAGE_WAIT).await;
     assert_eq!(browser.text(&header).await, "alice");
     browser.screenshot(&shots.join("3-services.png")).await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "console errors on the portal: {errors:?}");
 
     let list = broker.admin(&["user", "list"]);
     assert!(list.contains("alice\tstaff\toidc:Test IdP"), "{list}");
