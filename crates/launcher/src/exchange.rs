@@ -160,7 +160,7 @@ impl BrokerClient {
                     key.encapsulation_key(),
                     SignaturePolicy::Required,
                 )
-                .map_err(|error| Failure::tampered(format!("{error}")))?;
+                .map_err(|error| Failure::unverified(&error))?;
             if !verified.is_javascript() {
                 return Err(Failure::tampered(format!(
                     "the script type {:?} is not JavaScript",

@@ -8,14 +8,22 @@ use std::fmt;
 pub enum Kind {
     /// The command line or the link is wrong (exit 2).
     Usage,
-    /// The broker's key is unknown and was not confirmed, or it changed (exit 3).
+    /// The broker's key is unknown and was not confirmed (exit 3).
     Untrusted,
+    /// The broker presents another key than the one pinned for it, or than the
+    /// fingerprint given with `--trust-fingerprint` (exit 9).
+    KeyChanged,
     /// The broker cannot be reached, or its certificate is not trusted (exit 4).
     Unreachable,
     /// The broker refused: ticket expired or used, no access, service not ready (exit 5).
     Refused,
-    /// A signature is missing or wrong, or the answer was tampered with (exit 6).
+    /// The answer does not decrypt or is malformed: tampered with on the way (exit 6).
     Tampered,
+    /// The script's signature is missing or wrong (exit 10).
+    ScriptSignature,
+    /// The payload's signature (over script, params, ticket and key) is missing or wrong
+    /// (exit 11).
+    PayloadSignature,
     /// The launch script failed (exit 7).
     Script,
     /// The tunnel could not be opened or was lost (exit 8).
@@ -36,6 +44,9 @@ impl Kind {
             Self::Tampered => 6,
             Self::Script => 7,
             Self::Tunnel => 8,
+            Self::KeyChanged => 9,
+            Self::ScriptSignature => 10,
+            Self::PayloadSignature => 11,
         }
     }
 }
@@ -81,15 +92,41 @@ impl Failure {
         )
     }
 
-    /// A signature or decryption failure.
+    /// A broker key other than the one trusted or expected.
+    pub fn key_changed(message: impl Into<String>) -> Self {
+        Self::new(Kind::KeyChanged, message)
+    }
+
+    /// A decryption or format failure of the answer.
     pub fn tampered(what: impl fmt::Display) -> Self {
+        Self::verification(Kind::Tampered, what)
+    }
+
+    /// The payload failed verification with `error`: a signature failure gets its own kind.
+    pub fn unverified(error: &portcullis_proto::Error) -> Self {
+        let kind = match error {
+            portcullis_proto::Error::BadSignature("script")
+            | portcullis_proto::Error::Unsupported { .. } => Kind::ScriptSignature,
+            portcullis_proto::Error::BadSignature(_)
+            | portcullis_proto::Error::MissingSignature(_) => Kind::PayloadSignature,
+            _ => Kind::Tampered,
+        };
+        Self::verification(kind, error)
+    }
+
+    fn verification(kind: Kind, what: impl fmt::Display) -> Self {
         Self::new(
-            Kind::Tampered,
+            kind,
             format!(
                 "The connection instructions failed verification ({what}). Nothing was run; \
                  tell your administrator."
             ),
         )
+    }
+
+    /// Whether the broker's answer failed a check of its signatures.
+    pub fn is_signature_failure(&self) -> bool {
+        matches!(self.kind, Kind::ScriptSignature | Kind::PayloadSignature)
     }
 
     /// The broker cannot be reached (from a transport error).
@@ -168,9 +205,12 @@ mod tests {
             Kind::Internal,
             Kind::Usage,
             Kind::Untrusted,
+            Kind::KeyChanged,
             Kind::Unreachable,
             Kind::Refused,
             Kind::Tampered,
+            Kind::ScriptSignature,
+            Kind::PayloadSignature,
             Kind::Script,
             Kind::Tunnel,
         ];

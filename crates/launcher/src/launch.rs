@@ -96,11 +96,11 @@ pub async fn launch_until(
     ui.progress_done();
     let launch = match exchanged {
         Ok(launch) => launch,
-        Err(failure) if failure.kind == crate::failure::Kind::Tampered => {
+        Err(failure) if failure.is_signature_failure() => {
             // A rotated broker key shows as a signature failure: say so if it is that.
             return Err(match client.broker_key().await {
                 Ok(presented) if presented.fingerprint() != pinned.fingerprint() => {
-                    Failure::untrusted(
+                    Failure::key_changed(
                         crate::trust::TrustError::Changed {
                             host: host.clone(),
                             pinned: pinned.fingerprint(),
@@ -220,7 +220,7 @@ async fn trusted_key(
     let confirmed = match &options.trust_fingerprint {
         Some(expected) => {
             if normalize_fingerprint(expected) != fingerprint {
-                return Err(Failure::untrusted(format!(
+                return Err(Failure::key_changed(format!(
                     "The broker {host} presents the key fingerprint {fingerprint}, not the \
                      {expected} you gave. Do not connect; ask your administrator."
                 )));
@@ -238,7 +238,7 @@ async fn trusted_key(
     }
     store
         .pin(host, presented.clone())
-        .map_err(|error| Failure::untrusted(error.to_string()))?;
+        .map_err(|error| Failure::key_changed(error.to_string()))?;
     store
         .save()
         .map_err(|error| Failure::internal(error.to_string()))?;

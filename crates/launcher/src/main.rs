@@ -27,10 +27,11 @@ use portcullis_launcher::ui::{self, Ui};
 /// your RDP, SSH or VNC client) and opens the post-quantum tunnel it needs.
 ///
 /// The first time you use a broker, the launcher shows its key fingerprint and asks you to
-/// confirm it (or takes --trust-fingerprint). Exit codes: 0 done, 1 internal error, 2 bad
-/// link or arguments, 3 broker not trusted, 4 broker unreachable, 5 refused by the broker
-/// (start again from the portal), 6 verification failed, 7 launch script failed,
-/// 8 tunnel failed. The log is in the user's state directory (launcher.log).
+/// confirm it (or takes --trust-fingerprint). Exit codes: 0 done, 1 internal error or
+/// stopped, 2 bad link or arguments, 3 broker not trusted yet, 4 broker unreachable,
+/// 5 refused by the broker (start again from the portal), 6 answer tampered with, 7 launch
+/// script failed, 8 tunnel failed, 9 broker key changed, 10 script signature wrong,
+/// 11 payload signature wrong. The log is in the user's state directory (launcher.log).
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis-launcher",

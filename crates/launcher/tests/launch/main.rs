@@ -85,12 +85,12 @@ async fn trust_failures_and_bad_links_get_their_own_exit_codes() {
         failure.message
     );
 
-    // A fingerprint that does not match.
+    // A fingerprint that does not match: another key than the one expected.
     let mut options = stack.options(link.clone(), &home);
     options.trust_fingerprint = Some("00".repeat(32));
     assert_eq!(
         launch(options, Arc::clone(&ui)).await.unwrap_err().kind,
-        Kind::Untrusted
+        Kind::KeyChanged
     );
 
     // A pinned key that is not the broker's: the payload does not verify, and the message
@@ -109,7 +109,8 @@ async fn trust_failures_and_bad_links_get_their_own_exit_codes() {
     let changed = launch(stack.options(link, &home), Arc::clone(&ui))
         .await
         .unwrap_err();
-    assert_eq!(changed.kind, Kind::Untrusted);
+    assert_eq!(changed.kind, Kind::KeyChanged);
+    assert_eq!(changed.kind.exit_code(), 9);
     assert!(
         changed.message.contains("different key"),
         "{}",

@@ -213,8 +213,8 @@ async fn launch_tampered(tamper: Tamper) -> (Failure, bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_script_signature_is_refused_before_anything_runs() {
     let (failure, ran) = launch_tampered(Tamper::ScriptSignature).await;
-    assert_eq!(failure.kind, Kind::Tampered, "{failure}");
-    assert_eq!(failure.kind.exit_code(), 6);
+    assert_eq!(failure.kind, Kind::ScriptSignature, "{failure}");
+    assert_eq!(failure.kind.exit_code(), 10);
     assert!(failure.message.contains("script signature"), "{failure}");
     assert!(!ran, "the script ran");
 }
@@ -222,7 +222,8 @@ async fn a_wrong_script_signature_is_refused_before_anything_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_payload_signature_is_refused_before_anything_runs() {
     let (failure, ran) = launch_tampered(Tamper::PayloadSignature).await;
-    assert_eq!(failure.kind, Kind::Tampered, "{failure}");
+    assert_eq!(failure.kind, Kind::PayloadSignature, "{failure}");
+    assert_eq!(failure.kind.exit_code(), 11);
     assert!(failure.message.contains("payload signature"), "{failure}");
     assert!(!ran, "the script ran");
 }
@@ -231,6 +232,7 @@ async fn a_wrong_payload_signature_is_refused_before_anything_runs() {
 async fn a_tampered_ciphertext_is_refused_before_anything_runs() {
     let (failure, ran) = launch_tampered(Tamper::Ciphertext).await;
     assert_eq!(failure.kind, Kind::Tampered, "{failure}");
+    assert_eq!(failure.kind.exit_code(), 6);
     assert!(failure.message.contains("does not decrypt"), "{failure}");
     assert!(!ran, "the script ran");
 }
