@@ -30,12 +30,6 @@
     clippy::cast_precision_loss
 )]
 
-/// The PostgreSQL test server of the integration tests (`tests/support/postgres.rs`): one
-/// throwaway cluster per process, a fresh database per call.
-#[allow(dead_code, unreachable_pub)]
-#[path = "../tests/support/postgres.rs"]
-mod postgres;
-
 use std::hint::black_box;
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -796,7 +790,7 @@ enum Backend {
     Postgres(String),
 }
 
-/// A fresh database on the PostgreSQL test server of `tests/support/postgres.rs`, or why
+/// A fresh database on the PostgreSQL test server of `portcullis-testkit`, or why
 /// not.
 fn postgres_url(rt: &Runtime) -> Result<String, String> {
     let found = std::fs::read_dir("/usr/lib/postgresql")
@@ -816,7 +810,7 @@ fn postgres_url(rt: &Runtime) -> Result<String, String> {
         );
     }
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        rt.block_on(postgres::create_database())
+        rt.block_on(portcullis_testkit::postgres::create_database())
     }))
     .map_err(|panic| {
         let reason = panic
@@ -1248,7 +1242,7 @@ fn print_table(rows: &[Row]) {
          PostgreSQL server's not; 2 cores give 800 µs per exchange at the target rate.)"
     );
     println!(
-        "  (PostgreSQL: the test server of tests/support, fsync and synchronous_commit off, on \
+        "  (PostgreSQL: the test server of portcullis-testkit, fsync and synchronous_commit off, on \
          the same cores; pool of 10 connections. Each exchange: 1 read, a share of 1 \
          group-committed write transaction, a readiness check (a TCP connect to the target, \
          cached for 2 s) and one ML-DSA-65 signature.)"

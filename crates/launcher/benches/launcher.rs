@@ -30,7 +30,7 @@
 
 /// The launcher tests' loopback stack (it has more than the bench uses).
 #[allow(dead_code)]
-#[path = "../tests/launch/support.rs"]
+#[path = "../tests/it/support.rs"]
 mod support;
 
 /// The tunnel benchmark's sink and source, so both benches measure against the same ends

@@ -1,6 +1,6 @@
-//! Fixtures for Portcullis's integration tests: the real programs the tests run against
-//! (an OpenSSH server with keys generated per test), found or reported missing with the
-//! Debian package that provides them.
+//! Fixtures for Portcullis's integration tests: the real programs the tests run against (an
+//! OpenSSH server with keys generated per test, a PostgreSQL server per test process),
+//! found or reported missing with the Debian package that provides them.
 //!
 //! A fixture that cannot be set up fails the test with a message that says how to fix it:
 //! nothing here skips.
@@ -8,6 +8,7 @@
 // Test support: a fixture that fails is a failed test, with the message of the panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod postgres;
 mod program;
 mod sshd;
 

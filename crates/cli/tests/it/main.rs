@@ -5,10 +5,6 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../../../broker/tests/support/postgres.rs"]
-#[allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
-mod postgres;
-
 mod browser;
 mod commands;
 mod oidc;

@@ -332,7 +332,10 @@ async fn oidc_sign_in_in_a_browser_lands_on_the_portal_and_disable_ends_it() {
     assert_eq!(browser.text(&header).await, "alice");
     browser.screenshot(&shots.join("3-services.png")).await;
     let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "console errors on the portal: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "console errors on the portal: {errors:?}"
+    );
 
     let list = broker.admin(&["user", "list"]);
     assert!(list.contains("alice\tstaff\toidc:Test IdP"), "{list}");

@@ -20,7 +20,7 @@ use portcullis_proto::payload::SignaturePolicy;
 use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{Scrambler, TicketId, payload};
 
-use crate::postgres;
+use portcullis_testkit::postgres;
 
 const TOKEN: &str = "sk-two-brokers-test-token-0123456789abcdefghij";
 

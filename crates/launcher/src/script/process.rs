@@ -237,14 +237,12 @@ fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquick
     // and ssh); its stdin is null, so it never needs the launcher's terminal.
     #[cfg(unix)]
     command.process_group(0);
-    let mut child = command
-        .spawn()
-        .map_err(|err| {
-            throw(
-                ctx,
-                &format!("{} could not be started: {err}", program.display()),
-            )
-        })?;
+    let mut child = command.spawn().map_err(|err| {
+        throw(
+            ctx,
+            &format!("{} could not be started: {err}", program.display()),
+        )
+    })?;
     tracing::debug!(target: "script", program = %program.display(), "started");
 
     let (ended_tx, ended_rx) = watch::channel(false);

@@ -3,12 +3,11 @@
 //! fresh ML-KEM-768 key, open and verify the payload; the OpenUDS 5 launcher's variant;
 //! semver version checks; and the retry path (DESIGN.md, difference 1).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::broker::{
+    CLIENT_LINK, Launcher, PASSWORD, Target, TestBroker, closed_port, direct_service,
+};
 use portcullis_broker::keys;
 use portcullis_broker::store::{NewService, Readiness};
 use portcullis_proto::Error;
@@ -16,9 +15,6 @@ use portcullis_proto::api::{ErrorBody, Percent, ProtocolVersion};
 use portcullis_proto::payload::SignaturePolicy;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::broker::{
-    CLIENT_LINK, Launcher, PASSWORD, Target, TestBroker, closed_port, direct_service,
-};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_portcullis_launcher_exchanges_a_ticket_end_to_end() {
@@ -315,7 +311,7 @@ async fn preparing_service_is_retryable_and_the_same_ticket_then_succeeds() {
 
     let metrics = broker.metrics().await;
     assert_eq!(
-        support::broker::metric(
+        crate::support::broker::metric(
             &metrics,
             r#"portcullis_tickets_refused_total{reason="preparing"}"#
         ),

@@ -2,16 +2,12 @@
 //! handshake (a half-close), Close across link drops, the counter limit, backpressure,
 //! memory of idle connections, and recovery from a tampered record.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod tunnel_support;
-
+use crate::tunnel_support::{Dir, Link, Side, World, honest};
 use portcullis_proto::tunnel::{
     ConnectionConfig, Control, DEFAULT_PLAINTEXT, DEFAULT_REPLAY_CAPACITY, ErrorCode,
 };
 use portcullis_proto::{ConnectionId, Error};
 use proptest::prelude::*;
-use tunnel_support::{Dir, Link, Side, World, honest};
 
 const ID: ConnectionId = ConnectionId(1);
 

@@ -2,8 +2,6 @@
 //! ask of the launcher when run against a recording stand-in of its `runtime` module
 //! (`tests/launcher_mock/runtime.js`), with params built from the broker's own types.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
-
 use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -3,17 +3,13 @@
 //! escaping of names, the embedded assets, and a tunneled connection followed through the
 //! user API to the tunnel server's stop report.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::broker::{Launcher, PASSWORD, Reply, Session, TestBroker, proof_for, send};
 use portcullis_broker::store::{NewService, Protocol, Readiness, Transport};
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
 use serde_json::json;
-use support::broker::{Launcher, PASSWORD, Reply, Session, TestBroker, proof_for, send};
 
 const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; \
                    connect-src 'self'; form-action 'self'; frame-ancestors 'none'; \

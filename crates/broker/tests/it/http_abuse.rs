@@ -2,12 +2,10 @@
 //! idle and excess connections, TLS key-exchange policy, login floods. Each test failed
 //! on the code before its fix.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::broker::{
+    Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for,
+};
 use serde_json::{Value, json};
-use support::broker::{Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_tunnel_server_key_is_denied_and_consumes_nothing() {
@@ -167,7 +165,7 @@ mod connections {
     use tokio::net::TcpStream;
     use tokio_rustls::client::TlsStream;
 
-    use super::support::broker::{BrokerBuilder, TestBroker};
+    use crate::support::broker::{BrokerBuilder, TestBroker};
 
     /// How long a test waits for the broker to close a connection it should close.
     const CLOSE_WITHIN: Duration = Duration::from_secs(5);
@@ -480,7 +478,7 @@ mod tls_policy {
     use rustls::crypto::aws_lc_rs::kx_group;
 
     use super::connections::{health_on, negotiated_group, tls_client, tls_connect};
-    use super::support::broker::TestBroker;
+    use crate::support::broker::TestBroker;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn the_hybrid_is_chosen_whatever_the_clients_order() {
@@ -538,7 +536,7 @@ mod cross_site {
     use reqwest::StatusCode;
     use serde_json::{Value, json};
 
-    use super::support::broker::{PASSWORD, Reply, Session, TestBroker, send};
+    use crate::support::broker::{PASSWORD, Reply, Session, TestBroker, send};
 
     /// `POST path` with `headers` added.
     async fn post(

@@ -3,21 +3,17 @@
 //! right `is_retryable` (docs/protocol.md §5.3, §6.6). Also: refusals consume nothing, so
 //! the ticket still works afterwards where that matters.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::broker::{
+    CLIENT_LINK, CLIENT_TICKET_TTL, Launcher, PASSWORD, TestBroker, answer_of, metric, raw_http,
+    tunneled_service,
+};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Answer, ErrorBody, capability};
 use portcullis_proto::b64;
 use portcullis_proto::openuds::Envelope;
 use serde_json::{Value, json};
-use support::broker::{
-    CLIENT_LINK, CLIENT_TICKET_TTL, Launcher, PASSWORD, TestBroker, answer_of, metric, raw_http,
-    tunneled_service,
-};
 
 /// The one answer for unknown, used, expired and malformed tickets and wrong scramblers.
 const UNKNOWN_TICKET: &str =
@@ -28,7 +24,7 @@ fn fatal(message: &str) -> ErrorBody {
 }
 
 /// The JSON of a launcher's request for `launch`, to be spoilt by the test.
-fn request_json(launcher: &Launcher, launch: &support::broker::Launch) -> Value {
+fn request_json(launcher: &Launcher, launch: &crate::support::broker::Launch) -> Value {
     serde_json::to_value(launcher.request(&launch.url)).unwrap()
 }
 

@@ -1,20 +1,16 @@
 //! Connections as the portal follows them, on both backends: a client ticket through its
 //! exchange, the tunnel session's start and stop, expiry, failure, and the recent list.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
+use crate::support::fixtures::{
+    CLIENT_TTL, T0, alice_and_desk, client_ticket, direct_service, exchanged, tunnel_ticket,
+};
+use crate::support::{TestDb, both_backends};
 use portcullis_broker::store::{
     ConnectionState, NewNotifyTicket, RECENT_CONNECTIONS, Store, TunnelServerId,
     USED_CLIENT_TICKET_KEEP_MS, UserId,
 };
 use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_proto::TicketId;
-use support::fixtures::{
-    CLIENT_TTL, T0, alice_and_desk, client_ticket, direct_service, exchanged, tunnel_ticket,
-};
-use support::{TestDb, both_backends};
 
 const TUNNEL_TTL: i64 = 120_000;
 
@@ -107,7 +103,7 @@ both_backends!(
 
         // Another user sees nothing of it.
         let bob = store
-            .add_user("bob", support::fixtures::PASSWORD_HASH, T0)
+            .add_user("bob", crate::support::fixtures::PASSWORD_HASH, T0)
             .await
             .unwrap();
         assert_eq!(

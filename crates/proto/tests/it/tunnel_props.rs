@@ -1,8 +1,6 @@
 //! Property tests of the tunnel codecs and record layer: round trips, prefixes, and
 //! arbitrary input that must never panic.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use portcullis_proto::tunnel::{
     ClientHello, Control, ErrorCode, MAX_PLAINTEXT, OVERHEAD, PAYLOAD_OFFSET, Record, RecordOpener,
     ServerMessage, client, compute_open_proof, server, verify_open_proof,

@@ -2,16 +2,12 @@
 //! parameters once), the session cookie and its attributes, rate limiting, sign-out,
 //! session expiry, and what a user may not see.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::time::Duration;
 
+use crate::support::broker::{PASSWORD, Session, TestBroker};
 use portcullis_broker::password::hash_password;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::broker::{PASSWORD, Session, TestBroker};
 
 const BAD_CREDENTIALS: &str = "invalid user name or password";
 
@@ -296,12 +292,12 @@ async fn a_user_cannot_reach_what_is_not_theirs() {
 async fn login_needs_a_json_body() {
     let broker = TestBroker::start().await;
     broker.add_user("alice", &["staff"]).await;
-    let client = support::broker::http_client(Some(&broker.data_dir().join("tls/cert.pem")));
+    let client = crate::support::broker::http_client(Some(&broker.data_dir().join("tls/cert.pem")));
     let form = client
         .post(broker.url("/api/login"))
         .header("content-type", "text/plain")
         .body(format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#));
-    let reply = support::broker::send(form).await;
+    let reply = crate::support::broker::send(form).await;
     assert_eq!(reply.status, StatusCode::BAD_REQUEST);
     assert!(reply.header("set-cookie").is_none());
 }
@@ -316,7 +312,7 @@ async fn an_oversized_login_is_refused_with_413() {
         64 * 1024 + 1
     );
     // Refused from the headers alone; the connection is closed (the body was not read).
-    let answer = support::broker::raw_http(broker.addr(), &head).await;
+    let answer = crate::support::broker::raw_http(broker.addr(), &head).await;
     assert!(
         answer.starts_with("HTTP/1.1 413 Payload Too Large\r\n"),
         "{answer}"

@@ -5,22 +5,18 @@
 //! requests to each). The PostgreSQL tests of the HTTP suite live here, so that only this
 //! binary starts a PostgreSQL server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::broker::{
+    Launcher, PASSWORD, Reply, TestBroker, answer_of, assert_access_denied, bounded, metric,
+    proof_for, send,
+};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Answer, ErrorBody};
 use portcullis_proto::openuds::Envelope;
 use reqwest::StatusCode;
 use reqwest::header::AUTHORIZATION;
 use serde_json::json;
-use support::broker::{
-    Launcher, PASSWORD, Reply, TestBroker, answer_of, assert_access_denied, bounded, metric,
-    proof_for, send,
-};
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 
@@ -155,14 +151,14 @@ async fn counter_sum(brokers: &[&TestBroker], series: &str) -> f64 {
 }
 
 async fn postgres_broker() -> TestBroker {
-    let url = support::postgres_url().await;
+    let url = crate::support::postgres_url().await;
     TestBroker::builder().database(&url).start().await
 }
 
 /// Two brokers of one deployment: one PostgreSQL database, one data directory (signing
 /// key and certificate), one clock.
 async fn two_postgres_brokers() -> (TestBroker, TestBroker) {
-    let url = support::postgres_url().await;
+    let url = crate::support::postgres_url().await;
     let first = TestBroker::builder().database(&url).start().await;
     let second = TestBroker::builder()
         .database(&url)

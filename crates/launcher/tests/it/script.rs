@@ -2,8 +2,6 @@
 //! failures and cleanup, and the broker's built-in scripts run unchanged against fake
 //! client programs.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
@@ -15,10 +13,10 @@ use portcullis_launcher::script::{
 };
 use serde_json::{Value, json};
 
-const TCP_LINUX: &str = include_str!("../../broker/scripts/tcp-linux.js");
-const SSH_LINUX: &str = include_str!("../../broker/scripts/ssh-linux.js");
-const RDP_LINUX: &str = include_str!("../../broker/scripts/rdp-linux.js");
-const VNC_LINUX: &str = include_str!("../../broker/scripts/vnc-linux.js");
+const TCP_LINUX: &str = include_str!("../../../broker/scripts/tcp-linux.js");
+const SSH_LINUX: &str = include_str!("../../../broker/scripts/ssh-linux.js");
+const RDP_LINUX: &str = include_str!("../../../broker/scripts/rdp-linux.js");
+const VNC_LINUX: &str = include_str!("../../../broker/scripts/vnc-linux.js");
 
 /// Checks made inside scripts: a failed check throws with its message.
 const PRELUDE: &str =

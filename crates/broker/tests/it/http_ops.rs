@@ -2,18 +2,14 @@
 //! for Prometheus, whose request-latency labels are route patterns, never a path with a
 //! ticket id in it.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::collections::BTreeSet;
 
+use crate::support::broker::{
+    Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for, wrong_proof,
+};
 use portcullis_proto::TicketId;
 use reqwest::StatusCode;
 use serde_json::json;
-use support::broker::{
-    Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for, wrong_proof,
-};
 
 /// Every 48-character run of `[A-Za-z0-9]` in `text` (what a ticket id looks like).
 fn ticket_like_runs(text: &str) -> Vec<String> {

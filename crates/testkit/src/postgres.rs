@@ -59,7 +59,7 @@ rm -rf "$dir"
 "#;
 
 /// The running test server.
-pub(crate) struct PgServer {
+pub struct PgServer {
     port: u16,
     dir: PathBuf,
     version: String,
@@ -74,7 +74,7 @@ static NEXT_DATABASE: AtomicU64 = AtomicU64::new(1);
 
 /// The process's server, started on first call. Blocks; panics with the reason (and the
 /// server log) if PostgreSQL is missing or does not start.
-pub(crate) fn server() -> &'static PgServer {
+pub fn server() -> &'static PgServer {
     match SERVER.get_or_init(start) {
         Ok(server) => server,
         Err(reason) => panic!("{reason}"),
@@ -82,7 +82,7 @@ pub(crate) fn server() -> &'static PgServer {
 }
 
 /// The URL of a fresh, empty database on the process's server.
-pub(crate) async fn create_database() -> String {
+pub async fn create_database() -> String {
     let server = match tokio::task::spawn_blocking(server).await {
         Ok(server) => server,
         Err(error) => std::panic::resume_unwind(error.into_panic()),
@@ -92,32 +92,32 @@ pub(crate) async fn create_database() -> String {
 
 impl PgServer {
     /// The URL of `database` on this server, as the `postgres` superuser.
-    pub(crate) fn url(&self, database: &str) -> String {
+    pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
     }
 
     /// The loopback port.
-    pub(crate) fn port(&self) -> u16 {
+    pub fn port(&self) -> u16 {
         self.port
     }
 
     /// The temporary directory (cluster, sockets, `server.log`).
-    pub(crate) fn dir(&self) -> &Path {
+    pub fn dir(&self) -> &Path {
         &self.dir
     }
 
     /// The PostgreSQL major version in use.
-    pub(crate) fn version(&self) -> &str {
+    pub fn version(&self) -> &str {
         &self.version
     }
 
     /// How long `initdb` and the start took.
-    pub(crate) fn startup(&self) -> Duration {
+    pub fn startup(&self) -> Duration {
         self.startup
     }
 
     /// Creates `test_N` and returns its URL.
-    pub(crate) async fn create_database(&self) -> String {
+    pub async fn create_database(&self) -> String {
         let name = format!("test_{}", NEXT_DATABASE.fetch_add(1, Ordering::Relaxed));
         let mut admin = PgConnection::connect(&self.url("postgres"))
             .await

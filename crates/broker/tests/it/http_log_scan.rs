@@ -6,20 +6,16 @@
 //!
 //! Alone in its binary: it installs the process-wide subscriber.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::support::broker::{
+    Launcher, PASSWORD, TestBroker, assert_access_denied, proof_for, wrong_proof,
+};
 use portcullis_proto::api::ErrorBody;
 use portcullis_proto::{SharedSecret, TicketId, b64};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::broker::{
-    Launcher, PASSWORD, TestBroker, assert_access_denied, proof_for, wrong_proof,
-};
 use tracing::Level;
 
 /// The wrong password the flow tries.

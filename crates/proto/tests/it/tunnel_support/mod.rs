@@ -3,7 +3,7 @@
 //! [`Connection`] per connection id, with a hook that sees (and may alter) every flight of
 //! bytes.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub)]
 
 use std::collections::HashMap;
 

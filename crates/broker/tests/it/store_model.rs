@@ -1,18 +1,14 @@
 //! The store's data model on SQLite and on a real PostgreSQL server: users, groups,
 //! memberships, login sessions, services, tunnel servers, the audit log, migrations.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
-use portcullis_broker::store::{
-    AuditEvent, Backend, NewTunnelServer, Protocol, Store, StoreError, TokenHash, Transport,
-};
-use support::fixtures::{
+use crate::support::fixtures::{
     PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, exchanged, tunnel_ticket,
     tunneled_service,
 };
-use support::{TestDb, both_backends};
+use crate::support::{TestDb, both_backends};
+use portcullis_broker::store::{
+    AuditEvent, Backend, NewTunnelServer, Protocol, Store, StoreError, TokenHash, Transport,
+};
 
 fn assert_conflict<T: std::fmt::Debug>(result: Result<T, StoreError>, needle: &str) {
     match result {
@@ -37,14 +33,14 @@ fn assert_invalid<T: std::fmt::Debug>(result: Result<T, StoreError>) {
 
 #[tokio::test]
 async fn postgres_harness_gives_independent_databases() {
-    let first = support::postgres_url().await;
-    let second = support::postgres_url().await;
+    let first = crate::support::postgres_url().await;
+    let second = crate::support::postgres_url().await;
     assert_ne!(first, second);
     assert!(
         first.starts_with("postgres://postgres@127.0.0.1:"),
         "{first}"
     );
-    let server = support::postgres::server();
+    let server = portcullis_testkit::postgres::server();
     assert!(server.dir().join("data").is_dir());
     assert!(server.port() > 0 && !server.version().is_empty());
     eprintln!(
@@ -623,8 +619,8 @@ both_backends!(audit_log, |db: TestDb| async move {
 async fn brokers_starting_together_migrate_once() {
     let dir = tempfile::tempdir().unwrap();
     for url in [
-        support::sqlite_url(dir.path()),
-        support::postgres_url().await,
+        crate::support::sqlite_url(dir.path()),
+        crate::support::postgres_url().await,
     ] {
         let tasks: Vec<_> = (0..4)
             .map(|_| {

@@ -3,12 +3,13 @@
 //! exactly once (also under 64 concurrent attempts), failed proofs, notify tickets, the
 //! sweeper, and what a dump reveals.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::sync::Arc;
 
+use crate::support::fixtures::{
+    CLIENT_TTL, PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, exchanged,
+    tunnel_ticket,
+};
+use crate::support::{TestDb, both_backends};
 use portcullis_broker::store::{
     ConnectionState, ExchangeService, NewNotifyTicket, STOPPED_SESSION_KEEP_MS, Store, StoreError,
     SweepCounts, TokenHash, TunnelServerId, USED_TUNNEL_TICKET_KEEP_MS, UserId,
@@ -16,11 +17,6 @@ use portcullis_broker::store::{
 use portcullis_broker::tickets::crypto::{TicketHash, ticket_hash};
 use portcullis_proto::TicketId;
 use sqlx::Row;
-use support::fixtures::{
-    CLIENT_TTL, PASSWORD_HASH, T0, alice_and_desk, client_ticket, direct_service, exchanged,
-    tunnel_ticket,
-};
-use support::{TestDb, both_backends};
 use tokio::sync::Barrier;
 
 /// How many tasks race for one ticket.

@@ -1,13 +1,9 @@
 //! End-to-end: launcher and tunnel server as an in-memory pair, through Open, Attach and
 //! Resume, with a hook that tampers with bytes in flight.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod tunnel_support;
-
+use crate::tunnel_support::{Dir, Side, World, honest};
 use portcullis_proto::tunnel::{Control, ErrorCode};
 use portcullis_proto::{ConnectionId, Error};
-use tunnel_support::{Dir, Side, World, honest};
 
 fn pattern(len: usize, seed: u8) -> Vec<u8> {
     (0..len)

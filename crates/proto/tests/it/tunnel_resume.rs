@@ -2,14 +2,10 @@
 //! random points (records half delivered), resumed with fresh keys; at the end each side
 //! received exactly what the other wrote.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod tunnel_support;
-
+use crate::tunnel_support::{Side, World, honest};
 use portcullis_proto::ConnectionId;
 use portcullis_proto::tunnel::Control;
 use proptest::prelude::*;
-use tunnel_support::{Side, World, honest};
 
 #[derive(Debug, Clone)]
 enum Op {

@@ -11,10 +11,9 @@
 //! - [`broker`]: real brokers on loopback and the parties that talk to them over HTTP(S),
 //!   for the `http_*` tests.
 
-#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+#![allow(unreachable_pub)]
 
 pub mod broker;
-pub mod postgres;
 
 use std::future::Future;
 use std::path::Path;
@@ -25,7 +24,7 @@ use tempfile::TempDir;
 
 /// The URL of a fresh database on the process's PostgreSQL test server.
 pub async fn postgres_url() -> String {
-    postgres::create_database().await
+    portcullis_testkit::postgres::create_database().await
 }
 
 /// The URL of the SQLite database file `broker.db` in `dir` (created on connect).
@@ -97,8 +96,6 @@ where
 
 /// `both_backends!(name, |db| async move { … })`: the same test body, with a fresh
 /// [`TestDb`], as `name::sqlite` and `name::postgres` on a multi-threaded runtime.
-/// (The `http_*` test binaries do not use it.)
-#[allow(unused_macros)]
 macro_rules! both_backends {
     ($(#[$meta:meta])* $name:ident, $body:expr) => {
         $(#[$meta])*
@@ -120,7 +117,6 @@ macro_rules! both_backends {
         }
     };
 }
-#[allow(unused_imports)]
 pub(crate) use both_backends;
 
 /// Small builders for store tests.

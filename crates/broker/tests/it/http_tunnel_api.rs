@@ -3,22 +3,18 @@
 //! refusal — always HTTP 403 `{"error": "Access denied"}`, never a 500
 //! (docs/protocol.md §7; DESIGN.md differences 2, 4 and 7).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod support;
-
 use std::net::IpAddr;
 use std::time::Duration;
 
+use crate::support::broker::{
+    Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for, raw_http, wrong_proof,
+};
 use portcullis_broker::store::{NewTunnelServer, TokenHash};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{Remote, StartProof};
 use portcullis_proto::hex;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::broker::{
-    Launcher, PASSWORD, TestBroker, assert_access_denied, metric, proof_for, raw_http, wrong_proof,
-};
 
 /// The detail of the newest audit event of `kind`.
 async fn last_audit(broker: &TestBroker, kind: &str) -> Value {
@@ -477,7 +473,7 @@ async fn a_legacy_server_cannot_redeem_a_v1_ticket_without_the_proof() {
         .add_tunnel_server("mixed-legacy", "mixed", true)
         .await;
     let service = broker
-        .add_service(support::broker::tunneled_service(
+        .add_service(crate::support::broker::tunneled_service(
             "mixed-app",
             world.target.port,
             "mixed",

@@ -1,12 +1,13 @@
 //! The launcher end to end on loopback: a real broker (HTTPS with its self-signed
 //! certificate, SQLite), a real tunnel server, TCP targets and a real `sshd`, the built-in
 //! scripts and test scripts from the broker's `scripts_dir`; the user's side is a test UI
-//! that answers the prompts.
+//! that answers the prompts. And the script runtime on its own (`script`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ending;
 mod resume;
+mod script;
 mod ssh;
 mod support;
 mod tampered;

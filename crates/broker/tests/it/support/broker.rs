@@ -445,9 +445,6 @@ impl TestBroker {
             .await
             .expect("registering a tunnel server");
         TunnelServer {
-            name: name.to_owned(),
-            host: format!("{name}.example"),
-            port: 7443,
             token,
             key: DecapsulationKey::generate().expect("an ML-KEM-768 key"),
         }
@@ -976,12 +973,6 @@ impl Launcher {
 
 /// A registered tunnel server: its bearer token and its ML-KEM-768 key.
 pub struct TunnelServer {
-    /// Its name.
-    pub name: String,
-    /// The host of its public address.
-    pub host: String,
-    /// The port of its public address.
-    pub port: u16,
     /// Its bearer token (`sk-…`), a secret.
     pub token: String,
     key: DecapsulationKey,
