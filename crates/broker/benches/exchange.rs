@@ -571,7 +571,8 @@ async fn breakdown_task(
                 .target_answers(
                     &service.host,
                     service.port,
-                    state.config.readiness_timeout()
+                    state.config.readiness_timeout(),
+                    now,
                 )
                 .await
         );

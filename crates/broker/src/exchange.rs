@@ -8,7 +8,7 @@ use portcullis_proto::openuds::Envelope;
 use portcullis_proto::payload::{self, BuildOptions, LogSettings};
 use serde_json::json;
 
-use crate::http::ClientAddr;
+use crate::client_addr::ClientAddr;
 use crate::metrics::RefusalReason;
 use crate::model::{Protocol, Readiness, Transport};
 use crate::scripts::{
@@ -112,7 +112,7 @@ pub async fn exchange(
     if service.readiness == Readiness::Tcp
         && !state
             .readiness
-            .target_answers(&service.host, service.port, timeout)
+            .target_answers(&service.host, service.port, timeout, now)
             .await
     {
         let percent = preparing_percent(&client_ticket, now);

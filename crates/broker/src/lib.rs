@@ -11,6 +11,8 @@
 
 pub use portcullis_proto as proto;
 
+pub mod accounts;
+pub mod client_addr;
 pub mod config;
 pub mod exchange;
 pub mod files;

@@ -7,12 +7,17 @@
 //! scan at most once per `PRUNE_EVERY`, never one per request), and while it stays full
 //! new keys are refused. Client addresses are keyed by [`network_key`]: an IPv6 host
 //! usually owns a whole /64.
+//!
+//! Time is the broker's clock (`AppState::now`), as for tickets and the sweeper, so tests
+//! move it instead of sleeping.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 use std::net::IpAddr;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::state::Millis;
 
 /// The window over which attempts are counted.
 const WINDOW: Duration = Duration::from_secs(60);
@@ -37,10 +42,20 @@ pub fn network_key(ip: IpAddr) -> IpAddr {
     }
 }
 
+/// A wait as whole seconds for `Retry-After`: rounded up, at least 1.
+pub fn retry_after_secs(wait: Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
+/// The time from `then` to `now` (zero if the clock went back).
+fn elapsed(now: Millis, then: Millis) -> Duration {
+    Duration::from_millis(u64::try_from(now.saturating_sub(then)).unwrap_or(0))
+}
+
 #[derive(Debug, Default)]
 struct Entry {
     /// Arrival times within the window, oldest first.
-    times: VecDeque<Instant>,
+    times: VecDeque<Millis>,
     /// Attempts admitted and not finished.
     in_flight: u32,
 }
@@ -48,7 +63,7 @@ struct Entry {
 #[derive(Debug)]
 struct Keys<K> {
     entries: HashMap<K, Entry>,
-    last_prune: Option<Instant>,
+    last_prune: Option<Millis>,
 }
 
 /// Counts attempts per key in a sliding one-minute window, and the attempts in flight.
@@ -105,7 +120,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// Records an attempt at `now` and says whether it is admitted: within the budget,
     /// with fewer than [`MAX_IN_FLIGHT_PER_KEY`] of the key's attempts in flight, and room
     /// for the key. When it is not, returns how long to wait before trying again.
-    pub fn check(&self, key: &K, now: Instant) -> Result<Attempt<'_, K>, Duration> {
+    pub fn check(&self, key: &K, now: Millis) -> Result<Attempt<'_, K>, Duration> {
         if self.per_minute == 0 {
             return Ok(Attempt {
                 limiter: self,
@@ -116,7 +131,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         if keys.entries.len() >= self.max_keys && !keys.entries.contains_key(key) {
             let due = keys
                 .last_prune
-                .is_none_or(|last| now.saturating_duration_since(last) >= PRUNE_EVERY);
+                .is_none_or(|last| elapsed(now, last) >= PRUNE_EVERY);
             if due {
                 keys.last_prune = Some(now);
                 keys.entries.retain(|_, entry| {
@@ -124,7 +139,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
                         || entry
                             .times
                             .back()
-                            .is_some_and(|t| now.saturating_duration_since(*t) < WINDOW)
+                            .is_some_and(|t| elapsed(now, *t) < WINDOW)
                 });
             }
             if keys.entries.len() >= self.max_keys {
@@ -135,13 +150,13 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         while entry
             .times
             .front()
-            .is_some_and(|t| now.saturating_duration_since(*t) >= WINDOW)
+            .is_some_and(|t| elapsed(now, *t) >= WINDOW)
         {
             entry.times.pop_front();
         }
         if entry.times.len() >= self.per_minute as usize {
             let oldest = entry.times.front().copied().unwrap_or(now);
-            return Err(WINDOW.saturating_sub(now.saturating_duration_since(oldest)));
+            return Err(WINDOW.saturating_sub(elapsed(now, oldest)));
         }
         if entry.in_flight >= MAX_IN_FLIGHT_PER_KEY {
             return Err(Duration::from_secs(1));
@@ -181,26 +196,20 @@ mod tests {
     #[test]
     fn admits_the_budget_then_refuses_until_the_window_moves() {
         let limiter = RateLimiter::new(3);
-        let start = Instant::now();
+        let start = 1_000_000;
         for _ in 0..3 {
             drop(limiter.check(&"alice", start).unwrap());
         }
-        let wait = limiter
-            .check(&"alice", start + Duration::from_secs(10))
-            .unwrap_err();
+        let wait = limiter.check(&"alice", start + 10_000).unwrap_err();
         assert_eq!(wait, Duration::from_secs(50));
         assert!(limiter.check(&"bob", start).is_ok());
-        assert!(
-            limiter
-                .check(&"alice", start + Duration::from_secs(61))
-                .is_ok()
-        );
+        assert!(limiter.check(&"alice", start + 61_000).is_ok());
     }
 
     #[test]
     fn reset_and_disabled() {
         let limiter = RateLimiter::new(1);
-        let now = Instant::now();
+        let now = 1_000_000;
         drop(limiter.check(&1, now).unwrap());
         assert!(limiter.check(&1, now).is_err());
         limiter.reset(&1);
@@ -213,7 +222,7 @@ mod tests {
     #[test]
     fn attempts_in_flight_are_limited_per_key() {
         let limiter = RateLimiter::new(20);
-        let now = Instant::now();
+        let now = 1_000_000;
         let first = limiter.check(&"ip", now).unwrap();
         assert_eq!(
             limiter.check(&"ip", now).unwrap_err(),
@@ -227,7 +236,7 @@ mod tests {
     #[test]
     fn the_map_is_capped_and_pruned_at_most_once_a_second() {
         let limiter = RateLimiter::with_capacity(5, 3);
-        let start = Instant::now();
+        let start = 1_000_000;
         for key in 0..3 {
             drop(limiter.check(&key, start).unwrap());
         }
@@ -236,13 +245,13 @@ mod tests {
         assert!(limiter.check(&0, start).is_ok());
         // A minute later the old keys have expired, but the last scan was under a second
         // ago only if one ran: the first refusal after a second scans and admits.
-        let later = start + Duration::from_secs(61);
+        let later = start + 61_000;
         assert!(limiter.check(&4, later).is_ok());
         assert_eq!(limiter.len(), 1);
         // Keys with attempts in flight are never dropped.
         let held = limiter.check(&5, later).unwrap();
         let _also = limiter.check(&6, later).unwrap();
-        let much_later = later + Duration::from_secs(120);
+        let much_later = later + 120_000;
         drop(limiter.check(&7, much_later).unwrap());
         assert!(limiter.len() <= 3);
         drop(held);

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::state::Millis;
 
 use tokio::net::TcpStream;
 
@@ -32,7 +34,7 @@ pub async fn target_answers(host: &str, port: u16, timeout: Duration) -> bool {
 pub struct ReadinessCache {
     ttl: Duration,
     /// When each target last answered.
-    ready: Mutex<HashMap<(String, u16), Instant>>,
+    ready: Mutex<HashMap<(String, u16), Millis>>,
 }
 
 impl Default for ReadinessCache {
@@ -50,37 +52,51 @@ impl ReadinessCache {
         }
     }
 
-    /// Whether `host:port` accepts connections: `true` without a probe if it answered
-    /// within the TTL, else the result of a probe bounded by `timeout`.
-    pub async fn target_answers(&self, host: &str, port: u16, timeout: Duration) -> bool {
+    /// Whether `host:port` accepts connections at `now` (the broker's clock): `true`
+    /// without a probe if it answered within the TTL, else the result of a probe bounded
+    /// by `timeout`, remembered as of `now`.
+    pub async fn target_answers(
+        &self,
+        host: &str,
+        port: u16,
+        timeout: Duration,
+        now: Millis,
+    ) -> bool {
         let key = (host.to_owned(), port);
-        if self.answered_recently(&key, Instant::now()) {
+        if self.answered_recently(&key, now) {
             return true;
         }
         let answers = target_answers(host, port, timeout).await;
-        self.record(key, answers, Instant::now());
+        self.record(key, answers, now);
         answers
     }
 
-    fn answered_recently(&self, key: &(String, u16), now: Instant) -> bool {
-        self.lock()
-            .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < self.ttl)
+    /// Whether `answered` lies within the TTL before `now`.
+    fn fresh(&self, answered: Millis, now: Millis) -> bool {
+        let age = u64::try_from(now.saturating_sub(answered)).unwrap_or(0);
+        Duration::from_millis(age) < self.ttl
     }
 
-    fn record(&self, key: (String, u16), answers: bool, now: Instant) {
+    fn answered_recently(&self, key: &(String, u16), now: Millis) -> bool {
+        self.lock().get(key).is_some_and(|at| self.fresh(*at, now))
+    }
+
+    fn record(&self, key: (String, u16), answers: bool, now: Millis) {
         let mut ready = self.lock();
         if !answers {
             ready.remove(&key);
             return;
         }
         if ready.len() >= PRUNE_ABOVE {
-            ready.retain(|_, at| now.saturating_duration_since(*at) < self.ttl);
+            let ttl = self.ttl;
+            ready.retain(|_, at| {
+                Duration::from_millis(u64::try_from(now.saturating_sub(*at)).unwrap_or(0)) < ttl
+            });
         }
         ready.insert(key, now);
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Millis>> {
         // The map holds only timestamps: a panic elsewhere cannot leave it inconsistent.
         self.ready
             .lock()
@@ -108,13 +124,21 @@ mod tests {
         let cache = ReadinessCache::new(Duration::from_millis(300));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
-        assert!(cache.target_answers("127.0.0.1", port, PROBE).await);
+        let start: Millis = 1_000_000;
+        assert!(cache.target_answers("127.0.0.1", port, PROBE, start).await);
         drop(listener);
         // Gone, but within the TTL: no probe, still ready.
-        assert!(cache.target_answers("127.0.0.1", port, PROBE).await);
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(
+            cache
+                .target_answers("127.0.0.1", port, PROBE, start + 299)
+                .await
+        );
         // Past the TTL: probed again, and now refused.
-        assert!(!cache.target_answers("127.0.0.1", port, PROBE).await);
+        assert!(
+            !cache
+                .target_answers("127.0.0.1", port, PROBE, start + 300)
+                .await
+        );
     }
 
     #[tokio::test]
@@ -123,24 +147,24 @@ mod tests {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = probe.local_addr().unwrap().port();
         drop(probe);
-        assert!(!cache.target_answers("127.0.0.1", port, PROBE).await);
+        assert!(!cache.target_answers("127.0.0.1", port, PROBE, 0).await);
         // The service comes up: the very next check sees it (a retry must not wait).
         let _listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
             .await
             .unwrap();
-        assert!(cache.target_answers("127.0.0.1", port, PROBE).await);
+        assert!(cache.target_answers("127.0.0.1", port, PROBE, 0).await);
     }
 
     #[test]
     fn targets_are_kept_apart_and_stale_entries_pruned() {
         let cache = ReadinessCache::new(Duration::from_secs(2));
-        let start = Instant::now();
+        let start: Millis = 1_000_000;
         let key = |port: u16| ("10.0.0.1".to_owned(), port);
         cache.record(key(1), true, start);
-        assert!(cache.answered_recently(&key(1), start + Duration::from_secs(1)));
+        assert!(cache.answered_recently(&key(1), start + 1_000));
         assert!(!cache.answered_recently(&key(2), start));
         assert!(!cache.answered_recently(&("10.0.0.2".to_owned(), 1), start));
-        assert!(!cache.answered_recently(&key(1), start + Duration::from_secs(2)));
+        assert!(!cache.answered_recently(&key(1), start + 2_000));
         // A refusal forgets an earlier answer.
         cache.record(key(1), false, start);
         assert!(!cache.answered_recently(&key(1), start));
@@ -148,7 +172,7 @@ mod tests {
         for port in 0..u16::try_from(PRUNE_ABOVE).unwrap() {
             cache.record(key(port), true, start);
         }
-        let later = start + Duration::from_secs(3);
+        let later = start + 3_000;
         cache.record(key(u16::MAX), true, later);
         assert_eq!(cache.lock().len(), 1, "stale entries are pruned when full");
         assert!(cache.answered_recently(&key(u16::MAX), later));

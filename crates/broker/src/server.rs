@@ -161,7 +161,11 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         state.metrics.connections.clone(),
         shutdown_rx,
     ));
-    let sweeper = store::spawn_sweeper(store, SWEEP_INTERVAL);
+    let sweep_clock: Clock = {
+        let state = Arc::clone(&state);
+        Arc::new(move || state.now())
+    };
+    let sweeper = store::spawn_sweeper(store, SWEEP_INTERVAL, sweep_clock);
     tracing::info!(%addr, tls = state.config.tls_enabled(), "broker listening");
     Ok(RunningBroker {
         addr,

@@ -7,6 +7,7 @@ use axum::http::header::{CONNECTION, RETRY_AFTER};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::accounts::AccountError;
 use crate::store::StoreError;
 
 /// What the user API answers when something goes wrong.
@@ -39,6 +40,19 @@ pub enum UserApiError {
     /// Anything else; the details go to the log.
     #[error("internal error")]
     Internal(String),
+}
+
+impl From<AccountError> for UserApiError {
+    fn from(error: AccountError) -> Self {
+        match error {
+            AccountError::InvalidName => Self::BadRequest(error.to_string()),
+            AccountError::RateLimited(seconds) => Self::RateLimited(seconds),
+            AccountError::Busy => Self::Busy,
+            AccountError::BadCredentials => Self::BadCredentials,
+            AccountError::NotFound => Self::NotFound,
+            AccountError::Store(_) | AccountError::Internal(_) => Self::Internal(error.to_string()),
+        }
+    }
 }
 
 impl From<StoreError> for UserApiError {

@@ -34,8 +34,8 @@ use crate::metrics::RouteLabels;
 use crate::state::AppState;
 
 mod body;
-mod client_addr;
 pub mod client_api;
+pub(crate) mod cookies;
 mod error;
 pub mod ops;
 mod portal;
@@ -43,8 +43,8 @@ mod same_origin;
 pub mod tunnel_api;
 pub mod user_api;
 
+pub use crate::client_addr::ClientAddr;
 pub use body::{BodyRefusal, LimitedBody};
-pub use client_addr::ClientAddr;
 pub use error::UserApiError;
 
 /// The whole HTTP application of one broker.

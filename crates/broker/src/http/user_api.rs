@@ -1,5 +1,6 @@
 //! The user API behind the portal (and usable from scripts): sign in with a password, list
-//! one's services, start a connection and follow it.
+//! one's services, start a connection and follow it. Routes only: what they do is
+//! [`crate::accounts`] and the store.
 //!
 //! Sessions are an opaque random token in the `portcullis_session` cookie (HttpOnly,
 //! SameSite=Strict, Secure); the database keeps only its hash, so several brokers
@@ -9,32 +10,21 @@
 //! subdomain too) is refused before it gets here (`http::same_origin`).
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
-use axum::http::header::{CONTENT_TYPE, COOKIE, SET_COOKIE, USER_AGENT};
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE, USER_AGENT};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
-use portcullis_proto::api::LaunchUrl;
-use portcullis_proto::{Scrambler, TicketId, b64};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use zeroize::Zeroizing;
 
 use super::{BodyRefusal, ClientAddr, LimitedBody, UserApiError};
-use crate::password::decoy_hash;
-use crate::rate_limit::network_key;
+use crate::accounts;
 use crate::scripts::SecretString;
 use crate::state::AppState;
-use crate::store::{
-    AuditEvent, Connection, ConnectionState, NewClientTicket, ServiceId, TokenHash, User,
-};
-use crate::tickets::crypto::ticket_hash;
-
-/// The longest user name accepted, in bytes (as the store and the admin CLI).
-pub const MAX_USERNAME_LEN: usize = 128;
+use crate::store::{Connection, ConnectionState, ServiceId, TokenHash, User};
 
 /// Where connections are followed: `GET /api/connections[/{status_id}]`.
 pub const CONNECTIONS_PATH: &str = "/api/connections";
@@ -120,108 +110,14 @@ pub async fn login(
     })?;
     let request: LoginRequest = serde_json::from_slice(&body)
         .map_err(|_| UserApiError::BadRequest("expected {\"username\", \"password\"}".into()))?;
-    let (user, token) = sign_in(&state, &client, &request.username, request.password).await?;
+    let (user, token) =
+        accounts::sign_in(&state, &client, &request.username, request.password).await?;
     let cookie = session_cookie(&token, state.config.session.cookie_ttl_secs)?;
     Ok((
         [(SET_COOKIE, cookie)],
         Json(json!({ "username": user.username })),
     )
         .into_response())
-}
-
-/// Checks a user name (1 to [`MAX_USERNAME_LEN`] bytes) and password under the login rate
-/// limits, audits the attempt, and on success opens a login session: the user and the
-/// session token for the cookie.
-pub(crate) async fn sign_in(
-    state: &AppState,
-    client: &ClientAddr,
-    username: &str,
-    password: SecretString,
-) -> Result<(User, String), UserApiError> {
-    // No account has a longer name (the store refuses them), so a longer one is refused
-    // before it reaches the limiter's keys or the audit log.
-    if username.is_empty() || username.len() > MAX_USERNAME_LEN {
-        return Err(UserApiError::BadRequest(format!(
-            "the user name must be 1 to {MAX_USERNAME_LEN} bytes"
-        )));
-    }
-    let now = Instant::now();
-    // Both guards count the attempt as in flight until the answer is ready.
-    let _per_ip = match client.0 {
-        Some(ip) => Some(
-            state
-                .logins_per_ip
-                .check(&network_key(ip), now)
-                .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?,
-        ),
-        None => None,
-    };
-    let user_key = username.to_owned();
-    let _per_user = state
-        .logins_per_user
-        .check(&user_key, now)
-        .map_err(|wait| UserApiError::RateLimited(wait.as_secs() + 1))?;
-
-    // A user who signs in through an OpenID Connect provider has no password, and a
-    // disabled one may not sign in: both are checked against the decoy, as unknown names.
-    let user = state
-        .store
-        .user_by_name(username)
-        .await?
-        .filter(|user| user.oidc.is_none() && user.disabled_at.is_none());
-    let stored = user
-        .as_ref()
-        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
-    let valid = state
-        .password_checks
-        .verify(password, stored)
-        .await
-        .map_err(|_| {
-            state.metrics.connections.logins_busy.inc();
-            UserApiError::Busy
-        })?
-        .map_err(|error| UserApiError::Internal(error.to_string()))?;
-    let (Some(user), true) = (user, valid) else {
-        audit(
-            state,
-            "login.failed",
-            Some(username.to_owned()),
-            client,
-            json!({}),
-        )
-        .await?;
-        return Err(UserApiError::BadCredentials);
-    };
-    state.logins_per_user.reset(&user_key);
-    let token = open_session(state, &user, client, "login", json!({})).await?;
-    Ok((user, token))
-}
-
-/// Opens a login session for `user`, who just signed in (with a password, or through an
-/// OpenID Connect provider), and audits it as `kind` with `detail`: the session token for
-/// the cookie ([`session_cookie`]).
-pub(crate) async fn open_session(
-    state: &AppState,
-    user: &User,
-    client: &ClientAddr,
-    kind: &str,
-    detail: serde_json::Value,
-) -> Result<String, UserApiError> {
-    let token = session_token_new().map_err(|error| UserApiError::Internal(error.to_string()))?;
-    let ttl_ms = i64::try_from(state.config.session.cookie_ttl_secs.saturating_mul(1000))
-        .unwrap_or(i64::MAX);
-    let now_ms = state.now();
-    state
-        .store
-        .create_login_session(
-            &TokenHash::of(token.as_bytes()),
-            user.id,
-            now_ms,
-            now_ms.saturating_add(ttl_ms),
-        )
-        .await?;
-    audit(state, kind, Some(user.username.clone()), client, detail).await?;
-    Ok(token)
 }
 
 /// `POST /api/logout`.
@@ -239,10 +135,7 @@ pub(crate) async fn sign_out(
     headers: &HeaderMap,
 ) -> Result<HeaderValue, UserApiError> {
     if let Some(token) = session_token(headers) {
-        state
-            .store
-            .delete_login_session(&TokenHash::of(token.as_bytes()))
-            .await?;
+        accounts::close_session(state, &token).await?;
     }
     session_cookie("", 0)
 }
@@ -285,8 +178,7 @@ pub async fn connect(
     ))
 }
 
-/// Issues a client ticket for `user` and `service_id` (which the user must be allowed to
-/// use: otherwise [`UserApiError::NotFound`]) and audits it.
+/// Issues a client ticket (`accounts::issue_ticket`) and the answer that carries it.
 pub(crate) async fn issue_ticket(
     state: &AppState,
     user: &User,
@@ -294,65 +186,14 @@ pub(crate) async fn issue_ticket(
     headers: &HeaderMap,
     service_id: ServiceId,
 ) -> Result<ConnectAnswer, UserApiError> {
-    let service = state
-        .store
-        .service_by_id(service_id)
-        .await?
-        .ok_or(UserApiError::NotFound)?;
-    if !state
-        .store
-        .user_may_use_service(user.id, service_id)
-        .await?
-    {
-        return Err(UserApiError::NotFound);
-    }
-    let internal = |error: portcullis_proto::Error| UserApiError::Internal(error.to_string());
-    let ticket = TicketId::generate().map_err(internal)?;
-    let scrambler = Scrambler::generate().map_err(internal)?;
-    let status_id =
-        portcullis_proto::hex::encode(&portcullis_proto::random::array::<16>().map_err(internal)?);
-    let now = state.now();
-    let ttl_ms = i64::try_from(
-        state
-            .config
-            .tickets
-            .client_ticket_ttl_secs
-            .saturating_mul(1000),
-    )
-    .unwrap_or(i64::MAX);
     let user_agent = headers
         .get(USER_AGENT)
         .and_then(|value| value.to_str().ok());
-    state
-        .store
-        .insert_client_ticket(NewClientTicket {
-            id_hash: ticket_hash(&ticket),
-            status_id: status_id.clone(),
-            user_id: user.id,
-            service_id,
-            scrambler: scrambler.as_str().to_owned(),
-            client_os: user_agent
-                .and_then(crate::scripts::Os::from_user_agent)
-                .map(|os| os.as_str().to_owned()),
-            created_at: now,
-            expires_at: now.saturating_add(ttl_ms),
-        })
-        .await?;
-    state.metrics.tickets_issued.inc();
-    audit(
-        state,
-        "ticket.issued",
-        Some(user.username.clone()),
-        client,
-        json!({ "service": service.name }),
-    )
-    .await?;
-    let url = LaunchUrl::new(state.config.public_url().launch_host(), ticket, scrambler)
-        .map_err(internal)?;
+    let issued = accounts::issue_ticket(state, user, client, user_agent, service_id).await?;
     Ok(ConnectAnswer {
-        url: url.expose().to_string(),
-        status_url: format!("{CONNECTIONS_PATH}/{status_id}"),
-        status_id,
+        url: issued.url.expose().to_string(),
+        status_url: format!("{CONNECTIONS_PATH}/{}", issued.status_id),
+        status_id: issued.status_id,
     })
 }
 
@@ -418,45 +259,11 @@ fn connection_json(connection: &Connection) -> serde_json::Value {
     value
 }
 
-/// Appends an event about a request of `client` to the audit log.
-pub(crate) async fn audit(
-    state: &AppState,
-    kind: &str,
-    username: Option<String>,
-    client: &ClientAddr,
-    detail: serde_json::Value,
-) -> Result<(), UserApiError> {
-    state
-        .store
-        .audit(AuditEvent {
-            at: state.now(),
-            kind: kind.to_owned(),
-            username,
-            service: None,
-            source_ip: Some(client.describe()),
-            detail: detail.to_string(),
-        })
-        .await?;
-    Ok(())
-}
-
 /// The session token of the request's cookie, if any.
 pub(crate) fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    super::cookies::value(headers, SESSION_COOKIE)
         .filter(|value| !value.is_empty())
-}
-
-fn session_token_new() -> Result<String, portcullis_proto::Error> {
-    let bytes = Zeroizing::new(portcullis_proto::random::array::<32>()?);
-    // Standard base64 has '+', '/' and '=', which are valid in a cookie value.
-    Ok(b64::encode(bytes.as_slice()))
+        .map(str::to_owned)
 }
 
 /// The `Set-Cookie` value of a session cookie (`max_age` 0 clears it).

@@ -8,7 +8,6 @@
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
-use axum::http::header::COOKIE;
 use axum::http::{HeaderMap, HeaderValue};
 use portcullis_proto::{b64, hex};
 use serde::{Deserialize, Serialize};
@@ -67,14 +66,7 @@ pub(crate) fn open(key: &hmac::Key, value: &str, now: i64) -> Option<Pending> {
 
 /// The request's pending-sign-in cookie value, if any.
 pub(crate) fn from_headers(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
-        .map(|(_, value)| value.to_owned())
+    crate::http::cookies::value(headers, COOKIE_NAME).map(str::to_owned)
 }
 
 /// The `Set-Cookie` value (`max_age` 0 clears it).

@@ -136,6 +136,8 @@ pub(super) async fn insert_audit_events(
             "at most 5,000 audit events in one statement".to_owned(),
         ));
     }
+    // Placeholders written by hand: `sqlx::QueryBuilder` on the Any driver emits `?`,
+    // which PostgreSQL does not accept; `$N` works on both backends.
     let mut sql = String::from(
         "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) VALUES ",
     );

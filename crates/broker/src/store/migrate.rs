@@ -51,6 +51,9 @@ const MIGRATIONS: &[Embedded] = &[
     },
 ];
 
+/// How many migrations there are.
+pub(super) const COUNT: usize = MIGRATIONS.len();
+
 /// Embedded migrations of one backend, as a source for sqlx's [`Migrator`].
 #[derive(Debug)]
 struct Source {

@@ -4,7 +4,7 @@
 //!
 //! One set of queries runs on both backends through sqlx's `Any` driver; each backend has
 //! its own migration folder with the same tables and columns. Every method that depends on
-//! time takes `now` in Unix milliseconds; only [`spawn_sweeper`] reads the clock.
+//! time takes `now` in Unix milliseconds; [`spawn_sweeper`] reads the broker's clock.
 //!
 //! Ticket ids never reach the database: rows are keyed by
 //! [`ticket_hash`](crate::tickets::crypto::ticket_hash), and a tunnel ticket's shared secret
@@ -217,14 +217,18 @@ impl Store {
         }
         let pool = pool.connect(url).await?;
         let migrator = migrate::migrator(backend).await?;
-        let mut retries = 2;
+        // sqlx takes no migration lock on SQLite: processes opening a file at once race to
+        // apply each pending migration, and a loser fails on the winner's change (a table
+        // or column that exists now). Each loss means another process applied a migration,
+        // so a process loses at most once per migration; a new look finds it recorded.
+        let mut retries = migrate::COUNT;
         loop {
             match migrator.run(&pool).await {
                 Ok(()) => break,
-                // sqlx takes no migration lock on SQLite: processes opening a new file at
-                // once race to create the schema, and the losers fail. A second look finds
-                // the winner's schema recorded and applies nothing.
-                Err(_) if backend == Backend::Sqlite && retries > 0 => retries -= 1,
+                Err(error) if backend == Backend::Sqlite && retries > 0 => {
+                    tracing::debug!(%error, "another process migrated meanwhile; looking again");
+                    retries -= 1;
+                }
                 Err(error) => return Err(error.into()),
             }
         }

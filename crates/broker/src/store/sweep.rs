@@ -2,6 +2,8 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::state::Clock;
+
 use serde_json::json;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -272,16 +274,16 @@ impl Store {
     }
 }
 
-/// Runs [`Store::sweep_expired`] every `interval` (the first run at once) with the system
-/// clock, until the returned task is aborted. Counts are logged at debug level, failures
+/// Runs [`Store::sweep_expired`] every `interval` (the first run at once) at the time
+/// `clock` tells (the broker's, as for tickets and the login limits), until the returned task is aborted. Counts are logged at debug level, failures
 /// at warn level; a failed sweep is retried at the next tick.
-pub fn spawn_sweeper(store: Store, interval: Duration) -> JoinHandle<()> {
+pub fn spawn_sweeper(store: Store, interval: Duration, clock: Clock) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             ticks.tick().await;
-            match store.sweep_expired(unix_millis(SystemTime::now())).await {
+            match store.sweep_expired(clock()).await {
                 Ok(counts) => {
                     for (table, rows) in [
                         (CLIENT_TICKETS.table, counts.client_tickets),

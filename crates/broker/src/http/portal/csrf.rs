@@ -15,7 +15,6 @@ use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
 use axum::http::HeaderMap;
 use axum::http::HeaderValue;
-use axum::http::header::COOKIE;
 use portcullis_proto::hex;
 
 /// The double-submit cookie of the sign-in form. `__Host-`: browsers accept it only when
@@ -44,17 +43,11 @@ pub(super) fn session_token_matches(session: &str, submitted: Option<&str>) -> b
 
 /// The request's sign-in token cookie, if it has a well-formed one.
 pub(super) fn login_cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(COOKIE)
-        .iter()
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == LOGIN_COOKIE)
-        .map(|(_, value)| value.to_owned())
+    crate::http::cookies::value(headers, LOGIN_COOKIE)
         .filter(|value| {
             value.len() == LOGIN_TOKEN_HEX_LEN && value.bytes().all(|b| b.is_ascii_hexdigit())
         })
+        .map(str::to_owned)
 }
 
 /// A fresh sign-in token.
@@ -84,6 +77,8 @@ fn same(expected: &str, submitted: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use axum::http::header::COOKIE;
+
     use super::*;
 
     #[test]

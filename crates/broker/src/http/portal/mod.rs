@@ -18,6 +18,7 @@ use axum::routing::{get, post};
 
 use super::user_api::{self, ConnectAnswer};
 use super::{BodyRefusal, ClientAddr, LimitedBody, UserApiError};
+use crate::accounts;
 use crate::scripts::SecretString;
 use crate::state::AppState;
 use crate::store::{ServiceId, TokenHash, User};
@@ -241,7 +242,10 @@ async fn login(
     let password = form
         .password
         .unwrap_or_else(|| SecretString::new(String::new()));
-    match user_api::sign_in(&state, &client, &username, password).await {
+    match accounts::sign_in(&state, &client, &username, password)
+        .await
+        .map_err(UserApiError::from)
+    {
         Ok((_, token)) => {
             let session = user_api::session_cookie(&token, state.config.session.cookie_ttl_secs);
             match session {

@@ -1,7 +1,7 @@
 //! Signing in through an OpenID Connect provider: the "Sign in with NAME" buttons,
 //! `GET /login/oidc/{slug}` (off to the provider) and its callback
 //! `GET /login/oidc/{slug}/callback`, which ends in the password sign-in's own session
-//! (`user_api::open_session`) or in a page that says why not.
+//! (`accounts::open_session`) or in a page that says why not.
 //!
 //! The callback is a GET, as the provider's redirect is: the same-origin check covers
 //! state-changing methods only, and the pending sign-in's cookie is `SameSite=Lax` so the
@@ -12,7 +12,6 @@
 //! tells the user in plain words.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
@@ -23,8 +22,9 @@ use serde_json::json;
 
 use super::html::{escape, page, respond, security_headers};
 use super::{csrf, failure, pages};
+use crate::accounts::{self, audit};
 use crate::http::ClientAddr;
-use crate::http::user_api::{self, audit};
+use crate::http::user_api;
 use crate::oidc::cookie::{self, PENDING_TTL_SECS};
 use crate::oidc::flow::{self, Callback};
 use crate::oidc::{Provider, Providers, Refusal, account};
@@ -82,7 +82,7 @@ pub(super) async fn begin(
             let within_limit = match client.0 {
                 Some(ip) => state
                     .logins_per_ip
-                    .check(&network_key(ip), Instant::now())
+                    .check(&network_key(ip), state.now())
                     .is_ok(),
                 None => true,
             };
@@ -111,10 +111,10 @@ pub(super) async fn callback(
     if let Some(ip) = client.0 {
         if let Err(wait) = state
             .logins_per_ip
-            .check(&network_key(ip), Instant::now())
+            .check(&network_key(ip), state.now())
             .map(drop)
         {
-            return too_many(wait.as_secs() + 1);
+            return too_many(crate::rate_limit::retry_after_secs(wait));
         }
     }
     let callback = query.map(|Query(callback)| callback).unwrap_or_default();
@@ -156,8 +156,9 @@ pub(super) async fn callback(
         "groups": signed_in.groups,
         "missing_groups": signed_in.missing,
     });
-    let token = match user_api::open_session(&state, &signed_in.user, &client, "login.oidc", detail)
+    let token = match accounts::open_session(&state, &signed_in.user, &client, "login.oidc", detail)
         .await
+        .map_err(crate::http::UserApiError::from)
     {
         Ok(token) => token,
         Err(error) => return failure(error),
@@ -211,7 +212,7 @@ async fn refused(
         fields.insert("subject".into(), json!(subject));
     }
     if let Err(error) = audit(state, "login.oidc_refused", None, client, detail).await {
-        return failure(error);
+        return failure(error.into());
     }
     refusal_page(provider, &refusal)
 }

@@ -1,0 +1,249 @@
+//! What a signed-in person may do, whatever the route: password sign-in under the login
+//! limits, login sessions, and issuing a client ticket for a service. The user API, the
+//! portal and the OpenID Connect callback call these; they only parse requests and shape
+//! answers (`crate::http`).
+
+use portcullis_proto::api::LaunchUrl;
+use portcullis_proto::{Scrambler, TicketId, b64};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::client_addr::ClientAddr;
+use crate::password::decoy_hash;
+use crate::rate_limit::{network_key, retry_after_secs};
+use crate::scripts::{Os, SecretString};
+use crate::state::AppState;
+use crate::store::{AuditEvent, NewClientTicket, ServiceId, StoreError, TokenHash, User};
+use crate::tickets::crypto::ticket_hash;
+
+/// The longest user name accepted, in bytes (as the store and the admin CLI).
+pub const MAX_USERNAME_LEN: usize = 128;
+
+/// Why an account operation did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    /// The user name is empty or longer than [`MAX_USERNAME_LEN`].
+    #[error("the user name must be 1 to {MAX_USERNAME_LEN} bytes")]
+    InvalidName,
+    /// Too many sign-in attempts; retry after this many seconds.
+    #[error("too many login attempts, retry in {0} s")]
+    RateLimited(u64),
+    /// Too many password checks are running; retry in a moment.
+    #[error("the broker is busy, retry in a moment")]
+    Busy,
+    /// Wrong user name or password (or a user who cannot sign in with one).
+    #[error("invalid user name or password")]
+    BadCredentials,
+    /// The service does not exist or the user may not use it (one answer for both).
+    #[error("not found")]
+    NotFound,
+    /// The database failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Anything else (randomness, encoding); the detail is for the log.
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<portcullis_proto::Error> for AccountError {
+    fn from(error: portcullis_proto::Error) -> Self {
+        Self::Internal(error.to_string())
+    }
+}
+
+/// A session token, for the session cookie only (it is a bearer credential).
+pub type SessionToken = String;
+
+/// Checks a user name and password under the login rate limits, audits the attempt, and
+/// on success opens a login session.
+pub async fn sign_in(
+    state: &AppState,
+    client: &ClientAddr,
+    username: &str,
+    password: SecretString,
+) -> Result<(User, SessionToken), AccountError> {
+    // No account has a longer name (the store refuses them), so a longer one is refused
+    // before it reaches the limiter's keys or the audit log.
+    if username.is_empty() || username.len() > MAX_USERNAME_LEN {
+        return Err(AccountError::InvalidName);
+    }
+    let now = state.now();
+    // Both guards count the attempt as in flight until the answer is ready.
+    let _per_ip = match client.0 {
+        Some(ip) => Some(
+            state
+                .logins_per_ip
+                .check(&network_key(ip), now)
+                .map_err(|wait| AccountError::RateLimited(retry_after_secs(wait)))?,
+        ),
+        None => None,
+    };
+    let user_key = username.to_owned();
+    let _per_user = state
+        .logins_per_user
+        .check(&user_key, now)
+        .map_err(|wait| AccountError::RateLimited(retry_after_secs(wait)))?;
+
+    // A user who signs in through an OpenID Connect provider has no password, and a
+    // disabled one may not sign in: both are checked against the decoy, as unknown names.
+    let user = state
+        .store
+        .user_by_name(username)
+        .await?
+        .filter(|user| user.oidc.is_none() && user.disabled_at.is_none());
+    let stored = user
+        .as_ref()
+        .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    let valid = state
+        .password_checks
+        .verify(password, stored)
+        .await
+        .map_err(|_| {
+            state.metrics.connections.logins_busy.inc();
+            AccountError::Busy
+        })?
+        .map_err(|error| AccountError::Internal(error.to_string()))?;
+    let (Some(user), true) = (user, valid) else {
+        audit(
+            state,
+            "login.failed",
+            Some(username.to_owned()),
+            client,
+            json!({}),
+        )
+        .await?;
+        return Err(AccountError::BadCredentials);
+    };
+    state.logins_per_user.reset(&user_key);
+    let token = open_session(state, &user, client, "login", json!({})).await?;
+    Ok((user, token))
+}
+
+/// Opens a login session for `user`, who just signed in (with a password, or through an
+/// OpenID Connect provider), and audits it as `kind` with `detail`.
+pub async fn open_session(
+    state: &AppState,
+    user: &User,
+    client: &ClientAddr,
+    kind: &str,
+    detail: serde_json::Value,
+) -> Result<SessionToken, AccountError> {
+    let bytes = Zeroizing::new(portcullis_proto::random::array::<32>()?);
+    // Standard base64 has '+', '/' and '=', which are valid in a cookie value.
+    let token = b64::encode(bytes.as_slice());
+    let ttl_ms = i64::try_from(state.config.session.cookie_ttl_secs.saturating_mul(1000))
+        .unwrap_or(i64::MAX);
+    let now_ms = state.now();
+    state
+        .store
+        .create_login_session(
+            &TokenHash::of(token.as_bytes()),
+            user.id,
+            now_ms,
+            now_ms.saturating_add(ttl_ms),
+        )
+        .await?;
+    audit(state, kind, Some(user.username.clone()), client, detail).await?;
+    Ok(token)
+}
+
+/// Ends the login session of `token`, if there is one.
+pub async fn close_session(state: &AppState, token: &str) -> Result<(), AccountError> {
+    state
+        .store
+        .delete_login_session(&TokenHash::of(token.as_bytes()))
+        .await?;
+    Ok(())
+}
+
+/// A client ticket just issued.
+pub struct IssuedTicket {
+    /// The `udssv2://` link that starts the launcher; it holds the ticket (a secret).
+    pub url: LaunchUrl,
+    /// The connection's public id, to follow it.
+    pub status_id: String,
+}
+
+/// Issues a client ticket for `user` and `service_id` (which the user must be allowed to
+/// use: otherwise [`AccountError::NotFound`]) and audits it. `user_agent` tells the
+/// launcher's operating system when the request came from the user's own browser.
+pub async fn issue_ticket(
+    state: &AppState,
+    user: &User,
+    client: &ClientAddr,
+    user_agent: Option<&str>,
+    service_id: ServiceId,
+) -> Result<IssuedTicket, AccountError> {
+    let service = state
+        .store
+        .service_by_id(service_id)
+        .await?
+        .ok_or(AccountError::NotFound)?;
+    if !state
+        .store
+        .user_may_use_service(user.id, service_id)
+        .await?
+    {
+        return Err(AccountError::NotFound);
+    }
+    let ticket = TicketId::generate()?;
+    let scrambler = Scrambler::generate()?;
+    let status_id = portcullis_proto::hex::encode(&portcullis_proto::random::array::<16>()?);
+    let now = state.now();
+    let ttl_ms = i64::try_from(
+        state
+            .config
+            .tickets
+            .client_ticket_ttl_secs
+            .saturating_mul(1000),
+    )
+    .unwrap_or(i64::MAX);
+    state
+        .store
+        .insert_client_ticket(NewClientTicket {
+            id_hash: ticket_hash(&ticket),
+            status_id: status_id.clone(),
+            user_id: user.id,
+            service_id,
+            scrambler: scrambler.as_str().to_owned(),
+            client_os: user_agent
+                .and_then(Os::from_user_agent)
+                .map(|os| os.as_str().to_owned()),
+            created_at: now,
+            expires_at: now.saturating_add(ttl_ms),
+        })
+        .await?;
+    state.metrics.tickets_issued.inc();
+    audit(
+        state,
+        "ticket.issued",
+        Some(user.username.clone()),
+        client,
+        json!({ "service": service.name }),
+    )
+    .await?;
+    let url = LaunchUrl::new(state.config.public_url().launch_host(), ticket, scrambler)?;
+    Ok(IssuedTicket { url, status_id })
+}
+
+/// Appends an event about a request of `client` to the audit log.
+pub async fn audit(
+    state: &AppState,
+    kind: &str,
+    username: Option<String>,
+    client: &ClientAddr,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
+    state
+        .store
+        .audit(AuditEvent {
+            at: state.now(),
+            kind: kind.to_owned(),
+            username,
+            service: None,
+            source_ip: Some(client.describe()),
+            detail: detail.to_string(),
+        })
+        .await?;
+    Ok(())
+}
