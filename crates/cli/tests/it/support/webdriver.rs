@@ -21,7 +21,8 @@ pub(crate) struct Browser {
     session: String,
     driver: Child,
     base: String,
-    _profile: tempfile::TempDir,
+    /// The browser's profile directory; its path also names the browser's processes.
+    profile: tempfile::TempDir,
 }
 
 /// An element of the current page.
@@ -103,7 +104,7 @@ impl Browser {
             session,
             driver,
             base,
-            _profile: profile,
+            profile,
         }
     }
 
@@ -269,9 +270,16 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
-        // Killing the driver ends the browser it started.
         let _ = self.driver.kill();
         let _ = self.driver.wait();
+        // A test that failed never ended its session: the browser outlives its driver.
+        // Every one of its processes names this session's own profile directory.
+        let profile = format!("--user-data-dir={}", self.profile.path().display());
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", "--", &profile])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
