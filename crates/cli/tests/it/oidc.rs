@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 
 use crate::support::oidc_provider::{CLIENT_SECRET, OidcProvider};
 use crate::support::webdriver::{Browser, screenshot_dir};
-use crate::support::{run, stdout};
+use crate::support::{run, stdout, wait_healthy};
 
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 const SLUG: &str = "test-idp";
@@ -98,20 +98,7 @@ async fn start_broker(dir: &Path, port: u16, issuer: &str, timeout_secs: u64) ->
         url: format!("https://127.0.0.1:{port}"),
         config: config.to_str().unwrap().to_owned(),
     };
-    let client = http();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(answer) = client.get(format!("{}/health", broker.url)).send().await {
-            if answer.status().is_success() {
-                break;
-            }
-        }
-        if let Some(status) = broker.child.try_wait().unwrap() {
-            panic!("broker exited early with {status}");
-        }
-        assert!(Instant::now() < deadline, "the broker never became healthy");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_healthy(&http(), &broker.url, &mut broker.child).await;
     broker.admin(&["group", "add", "staff"]);
     broker.admin(&[
         "service",

@@ -5,7 +5,7 @@
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::hash_password;
@@ -21,6 +21,8 @@ use portcullis_proto::tunnel::{compute_open_proof, derive_tunnel_secret};
 use portcullis_proto::{Scrambler, TicketId, payload};
 
 use portcullis_testkit::postgres;
+
+use crate::support::wait_healthy;
 
 const TOKEN: &str = "sk-two-brokers-test-token-0123456789abcdefghij";
 
@@ -67,26 +69,6 @@ fn start_broker(dir: &Path, name: &str, database_url: &str) -> Broker {
     Broker {
         child,
         url: format!("http://127.0.0.1:{port}"),
-    }
-}
-
-async fn wait_healthy(client: &reqwest::Client, broker: &mut Broker) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(response) = client.get(format!("{}/health", broker.url)).send().await {
-            if response.status().is_success() {
-                return;
-            }
-        }
-        if let Some(status) = broker.child.try_wait().unwrap() {
-            panic!("broker exited early with {status}");
-        }
-        assert!(
-            Instant::now() < deadline,
-            "broker {} never became healthy",
-            broker.url
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
@@ -173,8 +155,8 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
         .timeout(Duration::from_secs(20))
         .build()
         .unwrap();
-    wait_healthy(&client, &mut first).await;
-    wait_healthy(&client, &mut second).await;
+    wait_healthy(&client, &first.url, &mut first.child).await;
+    wait_healthy(&client, &second.url, &mut second.child).await;
 
     // The launcher's exchange, at the first broker.
     let launcher_key = DecapsulationKey::generate().unwrap();

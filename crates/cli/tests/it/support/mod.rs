@@ -4,4 +4,4 @@ pub(crate) mod oidc_provider;
 mod process;
 pub(crate) mod webdriver;
 
-pub(crate) use process::{interrupt, run, start_dev, stdout, wait_with_timeout};
+pub(crate) use process::{interrupt, run, start_dev, stdout, wait_healthy, wait_with_timeout};

@@ -107,3 +107,24 @@ pub(crate) fn start_dev(dir: &Path, extra: &[&str]) -> (Child, serde_json::Value
         serde_json::from_slice(&std::fs::read(&info_path).unwrap()).unwrap();
     (child, info)
 }
+
+/// Waits (at most 60 s) until the broker at `url` answers `/health` with 200; fails if its
+/// process `child` exits first.
+pub(crate) async fn wait_healthy(client: &reqwest::Client, url: &str, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(answer) = client.get(format!("{url}/health")).send().await {
+            if answer.status().is_success() {
+                return;
+            }
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the broker at {url} exited early with {status}");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker at {url} never became healthy"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
