@@ -6,6 +6,7 @@
 //! tunnel ticket stored with the KEM secret sealed under the ticket id), without the HTTP
 //! client API, which the broker's own tests cover.
 
+// The tunnel benchmark includes this module with `#[path]` and uses part of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod targets;
