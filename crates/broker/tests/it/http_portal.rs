@@ -1,6 +1,6 @@
 //! The web portal over real HTTPS: its pages for signed-in and signed-out visitors, the
 //! security headers, CSRF refusals that change nothing, the sign-in form, sign-out, the
-//! escaping of names, the embedded assets, and a tunneled connection followed through the
+//! escaping of hostile names on every page, the embedded assets, and a tunneled connection followed through the
 //! user API to the tunnel server's stop report.
 
 use std::time::Duration;
@@ -34,7 +34,14 @@ fn assert_page(reply: &Reply) {
     );
     assert_eq!(reply.header("cache-control"), Some("no-store"));
     assert_portal_headers(reply);
-    assert!(reply.body.starts_with("<!doctype html>"), "{}", reply.body);
+    assert!(
+        reply
+            .body
+            .to_ascii_lowercase()
+            .starts_with("<!doctype html>"),
+        "{}",
+        reply.body
+    );
     assert!(!reply.body.contains("<script>"), "inline script");
     assert!(!reply.body.contains("style="), "inline style");
     assert!(!reply.body.contains("<style"), "inline style");
@@ -413,14 +420,23 @@ async fn an_expired_session_meets_the_sign_in_page() {
     assert_eq!(cleared, "");
 }
 
+/// A user and a service named to break out of HTML text and attributes: on every page that
+/// shows them (the services list, the top bar, the connection panel, the recent
+/// connections, the sign-in form filled in again) they come back escaped, and no page holds
+/// the raw value.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn names_are_escaped() {
+async fn hostile_names_are_escaped_on_every_page() {
     let broker = TestBroker::start().await;
     let world = broker.world().await;
-    let evil = "<script>alert(\"x\")</script>&'";
-    broker
+    let evil = "<script>alert(\"x\")</script>&' onmouseover='y";
+    // maud escapes `&`, `<`, `>` and `"`; its attribute values are always double-quoted.
+    let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;' onmouseover='y";
+    let user = format!("{evil} (user)");
+    let service = format!("{evil} (service)");
+    broker.add_user(&user, &["staff"]).await;
+    let id = broker
         .add_service(NewService {
-            name: evil.to_owned(),
+            name: service.clone(),
             host: "127.0.0.1".to_owned(),
             port: world.target.port,
             protocol: Protocol::Tcp,
@@ -431,54 +447,59 @@ async fn names_are_escaped() {
             allowed_groups: vec!["staff".to_owned()],
         })
         .await;
-    let alice = form_login(&broker, "alice").await;
-    let page = broker.get("/", Some(&alice)).await;
-    let escaped = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;&#39;";
-    assert!(
-        page.body
-            .contains(&format!("data-service-name=\"{escaped}\"")),
-        "{}",
-        page.body
+    #[track_caller]
+    fn assert_escaped(body: &str, hooks: &[String]) {
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(!body.contains("\"x\""), "{body}");
+        for hook in hooks {
+            assert!(body.contains(hook.as_str()), "{hook}: {body}");
+        }
+    }
+
+    let session = form_login(&broker, &user).await;
+    let page = broker.get("/", Some(&session)).await;
+    assert_page(&page);
+    assert_escaped(
+        &page.body,
+        &[
+            format!("Signed in as <strong>{escaped} (user)</strong>"),
+            format!("data-service-name=\"{escaped} (service)\""),
+            format!("aria-label=\"Connect to {escaped} (service)\""),
+        ],
     );
-    assert!(!page.body.contains("<script>alert"));
-    // In the panel and the recent connections too.
-    let id = broker
-        .store()
-        .service_by_name(evil)
-        .await
-        .unwrap()
-        .unwrap()
-        .id;
+
     let csrf = hidden(&page.body, "csrf");
     let reply = form(
         &broker,
         &format!("/services/{}/connect", id.0),
-        &alice.cookie(),
+        &session.cookie(),
         &[("csrf", &csrf)],
     )
     .await;
     assert_eq!(reply.status, StatusCode::OK);
-    assert!(reply.body.contains(&format!("Connection to {escaped}")));
-    assert!(reply.body.contains(&format!("<td>{escaped}</td>")));
-    assert!(!reply.body.contains("<script>alert"));
+    assert_page(&reply);
+    assert_escaped(
+        &reply.body,
+        &[
+            format!("Connection to {escaped} (service)"),
+            format!("<td>{escaped} (service)</td>"),
+            format!("Signed in as <strong>{escaped} (user)</strong>"),
+        ],
+    );
+    let page = broker.get("/", Some(&session)).await;
+    assert_escaped(&page.body, &[format!("<td>{escaped} (service)</td>")]);
+
     // A user name comes back escaped in the sign-in form.
     let token = sign_in_token(&broker).await;
     let wrong = form(
         &broker,
         "/login",
         &format!("{LOGIN_COOKIE}={token}"),
-        &[
-            ("csrf", &token),
-            ("username", "\"><script>x</script>"),
-            ("password", "p"),
-        ],
+        &[("csrf", &token), ("username", &user), ("password", "p")],
     )
     .await;
-    assert!(
-        wrong
-            .body
-            .contains("value=\"&quot;&gt;&lt;script&gt;x&lt;/script&gt;\"")
-    );
+    assert_page(&wrong);
+    assert_escaped(&wrong.body, &[format!("value=\"{escaped} (user)\"")]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,12 +5,11 @@
 
 use std::sync::OnceLock;
 
-use axum::extract::Path;
 use axum::http::HeaderValue;
 use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use axum::response::{IntoResponse, Response};
 
-use super::html::security_headers;
+use super::headers::security_headers;
 
 /// One embedded file.
 pub(super) struct Asset {
@@ -38,6 +37,11 @@ impl Asset {
             portcullis_proto::hex::encode(digest.as_ref().get(..6).unwrap_or_default())
         });
         format!("/assets/{}?v={version}", self.name)
+    }
+
+    /// The file, cached for a year: its URL changes with its content.
+    pub(super) fn respond_versioned(&self) -> Response {
+        self.respond("public, max-age=31536000, immutable")
     }
 
     fn respond(&self, cache: &'static str) -> Response {
@@ -69,15 +73,11 @@ pub(super) static FAVICON: Asset = Asset::new(
     include_str!("assets/favicon.svg"),
 );
 
-/// `GET /assets/{name}`.
-pub(super) async fn asset(Path(name): Path<String>) -> Response {
-    match [&SCRIPT, &STYLE, &FAVICON]
+/// The asset served as `/assets/{name}`.
+pub(super) fn named(name: &str) -> Option<&'static Asset> {
+    [&SCRIPT, &STYLE, &FAVICON]
         .into_iter()
         .find(|asset| asset.name == name)
-    {
-        Some(asset) => asset.respond("public, max-age=31536000, immutable"),
-        None => super::pages::not_found(),
-    }
 }
 
 /// `GET /favicon.ico`: the SVG icon, under the name browsers try by default.

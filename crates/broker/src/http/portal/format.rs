@@ -1,43 +1,35 @@
 //! How the portal writes times, byte counts and durations for people (the script formats
 //! live updates the same way).
 
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, PrimitiveDateTime};
+
 /// `2026-11-30 06:05 UTC` for Unix milliseconds `ms`.
 pub(super) fn utc_minute(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
+    let at = utc(ms);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02} UTC",
-        day_secs / 3600,
-        day_secs % 3600 / 60
+        "{:04}-{:02}-{:02} {:02}:{:02} UTC",
+        at.year(),
+        u8::from(at.month()),
+        at.day(),
+        at.hour(),
+        at.minute()
     )
 }
 
 /// `2026-11-30T06:05:07Z`, for `<time datetime>`.
 pub(super) fn utc_iso(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        day_secs / 3600,
-        day_secs % 3600 / 60,
-        day_secs % 60
-    )
+    utc(ms).format(&Rfc3339).unwrap_or_default()
 }
 
-/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+/// The second of Unix milliseconds `ms` (clamped to the years `time` represents).
+fn utc(ms: i64) -> OffsetDateTime {
+    let secs = ms.div_euclid(1000);
+    OffsetDateTime::from_unix_timestamp(secs).unwrap_or(if secs < 0 {
+        PrimitiveDateTime::MIN.assume_utc()
+    } else {
+        PrimitiveDateTime::MAX.assume_utc()
+    })
 }
 
 /// `512 B`, `1.5 KiB`, `2.0 MiB`, …
@@ -74,6 +66,8 @@ mod tests {
         assert_eq!(utc_minute(0), "1970-01-01 00:00 UTC");
         assert_eq!(utc_minute(1_735_689_600_000), "2025-01-01 00:00 UTC");
         assert_eq!(utc_iso(1_709_210_096_000), "2024-02-29T12:34:56Z");
+        assert_eq!(utc_minute(-1), "1969-12-31 23:59 UTC");
+        assert_eq!(utc_minute(i64::MAX), "9999-12-31 23:59 UTC");
         assert_eq!(bytes(0), "0 B");
         assert_eq!(bytes(1536), "1.5 KiB");
         assert_eq!(bytes(3 * 1024 * 1024), "3.0 MiB");

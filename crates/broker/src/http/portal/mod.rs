@@ -1,7 +1,8 @@
 //! The web portal at `/`: sign in, the user's services, Connect and the connection's live
 //! state, recent connections, sign out; the launcher's set-up page at `/download`.
 //!
-//! Pages are rendered here as HTML ([`pages`]); a small script ([`assets`]) opens the
+//! Pages are maud templates ([`pages`], in the frame of [`layout`]), so every value is
+//! escaped unless it is itself a template; a small script ([`assets`]) opens the
 //! launcher after Connect and polls the user API for the connection's state. Every
 //! response carries a strict Content-Security-Policy (no inline script or style), and every
 //! form that changes something carries a CSRF token checked before anything is done
@@ -16,6 +17,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 
+use headers::{respond, security_headers};
+
 use super::user_api::{self, ConnectAnswer};
 use super::{BodyRefusal, ClientAddr, LimitedBody, UserApiError};
 use crate::accounts;
@@ -26,7 +29,8 @@ use crate::store::{ServiceId, TokenHash, User};
 mod assets;
 mod csrf;
 mod format;
-mod html;
+mod headers;
+mod layout;
 mod oidc;
 mod pages;
 
@@ -42,7 +46,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/login/oidc/{slug}/callback", get(oidc::callback))
         .route("/services/{id}/connect", post(connect))
         .route("/download", get(download))
-        .route("/assets/{name}", get(assets::asset))
+        .route("/assets/{name}", get(asset))
         .route("/favicon.ico", get(assets::favicon))
 }
 
@@ -137,7 +141,7 @@ fn sign_in_page(
         },
     };
     let buttons = oidc::buttons(&state.oidc);
-    let mut response = html::respond(status, pages::sign_in(&token, view, &buttons));
+    let mut response = respond(status, pages::sign_in(&token, view, buttons));
     let response_headers = response.headers_mut();
     if let Some(cookie) = csrf::login_cookie_header(&token, 3600) {
         response_headers.append(SET_COOKIE, cookie);
@@ -173,14 +177,14 @@ async fn services_page(
     let services = user_api::service_views(state, user).await?;
     let recent = state.store.recent_connections(user.id, state.now()).await?;
     let csrf = csrf::session_token(token);
-    let html = pages::services(&pages::Services {
+    let page = pages::services(&pages::Services {
         username: &user.username,
         csrf: &csrf,
         services: &services,
         started,
         recent: &recent,
     });
-    Ok(html::respond(StatusCode::OK, html))
+    Ok(respond(StatusCode::OK, page))
 }
 
 /// `GET /`: the services page, or the sign-in page.
@@ -209,7 +213,7 @@ fn to_start(cookies: impl IntoIterator<Item = HeaderValue>) -> Response {
     for cookie in cookies {
         headers.append(SET_COOKIE, cookie);
     }
-    html::security_headers(headers);
+    security_headers(headers);
     response
 }
 
@@ -358,10 +362,18 @@ async fn connect(
 /// `GET /download`: how to install, register and trust the launcher (the default
 /// `client.client_link`, which launchers show when they are too old).
 async fn download(State(state): State<Arc<AppState>>) -> Response {
-    let html = pages::download(
+    let page = pages::download(
         state.config.client.client_link.as_deref(),
         state.config.public_url().launch_host(),
         &state.signing_key.verifying_key().fingerprint(),
     );
-    html::respond(StatusCode::OK, html)
+    respond(StatusCode::OK, page)
+}
+
+/// `GET /assets/{name}`: an embedded file, or the 404 page.
+async fn asset(Path(name): Path<String>) -> Response {
+    match assets::named(&name) {
+        Some(asset) => asset.respond_versioned(),
+        None => pages::not_found(),
+    }
 }

@@ -18,9 +18,11 @@ use axum::extract::{Path, Query, State};
 use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 use serde_json::json;
 
-use super::html::{escape, page, respond, security_headers};
+use super::headers::{respond, security_headers};
+use super::layout::page;
 use super::{csrf, failure, pages};
 use crate::accounts::{self, audit};
 use crate::http::ClientAddr;
@@ -34,23 +36,22 @@ use crate::state::AppState;
 /// The buttons of the sign-in page: a link per provider styled as a button (a form would
 /// not do: the CSP's `form-action 'self'` also covers the redirect to the provider), with
 /// the stable id `oidc-<slug>`. Starting a sign-in changes nothing, so it needs no token.
-pub(super) fn buttons(providers: &Providers) -> String {
-    let mut html = String::new();
-    for provider in providers.iter() {
-        if html.is_empty() {
-            html.push_str("<div id=\"oidc-providers\" class=\"sign-in\">\n<p>Or:</p>\n");
+pub(super) fn buttons(providers: &Providers) -> Markup {
+    html! {
+        @if providers.iter().next().is_some() {
+            div id="oidc-providers" class="sign-in" {
+                p { "Or:" }
+                @for provider in providers.iter() {
+                    p {
+                        a id={ "oidc-" (provider.slug) } class="button secondary"
+                            href={ "/login/oidc/" (provider.slug) } {
+                            "Sign in with " (provider.name())
+                        }
+                    }
+                }
+            }
         }
-        html.push_str(&format!(
-            "<p><a id=\"oidc-{slug}\" class=\"button secondary\" \
-             href=\"/login/oidc/{slug}\">Sign in with {name}</a></p>\n",
-            slug = escape(&provider.slug),
-            name = escape(provider.name()),
-        ));
     }
-    if !html.is_empty() {
-        html.push_str("</div>\n");
-    }
-    html
 }
 
 /// `GET /login/oidc/{slug}`: off to the provider, with the pending sign-in's cookie.
@@ -167,9 +168,13 @@ pub(super) async fn callback(
         Ok(session) => session,
         Err(error) => return failure(error),
     };
-    let body = "<h1>Signed in</h1>\n<p id=\"oidc-signed-in\">You are signed in. \
-                <a href=\"/\">Continue to your services</a>.</p>\n";
-    let mut response = respond(StatusCode::OK, page("Signed in", "", body));
+    let body = html! {
+        h1 { "Signed in" }
+        p #oidc-signed-in {
+            "You are signed in. " a href="/" { "Continue to your services" } "."
+        }
+    };
+    let mut response = respond(StatusCode::OK, page("Signed in", None, body));
     let response_headers = response.headers_mut();
     // Moves on to `/` from this page: a same-origin navigation, which carries the
     // SameSite=Strict session cookie.
@@ -223,15 +228,14 @@ fn refusal_page(provider: &Provider, refusal: &Refusal) -> Response {
         Refusal::Unreachable(_) => StatusCode::BAD_GATEWAY,
         _ => StatusCode::FORBIDDEN,
     };
-    let body = format!(
-        "<h1>You were not signed in</h1>\n\
-         <section id=\"oidc-refused\" data-reason=\"{code}\">\n\
-         <p role=\"alert\">{message}</p>\n</section>\n\
-         <p><a id=\"back-to-sign-in\" href=\"/\">Back to the sign-in page</a></p>\n",
-        code = refusal.code(),
-        message = escape(&refusal.user_message(provider.name())),
-    );
-    let mut response = respond(status, page("Not signed in", "", &body));
+    let body = html! {
+        h1 { "You were not signed in" }
+        section #oidc-refused data-reason=(refusal.code()) {
+            p role="alert" { (refusal.user_message(provider.name())) }
+        }
+        p { a #back-to-sign-in href="/" { "Back to the sign-in page" } }
+    };
+    let mut response = respond(status, page("Not signed in", None, body));
     if let Some(cleared) = cookie::header("", 0) {
         response.headers_mut().append(SET_COOKIE, cleared);
     }
@@ -239,16 +243,62 @@ fn refusal_page(provider: &Provider, refusal: &Refusal) -> Response {
 }
 
 fn too_many(seconds: u64) -> Response {
-    let body = format!(
-        "<h1>Too many sign-in attempts</h1>\n<p role=\"alert\">Try again in {seconds} \
-         seconds.</p>\n<p><a href=\"/\">Back to the sign-in page</a></p>\n"
-    );
+    let body = html! {
+        h1 { "Too many sign-in attempts" }
+        p role="alert" { "Try again in " (seconds) " seconds." }
+        p { a href="/" { "Back to the sign-in page" } }
+    };
     let mut response = respond(
         StatusCode::TOO_MANY_REQUESTS,
-        page("Too many attempts", "", &body),
+        page("Too many attempts", None, body),
     );
     response
         .headers_mut()
         .insert(RETRY_AFTER, HeaderValue::from(seconds));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HOSTILE: &str = "<script>alert(\"x\")</script>&'";
+    const ESCAPED: &str = "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;'";
+
+    fn providers() -> Providers {
+        let config = toml::from_str(&format!(
+            "name = {}\nissuer = \"https://id.example.com\"\nclient_id = \"c\"\n\
+             client_secret_env = \"PATH\"\n",
+            toml::Value::String(HOSTILE.to_owned())
+        ))
+        .unwrap();
+        Providers::new(&[config], "https://broker.example", b"seed").unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_providers_name_is_escaped_on_its_button_and_its_refusal_page() {
+        let providers = providers();
+        let buttons = buttons(&providers).0;
+        assert!(!buttons.contains("<script>"), "{buttons}");
+        assert!(
+            buttons.contains(&format!("Sign in with {ESCAPED}")),
+            "{buttons}"
+        );
+        assert!(
+            buttons.contains("id=\"oidc-script-alert-x-script\""),
+            "{buttons}"
+        );
+
+        let provider = providers.iter().next().unwrap();
+        let refused = refusal_page(provider, &Refusal::ProviderError(HOSTILE.to_owned()));
+        let body = axum::body::to_bytes(refused.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!body.contains("<script>"), "{body}");
+        assert!(
+            body.contains(&format!("{ESCAPED} did not sign you in")),
+            "{body}"
+        );
+    }
 }
