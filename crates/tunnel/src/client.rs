@@ -127,6 +127,16 @@ struct ClientShared {
     accepted: AtomicUsize,
     /// Set by [`Forwarder::end_session`]: stopped links say `EndSession`.
     ending: AtomicBool,
+    /// Bumped when a local connection is accepted or closed and when an error is recorded.
+    events: tokio::sync::watch::Sender<()>,
+}
+
+impl ClientShared {
+    /// Records an error of the forwarder's connections.
+    fn fail(&self, error: String) {
+        lock(&self.errors).push(error);
+        self.events.send_replace(());
+    }
 }
 
 impl std::fmt::Debug for ClientShared {
@@ -181,6 +191,7 @@ impl Forwarder {
             local_connections: AtomicUsize::new(0),
             accepted: AtomicUsize::new(0),
             ending: AtomicBool::new(false),
+            events: tokio::sync::watch::Sender::new(()),
         });
         let stop = CancellationToken::new();
         let listening = stop.child_token();
@@ -229,6 +240,12 @@ impl Forwarder {
         self.listening.cancel();
     }
 
+    /// Changes whenever a local connection is accepted or closed and when an error is
+    /// recorded: a caller waits on it instead of polling the counts.
+    pub fn events(&self) -> tokio::sync::watch::Receiver<()> {
+        self.shared.events.subscribe()
+    }
+
     /// What went wrong on the forwarder's connections (refusals, given-up resumes).
     pub fn errors(&self) -> Vec<String> {
         lock(&self.shared.errors).clone()
@@ -268,11 +285,13 @@ async fn accept_loop(
                 relay::tune(&local);
                 shared.accepted.fetch_add(1, Ordering::SeqCst);
                 shared.local_connections.fetch_add(1, Ordering::SeqCst);
+                shared.events.send_replace(());
                 let shared = Arc::clone(&shared);
                 let stop = stop.clone();
                 tasks.spawn(async move {
                     serve_local(&shared, local, stop).await;
                     shared.local_connections.fetch_sub(1, Ordering::SeqCst);
+                    shared.events.send_replace(());
                 });
             }
             Err(error) => {
@@ -319,14 +338,14 @@ async fn serve_local(shared: &ClientShared, local: TcpStream, stop: Cancellation
         Ok(first) => first,
         Err(error) => {
             tracing::warn!(%error, "tunnel connection failed");
-            lock(&shared.errors).push(error.to_string());
+            shared.fail(error.to_string());
             return;
         }
     };
     let id = established.connection_id;
     let mut connection = Connection::new_client(id, &shared.config.connection);
     if let Err(error) = connection.attach_link(established.sealer, established.opener, 0) {
-        lock(&shared.errors).push(error.to_string());
+        shared.fail(error.to_string());
         return;
     }
     let connection = Mutex::new(connection);
@@ -416,13 +435,13 @@ async fn resume(
                 match attached {
                     Ok(()) => return Some(stream),
                     Err(error) => {
-                        lock(&shared.errors).push(format!("resume: {error}"));
+                        shared.fail(format!("resume: {error}"));
                         return None;
                     }
                 }
             }
             Err(ClientError::Refused(code)) if !code.is_retryable() => {
-                lock(&shared.errors).push(format!("resume refused: {code}"));
+                shared.fail(format!("resume refused: {code}"));
                 return None;
             }
             Err(error) => {
@@ -435,7 +454,7 @@ async fn resume(
         }
         wait = (wait * 2).min(Duration::from_secs(2));
     }
-    lock(&shared.errors).push(format!(
+    shared.fail(format!(
         "connection {} could not be resumed after {} attempts",
         id.0, shared.config.resume_attempts
     ));

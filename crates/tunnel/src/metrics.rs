@@ -38,6 +38,8 @@ pub struct Metrics {
     pub sessions: Gauge,
     /// Sessions opened since start.
     pub sessions_opened: Counter,
+    /// Sessions ended since start, by reason (`end_session`, `idle_timeout`, …).
+    pub sessions_ended: Family<ReasonLabels, Counter>,
     /// Tunnel TCP connections open now (handshaking or relaying).
     pub connections: Gauge,
     /// Handshakes completed, by command (`test`, `open`, `attach`, `resume`).
@@ -72,6 +74,7 @@ impl Metrics {
         let metrics = Self {
             sessions: Gauge::default(),
             sessions_opened: Counter::default(),
+            sessions_ended: Family::default(),
             connections: Gauge::default(),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
@@ -86,6 +89,11 @@ impl Metrics {
             "sessions_opened",
             "Sessions opened (tickets redeemed)",
             metrics.sessions_opened.clone(),
+        );
+        registry.register(
+            "sessions_ended",
+            "Sessions ended, by reason",
+            metrics.sessions_ended.clone(),
         );
         registry.register(
             "connections",

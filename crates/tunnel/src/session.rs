@@ -367,6 +367,12 @@ async fn supervise(table: Arc<SessionTable>, session: Arc<Session>, env: Arc<Ses
     table.lock().remove(&session.id);
     env.metrics.sessions.dec();
     let reason = session.end_reason().unwrap_or(EndReason::Shutdown);
+    env.metrics
+        .sessions_ended
+        .get_or_create(&crate::metrics::ReasonLabels {
+            reason: reason.as_str(),
+        })
+        .inc();
     let (sent, received) = session.byte_counts();
     let duration = session.opened.elapsed();
     tracing::info!(
