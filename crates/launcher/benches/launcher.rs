@@ -357,8 +357,8 @@ impl Ui for BenchUi {
     fn error(&self, text: &str) {
         println!("error: {text}");
     }
-    fn confirm_new_broker(&self, _host: &str, _fingerprint: &str) -> bool {
-        false
+    fn confirm_new_broker(&self, _host: &str, _fingerprint: &str) -> HostFuture<bool> {
+        Box::pin(async { false })
     }
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
         *self.ready.lock().unwrap() = Some(Instant::now());

@@ -199,7 +199,7 @@ impl BrokerClient {
         let mut response = request
             .send()
             .await
-            .map_err(|error| Failure::unreachable(&self.host, &error))?;
+            .map_err(|error| Failure::unreachable(&self.host, error))?;
         let status = response.status();
         if !status.is_success() {
             return Err(self.bad_answer(format!("HTTP {status}")));
@@ -208,7 +208,7 @@ impl BrokerClient {
         while let Some(chunk) = response
             .chunk()
             .await
-            .map_err(|error| Failure::unreachable(&self.host, &error))?
+            .map_err(|error| Failure::unreachable(&self.host, error))?
         {
             if body.len() + chunk.len() > MAX_ANSWER_BYTES {
                 return Err(self.bad_answer("an answer larger than 16 MiB".into()));

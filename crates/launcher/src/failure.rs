@@ -129,9 +129,11 @@ impl Failure {
         matches!(self.kind, Kind::ScriptSignature | Kind::PayloadSignature)
     }
 
-    /// The broker cannot be reached (from a transport error).
-    pub fn unreachable(host: &str, error: &reqwest::Error) -> Self {
-        let text = error_chain(error);
+    /// The broker cannot be reached (from a transport error). The request's URL, which
+    /// holds the ticket, is dropped from the error first: it is never shown or logged.
+    pub fn unreachable(host: &str, error: reqwest::Error) -> Self {
+        let error = error.without_url();
+        let text = error_chain(&error);
         let message = if text.contains("certificate") || text.contains("UnknownIssuer") {
             format!(
                 "The broker {host}'s certificate is not trusted ({text}). If your \

@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -14,11 +15,13 @@ use portcullis_proto::{SharedSecret, TicketId};
 use portcullis_tunnel::client::{ClientConfig, Forwarder, TunnelAddress, test_server};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
+use tokio::sync::watch;
 
-use crate::exchange::BrokerClient;
+use crate::exchange::{BrokerClient, Launch};
 use crate::failure::Failure;
 use crate::paths::Dirs;
 use crate::script::{self, HostFuture, ScriptEnv, ScriptHost, ScriptLimits, TunnelOptions};
+use crate::stop::StopReason;
 use crate::trust::TrustStore;
 use crate::ui::Ui;
 
@@ -28,8 +31,6 @@ const BROKER_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_STARTUP: Duration = Duration::from_secs(30);
 /// How long a tunnel server has to answer the `Test` health check before a tunnel opens.
 const TEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the end conditions are checked.
-const POLL: Duration = Duration::from_millis(200);
 
 /// What a launch needs besides the link.
 #[derive(Debug)]
@@ -50,20 +51,149 @@ pub struct LaunchOptions {
     pub env: ScriptEnv,
 }
 
+/// How a launch that got its instructions ends.
+#[derive(Debug)]
+enum End {
+    /// docs/launcher-scripts.md §3: nothing keeps the launcher any more.
+    Done,
+    /// The user pressed Disconnect or closed the window.
+    Disconnected,
+    /// A signal or a panic ([`StopReason`]).
+    Stopped(StopReason),
+    /// A tunnel failed: its first error.
+    TunnelLost(String),
+}
+
 /// Runs one launch to its end.
 pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failure> {
     launch_until(options, ui, std::future::pending()).await
 }
 
-/// Runs one launch to its end, or until `stop` resolves (the launcher was asked to stop,
-/// [`stop_requested`]) after the script settled: then it ends abnormally, closing the
-/// tunnels and killing the programs the script started, which could not go on without
-/// them. (Before the script settled, a failing script kills its programs itself.)
+/// Runs one launch to its end, or until `stop` resolves (a signal or a panic,
+/// [`crate::stop::StopWatch`]). Stopped, disconnected by the user, or ending because a
+/// tunnel or the script failed, it ends its tunnel sessions (`EndSession`), kills the
+/// programs the script started (they cannot go on without their tunnels) and removes the
+/// script's files.
 pub async fn launch_until(
     options: LaunchOptions,
     ui: Arc<dyn Ui>,
-    stop: impl Future<Output = ()> + Send,
+    stop: impl Future<Output = StopReason> + Send,
 ) -> Result<(), Failure> {
+    tokio::pin!(stop);
+    // Until the instructions arrive nothing runs: a stop ends the launch at once.
+    let prepared = tokio::select! {
+        prepared = prepare(&options, ui.as_ref()) => prepared?,
+        reason = &mut stop => return Err(stopped(reason)),
+    };
+    let Prepared { launch, ca_file } = prepared;
+
+    let tunnels = Arc::new(Tunnels::new(
+        launch.kem_secret,
+        expected_ticket(&launch.params),
+        ca_file,
+        Arc::clone(&ui),
+    ));
+    // A stop or a failed tunnel while the script runs (a `waitUntilClosed` window is
+    // open) aborts the script: its programs are killed, its files removed.
+    let mut aborted_by = None;
+    let settled = script::run_until(
+        &launch.script,
+        &launch.params,
+        Arc::new(Host(Arc::clone(&tunnels))) as Arc<dyn ScriptHost>,
+        &options.limits,
+        &options.env,
+        async {
+            aborted_by = Some(tokio::select! {
+                reason = &mut stop => End::Stopped(reason),
+                error = tunnels.failed() => End::TunnelLost(error),
+            });
+        },
+    )
+    .await;
+    let mut settled = match settled {
+        Ok(settled) => settled,
+        Err(error) => {
+            tunnels.end_all().await;
+            return Err(match aborted_by {
+                Some(end) => failure_of(end, Vec::new()).unwrap_or_else(|| {
+                    Failure::internal("The launch ended before its script settled.")
+                }),
+                None => Failure::script(format!("The launch script failed: {error}")),
+            });
+        }
+    };
+    let end = {
+        let apps = settled.wait_for_apps();
+        tokio::pin!(apps);
+        let mut apps_done = false;
+        loop {
+            let now = Instant::now();
+            let next_deadline = tunnels.close_idle_listeners(now);
+            if let Some(error) = tunnels.first_error() {
+                break End::TunnelLost(error);
+            }
+            // A `Portcullis.waitUntilClosed` window closed: disconnect at once.
+            if tunnels.disconnect_requested() {
+                break End::Disconnected;
+            }
+            if apps_done && tunnels.all_quiet(now) {
+                break End::Done;
+            }
+            tokio::select! {
+                () = &mut apps, if !apps_done => apps_done = true,
+                reason = &mut stop => break End::Stopped(reason),
+                () = tunnels.changed() => {}
+                () = sleep_until_some(next_deadline) => {}
+            }
+        }
+    };
+    let errors = tunnels.end_all().await;
+    if !matches!(end, End::Done) || !errors.is_empty() {
+        settled.kill_started().await;
+    }
+    settled.cleanup().await;
+    match failure_of(end, errors) {
+        Some(failure) => Err(failure),
+        None => Ok(()),
+    }
+}
+
+/// The failure a launch's end is, if any (`errors`: what the tunnels reported).
+fn failure_of(end: End, errors: Vec<String>) -> Option<Failure> {
+    match end {
+        End::Stopped(reason) => Some(stopped(reason)),
+        End::TunnelLost(error) => Some(tunnel_failure(&error)),
+        End::Done | End::Disconnected => errors.first().map(|error| tunnel_failure(error)),
+    }
+}
+
+fn tunnel_failure(error: &str) -> Failure {
+    Failure::tunnel(format!(
+        "The tunnel failed: {error}. The launcher ended the connection and the programs it \
+         started; start the connection again from the portal."
+    ))
+}
+
+fn stopped(reason: StopReason) -> Failure {
+    Failure::internal(reason.sentence())
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A verified launch and the CA file its tunnels trust besides the roots.
+struct Prepared {
+    launch: Launch,
+    ca_file: Option<PathBuf>,
+}
+
+/// From the link to verified instructions: trust, exchange, verification.
+async fn prepare(options: &LaunchOptions, ui: &dyn Ui) -> Result<Prepared, Failure> {
     let url = LaunchUrl::parse(options.url.trim()).map_err(|error| {
         Failure::usage(format!(
             "That is not a Portcullis link ({error}); expected udssv2://HOST/TICKET/SCRAMBLER. \
@@ -72,16 +202,15 @@ pub async fn launch_until(
     })?;
     let host = url.host().to_owned();
     tracing::info!(broker = %host, ticket = %url.ticket(), "launch");
+    let mut store = TrustStore::load(&options.dirs.trust_file())
+        .map_err(|error| Failure::usage(error.to_string()))?;
     // The CA given on the command line, else the one pinned with the host's key.
     let ca_file = match &options.ca_file {
         Some(path) => Some(path.clone()),
-        None => TrustStore::load(&options.dirs.trust_file())
-            .map_err(|error| Failure::usage(error.to_string()))?
-            .ca_file(&host)
-            .map(std::path::Path::to_path_buf),
+        None => store.ca_file(&host).map(std::path::Path::to_path_buf),
     };
     let client = BrokerClient::new(&host, ca_file.as_deref(), BROKER_TIMEOUT)?;
-    let pinned = trusted_key(&options, &client, &host, ui.as_ref()).await?;
+    let pinned = trusted_key(options, &mut store, &client, &host, ui).await?;
 
     let mut progress = |percent: u8| ui.progress("Preparing the service", percent);
     let exchanged = client
@@ -114,104 +243,17 @@ pub async fn launch_until(
         }
         Err(failure) => return Err(failure),
     };
-
-    let tunnels = Arc::new(Tunnels::new(
-        launch.kem_secret,
-        expected_ticket(&launch.params),
-        ca_file,
-        Arc::clone(&ui),
-    ));
-    let settled = script::run(
-        &launch.script,
-        &launch.params,
-        Arc::new(Host(Arc::clone(&tunnels))) as Arc<dyn ScriptHost>,
-        &options.limits,
-        &options.env,
-    )
-    .await;
-    let mut settled = match settled {
-        Ok(settled) => settled,
-        Err(error) => {
-            tunnels.end_all().await;
-            return Err(Failure::script(format!(
-                "The launch script failed: {error}"
-            )));
-        }
-    };
-    // Keep running while an app runs, until every tunnel's startup time passed, and while
-    // a connection through a tunnel is open.
-    let mut stopped = false;
-    {
-        let apps = settled.wait_for_apps();
-        tokio::pin!(apps);
-        tokio::pin!(stop);
-        let mut apps_done = false;
-        loop {
-            tokio::select! {
-                () = &mut apps, if !apps_done => apps_done = true,
-                () = &mut stop => {
-                    stopped = true;
-                    break;
-                }
-                () = tokio::time::sleep(POLL) => {}
-            }
-            tunnels.close_idle_listeners();
-            // A `Portcullis.waitUntilClosed` window closed: disconnect at once.
-            if tunnels.disconnect_requested() || (apps_done && tunnels.all_quiet()) {
-                break;
-            }
-        }
-    }
-    let errors = tunnels.end_all().await;
-    if stopped || !errors.is_empty() {
-        settled.kill_started().await;
-    }
-    settled.cleanup().await;
-    if stopped {
-        return Err(Failure::internal(
-            "The launcher was stopped: it closed the tunnels and ended the programs it \
-             started. Start the connection again from the portal.",
-        ));
-    }
-    match errors.into_iter().next() {
-        Some(error) => Err(Failure::tunnel(format!("The tunnel failed: {error}"))),
-        None => Ok(()),
-    }
-}
-
-/// Resolves when the launcher is asked to stop: Ctrl-C, or on Unix SIGTERM or SIGHUP (the
-/// session ends). Never resolves when the signals cannot be watched.
-pub async fn stop_requested() {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        if let (Ok(mut term), Ok(mut hangup)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::hangup()),
-        ) {
-            tokio::select! {
-                Ok(()) = tokio::signal::ctrl_c() => {}
-                Some(()) = term.recv() => {}
-                Some(()) = hangup.recv() => {}
-                else => std::future::pending::<()>().await,
-            }
-            return;
-        }
-    }
-    if tokio::signal::ctrl_c().await.is_err() {
-        std::future::pending::<()>().await;
-    }
+    Ok(Prepared { launch, ca_file })
 }
 
 /// The pinned key of `host`, or a first contact confirmed by fingerprint or by the user.
 async fn trusted_key(
     options: &LaunchOptions,
+    store: &mut TrustStore,
     client: &BrokerClient,
     host: &str,
     ui: &dyn Ui,
 ) -> Result<VerifyingKey, Failure> {
-    let path = options.dirs.trust_file();
-    let mut store = TrustStore::load(&path).map_err(|error| Failure::usage(error.to_string()))?;
     if let Some(key) = store.get(host) {
         return Ok(key.clone());
     }
@@ -227,7 +269,7 @@ async fn trusted_key(
             }
             true
         }
-        None => ui.confirm_new_broker(host, &fingerprint),
+        None => ui.confirm_new_broker(host, &fingerprint).await,
     };
     if !confirmed {
         return Err(Failure::untrusted(format!(
@@ -273,7 +315,10 @@ struct Tunnels {
     ca_file: Option<PathBuf>,
     ui: Arc<dyn Ui>,
     endpoints: Mutex<Vec<Endpoint>>,
-    disconnect: std::sync::atomic::AtomicBool,
+    /// Bumped by every event the end conditions depend on: a tunnel opened, a local
+    /// connection accepted or closed, a tunnel error, the user's Disconnect.
+    events: watch::Sender<()>,
+    disconnect: AtomicBool,
 }
 
 impl Tunnels {
@@ -289,7 +334,8 @@ impl Tunnels {
             ca_file,
             ui,
             endpoints: Mutex::new(Vec::new()),
-            disconnect: std::sync::atomic::AtomicBool::new(false),
+            events: watch::Sender::new(()),
+            disconnect: AtomicBool::new(false),
         }
     }
 
@@ -299,27 +345,58 @@ impl Tunnels {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Closes the listeners whose startup time passed without a first connection.
-    fn close_idle_listeners(&self) {
-        let now = Instant::now();
-        for endpoint in self.lock().iter() {
-            if now >= endpoint.startup_until
-                && !endpoint.keep_listening
-                && endpoint.forwarder.accepted_connections() == 0
-            {
-                endpoint.forwarder.stop_listening();
+    /// Resolves at the next event (a receiver made now sees only later ones).
+    fn changed(&self) -> impl Future<Output = ()> + Send + 'static {
+        let mut events = self.events.subscribe();
+        async move {
+            // An error means the sender is gone with the tunnels: nothing will change.
+            if events.changed().await.is_err() {
+                std::future::pending::<()>().await;
             }
         }
     }
 
+    /// Resolves with the first tunnel error, whenever it happens.
+    async fn failed(&self) -> String {
+        loop {
+            let changed = self.changed();
+            if let Some(error) = self.first_error() {
+                return error;
+            }
+            changed.await;
+        }
+    }
+
+    /// The first error a tunnel reported, if any.
+    fn first_error(&self) -> Option<String> {
+        self.lock()
+            .iter()
+            .find_map(|endpoint| endpoint.forwarder.errors().into_iter().next())
+    }
+
+    /// Closes the listeners whose startup time passed without a first connection; the
+    /// next startup deadline still ahead, if any.
+    fn close_idle_listeners(&self, now: Instant) -> Option<Instant> {
+        let mut next = None;
+        for endpoint in self.lock().iter() {
+            if now < endpoint.startup_until {
+                next = Some(next.map_or(endpoint.startup_until, |n: Instant| {
+                    n.min(endpoint.startup_until)
+                }));
+            } else if !endpoint.keep_listening && endpoint.forwarder.accepted_connections() == 0 {
+                endpoint.forwarder.stop_listening();
+            }
+        }
+        next
+    }
+
     /// The user closed a `Portcullis.waitUntilClosed` window.
     fn disconnect_requested(&self) -> bool {
-        self.disconnect.load(std::sync::atomic::Ordering::SeqCst)
+        self.disconnect.load(Ordering::SeqCst)
     }
 
     /// Every startup time passed and no connection is open.
-    fn all_quiet(&self) -> bool {
-        let now = Instant::now();
+    fn all_quiet(&self, now: Instant) -> bool {
         self.lock().iter().all(|endpoint| {
             now >= endpoint.startup_until && endpoint.forwarder.open_connections() == 0
         })
@@ -387,11 +464,20 @@ impl Tunnels {
             0 => DEFAULT_STARTUP,
             ms => Duration::from_millis(ms),
         };
+        // The forwarder's events are the launch's events.
+        let mut forwarder_events = forwarder.events();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            while forwarder_events.changed().await.is_ok() {
+                events.send_replace(());
+            }
+        });
         self.lock().push(Endpoint {
             forwarder,
             startup_until: Instant::now() + startup,
             keep_listening: options.keep_listening_after_timeout,
         });
+        self.events.send_replace(());
         tracing::info!(tunnel_server = %options.addr, %local, "tunnel ready");
         Ok(local)
     }
@@ -460,9 +546,8 @@ impl ScriptHost for Host {
         let tunnels = Arc::clone(&self.0);
         Box::pin(async move {
             closed.await;
-            tunnels
-                .disconnect
-                .store(true, std::sync::atomic::Ordering::SeqCst);
+            tunnels.disconnect.store(true, Ordering::SeqCst);
+            tunnels.events.send_replace(());
         })
     }
 }

@@ -14,7 +14,9 @@ pub mod exchange;
 pub mod failure;
 pub mod launch;
 pub mod paths;
+pub mod safe_text;
 pub mod script;
+pub mod stop;
 pub mod trust;
 pub mod ui;
 

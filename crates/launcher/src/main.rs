@@ -13,9 +13,10 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use portcullis_launcher::desktop;
 use portcullis_launcher::failure::{Failure, Kind};
-use portcullis_launcher::launch::{LaunchOptions, launch_until, stop_requested};
+use portcullis_launcher::launch::{LaunchOptions, launch_until};
 use portcullis_launcher::paths::Dirs;
 use portcullis_launcher::script::{ScriptEnv, ScriptLimits};
+use portcullis_launcher::stop::StopWatch;
 use portcullis_launcher::trust::{Pinned, TrustStore, parse_key};
 use portcullis_launcher::ui::{self, Ui};
 
@@ -27,11 +28,13 @@ use portcullis_launcher::ui::{self, Ui};
 /// your RDP, SSH or VNC client) and opens the post-quantum tunnel it needs.
 ///
 /// The first time you use a broker, the launcher shows its key fingerprint and asks you to
-/// confirm it (or takes --trust-fingerprint). Exit codes: 0 done, 1 internal error or
-/// stopped, 2 bad link or arguments, 3 broker not trusted yet, 4 broker unreachable,
-/// 5 refused by the broker (start again from the portal), 6 answer tampered with, 7 launch
-/// script failed, 8 tunnel failed, 9 broker key changed, 10 script signature wrong,
-/// 11 payload signature wrong. The log is in the user's state directory (launcher.log).
+/// confirm it (or takes --trust-fingerprint). Exit codes: 0 done (or Disconnect),
+/// 1 internal error or stopped (Ctrl-C, SIGTERM, SIGHUP: the session and the programs the
+/// script started are ended first), 2 bad link or arguments, 3 broker not trusted yet,
+/// 4 broker unreachable, 5 refused by the broker (start again from the portal), 6 answer
+/// tampered with, 7 launch script failed, 8 tunnel failed or lost, 9 broker key changed,
+/// 10 script signature wrong, 11 payload signature wrong. Every failure is also written to
+/// stderr. The log is in the user's state directory (launcher.log).
 #[derive(Debug, Parser)]
 #[command(
     name = "portcullis-launcher",
@@ -125,19 +128,53 @@ fn main() -> ExitCode {
                 limits: ScriptLimits::default(),
                 env: ScriptEnv::default(),
             };
-            let runtime = match tokio::runtime::Runtime::new() {
-                Ok(runtime) => runtime,
-                Err(error) => {
-                    ui.error(&format!("cannot start: {error}"));
-                    return ExitCode::from(Kind::Internal.exit_code());
-                }
-            };
-            match runtime.block_on(launch_until(options, Arc::clone(&ui), stop_requested())) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(Failure { kind, message }) => {
-                    ui.error(&message);
-                    ExitCode::from(kind.exit_code())
-                }
+            run_launch(options, ui)
+        }
+    }
+}
+
+/// Runs a launch on a Tokio runtime with the signals taken over from the start.
+fn run_launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> ExitCode {
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            ui.error(&format!("cannot start: {error}"));
+            return ExitCode::from(Kind::Internal.exit_code());
+        }
+    };
+    let result = runtime.block_on(async {
+        let stop = StopWatch::install().map_err(|error| {
+            Failure::internal(format!("cannot watch for termination signals: {error}"))
+        })?;
+        #[cfg(debug_assertions)]
+        fault::install();
+        launch_until(options, Arc::clone(&ui), stop.stopped()).await
+    });
+    // A prompt may still block a thread on stdin: do not wait for it.
+    runtime.shutdown_background();
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure { kind, message }) => {
+            ui.error(&message);
+            ExitCode::from(kind.exit_code())
+        }
+    }
+}
+
+/// Faults the tests inject into a debug build (release builds have none):
+/// `PORTCULLIS_LAUNCHER_FAULT=panic-on-sigusr1` makes a task panic at SIGUSR1.
+#[cfg(debug_assertions)]
+mod fault {
+    pub(crate) fn install() {
+        #[cfg(unix)]
+        if std::env::var("PORTCULLIS_LAUNCHER_FAULT").as_deref() == Ok("panic-on-sigusr1") {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut user1) = signal(SignalKind::user_defined1()) {
+                tokio::spawn(async move {
+                    if user1.recv().await.is_some() {
+                        panic!("injected fault: a task panics at SIGUSR1");
+                    }
+                });
             }
         }
     }
@@ -242,41 +279,41 @@ fn trust(dirs: &Dirs, command: TrustCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Logs to `launcher.log` in the state directory (0600), never secrets: ticket ids appear
-/// shortened, keys and secrets not at all. `RUST_LOG` sets the level (default info).
-fn init_logging(dirs: &Dirs) -> anyhow::Result<tracing_appender_guard::Guard> {
-    tracing_appender_guard::init(&dirs.log_file()).context("cannot open the log file")
+/// Logs to `launcher.log` in the state directory (0600, also when it already existed with
+/// a wider mode), never secrets: ticket ids appear shortened, keys and secrets not at all.
+/// `RUST_LOG` sets the level (default info). The guard flushes the log when dropped.
+fn init_logging(dirs: &Dirs) -> anyhow::Result<tracing_appender::non_blocking::WorkerGuard> {
+    let file = open_log(&dirs.log_file()).context("cannot open the log file")?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(writer)
+        .try_init();
+    Ok(guard)
 }
 
-/// A minimal file logger (no extra crate): appends, creates the file 0600.
-mod tracing_appender_guard {
-    use std::fs::OpenOptions;
-    use std::path::Path;
-    use std::sync::Mutex;
-
-    /// Keeps the log file open.
-    pub(crate) struct Guard;
-
-    pub(crate) fn init(path: &Path) -> std::io::Result<Guard> {
-        if let Some(dir) = path.parent() {
-            let mut builder = std::fs::DirBuilder::new();
-            builder.recursive(true);
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-            builder.create(dir)?;
-        }
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
+/// Opens the log for appending: its directory created 0700, the file created 0600 or, if
+/// it exists, set to 0600.
+fn open_log(path: &std::path::Path) -> std::io::Result<std::fs::File> {
+    if let Some(dir) = path.parent() {
+        let mut builder = std::fs::DirBuilder::new();
+        builder.recursive(true);
         #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let file = options.open(path)?;
-        let filter =
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-        let _ = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(false)
-            .with_writer(Mutex::new(file))
-            .try_init();
-        Ok(Guard)
+        std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+        builder.create(dir)?;
     }
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let file = options.open(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(file)
 }

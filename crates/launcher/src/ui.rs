@@ -1,6 +1,7 @@
 //! How the launcher talks to the user: on a terminal (a progress bar, prompts on stdin),
 //! or, started from a browser without one, through desktop dialogs when `zenity` or
-//! `notify-send` is installed. Every message also goes to the log file.
+//! `notify-send` is installed, and on stderr. Every message also goes to the log file, and
+//! every text passes [`safe_text`] first: most of it came from the network.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::{Command, Stdio};
@@ -8,6 +9,7 @@ use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::safe_text::safe_text;
 use crate::script::HostFuture;
 
 /// The launcher's user interface.
@@ -21,7 +23,7 @@ pub trait Ui: Send + Sync + 'static {
     /// Shows an error.
     fn error(&self, text: &str);
     /// Asks whether to trust a broker seen for the first time; `false` without a way to ask.
-    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> bool;
+    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool>;
     /// Shows `text` until the user chooses to disconnect.
     fn wait_until_closed(&self, text: &str) -> HostFuture<()>;
 }
@@ -29,10 +31,45 @@ pub trait Ui: Send + Sync + 'static {
 /// The interface for this process: the terminal when stderr is one, else the desktop.
 pub fn detect() -> Box<dyn Ui> {
     if std::io::stderr().is_terminal() {
-        Box::new(Terminal::default())
+        Box::new(Safe(Terminal::default()))
     } else {
-        Box::new(Desktop)
+        Box::new(Safe(Desktop))
     }
+}
+
+/// Passes every text through [`safe_text`] before `U` shows it.
+pub struct Safe<U>(pub U);
+
+impl<U: Ui> Ui for Safe<U> {
+    fn progress(&self, label: &str, percent: u8) {
+        self.0.progress(&safe_text(label), percent);
+    }
+
+    fn progress_done(&self) {
+        self.0.progress_done();
+    }
+
+    fn message(&self, text: &str) {
+        self.0.message(&safe_text(text));
+    }
+
+    fn error(&self, text: &str) {
+        self.0.error(&safe_text(text));
+    }
+
+    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool> {
+        self.0
+            .confirm_new_broker(&safe_text(host), &safe_text(fingerprint))
+    }
+
+    fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
+        self.0.wait_until_closed(&safe_text(text))
+    }
+}
+
+/// Writes a line to stderr; a closed stderr is no reason to fail.
+fn to_stderr(text: &str) {
+    let _ = writeln!(std::io::stderr(), "{text}");
 }
 
 /// A terminal: messages on stderr, prompts on stdin.
@@ -72,33 +109,40 @@ impl Ui for Terminal {
 
     fn message(&self, text: &str) {
         tracing::info!(message = text, "message to the user");
-        let _ = writeln!(std::io::stderr(), "{text}");
+        to_stderr(text);
     }
 
     fn error(&self, text: &str) {
         tracing::error!("{text}");
-        let _ = writeln!(std::io::stderr(), "portcullis-launcher: {text}");
+        to_stderr(&format!("portcullis-launcher: {text}"));
     }
 
-    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> bool {
-        if !std::io::stdin().is_terminal() {
-            return false;
-        }
-        let _ = write!(
-            std::io::stderr(),
+    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool> {
+        let question = format!(
             "The broker {host} is new to this launcher. Its key fingerprint is\n  \
              {fingerprint}\nCompare it with the one your administrator or the portal \
              shows. Trust this broker? [y/N] "
         );
-        let mut answer = String::new();
-        if std::io::stdin().lock().read_line(&mut answer).is_err() {
-            return false;
-        }
-        matches!(answer.trim(), "y" | "Y" | "yes" | "Yes")
+        Box::pin(async move {
+            if !std::io::stdin().is_terminal() {
+                return false;
+            }
+            let _ = write!(std::io::stderr(), "{question}");
+            // A blocking read off the runtime's threads: a signal still stops the launch.
+            let answer = tokio::task::spawn_blocking(|| {
+                let mut answer = String::new();
+                std::io::stdin()
+                    .lock()
+                    .read_line(&mut answer)
+                    .map(|_| answer)
+            })
+            .await;
+            matches!(answer, Ok(Ok(answer)) if matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+        })
     }
 
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
-        let _ = writeln!(std::io::stderr(), "{text}\nPress Enter to disconnect.");
+        to_stderr(&format!("{text}\nPress Enter to disconnect."));
         Box::pin(async {
             let _ = tokio::task::spawn_blocking(|| {
                 let mut line = String::new();
@@ -109,7 +153,8 @@ impl Ui for Terminal {
     }
 }
 
-/// No terminal: desktop dialogs and notifications where available, the log always.
+/// No terminal: desktop dialogs and notifications where available, stderr (a service's
+/// journal, a calling script) and the log always.
 pub struct Desktop;
 
 impl Desktop {
@@ -134,11 +179,13 @@ impl Ui for Desktop {
 
     fn message(&self, text: &str) {
         tracing::info!(message = text, "message to the user");
+        to_stderr(text);
         let _ = Self::run("notify-send", &["Portcullis", text]);
     }
 
     fn error(&self, text: &str) {
         tracing::error!("{text}");
+        to_stderr(&format!("portcullis-launcher: {text}"));
         if Self::run(
             "zenity",
             &[
@@ -154,24 +201,28 @@ impl Ui for Desktop {
         }
     }
 
-    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> bool {
+    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool> {
         let text = format!(
-            "The broker {host} is new to this launcher.\n\nIts key fingerprint is\n{fingerprint}\n\n\
-             Compare it with the one your administrator or the portal shows. Trust this broker?"
+            "--text=The broker {host} is new to this launcher.\n\nIts key fingerprint is\n\
+             {fingerprint}\n\nCompare it with the one your administrator or the portal \
+             shows. Trust this broker?"
         );
-        Self::run(
-            "zenity",
-            &[
-                "--question",
-                "--title=Portcullis",
-                "--no-markup",
-                &format!("--text={text}"),
-            ],
-        )
-        .unwrap_or(false)
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || {
+                Self::run(
+                    "zenity",
+                    &["--question", "--title=Portcullis", "--no-markup", &text],
+                )
+            })
+            .await
+            .ok()
+            .flatten()
+            .unwrap_or(false)
+        })
     }
 
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
+        to_stderr(text);
         let text = format!("--text={text}");
         Box::pin(async move {
             let shown = tokio::task::spawn_blocking(move || {
@@ -190,8 +241,9 @@ impl Ui for Desktop {
             .ok()
             .flatten();
             if shown.is_none() {
-                // No way to show a window: disconnect on Ctrl-C or a termination signal.
-                let _ = tokio::signal::ctrl_c().await;
+                // No way to show a window: the connection lasts until the launcher is
+                // stopped (a signal), which ends it.
+                std::future::pending::<()>().await;
             }
         })
     }

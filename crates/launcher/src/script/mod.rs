@@ -18,6 +18,7 @@ mod tasks;
 mod utils;
 
 use std::ffi::OsString;
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -80,6 +81,9 @@ pub enum ScriptError {
     /// The script engine failed (or the script is not a valid module).
     #[error("the launcher script could not run: {0}")]
     Engine(String),
+    /// The launcher stopped the script before it settled ([`run_until`]).
+    #[error("the launcher stopped the script")]
+    Aborted,
 }
 
 /// What the script left running that decides when the launcher ends
@@ -116,18 +120,7 @@ impl Settled {
     /// they have ended: for a launcher that ends abnormally, whose programs would be left
     /// without their tunnels. A normal end leaves them alone.
     pub async fn kill_started(&self) {
-        let running: Vec<&Proc> = self.started.iter().filter(|p| p.is_running()).collect();
-        for proc in &running {
-            proc.kill.notify_one();
-        }
-        let ended = async {
-            for proc in &running {
-                Proc::wait(proc.ended.clone()).await;
-            }
-        };
-        if tokio::time::timeout(KILL_WAIT, ended).await.is_err() {
-            tracing::warn!(target: "script", "a started program did not end when killed");
-        }
+        kill_and_wait(self.started.iter()).await;
     }
 
     /// Removes the script's files at the launcher's end: the late-unlinkable files and the
@@ -141,6 +134,22 @@ impl Settled {
         }
         let early = std::mem::take(&mut *lock(&self.early_files));
         remove_files(early.iter().chain(&self.late_files));
+    }
+}
+
+/// Kills the programs of `procs` that still run and waits (at most 5 s) until they ended.
+async fn kill_and_wait(procs: impl Iterator<Item = &Proc>) {
+    let running: Vec<&Proc> = procs.filter(|p| p.is_running()).collect();
+    for proc in &running {
+        proc.kill.notify_one();
+    }
+    let ended = async {
+        for proc in &running {
+            Proc::wait(proc.ended.clone()).await;
+        }
+    };
+    if tokio::time::timeout(KILL_WAIT, ended).await.is_err() {
+        tracing::warn!(target: "script", "a started program did not end when killed");
     }
 }
 
@@ -176,6 +185,8 @@ enum Outcome {
         error_object: bool,
     },
     Interrupted,
+    /// The launcher stopped the script.
+    Aborted,
     /// The evaluation waits for a promise that nothing can settle any more.
     Stalled,
     Engine(String),
@@ -199,13 +210,27 @@ async fn stalled(runtime: &AsyncRuntime) {
 ///
 /// Must be called within a Tokio runtime (started programs are watched by Tokio tasks).
 /// On failure, the files the script created or registered are removed and the programs
-/// it started are killed before this returns.
+/// it started are killed (and waited for, at most 5 s) before this returns.
 pub async fn run(
     source: &str,
     data: &serde_json::Value,
     host: Arc<dyn ScriptHost>,
     limits: &ScriptLimits,
     env: &ScriptEnv,
+) -> Result<Settled, ScriptError> {
+    run_until(source, data, host, limits, env, std::future::pending()).await
+}
+
+/// Like [`run`], but when `abort` resolves before the script settled, the script is
+/// stopped as if it had failed ([`ScriptError::Aborted`]): its programs killed, its files
+/// removed.
+pub async fn run_until(
+    source: &str,
+    data: &serde_json::Value,
+    host: Arc<dyn ScriptHost>,
+    limits: &ScriptLimits,
+    env: &ScriptEnv,
+    abort: impl Future<Output = ()>,
 ) -> Result<Settled, ScriptError> {
     let clock = Arc::new(Clock::new(limits.sync_time));
     let shared = Arc::new(Shared::new(
@@ -257,6 +282,7 @@ pub async fn run(
     let outcome = tokio::select! {
         outcome = evaluation => outcome,
         () = stalled(&runtime) => Outcome::Stalled,
+        () = abort => Outcome::Aborted,
     };
     // Near the limit after a failure: the failure is (almost certainly) the limit's.
     let usage = runtime.memory_usage().await;
@@ -267,6 +293,7 @@ pub async fn run(
 
     let failure = match outcome {
         Outcome::Done => None,
+        Outcome::Aborted => Some(ScriptError::Aborted),
         _ if clock.fired() => Some(ScriptError::TimeLimit),
         Outcome::Interrupted => Some(ScriptError::TimeLimit),
         Outcome::Threw {
@@ -285,9 +312,7 @@ pub async fn run(
     };
     let mut tables = std::mem::take(&mut *shared.tables());
     if let Some(failure) = failure {
-        for proc in tables.procs.values().filter(|proc| proc.is_running()) {
-            proc.kill.notify_one();
-        }
+        kill_and_wait(tables.procs.values()).await;
         remove_files(
             tables
                 .early_files

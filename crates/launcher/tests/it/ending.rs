@@ -9,6 +9,7 @@ use std::time::Duration;
 use portcullis_broker::store::{Protocol, Transport};
 use portcullis_launcher::failure::Kind;
 use portcullis_launcher::launch::{launch, launch_until};
+use portcullis_launcher::stop::StopReason;
 use portcullis_launcher::ui::Ui;
 use serde_json::Value;
 use tempfile::TempDir;
@@ -114,7 +115,10 @@ Tasks.addWaitableApp(app);
     let running = tokio::spawn(launch_until(
         options,
         Arc::new(TestUi::default()),
-        async move { stopper.notified().await },
+        async move {
+            stopper.notified().await;
+            StopReason::Terminate
+        },
     ));
     let pid = bounded("the program's pid", Duration::from_secs(30), async {
         loop {

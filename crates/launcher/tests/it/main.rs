@@ -6,8 +6,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod ending;
+mod output;
+mod process;
 mod resume;
 mod script;
+mod signals;
 mod ssh;
 mod support;
 mod tampered;

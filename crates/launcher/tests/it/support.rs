@@ -84,8 +84,8 @@ impl Ui for TestUi {
     fn error(&self, text: &str) {
         self.messages.lock().unwrap().push(format!("error: {text}"));
     }
-    fn confirm_new_broker(&self, _host: &str, _fingerprint: &str) -> bool {
-        false
+    fn confirm_new_broker(&self, _host: &str, _fingerprint: &str) -> HostFuture<bool> {
+        Box::pin(async { false })
     }
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
         self.message(text);
@@ -109,7 +109,7 @@ pub(crate) struct Setup {
 pub(crate) struct Stack {
     pub(crate) dir: TempDir,
     pub(crate) broker: RunningBroker,
-    _tunnel: RunningTunnel,
+    pub(crate) tunnel: RunningTunnel,
     /// The relay in front of the tunnel server, with [`Setup::cuttable`].
     pub(crate) cutter: Option<Cutter>,
     /// A tunneled TCP service to the echo target.
@@ -188,7 +188,7 @@ impl Stack {
         let mut stack = Self {
             dir,
             broker,
-            _tunnel: tunnel,
+            tunnel,
             cutter,
             service: 0,
             http,
@@ -325,6 +325,32 @@ impl Stack {
         self.broker.state.signing_key.verifying_key().fingerprint()
     }
 
+    /// Sessions the tunnel server ended for `reason` (`end_session`: the launcher's
+    /// `EndSession`).
+    pub(crate) fn sessions_ended(&self, reason: &str) -> u64 {
+        let metrics = self.tunnel.shared().metrics.encode();
+        let label = format!("portcullis_tunnel_sessions_ended_total{{reason=\"{reason}\"}} ");
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&label))
+            .map_or(0, |count| count.trim().parse().unwrap())
+    }
+
+    /// Waits until the tunnel server ended a session because the launcher sent
+    /// `EndSession`.
+    pub(crate) async fn end_session_reached_the_tunnel_server(&self) {
+        bounded(
+            "EndSession at the tunnel server",
+            Duration::from_secs(20),
+            async {
+                while self.sessions_ended("end_session") == 0 {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+        )
+        .await;
+    }
+
     /// Waits for the broker's `tunnel.stopped` audit event and returns its detail.
     pub(crate) async fn tunnel_stopped(&self) -> Value {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -385,6 +411,8 @@ pub(crate) struct Cutter {
     pub(crate) addr: SocketAddr,
     cut: Arc<Notify>,
     accepted: Arc<AtomicUsize>,
+    /// Connections still to be dropped at once, unrelayed.
+    refuse: Arc<AtomicUsize>,
 }
 
 impl Cutter {
@@ -395,9 +423,17 @@ impl Cutter {
         let signal = Arc::clone(&cut);
         let accepted = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&accepted);
+        let refuse = Arc::new(AtomicUsize::new(0));
+        let refusing = Arc::clone(&refuse);
         tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
+                let refused = refusing
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
+                if refused {
+                    continue;
+                }
                 let signal = Arc::clone(&signal);
                 tokio::spawn(async move {
                     let Ok(mut up) = TcpStream::connect(upstream).await else {
@@ -414,7 +450,13 @@ impl Cutter {
             addr,
             cut,
             accepted,
+            refuse,
         }
+    }
+
+    /// Drops the next `count` connections at once, as an unreachable server would.
+    pub(crate) fn refuse_next(&self, count: usize) {
+        self.refuse.store(count, Ordering::SeqCst);
     }
 
     /// TCP connections relayed since the start.
