@@ -1,5 +1,5 @@
-//! Ticket exchanges per second at the broker (DESIGN.md, "Budgets": at least 2,500 per
-//! second on 2 cores with SQLite, each with its own ML-DSA-65 payload signature).
+//! Ticket exchanges per second at the broker (docs/broker.md, "Throughput": at least 2,500
+//! per second on 2 cores with SQLite, each with its own ML-DSA-65 payload signature).
 //!
 //! 1. Micro-benchmarks, single-threaded: what each cryptographic step of one exchange costs
 //!    by itself (ML-KEM-768, HKDF, AES-256-GCM, ML-DSA-65, `payload::build`,
@@ -60,7 +60,7 @@ use portcullis_proto::{Scrambler, TicketId};
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
 
-/// The budget of DESIGN.md: exchanges per second on 2 cores with SQLite.
+/// The budget (docs/broker.md, "Throughput"): exchanges per second on 2 cores with SQLite.
 const TARGET_PER_SEC: f64 = 2_500.0;
 /// Size of the AES-256-GCM micro-benchmark's plaintext ("a typical payload").
 const AES_PAYLOAD_LEN: usize = 5 * 1024;

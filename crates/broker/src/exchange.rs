@@ -1,6 +1,7 @@
-//! The client ticket exchange (DESIGN.md, flow step 3): check the ticket, the launcher and
-//! the service; build, sign and encrypt the payload; for tunneled services store a tunnel
-//! ticket; and consume the client ticket — only when all of that succeeded (difference 1).
+//! The client ticket exchange (docs/protocol.md §1.2, steps 3–4): check the ticket, the
+//! launcher and the service; build, sign and encrypt the payload; for tunneled services
+//! store a tunnel ticket; and consume the client ticket — only when all of that succeeded
+//! (difference 1).
 
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{CheckedTicketRequest, Percent, ProtocolVersion, TicketRequest};

@@ -1,4 +1,4 @@
-//! One use under concurrency, over real HTTPS (DESIGN.md, difference 2): 64 simultaneous
+//! One use under concurrency, over real HTTPS (docs/protocol.md §9, difference 2): 64 simultaneous
 //! `start` requests for one tunnel ticket, all with a valid proof, and 64 simultaneous
 //! exchanges of one client ticket, each redeem exactly once — on one broker with SQLite,
 //! one with PostgreSQL, and two brokers sharing one PostgreSQL database (half of the

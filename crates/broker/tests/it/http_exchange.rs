@@ -1,7 +1,7 @@
 //! The client ticket exchange over real HTTPS on loopback, as the portal user and the
 //! launcher see it: sign in, pick a service, connect, exchange the client ticket under a
 //! fresh ML-KEM-768 key, open and verify the payload; the OpenUDS 5 launcher's variant;
-//! semver version checks; and the retry path (DESIGN.md, difference 1).
+//! semver version checks; and the retry path (docs/protocol.md §9, difference 1).
 
 use std::time::Duration;
 

@@ -1,6 +1,6 @@
 //! Two `portcullis broker` processes on one PostgreSQL database: a tunnel ticket is redeemed
 //! exactly once when 64 tunnel-server requests race for it, half to each broker
-//! (DESIGN.md, difference 2).
+//! (docs/protocol.md §9, difference 2).
 
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::Path;

@@ -24,7 +24,7 @@ pub fn ticket_exchange_path(ticket: &TicketId) -> String {
 
 /// Client capabilities a launcher may announce in [`ClientInfo::capabilities`].
 pub mod capability {
-    /// The launcher verifies the payload signature (DESIGN.md, difference 5).
+    /// The launcher verifies the payload signature (docs/protocol.md §9, difference 5).
     pub const PAYLOAD_SIGNATURE: &str = "payload-signature";
     /// The launcher speaks tunnel protocol v1.
     pub const TUNNEL_V1: &str = "tunnel-v1";
@@ -145,7 +145,7 @@ impl TicketRequest {
     /// Broker side: checks every field and returns them typed.
     ///
     /// A missing or empty `kem_kyber_key` is refused: Portcullis never sends a payload in
-    /// plaintext (DESIGN.md, difference 6).
+    /// plaintext (docs/protocol.md §9, difference 6).
     pub fn check(&self) -> Result<CheckedTicketRequest, Error> {
         let scrambler = Scrambler::parse(&self.scrambler)?;
         let key_text = self.kem_kyber_key.as_deref().unwrap_or_default();

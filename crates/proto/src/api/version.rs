@@ -1,4 +1,4 @@
-//! Protocol versions, compared as semver (DESIGN.md, difference 6).
+//! Protocol versions, compared as semver (docs/protocol.md §9, difference 6).
 
 use core::fmt;
 use core::str::FromStr;

@@ -1,4 +1,4 @@
-//! The canonical message of the payload signature (DESIGN.md, difference 5).
+//! The canonical message of the payload signature (docs/protocol.md §9, difference 5).
 //!
 //! ```text
 //! message = "portcullis payload signature v1"   31 ASCII bytes

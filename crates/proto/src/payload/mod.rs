@@ -10,9 +10,9 @@
 //!
 //! - The script signature covers the uncompressed script bytes; scripts are signed once
 //!   when the broker loads them ([`SignedScript`]).
-//! - The payload signature (DESIGN.md, difference 5) covers digests of the script and the
-//!   params, the client ticket and a digest of the launcher's ML-KEM-768 key, in the
-//!   canonical encoding of [`payload_signature_message`]. It is made for every exchange,
+//! - The payload signature (docs/protocol.md §9, difference 5) covers digests of the
+//!   script and the params, the client ticket and a digest of the launcher's ML-KEM-768
+//!   key, in the canonical encoding of [`payload_signature_message`]. It is made for every exchange,
 //!   and only for launchers that announce the `payload-signature` capability: OpenUDS 5
 //!   launchers get exactly the OpenUDS 5 document.
 //! - Both are ML-DSA-65 with the empty context, under the broker's key ([`SigningKey`]),

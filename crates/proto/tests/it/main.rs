@@ -4,8 +4,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod shared;
 mod tunnel_support;
+mod vector_files;
 
 mod openuds5_vectors;
 mod payload_vectors;

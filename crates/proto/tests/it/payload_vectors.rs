@@ -1,8 +1,9 @@
-//! Launcher payload known answers: the OpenUDS 5 payload in `../shared/vectors/` decodes,
-//! and `tests/vectors/payload-v1.json` (our fixed-seed vector) reproduces and verifies.
+//! Launcher payload known answers: the OpenUDS 5 payload in `tests/vectors/openuds5/`
+//! decodes, and `tests/vectors/payload-v1.json` (our fixed-seed vector) reproduces and
+//! verifies.
 //!
 //! Regenerate the latter with `PORTCULLIS_REGENERATE_VECTORS=1 cargo test -p
-//! portcullis-proto --test payload_vectors`. ML-DSA signing is randomized, so the stored
+//! portcullis-proto --test it payload_vectors`. ML-DSA signing is randomized, so the stored
 //! signatures are checked by verification, not by comparing bytes with fresh ones.
 
 use std::path::PathBuf;
@@ -18,8 +19,8 @@ use serde_json::{Value, json};
 
 #[test]
 fn the_openuds5_payload_decodes() {
-    let vector = crate::shared::vector("openuds5-ticket-exchange.json");
-    let plaintext = crate::shared::text(&vector["expected"], "plaintext");
+    let vector = crate::vector_files::openuds5("ticket-exchange.json");
+    let plaintext = crate::vector_files::text(&vector["expected"], "plaintext");
 
     // Its fields, decoded as `payload::decode` does (a `DecodedPayload` shows nothing
     // before it verifies, and this one never can).
@@ -55,12 +56,12 @@ fn the_openuds5_payload_decodes() {
     // It decodes, but carries no ML-DSA-65 signature a launcher could accept.
     let decoded = payload::decode(plaintext.as_bytes()).unwrap();
     let private = b64::decode(
-        crate::shared::text(&vector, "kem_private_key_b64"),
+        crate::vector_files::text(&vector, "kem_private_key_b64"),
         "private key",
     )
     .unwrap();
     let key = DecapsulationKey::from_expanded(&private).unwrap();
-    let ticket = TicketId::parse(crate::shared::text(&vector, "ticket")).unwrap();
+    let ticket = TicketId::parse(crate::vector_files::text(&vector, "ticket")).unwrap();
     let broker = SigningKey::from_seed(&[0; 32]).unwrap();
     assert_eq!(
         decoded
@@ -173,10 +174,14 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
     let stored: Value = serde_json::from_str(&stored).unwrap();
 
     // Deterministic parts.
-    let seed = hex::decode(crate::shared::text(&stored["signing_key"], "seed_hex")).unwrap();
+    let seed = hex::decode(crate::vector_files::text(
+        &stored["signing_key"],
+        "seed_hex",
+    ))
+    .unwrap();
     assert_eq!(seed, kat_seed());
     let key = SigningKey::from_seed(&kat_seed()).unwrap();
-    let public = VerifyingKey::from_base64(crate::shared::text(
+    let public = VerifyingKey::from_base64(crate::vector_files::text(
         &stored["signing_key"],
         "public_key_b64",
     ))
@@ -187,16 +192,16 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         "public key derived from the seed"
     );
     assert_eq!(
-        crate::shared::text(&stored["signing_key"], "fingerprint"),
+        crate::vector_files::text(&stored["signing_key"], "fingerprint"),
         public.fingerprint()
     );
     let inputs = &stored["inputs"];
-    assert_eq!(crate::shared::text(inputs, "script"), KAT_SCRIPT);
-    assert_eq!(crate::shared::text(inputs, "params"), KAT_PARAMS);
-    assert_eq!(crate::shared::text(inputs, "ticket"), KAT_TICKET);
+    assert_eq!(crate::vector_files::text(inputs, "script"), KAT_SCRIPT);
+    assert_eq!(crate::vector_files::text(inputs, "params"), KAT_PARAMS);
+    assert_eq!(crate::vector_files::text(inputs, "ticket"), KAT_TICKET);
     let client_key = kat_client_key();
     assert_eq!(
-        crate::shared::text(inputs, "client_key_b64"),
+        crate::vector_files::text(inputs, "client_key_b64"),
         b64::encode(client_key.as_bytes())
     );
     let ticket = TicketId::parse(KAT_TICKET).unwrap();
@@ -207,13 +212,16 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         &client_key,
     );
     assert_eq!(
-        crate::shared::text(&stored, "payload_signature_message_hex"),
+        crate::vector_files::text(&stored, "payload_signature_message_hex"),
         hex::encode(message)
     );
 
     // Signatures verify.
-    let payload_signature =
-        b64::decode(crate::shared::text(&stored, "payload_signature_b64"), "sig").unwrap();
+    let payload_signature = b64::decode(
+        crate::vector_files::text(&stored, "payload_signature_b64"),
+        "sig",
+    )
+    .unwrap();
     public
         .verify(&message, &payload_signature, "payload")
         .unwrap();
@@ -223,14 +231,17 @@ fn the_payload_v1_vector_reproduces_and_verifies() {
         public.verify(&message, &flipped, "payload"),
         Err(Error::BadSignature("payload"))
     );
-    let script_signature =
-        b64::decode(crate::shared::text(&stored, "script_signature_b64"), "sig").unwrap();
+    let script_signature = b64::decode(
+        crate::vector_files::text(&stored, "script_signature_b64"),
+        "sig",
+    )
+    .unwrap();
     public
         .verify(KAT_SCRIPT.as_bytes(), &script_signature, "script")
         .unwrap();
 
     // The stored payload decodes and verifies for its ticket and client key only.
-    let stored_json = crate::shared::text(&stored, "payload_json").as_bytes();
+    let stored_json = crate::vector_files::text(&stored, "payload_json").as_bytes();
     let verified = payload::decode(stored_json)
         .unwrap()
         .verify(&public, &ticket, &client_key, SignaturePolicy::Required)
