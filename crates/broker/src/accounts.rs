@@ -4,13 +4,13 @@
 //! answers (`crate::http`).
 
 use portcullis_proto::api::LaunchUrl;
-use portcullis_proto::{Scrambler, TicketId, b64};
+use portcullis_proto::{Scrambler, SourceKey, TicketId, b64};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::client_addr::ClientAddr;
 use crate::password::decoy_hash;
-use crate::rate_limit::{network_key, retry_after_secs};
+use crate::rate_limit::retry_after_secs;
 use crate::scripts::{Os, SecretString};
 use crate::state::AppState;
 use crate::store::{AuditEvent, NewClientTicket, ServiceId, StoreError, TokenHash, User};
@@ -73,7 +73,7 @@ pub async fn sign_in(
         Some(ip) => Some(
             state
                 .logins_per_ip
-                .check(&network_key(ip), now)
+                .check(&SourceKey::of(ip), now)
                 .map_err(|wait| AccountError::RateLimited(retry_after_secs(wait)))?,
         ),
         None => None,

@@ -8,7 +8,7 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::HeaderMap;
 use axum::http::request::Parts;
 
-use crate::config::IpNet;
+use crate::config::TrustedProxy;
 use crate::state::AppState;
 
 /// The header reverse proxies append the address of the connection they received to.
@@ -49,7 +49,7 @@ impl ClientAddr {
 /// The answer is the last entry that is not a trusted proxy; if an entry there cannot be
 /// read, the proxy that recorded it (the entry to its right, or `peer`); if every entry is
 /// a trusted proxy, the first.
-fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+fn client_behind(peer: IpAddr, headers: &HeaderMap, trusted: &[TrustedProxy]) -> IpAddr {
     let is_trusted = |addr: IpAddr| trusted.iter().any(|net| net.contains(addr));
     let peer = peer.to_canonical();
     if !is_trusted(peer) {
@@ -103,7 +103,7 @@ mod tests {
         headers
     }
 
-    fn trusted() -> Vec<IpNet> {
+    fn trusted() -> Vec<TrustedProxy> {
         vec!["10.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()]
     }
 

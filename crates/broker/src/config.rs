@@ -11,7 +11,7 @@
 
 mod auth;
 mod error;
-mod ip_net;
+mod trusted_proxy;
 mod urls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,7 +26,7 @@ use urls::check_http_url;
 
 pub use auth::{AuthConfig, OidcProviderConfig};
 pub use error::ConfigError;
-pub use ip_net::IpNet;
+pub use trusted_proxy::TrustedProxy;
 pub use urls::{DatabaseUrl, PublicUrl};
 
 /// Default of [`BrokerConfig::data_dir`].
@@ -65,7 +65,7 @@ pub struct BrokerConfig {
     /// networks (`["10.0.0.5", "192.168.0.0/24"]`). A request from one of them is
     /// attributed (audit log, per-IP login limit) to the last address in that header that
     /// is not itself a trusted proxy. Default: none, every request is its TCP peer's.
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: Vec<TrustedProxy>,
     /// Ticket lifetimes and limits.
     pub tickets: TicketConfig,
     /// What `GET /uds/rest/client` tells launchers.

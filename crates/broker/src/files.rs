@@ -1,10 +1,11 @@
 //! Private files: the data directory is `0700` and the SQLite database with its `-wal`
 //! and `-shm` files `0600`, because they hold password hashes, the audit log and the
-//! targets (issue 7, point 3). The signing key, the TLS key and `dev.json` are written
-//! `0600` by their own modules.
+//! targets (issue 7, point 3). Files written whole (the signing key, the TLS key and
+//! certificate, `portcullis dev`'s `dev.json` and tunnel token) go through
+//! [`write_atomically`].
 
 use std::fs;
-use std::io;
+use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -65,6 +66,46 @@ pub fn make_database_private(path: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// Whether [`write_atomically`] may replace a file already at its path.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Existing {
+    /// Replace it (atomically: a reader sees the old file or the new one).
+    Replace,
+    /// Keep it, and fail with [`io::ErrorKind::AlreadyExists`].
+    Keep,
+}
+
+/// Writes `contents` to `path` as one step: into a temporary file beside it (created with
+/// mode `0600`, then given `mode`), flushed to disk, renamed to `path`, and the directory
+/// flushed so that the new name survives a crash. A reader of `path` never sees half a
+/// file, and a failure leaves no temporary file behind.
+pub fn write_atomically(
+    path: &Path,
+    contents: &[u8],
+    mode: u32,
+    existing: Existing,
+) -> io::Result<()> {
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    let mut file = tempfile::Builder::new()
+        .prefix(".portcullis-")
+        .tempfile_in(dir)?;
+    if mode != 0o600 {
+        file.as_file()
+            .set_permissions(fs::Permissions::from_mode(mode))?;
+    }
+    file.write_all(contents)?;
+    file.as_file().sync_all()?;
+    match existing {
+        Existing::Replace => file.persist(path),
+        Existing::Keep => file.persist_noclobber(path),
+    }
+    .map_err(|error| error.error)?;
+    fs::File::open(dir)?.sync_all()
+}
+
 /// The database file and the files SQLite keeps beside it.
 fn database_files(path: &Path) -> Vec<PathBuf> {
     let mut files = vec![path.to_owned()];
@@ -93,6 +134,25 @@ mod tests {
         fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
         ensure_private_dir(&dir).unwrap();
         assert_eq!(mode(&dir), 0o755, "only warned about");
+    }
+
+    #[test]
+    fn files_are_written_whole_with_their_mode_and_kept_when_asked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        write_atomically(&path, b"one", 0o600, Existing::Keep).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        assert_eq!(mode(&path), 0o600);
+        let error = write_atomically(&path, b"two", 0o600, Existing::Keep).unwrap_err();
+        assert_eq!(error.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(fs::read(&path).unwrap(), b"one");
+        write_atomically(&path, b"three", 0o644, Existing::Replace).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"three");
+        assert_eq!(mode(&path), 0o644);
+        // Nothing left beside it.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+        let missing = dir.path().join("no/such/dir/file");
+        assert!(write_atomically(&missing, b"x", 0o600, Existing::Replace).is_err());
     }
 
     #[test]

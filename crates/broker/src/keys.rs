@@ -17,16 +17,18 @@
 //! refused, like `ssh` refuses such private keys.
 
 use core::fmt;
-use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Read as _, Write as _};
-use std::os::unix::fs::{DirBuilderExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::fs::{self, DirBuilder, File};
+use std::io::{self, Read as _};
+use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use portcullis_proto::hex;
 use portcullis_proto::payload::{SEED_LEN, SigningKey, VerifyingKey};
-use portcullis_proto::{hex, random};
 use serde::Serialize;
 use zeroize::Zeroizing;
+
+use crate::files::{Existing, write_atomically};
 
 /// The name of the key file inside the data directory.
 pub const KEY_FILE_NAME: &str = "signing-key";
@@ -166,15 +168,13 @@ pub fn init(data_dir: &Path, force: bool) -> Result<KeyInit, KeyError> {
     }
     ensure_dir(data_dir)?;
     let key = SigningKey::generate()?;
-    let temp = TempKeyFile::write(data_dir, &key)?;
     let path = key_path(data_dir);
     let previous = match keep_old_key(data_dir, &path) {
         Ok(previous) => Some(previous),
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(source) => return Err(io_error("keep the old key", &path, source)),
     };
-    temp.replace(&path)?;
-    sync_dir(data_dir)?;
+    write_key_file(&path, &key, Existing::Replace)?;
     Ok(KeyInit { key, previous })
 }
 
@@ -232,10 +232,21 @@ fn parse_seed(contents: &[u8]) -> Result<Zeroizing<[u8; SEED_LEN]>, &'static str
 fn create(data_dir: &Path) -> Result<SigningKey, KeyError> {
     ensure_dir(data_dir)?;
     let key = SigningKey::generate()?;
-    let temp = TempKeyFile::write(data_dir, &key)?;
-    temp.publish_new(&key_path(data_dir))?;
-    sync_dir(data_dir)?;
-    Ok(key)
+    let path = key_path(data_dir);
+    match write_key_file(&path, &key, Existing::Keep) {
+        Err(KeyError::Io { source, .. }) if source.kind() == io::ErrorKind::AlreadyExists => {
+            Err(KeyError::AlreadyExists { path })
+        }
+        other => other.map(|()| key),
+    }
+}
+
+/// Writes `key`'s seed to `path` (mode `0600`), atomically.
+fn write_key_file(path: &Path, key: &SigningKey, existing: Existing) -> Result<(), KeyError> {
+    let mut contents = Zeroizing::new(hex::encode(key.seed()));
+    contents.push('\n');
+    write_atomically(path, contents.as_bytes(), KEY_FILE_MODE, existing)
+        .map_err(|source| io_error("write", path, source))
 }
 
 /// Links the current key file to a free `signing-key.<unix-time>[-<n>].old` name.
@@ -260,59 +271,6 @@ fn keep_old_key(data_dir: &Path, path: &Path) -> io::Result<PathBuf> {
     }
 }
 
-/// A temporary key file beside the key file, removed on drop unless it was renamed.
-struct TempKeyFile {
-    path: PathBuf,
-}
-
-impl TempKeyFile {
-    /// Writes `key`'s seed to a fresh file of mode `0600` and flushes it to disk.
-    fn write(data_dir: &Path, key: &SigningKey) -> Result<Self, KeyError> {
-        let suffix = hex::encode(&random::array::<8>()?);
-        let path = data_dir.join(format!(".{KEY_FILE_NAME}.{suffix}.tmp"));
-        let mut file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(KEY_FILE_MODE)
-            .open(&path)
-            .map_err(|source| io_error("create", &path, source))?;
-        let temp = Self { path };
-        let mut contents = Zeroizing::new(hex::encode(key.seed()));
-        contents.push('\n');
-        file.write_all(contents.as_bytes())
-            .and_then(|()| file.sync_all())
-            .map_err(|source| io_error("write", &temp.path, source))?;
-        Ok(temp)
-    }
-
-    /// Gives the file the name `path`, failing if `path` exists.
-    fn publish_new(self, path: &Path) -> Result<(), KeyError> {
-        match fs::hard_link(&self.path, path) {
-            Ok(()) => Ok(()),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {
-                Err(KeyError::AlreadyExists {
-                    path: path.to_owned(),
-                })
-            }
-            Err(source) => Err(io_error("create", path, source)),
-        }
-        // Dropping `self` removes the temporary name.
-    }
-
-    /// Gives the file the name `path`, atomically replacing any file there.
-    fn replace(self, path: &Path) -> Result<(), KeyError> {
-        fs::rename(&self.path, path).map_err(|source| io_error("replace", path, source))
-        // After a successful rename, the drop's removal finds nothing and does nothing.
-    }
-}
-
-impl Drop for TempKeyFile {
-    fn drop(&mut self) {
-        // Best effort: the file may already have been renamed.
-        let _ = fs::remove_file(&self.path);
-    }
-}
-
 /// Creates `data_dir` (mode `0700`, parents as needed) if it does not exist.
 fn ensure_dir(data_dir: &Path) -> Result<(), KeyError> {
     DirBuilder::new()
@@ -320,13 +278,6 @@ fn ensure_dir(data_dir: &Path) -> Result<(), KeyError> {
         .mode(DATA_DIR_MODE)
         .create(data_dir)
         .map_err(|source| io_error("create the directory", data_dir, source))
-}
-
-/// Flushes `data_dir`'s entries, so that a new name survives a crash.
-fn sync_dir(data_dir: &Path) -> Result<(), KeyError> {
-    File::open(data_dir)
-        .and_then(|dir| dir.sync_all())
-        .map_err(|source| io_error("flush the directory", data_dir, source))
 }
 
 fn io_error(action: &'static str, path: &Path, source: io::Error) -> KeyError {

@@ -62,7 +62,7 @@ pub struct PasswordChecks {
     permits: std::sync::Arc<tokio::sync::Semaphore>,
     waiting: std::sync::atomic::AtomicUsize,
     max_waiting: usize,
-    jobs: std::sync::Mutex<std::sync::mpsc::Sender<Job>>,
+    jobs: std::sync::mpsc::Sender<Job>,
 }
 
 /// A password check for the checking threads, and where its outcome goes.
@@ -97,7 +97,7 @@ impl PasswordChecks {
             permits
         };
         let (jobs, queue) = std::sync::mpsc::channel::<Job>();
-        let queue = std::sync::Arc::new(std::sync::Mutex::new(queue));
+        let queue = std::sync::Arc::new(parking_lot::Mutex::new(queue));
         for index in 0..permits {
             let queue = std::sync::Arc::clone(&queue);
             let spawned = std::thread::Builder::new()
@@ -105,7 +105,7 @@ impl PasswordChecks {
                 .spawn(move || {
                     loop {
                         let job = {
-                            let queue = queue.lock().unwrap_or_else(|p| p.into_inner());
+                            let queue = queue.lock();
                             queue.recv()
                         };
                         let Ok(job) = job else { return };
@@ -121,7 +121,7 @@ impl PasswordChecks {
             permits: std::sync::Arc::new(tokio::sync::Semaphore::new(permits)),
             waiting: std::sync::atomic::AtomicUsize::new(0),
             max_waiting: permits.saturating_mul(Self::WAITING_PER_PERMIT),
-            jobs: std::sync::Mutex::new(jobs),
+            jobs,
         }
     }
 
@@ -155,11 +155,7 @@ impl PasswordChecks {
             stored,
             reply,
         };
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .send(job);
+        let sent = self.jobs.send(job);
         if sent.is_err() {
             return Ok(Err(PasswordError::Hashing(
                 "no password-checking thread".into(),

@@ -10,7 +10,8 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Mutex;
+
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::state::Millis;
 use crate::store::TunnelServerId;
@@ -71,11 +72,8 @@ impl ProofLimiter {
 
     /// The window that holds `now`, reset when the previous one ended: O(1) per request,
     /// no scan.
-    fn current(&self, now: Millis) -> std::sync::MutexGuard<'_, Window> {
-        let mut window = self
-            .window
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+    fn current(&self, now: Millis) -> MutexGuard<'_, Window> {
+        let mut window = self.window.lock();
         if now.saturating_sub(window.started) >= WINDOW_MS || now < window.started {
             window.started = now;
             window.servers.clear();
@@ -129,7 +127,7 @@ mod tests {
         for n in 0..(MAX_TRACKED_SOURCES as u32 + 100) {
             limiter.record_failure(server, IpAddr::from(n.to_be_bytes()), 0);
         }
-        let window = limiter.window.lock().unwrap();
+        let window = limiter.window.lock();
         assert_eq!(window.sources.len(), MAX_TRACKED_SOURCES);
     }
 }

@@ -5,17 +5,17 @@
 //!
 //! The map is capped at [`MAX_KEYS`] keys: when it is full, expired keys are dropped (a
 //! scan at most once per `PRUNE_EVERY`, never one per request), and while it stays full
-//! new keys are refused. Client addresses are keyed by [`network_key`]: an IPv6 host
-//! usually owns a whole /64.
+//! new keys are refused. Client addresses are keyed by
+//! [`SourceKey`](portcullis_proto::SourceKey): an IPv6 host usually owns a whole /64.
 //!
 //! Time is the broker's clock (`AppState::now`), as for tickets and the sweeper, so tests
 //! move it instead of sleeping.
 
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
-use std::net::IpAddr;
-use std::sync::Mutex;
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use crate::state::Millis;
 
@@ -29,18 +29,6 @@ pub const MAX_KEYS: usize = 100_000;
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 /// What a refused newcomer is told to wait when the map is full.
 const FULL_RETRY: Duration = Duration::from_secs(5);
-
-/// The key of a client address: an IPv4 address itself, an IPv6 address's /64 network
-/// (an IPv4-mapped IPv6 address is its IPv4 address).
-pub fn network_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !u128::from(u64::MAX)).into()),
-        },
-    }
-}
 
 /// A wait as whole seconds for `Retry-After`: rounded up, at least 1.
 pub fn retry_after_secs(wait: Duration) -> u64 {
@@ -85,7 +73,7 @@ pub struct Attempt<'a, K: Eq + Hash + Clone> {
 impl<K: Eq + Hash + Clone> Drop for Attempt<'_, K> {
     fn drop(&mut self) {
         if let Some(key) = self.key.take() {
-            let mut keys = self.limiter.lock();
+            let mut keys = self.limiter.keys.lock();
             if let Some(entry) = keys.entries.get_mut(&key) {
                 entry.in_flight = entry.in_flight.saturating_sub(1);
             }
@@ -111,12 +99,6 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Keys<K>> {
-        self.keys
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Records an attempt at `now` and says whether it is admitted: within the budget,
     /// with fewer than [`MAX_IN_FLIGHT_PER_KEY`] of the key's attempts in flight, and room
     /// for the key. When it is not, returns how long to wait before trying again.
@@ -127,7 +109,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
                 key: None,
             });
         }
-        let mut keys = self.lock();
+        let mut keys = self.keys.lock();
         if keys.entries.len() >= self.max_keys && !keys.entries.contains_key(key) {
             let due = keys
                 .last_prune
@@ -172,7 +154,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
     /// Forgets the attempts of `key` (after a successful login); its attempts still in
     /// flight stay counted.
     pub fn reset(&self, key: &K) {
-        let mut keys = self.lock();
+        let mut keys = self.keys.lock();
         if let Some(entry) = keys.entries.get_mut(key) {
             entry.times.clear();
         }
@@ -180,7 +162,7 @@ impl<K: Eq + Hash + Clone> RateLimiter<K> {
 
     /// How many keys are tracked.
     pub fn len(&self) -> usize {
-        self.lock().entries.len()
+        self.keys.lock().entries.len()
     }
 
     /// Whether no key is tracked.
@@ -255,20 +237,5 @@ mod tests {
         drop(limiter.check(&7, much_later).unwrap());
         assert!(limiter.len() <= 3);
         drop(held);
-    }
-
-    #[test]
-    fn ipv6_is_keyed_by_its_64_and_mapped_ipv4_by_its_address() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(network_key(a), network_key(b));
-        assert_ne!(network_key(a), network_key(c));
-        assert_eq!(
-            network_key("::ffff:192.0.2.1".parse().unwrap()),
-            "192.0.2.1".parse::<IpAddr>().unwrap()
-        );
-        let v4: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(network_key(v4), v4);
     }
 }

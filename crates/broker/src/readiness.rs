@@ -8,12 +8,12 @@
 //! launcher's retry, after "Preparing service", probes again.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
-use crate::state::Millis;
-
+use parking_lot::Mutex;
 use tokio::net::TcpStream;
+
+use crate::state::Millis;
 
 /// How long a target that answered is taken to be ready without probing it again.
 pub const READY_TTL: Duration = Duration::from_secs(2);
@@ -78,11 +78,14 @@ impl ReadinessCache {
     }
 
     fn answered_recently(&self, key: &(String, u16), now: Millis) -> bool {
-        self.lock().get(key).is_some_and(|at| self.fresh(*at, now))
+        self.ready
+            .lock()
+            .get(key)
+            .is_some_and(|at| self.fresh(*at, now))
     }
 
     fn record(&self, key: (String, u16), answers: bool, now: Millis) {
-        let mut ready = self.lock();
+        let mut ready = self.ready.lock();
         if !answers {
             ready.remove(&key);
             return;
@@ -94,13 +97,6 @@ impl ReadinessCache {
             });
         }
         ready.insert(key, now);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, u16), Millis>> {
-        // The map holds only timestamps: a panic elsewhere cannot leave it inconsistent.
-        self.ready
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -174,7 +170,11 @@ mod tests {
         }
         let later = start + 3_000;
         cache.record(key(u16::MAX), true, later);
-        assert_eq!(cache.lock().len(), 1, "stale entries are pruned when full");
+        assert_eq!(
+            cache.ready.lock().len(),
+            1,
+            "stale entries are pruned when full"
+        );
         assert!(cache.answered_recently(&key(u16::MAX), later));
     }
 }

@@ -1,10 +1,10 @@
 //! The state one broker shares between its requests. Passed explicitly (`Arc<AppState>`),
 //! so a test can run two brokers in one process.
 
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use portcullis_proto::SourceKey;
 use portcullis_proto::payload::SigningKey;
 
 use crate::config::BrokerConfig;
@@ -42,9 +42,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// Login attempts per user name.
     pub logins_per_user: RateLimiter<String>,
-    /// Login attempts per client address (an IPv6 address's /64, see
-    /// [`network_key`](crate::rate_limit::network_key)).
-    pub logins_per_ip: RateLimiter<IpAddr>,
+    /// Login attempts per client address (an IPv6 address's /64, see [`SourceKey`]).
+    pub logins_per_ip: RateLimiter<SourceKey>,
     /// The password checks running at once.
     pub password_checks: PasswordChecks,
     /// Targets that answered the readiness check recently.

@@ -3,13 +3,12 @@
 //! from certificate files or from a self-signed certificate kept in the data directory.
 
 use std::fs;
-use std::io::Write;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use portcullis_tls::{TlsAcceptor, TlsPolicy};
 
 use crate::config::TlsConfig;
+use crate::files::{Existing, write_atomically};
 
 /// A TLS set-up failure, naming the file involved.
 #[derive(Debug, thiserror::Error)]
@@ -83,26 +82,18 @@ pub fn acceptor(
     Ok(TlsAcceptor::from_pem_files(cert_path, key_path, &policy)?)
 }
 
-/// Writes `path` atomically with `mode`: a temporary file beside it, then a rename over
-/// whatever was there.
+/// Writes `path` atomically with `mode`, replacing whatever was there.
 fn write_file(path: &Path, contents: &[u8], mode: u32) -> Result<(), TlsError> {
-    let io = |source| TlsError::Io {
+    write_atomically(path, contents, mode, Existing::Replace).map_err(|source| TlsError::Io {
         path: path.to_owned(),
         source,
-    };
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(io)?;
-    file.as_file()
-        .set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(io)?;
-    file.write_all(contents).map_err(io)?;
-    file.as_file().sync_all().map_err(io)?;
-    file.persist(path).map_err(|error| io(error.error))?;
-    Ok(())
+    })
 }
 
 #[cfg(test)]
 mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
     use super::*;
 
     #[test]

@@ -12,6 +12,7 @@
 //! - [`api`]: the JSON bodies of the client and tunnel-server HTTP APIs.
 //! - [`tunnel`]: tunnel protocol v1 (handshake, key schedule, records, resume).
 //! - [`proxy_v2`]: the PROXY protocol v2 header a load balancer sends first.
+//! - [`SourceKey`]: the principal a client address counts as in per-address budgets.
 //!
 //! `docs/protocol.md` in the repository is the normative specification of all of it.
 
@@ -30,8 +31,10 @@ pub mod payload;
 pub mod proxy_v2;
 pub mod random;
 mod secret;
+mod source;
 pub mod tunnel;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{ConnectionId, Scrambler, SessionId, TicketId};
 pub use secret::{SharedSecret, constant_time_eq};
+pub use source::SourceKey;

@@ -3,6 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use portcullis_broker::files::{Existing, write_atomically};
 use serde::{Deserialize, Serialize};
 
 use super::tunnel::{DEV_TUNNEL_GROUP, DEV_TUNNEL_NAME};
@@ -74,27 +75,14 @@ fn shell_word(word: &str) -> String {
     }
 }
 
-/// Writes `contents` and a newline to `path` atomically (a 0600 temporary file renamed
-/// over it), so that a program waiting for dev.json never reads half of it.
+/// Writes `contents` and a newline to `path` (mode 0600) atomically, so that a program
+/// waiting for dev.json never reads half of it.
 pub(super) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut temporary = path.as_os_str().to_owned();
-    temporary.push(".tmp");
-    let temporary = PathBuf::from(temporary);
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&temporary)
-        .with_context(|| format!("cannot write {}", temporary.display()))?;
-    file.write_all(contents)?;
-    file.write_all(b"\n")?;
-    file.sync_all()?;
-    std::fs::rename(&temporary, path)
-        .with_context(|| format!("cannot replace {}", path.display()))?;
-    Ok(())
+    let mut line = Vec::with_capacity(contents.len() + 1);
+    line.extend_from_slice(contents);
+    line.push(b'\n');
+    write_atomically(path, &line, 0o600, Existing::Replace)
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The summary a person reads: where to sign in, as whom, and how to set up the launcher.

@@ -19,6 +19,7 @@ use axum::http::header::{LOCATION, RETRY_AFTER, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
+use portcullis_proto::SourceKey;
 use serde_json::json;
 
 use super::headers::{respond, security_headers};
@@ -30,7 +31,6 @@ use crate::http::user_api;
 use crate::oidc::cookie::{self, PENDING_TTL_SECS};
 use crate::oidc::flow::{self, Callback};
 use crate::oidc::{Provider, Providers, Refusal, account};
-use crate::rate_limit::network_key;
 use crate::state::AppState;
 
 /// The buttons of the sign-in page: a link per provider styled as a button (a form would
@@ -83,7 +83,7 @@ pub(super) async fn begin(
             let within_limit = match client.0 {
                 Some(ip) => state
                     .logins_per_ip
-                    .check(&network_key(ip), state.now())
+                    .check(&SourceKey::of(ip), state.now())
                     .is_ok(),
                 None => true,
             };
@@ -112,7 +112,7 @@ pub(super) async fn callback(
     if let Some(ip) = client.0 {
         if let Err(wait) = state
             .logins_per_ip
-            .check(&network_key(ip), state.now())
+            .check(&SourceKey::of(ip), state.now())
             .map(drop)
         {
             return too_many(crate::rate_limit::retry_after_secs(wait));
