@@ -35,13 +35,14 @@ use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use portcullis_broker::clock::system_clock;
 use portcullis_broker::config::{BrokerConfig, DatabaseUrl, PublicUrl, TlsMode};
 use portcullis_broker::http::ClientAddr;
 use portcullis_broker::scripts::{
     LaunchParams, Os, RdpParams, Route, ServiceParams, builtin_script,
 };
 use portcullis_broker::server::{self, RunningBroker};
-use portcullis_broker::state::{AppState, system_clock};
+use portcullis_broker::state::AppState;
 use portcullis_broker::store::{
     AuditEvent, NewClientTicket, NewService, Protocol, Readiness, ServiceId, Store, Transport,
     UserId,

@@ -10,13 +10,14 @@ use portcullis_proto::payload::{self, BuildOptions, LogSettings};
 use serde_json::json;
 
 use crate::client_addr::ClientAddr;
+use crate::clock::Millis;
 use crate::metrics::RefusalReason;
 use crate::model::{Protocol, Readiness, Transport};
 use crate::scripts::{
     LaunchParams, Os, RdpParams, Route, ServiceParams, SshParams, TcpParams, TunnelParams,
     TunnelProtocol, VncParams,
 };
-use crate::state::{AppState, Millis};
+use crate::state::AppState;
 use crate::store::{
     AuditEvent, ClientTicket, ExchangeService, NewTunnelTicket, StoreError, TunnelServer,
 };

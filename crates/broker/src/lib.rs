@@ -13,6 +13,7 @@ pub use portcullis_proto as proto;
 
 pub mod accounts;
 pub mod client_addr;
+pub mod clock;
 pub mod config;
 pub mod exchange;
 pub mod files;

@@ -13,7 +13,7 @@ use std::net::IpAddr;
 
 use parking_lot::{Mutex, MutexGuard};
 
-use crate::state::Millis;
+use crate::clock::Millis;
 use crate::store::TunnelServerId;
 
 /// The length of one counting window, in milliseconds.

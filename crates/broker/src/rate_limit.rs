@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use crate::state::Millis;
+use crate::clock::Millis;
 
 /// The window over which attempts are counted.
 const WINDOW: Duration = Duration::from_secs(60);

@@ -13,7 +13,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::net::TcpStream;
 
-use crate::state::Millis;
+use crate::clock::Millis;
 
 /// How long a target that answered is taken to be ready without probing it again.
 pub const READY_TTL: Duration = Duration::from_secs(2);

@@ -21,12 +21,13 @@ use tokio::time::Instant;
 
 use self::connection::{ConnectionLimits, Serving};
 
+use crate::clock::Clock;
 use crate::config::{BrokerConfig, TlsMode};
 use crate::http::router;
 use crate::keys;
 use crate::metrics::{ConnectionMetrics, Metrics};
 use crate::scripts::ScriptSet;
-use crate::state::{AppState, Clock};
+use crate::state::AppState;
 use crate::store::{self, Store, StoreOptions};
 use crate::tls;
 

@@ -1,12 +1,10 @@
 //! The state one broker shares between its requests. Passed explicitly (`Arc<AppState>`),
 //! so a test can run two brokers in one process.
 
-use std::sync::Arc;
-use std::time::SystemTime;
-
 use portcullis_proto::SourceKey;
 use portcullis_proto::payload::SigningKey;
 
+use crate::clock::{Clock, Millis};
 use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::oidc::Providers;
@@ -15,18 +13,7 @@ use crate::proof_limit::ProofLimiter;
 use crate::rate_limit::RateLimiter;
 use crate::readiness::ReadinessCache;
 use crate::scripts::ScriptSet;
-use crate::store::{Store, unix_millis};
-
-/// Milliseconds since the Unix epoch: the store's notion of time.
-pub type Millis = i64;
-
-/// Where "now" comes from. The server uses the system clock; tests may move time.
-pub type Clock = Arc<dyn Fn() -> Millis + Send + Sync>;
-
-/// The system clock in Unix milliseconds.
-pub fn system_clock() -> Clock {
-    Arc::new(|| unix_millis(SystemTime::now()))
-}
+use crate::store::Store;
 
 /// Everything a request handler needs.
 pub struct AppState {
@@ -58,7 +45,7 @@ pub struct AppState {
 impl AppState {
     /// Assembles the state; `metrics` should be the ones the store reports to (see
     /// [`StoreOptions::metrics`](crate::store::StoreOptions::metrics)); `clock` is
-    /// [`system_clock`] outside tests; `oidc` the providers of
+    /// [`system_clock`](crate::clock::system_clock) outside tests; `oidc` the providers of
     /// `config.auth`.
     pub fn new(
         config: BrokerConfig,

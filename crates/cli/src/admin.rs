@@ -4,17 +4,16 @@
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use portcullis_broker::clock::Clock;
 use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::keys;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
-use portcullis_broker::store::{
-    NewService, NewTunnelServer, Readiness, Store, TokenHash, unix_millis,
-};
+use portcullis_broker::store::{NewService, NewTunnelServer, Readiness, Store, TokenHash};
 
 /// Options shared by every admin command.
 #[derive(Debug, Args)]
@@ -225,8 +224,8 @@ enum AuditCommand {
 /// Events read per poll while following the audit log.
 const AUDIT_PAGE: u32 = 1000;
 
-/// Runs an admin command.
-pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
+/// Runs an admin command; what it records is dated by `clock`.
+pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => BrokerConfig::load(path)?,
         None => BrokerConfig::for_dev(&args.data_dir),
@@ -240,11 +239,11 @@ pub(crate) async fn run(args: AdminArgs) -> anyhow::Result<()> {
         .await
         .context("cannot open the database")?;
     let result = match args.command {
-        AdminCommand::User(command) => run_user(&store, command).await,
+        AdminCommand::User(command) => run_user(&store, clock, command).await,
         AdminCommand::Group(command) => run_group(&store, command).await,
-        AdminCommand::Service(command) => run_service(&store, command).await,
-        AdminCommand::Tunnel(command) => run_tunnel(&store, command).await,
-        AdminCommand::Audit(command) => run_audit(&store, command).await,
+        AdminCommand::Service(command) => run_service(&store, clock, command).await,
+        AdminCommand::Tunnel(command) => run_tunnel(&store, clock, command).await,
+        AdminCommand::Audit(command) => run_audit(&store, clock, command).await,
         AdminCommand::Keys(_) => Ok(()),
     };
     store.close().await;
@@ -266,13 +265,11 @@ fn run_keys(config: &BrokerConfig, command: &KeysCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn run_user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
+async fn run_user(store: &Store, clock: &Clock, command: UserCommand) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { name, groups } => {
             let hash = password_from_stdin(&name)?;
-            store
-                .add_user(&name, &hash, unix_millis(SystemTime::now()))
-                .await?;
+            store.add_user(&name, &hash, clock()).await?;
             for group in &groups {
                 store.add_member(group, &name).await?;
             }
@@ -298,9 +295,7 @@ async fn run_user(store: &Store, command: UserCommand) -> anyhow::Result<()> {
             println!("removed user {name}");
         }
         UserCommand::Disable { name } => {
-            store
-                .set_user_disabled(&name, Some(unix_millis(SystemTime::now())))
-                .await?;
+            store.set_user_disabled(&name, Some(clock())).await?;
             println!("disabled user {name} (their sessions have ended)");
         }
         UserCommand::Enable { name } => {
@@ -354,7 +349,7 @@ async fn run_group(store: &Store, command: GroupCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<()> {
+async fn run_service(store: &Store, clock: &Clock, command: ServiceCommand) -> anyhow::Result<()> {
     match command {
         ServiceCommand::Add {
             name,
@@ -381,9 +376,7 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
                 readiness,
                 allowed_groups: groups,
             };
-            let id = store
-                .add_service(service, unix_millis(SystemTime::now()))
-                .await?;
+            let id = store.add_service(service, clock()).await?;
             println!("added service {name} (id {id})");
         }
         ServiceCommand::List => {
@@ -409,7 +402,7 @@ async fn run_service(store: &Store, command: ServiceCommand) -> anyhow::Result<(
     Ok(())
 }
 
-async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()> {
+async fn run_tunnel(store: &Store, clock: &Clock, command: TunnelCommand) -> anyhow::Result<()> {
     match command {
         TunnelCommand::Add {
             name,
@@ -427,7 +420,7 @@ async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()>
                         legacy,
                         group,
                     },
-                    unix_millis(SystemTime::now()),
+                    clock(),
                 )
                 .await?;
             eprintln!("added tunnel server {name}; its token (shown only now):");
@@ -452,13 +445,12 @@ async fn run_tunnel(store: &Store, command: TunnelCommand) -> anyhow::Result<()>
     Ok(())
 }
 
-async fn run_audit(store: &Store, command: AuditCommand) -> anyhow::Result<()> {
+async fn run_audit(store: &Store, clock: &Clock, command: AuditCommand) -> anyhow::Result<()> {
     let (lines, follow) = match command {
         AuditCommand::Tail { lines, follow } => (lines, follow),
         AuditCommand::Prune { older_than_days } => {
             let day_ms = 24 * 3_600_000;
-            let before = unix_millis(SystemTime::now())
-                .saturating_sub(i64::from(older_than_days).saturating_mul(day_ms));
+            let before = clock().saturating_sub(i64::from(older_than_days).saturating_mul(day_ms));
             let deleted = store.prune_audit(before).await?;
             println!(
                 "deleted {deleted} audit events older than {older_than_days} days \

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use portcullis_broker::clock::system_clock;
 use portcullis_broker::config::BrokerConfig;
 
 mod admin;
@@ -105,6 +106,8 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The one clock of this process: the broker's, and what admin and dev date rows by.
+    let clock = system_clock();
     let result = runtime.block_on(async {
         match cli.command {
             Command::Dev {
@@ -113,17 +116,20 @@ fn main() -> ExitCode {
                 ssh,
                 scripts_dir,
             } => {
-                dev::run(dev::DevOptions {
-                    dir,
-                    port,
-                    ssh,
-                    scripts_dir,
-                })
+                dev::run(
+                    dev::DevOptions {
+                        dir,
+                        port,
+                        ssh,
+                        scripts_dir,
+                    },
+                    clock,
+                )
                 .await
             }
-            Command::Broker { config } => serve::run(&config).await,
+            Command::Broker { config } => serve::run(&config, clock).await,
             Command::Tunnel { config } => tunnel::run(&config).await,
-            Command::Admin(args) => admin::run(args).await,
+            Command::Admin(args) => admin::run(args, &clock).await,
         }
     });
     match result {

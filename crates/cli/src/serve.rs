@@ -4,17 +4,18 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
+use portcullis_broker::clock::Clock;
 use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::server;
-use portcullis_broker::state::system_clock;
 
 /// How long requests in flight may take to finish after Ctrl-C or SIGTERM.
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Loads the configuration, serves until Ctrl-C or SIGTERM, then shuts down gracefully.
-pub(crate) async fn run(config_path: &Path) -> anyhow::Result<()> {
+/// Loads the configuration, serves on `clock` until Ctrl-C or SIGTERM, then shuts down
+/// gracefully.
+pub(crate) async fn run(config_path: &Path, clock: Clock) -> anyhow::Result<()> {
     let config = BrokerConfig::load(config_path)?;
-    let broker = server::start(config, system_clock())
+    let broker = server::start(config, clock)
         .await
         .context("the broker could not start")?;
     tracing::info!(url = %broker.base_url(), "broker ready");

@@ -343,6 +343,10 @@ fn database_urls_are_checked_and_masked() {
         format!("{:?}", dev.database_url()),
         "DatabaseUrl(\"sqlite:///tmp/dev/portcullis.db?mode=rwc\")"
     );
+    assert_eq!(
+        DatabaseUrl::sqlite(Path::new("/tmp/a b?c#d%e/broker.db")).expose(),
+        "sqlite:///tmp/a%20b%3Fc%23d%25e/broker.db?mode=rwc"
+    );
 }
 
 #[test]

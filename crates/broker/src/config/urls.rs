@@ -113,12 +113,23 @@ impl DatabaseUrl {
         }
     }
 
-    /// The URL of the SQLite database file at `path`: `sqlite://<path>`.
+    /// The URL of the SQLite database file at `path`, created when missing:
+    /// `sqlite://<path>?mode=rwc`.
+    ///
+    /// Bytes that would end the path part of the URL (`?`, `#`, `%`, spaces, …) are
+    /// percent-encoded. A path that is not UTF-8 stays as it is, encoded: the database then
+    /// refuses to open it, rather than opening a file of another name.
     pub fn sqlite(path: &Path) -> Self {
-        Self(
-            crate::store::sqlite_url(path)
-                .unwrap_or_else(|_| format!("sqlite://{}?mode=rwc", path.to_string_lossy())),
-        )
+        let mut url = String::from("sqlite://");
+        for &byte in path.as_os_str().as_encoded_bytes() {
+            if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
+                url.push(char::from(byte));
+            } else {
+                url.push_str(&format!("%{byte:02X}"));
+            }
+        }
+        url.push_str("?mode=rwc");
+        Self(url)
     }
 
     /// Whether this is a SQLite database.

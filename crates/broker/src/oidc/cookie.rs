@@ -8,7 +8,7 @@
 
 use aws_lc_rs::constant_time::verify_slices_are_equal;
 use aws_lc_rs::hmac;
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::HeaderValue;
 use portcullis_proto::{b64, hex};
 use serde::{Deserialize, Serialize};
 
@@ -62,11 +62,6 @@ pub(crate) fn open(key: &hmac::Key, value: &str, now: i64) -> Option<Pending> {
     let json = b64::decode(body, "oidc cookie").ok()?;
     let pending: Pending = serde_json::from_slice(&json).ok()?;
     (pending.expires_at > now).then_some(pending)
-}
-
-/// The request's pending-sign-in cookie value, if any.
-pub(crate) fn from_headers(headers: &HeaderMap) -> Option<String> {
-    crate::http::cookies::value(headers, COOKIE_NAME).map(str::to_owned)
 }
 
 /// The `Set-Cookie` value (`max_age` 0 clears it).

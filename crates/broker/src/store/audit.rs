@@ -4,7 +4,6 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
 
-use super::sweep::SweepTarget;
 use super::{Store, StoreError};
 
 /// One audit event.
@@ -171,20 +170,7 @@ pub(super) async fn insert_audit_events(
     Ok(())
 }
 
-/// Events older than the bound time (`$1`), for [`Store::prune_audit`].
-const OLD_AUDIT_EVENTS: SweepTarget = SweepTarget {
-    table: "audit_events",
-    key: "id",
-    condition: "at < $1",
-};
-
 impl Store {
-    /// Deletes the events from before `before` (Unix milliseconds), in the sweeper's
-    /// chunks so that a running broker keeps serving; returns how many.
-    pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
-        self.sweep(&OLD_AUDIT_EVENTS, &[before]).await
-    }
-
     /// Appends an event; returns its id.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64, StoreError> {
         let event = checked(event)?;

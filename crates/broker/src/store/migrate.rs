@@ -125,14 +125,15 @@ mod tests {
     async fn a_version_1_database_upgrades() {
         use sqlx::any::AnyPoolOptions;
 
-        use crate::store::{Readiness, Store, sqlite_url};
+        use crate::config::DatabaseUrl;
+        use crate::store::{Readiness, Store};
 
         let dir = tempfile::tempdir().unwrap();
-        let url = sqlite_url(&dir.path().join("old.db")).unwrap();
+        let url = DatabaseUrl::sqlite(&dir.path().join("old.db"));
         sqlx::any::install_default_drivers();
         let pool = AnyPoolOptions::new()
             .max_connections(1)
-            .connect(&url)
+            .connect(url.expose())
             .await
             .unwrap();
         let first = Migrator::new(Source {
@@ -151,7 +152,7 @@ mod tests {
         .unwrap();
         pool.close().await;
 
-        let store = Store::connect(&url).await.unwrap();
+        let store = Store::connect(url.expose()).await.unwrap();
         let desk = store.service_by_name("desk").await.unwrap().unwrap();
         assert_eq!(desk.readiness, Readiness::Tcp);
     }

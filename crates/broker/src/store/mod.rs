@@ -4,7 +4,8 @@
 //!
 //! One set of queries runs on both backends through sqlx's `Any` driver; each backend has
 //! its own migration folder with the same tables and columns. Every method that depends on
-//! time takes `now` in Unix milliseconds; [`spawn_sweeper`] reads the broker's clock.
+//! time takes `now` in Unix milliseconds; [`spawn_sweeper`] reads the broker's clock
+//! ([`crate::clock`]). The store uses no broker state: it is what the state is built on.
 //!
 //! Ticket ids never reach the database: rows are keyed by
 //! [`ticket_hash`](crate::tickets::crypto::ticket_hash), and a tunnel ticket's shared secret
@@ -41,14 +42,14 @@ pub use crate::model::{Protocol, Readiness, Transport};
 pub use audit::{AuditEvent, StoredAuditEvent};
 pub use connections::{Connection, ConnectionState, RECENT_CONNECTIONS};
 pub use error::StoreError;
-pub use services::{NewService, NewTunnelServer, Service, TunnelServer};
+pub use services::{ExchangeService, NewService, NewTunnelServer, Service, TunnelServer};
 pub use sweep::{
     ABANDONED_SESSION_GRACE_MS, STOPPED_SESSION_KEEP_MS, SweepCounts, USED_CLIENT_TICKET_KEEP_MS,
-    USED_TUNNEL_TICKET_KEEP_MS, spawn_sweeper, unix_millis,
+    USED_TUNNEL_TICKET_KEEP_MS, spawn_sweeper,
 };
 pub use tickets::{
-    ClientTicket, ExchangeContext, ExchangeService, NewClientTicket, NewNotifyTicket,
-    NewTunnelTicket, StoppedSession, TunnelTicket,
+    ClientTicket, ExchangeContext, NewClientTicket, NewNotifyTicket, NewTunnelTicket,
+    StoppedSession, TunnelTicket,
 };
 pub use types::{GroupId, ServiceId, TokenHash, TunnelServerId, UserId};
 pub use users::{Group, OidcLink, User};
@@ -169,7 +170,8 @@ impl Store {
     /// Connects to `url` with default [`StoreOptions`] and brings the schema up to date.
     ///
     /// `sqlite://path/to/file.db?mode=rwc` creates the file when missing (see
-    /// [`sqlite_url`]); `postgres://user:password@host/database` needs an existing database.
+    /// [`DatabaseUrl::sqlite`](crate::config::DatabaseUrl::sqlite));
+    /// `postgres://user:password@host/database` needs an existing database.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         Self::connect_with(url, &StoreOptions::default()).await
     }
@@ -309,26 +311,6 @@ fn private_sqlite_files(url: &str) -> Result<(), StoreError> {
         .map_err(|error| StoreError::Invalid(format!("{}: {error}", path.display())))
 }
 
-/// The URL of a SQLite database file at `path`, created when missing.
-///
-/// Characters that would end the path part of the URL (`?`, `#`, `%`, …) are
-/// percent-encoded; the path must be valid UTF-8.
-pub fn sqlite_url(path: &std::path::Path) -> Result<String, StoreError> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| StoreError::Invalid("database path is not valid UTF-8".to_owned()))?;
-    let mut url = String::from("sqlite://");
-    for byte in text.bytes() {
-        if byte.is_ascii_alphanumeric() || b"/-_.~".contains(&byte) {
-            url.push(char::from(byte));
-        } else {
-            url.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    url.push_str("?mode=rwc");
-    Ok(url)
-}
-
 /// Converts an unsigned count to a stored `BIGINT`, saturating.
 pub(crate) fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
@@ -360,11 +342,5 @@ mod tests {
         );
         let error = Backend::of_url("mysql://root:hunter2@h/db").unwrap_err();
         assert!(!error.to_string().contains("hunter2"));
-    }
-
-    #[test]
-    fn sqlite_url_encodes_awkward_paths() {
-        let url = sqlite_url(std::path::Path::new("/tmp/a b?c#d%e/broker.db")).unwrap();
-        assert_eq!(url, "sqlite:///tmp/a%20b%3Fc%23d%25e/broker.db?mode=rwc");
     }
 }

@@ -7,8 +7,8 @@ use sqlx::any::AnyRow;
 
 use super::users::check_name;
 use super::{
-    ExchangeService, Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport,
-    TunnelServerId, UserId, corrupt,
+    Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport, TunnelServerId,
+    UserId, corrupt,
 };
 
 /// A service to add.
@@ -132,6 +132,29 @@ impl NewService {
             (Transport::Direct, None) => Ok(()),
         }
     }
+}
+
+/// The service of a client ticket, as the exchange needs it (without its allowed groups).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct ExchangeService {
+    /// Row id.
+    pub id: ServiceId,
+    /// Unique name.
+    pub name: String,
+    /// Target host name or address.
+    pub host: String,
+    /// Target TCP port.
+    pub port: u16,
+    /// What the target speaks.
+    pub protocol: Protocol,
+    /// Direct, or through a tunnel server.
+    pub transport: Transport,
+    /// The tunnel group of a tunneled service.
+    pub tunnel_group: Option<String>,
+    /// Longest session, in seconds.
+    pub max_session_secs: u32,
+    /// Whether the exchange first checks that the target accepts TCP connections.
+    pub readiness: Readiness,
 }
 
 /// The names of a service's columns in a result row: plain, or prefixed where a query

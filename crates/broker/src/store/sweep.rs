@@ -1,8 +1,6 @@
 //! Removal of expired rows, and the background task that does it periodically.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use crate::state::Clock;
+use std::time::Duration;
 
 use serde_json::json;
 use sqlx::Row;
@@ -12,6 +10,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::audit::{AuditEvent, insert_audit_events};
 use super::{Store, StoreError};
+use crate::clock::Clock;
 use crate::metrics::TableLabels;
 
 /// How long a used client ticket is kept after its exchange: the portal shows it among the
@@ -46,16 +45,6 @@ impl SweepCounts {
     }
 }
 
-/// Milliseconds since the Unix epoch of `time` (negative before 1970, saturating).
-pub fn unix_millis(time: SystemTime) -> i64 {
-    match time.duration_since(UNIX_EPOCH) {
-        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => i64::try_from(before.duration().as_millis())
-            .map(|ms| -ms)
-            .unwrap_or(i64::MIN),
-    }
-}
-
 /// Rows one sweep statement deletes at most. Between statements the write lock is
 /// released, so exchanges never wait behind one long delete: under sustained load a minute
 /// of expired tickets is hundreds of thousands of rows, and deleting 240,000 in one
@@ -65,10 +54,10 @@ const SWEEP_CHUNK: i64 = 2_000;
 
 /// What one table's sweep deletes: rows whose `condition` holds (with the times bound to
 /// `$1`, `$2`), found by `key`.
-pub(super) struct SweepTarget {
-    pub(super) table: &'static str,
-    pub(super) key: &'static str,
-    pub(super) condition: &'static str,
+struct SweepTarget {
+    table: &'static str,
+    key: &'static str,
+    condition: &'static str,
 }
 
 const CLIENT_TICKETS: SweepTarget = SweepTarget {
@@ -146,6 +135,12 @@ const LOGIN_SESSIONS: SweepTarget = SweepTarget {
     table: "login_sessions",
     key: "token_hash",
     condition: "expires_at <= $1",
+};
+/// Events older than the bound time (`$1`), for [`Store::prune_audit`].
+const OLD_AUDIT_EVENTS: SweepTarget = SweepTarget {
+    table: "audit_events",
+    key: "id",
+    condition: "at < $1",
 };
 
 impl Store {
@@ -239,13 +234,15 @@ impl Store {
         }
     }
 
+    /// Deletes the audit events from before `before` (Unix milliseconds), in the sweeper's
+    /// chunks so that a running broker keeps serving; returns how many.
+    pub async fn prune_audit(&self, before: i64) -> Result<u64, StoreError> {
+        self.sweep(&OLD_AUDIT_EVENTS, &[before]).await
+    }
+
     /// Deletes the rows of `target` whose condition holds for `times`, a chunk at a time;
     /// returns how many.
-    pub(super) async fn sweep(
-        &self,
-        target: &SweepTarget,
-        times: &[i64],
-    ) -> Result<u64, StoreError> {
+    async fn sweep(&self, target: &SweepTarget, times: &[i64]) -> Result<u64, StoreError> {
         let SweepTarget {
             table,
             key,
@@ -309,16 +306,4 @@ pub fn spawn_sweeper(store: Store, interval: Duration, clock: Clock) -> JoinHand
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn unix_millis_both_sides_of_the_epoch() {
-        assert_eq!(unix_millis(UNIX_EPOCH), 0);
-        assert_eq!(unix_millis(UNIX_EPOCH + Duration::from_millis(1500)), 1500);
-        assert_eq!(unix_millis(UNIX_EPOCH - Duration::from_millis(20)), -20);
-    }
 }

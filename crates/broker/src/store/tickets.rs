@@ -7,12 +7,9 @@ use portcullis_proto::{SharedSecret, TicketId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use super::services::{ServiceColumns, exchange_service_from_row};
+use super::services::{ExchangeService, ServiceColumns, exchange_service_from_row};
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
-use super::{
-    Protocol, Readiness, ServiceId, Store, StoreError, Transport, TunnelServerId, UserId, corrupt,
-    to_i64,
-};
+use super::{ServiceId, Store, StoreError, TunnelServerId, UserId, corrupt, to_i64};
 use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
 
 /// A client ticket to store (made when the user clicks Connect).
@@ -53,29 +50,6 @@ pub struct ClientTicket {
     pub created_at: i64,
     /// End of validity, Unix milliseconds.
     pub expires_at: i64,
-}
-
-/// The service of a client ticket, as the exchange needs it (without its allowed groups).
-#[derive(Clone, PartialEq, Eq, Debug)]
-pub struct ExchangeService {
-    /// Row id.
-    pub id: ServiceId,
-    /// Unique name.
-    pub name: String,
-    /// Target host name or address.
-    pub host: String,
-    /// Target TCP port.
-    pub port: u16,
-    /// What the target speaks.
-    pub protocol: Protocol,
-    /// Direct, or through a tunnel server.
-    pub transport: Transport,
-    /// The tunnel group of a tunneled service.
-    pub tunnel_group: Option<String>,
-    /// Longest session, in seconds.
-    pub max_session_secs: u32,
-    /// Whether the exchange first checks that the target accepts TCP connections.
-    pub readiness: Readiness,
 }
 
 /// Everything an exchange checks before consuming a client ticket, read by

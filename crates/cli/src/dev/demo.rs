@@ -2,11 +2,12 @@
 //! command runs, direct and tunneled, and SSH to a local `sshd` when there is one).
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use portcullis_broker::clock::Clock;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, verify_password};
-use portcullis_broker::store::{NewService, Readiness, Store, StoreError, unix_millis};
+use portcullis_broker::store::{NewService, Readiness, Store, StoreError};
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
@@ -24,6 +25,7 @@ const SSH_PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 /// still matches, a fresh random one otherwise.
 pub(super) async fn ensure_demo_user(
     store: &Store,
+    clock: &Clock,
     previous: Option<&DevInfo>,
 ) -> anyhow::Result<String> {
     match store.add_group(DEMO_GROUP).await {
@@ -40,9 +42,7 @@ pub(super) async fn ensure_demo_user(
     if let Some(user) = store.user_by_name(DEMO_USER).await? {
         store.set_password_hash(user.id, &hash).await?;
     } else {
-        store
-            .add_user(DEMO_USER, &hash, unix_millis(SystemTime::now()))
-            .await?;
+        store.add_user(DEMO_USER, &hash, clock()).await?;
         store.add_member(DEMO_GROUP, DEMO_USER).await?;
     }
     Ok(password)
@@ -61,6 +61,7 @@ pub(super) async fn ssh_listens(target: SocketAddr) -> bool {
 /// offers a service nothing answers).
 pub(super) async fn ensure_demo_services(
     store: &Store,
+    clock: &Clock,
     echo_port: u16,
     ssh: Option<SocketAddr>,
 ) -> anyhow::Result<Vec<DevService>> {
@@ -92,7 +93,7 @@ pub(super) async fn ensure_demo_services(
     }
     let mut services = Vec::new();
     for new in wanted {
-        let id = ensure_service(store, &new).await?;
+        let id = ensure_service(store, clock, &new).await?;
         services.push(DevService {
             id,
             name: new.name,
@@ -129,7 +130,7 @@ fn demo_service(
 }
 
 /// The service row `new` exists; its id.
-async fn ensure_service(store: &Store, new: &NewService) -> anyhow::Result<i64> {
+async fn ensure_service(store: &Store, clock: &Clock, new: &NewService) -> anyhow::Result<i64> {
     let id = match store.service_by_name(&new.name).await? {
         // The row stays (its id, and the tickets issued for it, survive a restart); only
         // the target may have changed.
@@ -148,15 +149,9 @@ async fn ensure_service(store: &Store, new: &NewService) -> anyhow::Result<i64> 
         // Changed by hand into something else: made a demo row again.
         Some(_) => {
             store.remove_service(&new.name).await?;
-            store
-                .add_service(new.clone(), unix_millis(SystemTime::now()))
-                .await?
+            store.add_service(new.clone(), clock()).await?
         }
-        None => {
-            store
-                .add_service(new.clone(), unix_millis(SystemTime::now()))
-                .await?
-        }
+        None => store.add_service(new.clone(), clock()).await?,
     };
     Ok(id.0)
 }

@@ -6,8 +6,6 @@ use anyhow::Context;
 use portcullis_broker::files::{Existing, write_atomically};
 use serde::{Deserialize, Serialize};
 
-use super::tunnel::{DEV_TUNNEL_GROUP, DEV_TUNNEL_NAME};
-
 /// The contents of DIR/dev.json.
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct DevInfo {
@@ -38,6 +36,17 @@ pub(crate) struct DevInfo {
     /// written before there was one).
     #[serde(default)]
     pub tunnel_address: String,
+}
+
+impl DevInfo {
+    /// The previous run's tunnel port, if it had one.
+    pub(super) fn tunnel_port(&self) -> Option<u16> {
+        self.tunnel_address
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|address| address.port())
+            .filter(|port| *port != 0)
+    }
 }
 
 /// One demo service in dev.json.
@@ -86,8 +95,14 @@ pub(super) fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> 
 }
 
 /// The summary a person reads: where to sign in, as whom, and how to set up the launcher.
-/// `ssh_hint` is the line printed when no SSH service could be offered.
-pub(super) fn print_summary(info: &DevInfo, info_path: &Path, ssh_hint: Option<&str>) {
+/// `tunnel` is the dev tunnel server's name and tunnel group; `ssh_hint` is the line
+/// printed when no SSH service could be offered.
+pub(super) fn print_summary(
+    info: &DevInfo,
+    info_path: &Path,
+    tunnel: (&str, &str),
+    ssh_hint: Option<&str>,
+) {
     println!();
     println!("Portcullis dev stack is running (Ctrl-C stops it)");
     println!("  portal       {}", info.portal_url);
@@ -98,8 +113,8 @@ pub(super) fn print_summary(info: &DevInfo, info_path: &Path, ssh_hint: Option<&
     );
     println!("  broker key   {}", info.broker_key_fingerprint);
     println!(
-        "  tunnel       {} (tunnel server {DEV_TUNNEL_NAME}, tunnel group {DEV_TUNNEL_GROUP})",
-        info.tunnel_address
+        "  tunnel       {} (tunnel server {}, tunnel group {})",
+        info.tunnel_address, tunnel.0, tunnel.1
     );
     for service in &info.services {
         println!(

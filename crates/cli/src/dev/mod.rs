@@ -13,10 +13,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use anyhow::Context;
+use portcullis_broker::clock::Clock;
 use portcullis_broker::config::{BrokerConfig, TlsMode};
 use portcullis_broker::keys::PublicKeyInfo;
 use portcullis_broker::server;
-use portcullis_broker::state::system_clock;
 use tokio::net::TcpListener;
 
 use crate::serve::{SHUTDOWN_GRACE, shutdown_signal};
@@ -44,8 +44,9 @@ pub(crate) struct DevOptions {
     pub scripts_dir: Option<PathBuf>,
 }
 
-/// Runs the dev stack until Ctrl-C.
-pub(crate) async fn run(options: DevOptions) -> anyhow::Result<()> {
+/// Runs the dev stack until Ctrl-C, on `clock` (the broker's, and what the demo rows are
+/// dated by).
+pub(crate) async fn run(options: DevOptions, clock: Clock) -> anyhow::Result<()> {
     let dir = &options.dir;
     portcullis_broker::files::ensure_private_dir(dir)
         .with_context(|| format!("cannot create {}", dir.display()))?;
@@ -93,15 +94,17 @@ pub(crate) async fn run(options: DevOptions) -> anyhow::Result<()> {
     config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(options.port)?));
     config.tls.mode = TlsMode::SelfSigned;
     config.scripts_dir = options.scripts_dir.clone();
-    let broker = server::start(config, system_clock())
+    let broker = server::start(config, clock.clone())
         .await
         .context("the dev broker could not start (is the port taken? try --port 0)")?;
     let store = &broker.state.store;
 
-    let password = demo::ensure_demo_user(store, previous.as_ref()).await?;
-    let services = demo::ensure_demo_services(store, echo_port, ssh).await?;
+    let password = demo::ensure_demo_user(store, &clock, previous.as_ref()).await?;
+    let services = demo::ensure_demo_services(store, &clock, echo_port, ssh).await?;
     let ca_cert = portcullis_broker::tls::self_signed_paths(&dir).0;
-    let tunnel = match tunnel::start_dev_tunnel(&dir, &broker, &ca_cert, previous.as_ref()).await {
+    let previous_tunnel_port = previous.as_ref().and_then(DevInfo::tunnel_port);
+    let tunnel = match tunnel::start_dev_tunnel(&dir, &broker, &ca_cert, previous_tunnel_port).await
+    {
         Ok(tunnel) => tunnel,
         Err(error) => {
             broker.shutdown(SHUTDOWN_GRACE).await;
@@ -133,7 +136,12 @@ pub(crate) async fn run(options: DevOptions) -> anyhow::Result<()> {
         tunnel_address,
     };
     info::write_private(&info_path, &serde_json::to_vec_pretty(&info)?)?;
-    info::print_summary(&info, &info_path, ssh_hint.as_deref());
+    info::print_summary(
+        &info,
+        &info_path,
+        (tunnel::DEV_TUNNEL_NAME, tunnel::DEV_TUNNEL_GROUP),
+        ssh_hint.as_deref(),
+    );
 
     shutdown_signal().await;
     println!("stopping…");

@@ -3,15 +3,14 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::time::SystemTime;
 
 use anyhow::Context;
+use portcullis_broker::clock::Millis;
+use portcullis_broker::files::{Existing, write_atomically};
 use portcullis_broker::server::RunningBroker;
-use portcullis_broker::store::{NewTunnelServer, Store, StoreError, TokenHash, unix_millis};
+use portcullis_broker::store::{NewTunnelServer, Store, StoreError, TokenHash};
 use portcullis_tunnel::config::{BrokerLink, BrokerToken, TunnelConfig, read_token};
 use portcullis_tunnel::server::{RunningTunnel, StartError};
-
-use super::info::{DevInfo, write_private};
 
 /// The dev tunnel server's tunnel group.
 pub(super) const DEV_TUNNEL_GROUP: &str = "dev";
@@ -20,14 +19,14 @@ pub(super) const DEV_TUNNEL_NAME: &str = "dev-tunnel";
 /// Its broker token, in DIR (mode 0600).
 const DEV_TUNNEL_TOKEN_FILE: &str = "dev-tunnel.token";
 
-/// Starts the dev tunnel server on 127.0.0.1 (the previous run's port when it is free) and
-/// registers it at the broker as `dev-tunnel` in tunnel group `dev`, with its real listen
-/// address as the public address and the token kept in DIR.
+/// Starts the dev tunnel server on 127.0.0.1 (`previous_port`, the previous run's, when it
+/// is free) and registers it at the broker as `dev-tunnel` in tunnel group `dev`, with its
+/// real listen address as the public address and the token kept in DIR.
 pub(super) async fn start_dev_tunnel(
     dir: &Path,
     broker: &RunningBroker,
     ca_cert: &Path,
-    previous: Option<&DevInfo>,
+    previous_port: Option<u16>,
 ) -> anyhow::Result<RunningTunnel> {
     let token_path = dir.join(DEV_TUNNEL_TOKEN_FILE);
     let token = dev_tunnel_token(&token_path)?;
@@ -43,10 +42,6 @@ pub(super) async fn start_dev_tunnel(
     config
         .validate()
         .context("the dev tunnel server's configuration")?;
-    let previous_port = previous
-        .and_then(|info| info.tunnel_address.parse::<SocketAddr>().ok())
-        .map(|address| address.port())
-        .filter(|port| *port != 0);
     let tunnel = match previous_port {
         Some(port) => {
             let mut wanted = config.clone();
@@ -68,7 +63,9 @@ pub(super) async fn start_dev_tunnel(
         tunnel.shutdown().await;
         anyhow::bail!("the dev tunnel server has no listen address");
     };
-    if let Err(error) = register_dev_tunnel(&broker.state.store, &token, address).await {
+    let registered =
+        register_dev_tunnel(&broker.state.store, &token, address, broker.state.now()).await;
+    if let Err(error) = registered {
         tunnel.shutdown().await;
         return Err(error);
     }
@@ -88,7 +85,13 @@ fn dev_tunnel_token(path: &Path) -> anyhow::Result<BrokerToken> {
         }
     }
     let token = crate::admin::new_tunnel_token()?;
-    write_private(path, token.as_bytes())?;
+    write_atomically(
+        path,
+        format!("{token}\n").as_bytes(),
+        0o600,
+        Existing::Replace,
+    )
+    .with_context(|| format!("cannot write {}", path.display()))?;
     BrokerToken::new(&token).map_err(|reason| anyhow::anyhow!("a new tunnel token {reason}"))
 }
 
@@ -103,6 +106,7 @@ async fn register_dev_tunnel(
     store: &Store,
     token: &BrokerToken,
     address: SocketAddr,
+    now: Millis,
 ) -> anyhow::Result<()> {
     let token_hash = TokenHash::of(token.expose().as_bytes());
     let public_address = address.to_string();
@@ -128,7 +132,7 @@ async fn register_dev_tunnel(
                 legacy: false,
                 group: DEV_TUNNEL_GROUP.to_owned(),
             },
-            unix_millis(SystemTime::now()),
+            now,
         )
         .await
         .context("cannot register the dev tunnel server at the broker")?;

@@ -73,7 +73,7 @@ fn start_broker(dir: &Path, name: &str, database_url: &str) -> Broker {
 }
 
 fn now_ms() -> i64 {
-    portcullis_broker::store::unix_millis(std::time::SystemTime::now())
+    portcullis_broker::clock::unix_millis(std::time::SystemTime::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,12 +9,12 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use portcullis_broker::clock::{system_clock, unix_millis};
 use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::password::hash_password;
 use portcullis_broker::server::{self, RunningBroker};
-use portcullis_broker::state::system_clock;
 use portcullis_broker::store::{
-    NewService, NewTunnelServer, Protocol, Readiness, TokenHash, Transport, unix_millis,
+    NewService, NewTunnelServer, Protocol, Readiness, TokenHash, Transport,
 };
 use portcullis_launcher::launch::LaunchOptions;
 use portcullis_launcher::paths::Dirs;

@@ -119,14 +119,8 @@ pub(super) async fn callback(
         }
     }
     let callback = query.map(|Query(callback)| callback).unwrap_or_default();
-    let value = cookie::from_headers(&headers);
-    let pending = match flow::check_state(
-        &state.oidc,
-        provider,
-        value.as_deref(),
-        &callback,
-        state.now(),
-    ) {
+    let value = crate::http::cookies::value(&headers, cookie::COOKIE_NAME);
+    let pending = match flow::check_state(&state.oidc, provider, value, &callback, state.now()) {
         Ok(pending) => pending,
         Err(refusal) => return refused(&state, provider, &client, refusal, None).await,
     };

@@ -25,12 +25,12 @@ use std::time::Duration;
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHasher, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
+use portcullis_broker::clock::{Clock, unix_millis};
 use portcullis_broker::config::{BrokerConfig, DatabaseUrl, PublicUrl, TlsMode};
 use portcullis_broker::server::{self, RunningBroker};
-use portcullis_broker::state::{AppState, Clock};
+use portcullis_broker::state::AppState;
 use portcullis_broker::store::{
     NewService, NewTunnelServer, Protocol, Readiness, ServiceId, Store, TokenHash, Transport,
-    unix_millis,
 };
 use portcullis_broker::tls::self_signed_paths;
 use portcullis_proto::api::{

@@ -29,7 +29,9 @@ pub async fn postgres_url() -> String {
 
 /// The URL of the SQLite database file `broker.db` in `dir` (created on connect).
 pub fn sqlite_url(dir: &Path) -> String {
-    portcullis_broker::store::sqlite_url(&dir.join("broker.db")).expect("UTF-8 temp path")
+    portcullis_broker::config::DatabaseUrl::sqlite(&dir.join("broker.db"))
+        .expose()
+        .to_owned()
 }
 
 /// A fresh database and a store connected to it.

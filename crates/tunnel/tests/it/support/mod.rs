@@ -15,12 +15,12 @@ use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
+use portcullis_broker::clock::{system_clock, unix_millis};
 use portcullis_broker::config::{BrokerConfig, PublicUrl, TlsMode};
 use portcullis_broker::server::{self, RunningBroker};
-use portcullis_broker::state::system_clock;
 use portcullis_broker::store::{
     AuditEvent, NewClientTicket, NewService, NewTunnelServer, NewTunnelTicket, Protocol, Readiness,
-    ServiceId, StoredAuditEvent, TokenHash, Transport, UserId, unix_millis,
+    ServiceId, StoredAuditEvent, TokenHash, Transport, UserId,
 };
 use portcullis_broker::tickets::crypto::{seal_secret, ticket_hash};
 use portcullis_proto::tunnel::derive_tunnel_secret;
