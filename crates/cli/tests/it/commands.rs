@@ -325,27 +325,36 @@ async fn a_login_flood_keeps_memory_bounded_and_a_real_login_gets_through() {
     let login_url = format!("{}/api/login", info["broker_url"].as_str().unwrap());
     let before = peak_rss_kib(child.id());
 
+    // The real sign-in starts when the broker has answered the flood's first attempt (the
+    // flood is under way), not after a guessed delay; that it met the flood's password
+    // checks is checked afterwards: some flood attempt was checked (401) after it started.
+    let flooding = std::sync::Arc::new(tokio::sync::Notify::new());
     let mut flood = Vec::new();
     for address in 0..20u8 {
         let client = client_from(&info, std::net::IpAddr::from([127, 0, 0, 2 + address]));
         for attempt in 0..20 {
             let client = client.clone();
             let url = login_url.clone();
+            let flooding = std::sync::Arc::clone(&flooding);
             flood.push(tokio::spawn(async move {
                 let body = serde_json::json!({
                     "username": format!("flood-{address}-{attempt}"),
                     "password": "wrong",
                 });
-                client
+                let status = client
                     .post(url)
                     .json(&body)
                     .send()
                     .await
-                    .map(|response| response.status().as_u16())
+                    .map(|response| response.status().as_u16());
+                flooding.notify_one();
+                status.map(|status| (status, Instant::now()))
             }));
         }
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    tokio::time::timeout(Duration::from_secs(60), flooding.notified())
+        .await
+        .expect("a flood attempt is answered within 60 s");
     let started = Instant::now();
     let real = client_from(&info, std::net::IpAddr::from([127, 0, 0, 1]))
         .post(&login_url)
@@ -359,13 +368,21 @@ async fn a_login_flood_keeps_memory_bounded_and_a_real_login_gets_through() {
     assert_eq!(real.status().as_u16(), 200, "the real sign-in");
 
     let mut statuses = std::collections::BTreeMap::<u16, u32>::new();
+    let mut checked_after_the_real_one = 0;
     for attempt in flood {
-        let status = attempt
+        let (status, answered) = attempt
             .await
             .unwrap()
             .expect("every flood request is answered");
         *statuses.entry(status).or_default() += 1;
+        if status == 401 && answered > started {
+            checked_after_the_real_one += 1;
+        }
     }
+    assert!(
+        checked_after_the_real_one > 0,
+        "the real sign-in did not meet the flood's password checks: {statuses:?}"
+    );
     let peak = peak_rss_kib(child.id());
     eprintln!(
         "login flood: peak RSS {} MiB (before {} MiB), real sign-in {real_took:?}, answers {statuses:?}",
