@@ -12,7 +12,7 @@ use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::payload::VerifyingKey;
 use portcullis_proto::tunnel::derive_tunnel_secret;
 use portcullis_proto::{SharedSecret, TicketId};
-use portcullis_tunnel::client::{ClientConfig, Forwarder, TunnelAddress, test_server};
+use portcullis_tunnel::client::{ClientConfig, Forwarder, SessionEnd, TunnelAddress, test_server};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;
@@ -135,6 +135,11 @@ pub async fn launch_until(
             // A `Portcullis.waitUntilClosed` window closed: disconnect at once.
             if tunnels.disconnect_requested() {
                 break End::Disconnected;
+            }
+            // The tunnel server ended every session (the user was told why, and the
+            // listeners are closed): nothing is left to serve.
+            if tunnels.report_ended_sessions() {
+                break End::Done;
             }
             if apps_done && tunnels.all_quiet(now) {
                 break End::Done;
@@ -306,6 +311,28 @@ struct Endpoint {
     forwarder: Forwarder,
     startup_until: Instant,
     keep_listening: bool,
+    /// The user was told that the session ended.
+    end_reported: bool,
+}
+
+/// What the user reads when the tunnel server ended a session the launcher held: one
+/// sentence, naming why when the server said.
+fn session_ended_sentence(end: SessionEnd) -> String {
+    use portcullis_proto::tunnel::EndReason;
+    let why = match end {
+        SessionEnd::Ended(EndReason::IdleTimeout) => {
+            "it was not used for longer than the tunnel server allows".to_owned()
+        }
+        SessionEnd::Ended(EndReason::MaxDuration) => {
+            "it reached the longest time the tunnel server allows".to_owned()
+        }
+        SessionEnd::Ended(EndReason::ShuttingDown) => "the tunnel server was shut down".to_owned(),
+        SessionEnd::Ended(reason) => format!("the tunnel server ended it ({reason})"),
+        SessionEnd::Unknown => "the tunnel server no longer knows it (it was restarted, or this \
+                                computer could not reach it for a while)"
+            .to_owned(),
+    };
+    format!("The connection has ended because {why}; start it again from the portal.")
 }
 
 /// The tunnels a script opened.
@@ -388,6 +415,31 @@ impl Tunnels {
             }
         }
         next
+    }
+
+    /// Tells the user, once per endpoint, that its session ended; whether every endpoint's
+    /// session has ended (and there was at least one).
+    fn report_ended_sessions(&self) -> bool {
+        let mut endpoints = self.lock();
+        for endpoint in endpoints.iter_mut() {
+            if let (false, Some(end)) = (endpoint.end_reported, endpoint.forwarder.session_end()) {
+                endpoint.end_reported = true;
+                tracing::info!(%end, "tunnel session ended");
+                self.ui.message(&session_ended_sentence(end));
+            }
+        }
+        !endpoints.is_empty() && endpoints.iter().all(|endpoint| endpoint.end_reported)
+    }
+
+    /// Resolves once every endpoint's session ended (telling the user as each one does).
+    async fn every_session_ended(&self) {
+        loop {
+            let changed = self.changed();
+            if self.report_ended_sessions() {
+                return;
+            }
+            changed.await;
+        }
     }
 
     /// The user closed a `Portcullis.waitUntilClosed` window.
@@ -476,6 +528,7 @@ impl Tunnels {
             forwarder,
             startup_until: Instant::now() + startup,
             keep_listening: options.keep_listening_after_timeout,
+            end_reported: false,
         });
         self.events.send_replace(());
         tracing::info!(tunnel_server = %options.addr, %local, "tunnel ready");
@@ -545,9 +598,15 @@ impl ScriptHost for Host {
         let closed = self.0.ui.wait_until_closed(text);
         let tunnels = Arc::clone(&self.0);
         Box::pin(async move {
-            closed.await;
-            tunnels.disconnect.store(true, Ordering::SeqCst);
-            tunnels.events.send_replace(());
+            // Until the user disconnects, or until the tunnel server ended every session
+            // (then the window has nothing left to keep open; the user was told why).
+            tokio::select! {
+                () = closed => {
+                    tunnels.disconnect.store(true, Ordering::SeqCst);
+                    tunnels.events.send_replace(());
+                }
+                () = tunnels.every_session_ended() => {}
+            }
         })
     }
 }

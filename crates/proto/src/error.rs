@@ -102,6 +102,9 @@ pub enum Error {
     /// The crypto backend failed (key generation, RNG): not caused by input.
     #[error("crypto backend failure in {0}")]
     Crypto(&'static str),
+    /// The peer sent nothing for longer than the protocol allows (a hold's keep-alive).
+    #[error("the peer was silent too long: {0}")]
+    Silent(&'static str),
 }
 
 /// Coarse classification of an [`Error`], for logging and mapping to wire codes.
@@ -136,7 +139,8 @@ impl Error {
             | Self::BadProof(_)
             | Self::Unexpected(_)
             | Self::Refused(_)
-            | Self::Resume(_) => ErrorKind::Peer,
+            | Self::Resume(_)
+            | Self::Silent(_) => ErrorKind::Peer,
             Self::DecompressedTooLarge { .. } | Self::TooLarge { .. } | Self::CounterExhausted => {
                 ErrorKind::Limit
             }

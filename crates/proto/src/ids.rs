@@ -196,6 +196,11 @@ impl fmt::Debug for SessionId {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct ConnectionId(pub u32);
 
+impl ConnectionId {
+    /// The id of a session's hold (docs/protocol.md §8.7.7); never a data connection's.
+    pub const HOLD: Self = Self(0);
+}
+
 impl fmt::Display for ConnectionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "c{}", self.0)

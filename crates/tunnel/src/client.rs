@@ -3,10 +3,13 @@
 //!
 //! A [`Forwarder`] listens on 127.0.0.1 with a port the OS chooses (or on a loopback
 //! address and port of the caller's, [`Forwarder::start_at`]). The first local
-//! connection opens the session with the ticket and the proof; later ones attach. A tunnel
-//! connection that drops is resumed with fresh keys and bounded retries with back-off, so
-//! the local program does not notice; when the retries run out its local connection is
-//! closed. [`Forwarder::end_session`] sends `EndSession`.
+//! connection opens the session with the ticket and the proof; later ones attach, in
+//! parallel. A tunnel connection that drops is resumed with fresh keys and bounded retries
+//! with back-off, so the local program does not notice; when the retries run out its local
+//! connection is closed. Once the session is open, a hold ([`hold`]) keeps it alive for as
+//! long as the listener is open; when the session ends anyway, the forwarder stops
+//! listening and says why ([`Forwarder::session_end`]). [`Forwarder::end_session`] sends
+//! `EndSession` (on the hold: it dials nothing).
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -26,6 +29,8 @@ use tokio_util::task::TaskTracker;
 
 use crate::handshake::TunnelStream;
 use crate::relay::{self, Farewell, LinkEnd, LocalState, RelayContext};
+
+mod hold;
 
 /// Where the tunnel server is, and how to reach it.
 #[derive(Clone)]
@@ -59,6 +64,9 @@ pub struct ClientConfig {
     pub resume_attempts: u32,
     /// The first wait between resume attempts; it doubles up to 2 s.
     pub resume_backoff: Duration,
+    /// Hold the session while the listener is open (docs/protocol.md §8.7.7); without a
+    /// hold the server ends the session 10 s after its last connection.
+    pub hold: bool,
 }
 
 impl Default for ClientConfig {
@@ -68,6 +76,7 @@ impl Default for ClientConfig {
             handshake_timeout: CLIENT_HANDSHAKE_TIMEOUT,
             resume_attempts: 8,
             resume_backoff: Duration::from_millis(100),
+            hold: true,
         }
     }
 }
@@ -98,6 +107,16 @@ impl From<Error> for ClientError {
     }
 }
 
+/// Why a session ended while the launcher still held it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// The tunnel server ended it and said why on the hold.
+    Ended(portcullis_proto::tunnel::EndReason),
+    /// The tunnel server no longer knows it: it restarted, or the session ended while the
+    /// launcher could not reach it.
+    Unknown,
+}
+
 /// One session's local endpoint.
 #[derive(Debug)]
 pub struct Forwarder {
@@ -114,8 +133,24 @@ struct ClientShared {
     config: ClientConfig,
     ticket: TicketId,
     secret: SharedSecret,
-    /// Set by the first successful `Open`; later connections attach with it.
-    credentials: tokio::sync::Mutex<Option<Arc<SessionCredentials>>>,
+    /// Set by the first successful `Open`; later connections attach with it. Erased when
+    /// the session ends.
+    credentials: Mutex<Option<Arc<SessionCredentials>>>,
+    /// Held while an `Open` runs, so only one local connection opens the session; the
+    /// others then attach in parallel.
+    opening: tokio::sync::Mutex<()>,
+    /// Cancelled when the forwarder stops.
+    stop: CancellationToken,
+    /// Cancelled when the listener closes.
+    listening: CancellationToken,
+    /// The forwarder's tasks (local connections, the hold).
+    tasks: TaskTracker,
+    /// The hold task runs.
+    holding: AtomicBool,
+    /// A hold connection is up.
+    held: AtomicBool,
+    /// Why the session ended, once it did.
+    end: tokio::sync::watch::Sender<Option<SessionEnd>>,
     sent: AtomicU64,
     received: AtomicU64,
     errors: Mutex<Vec<String>>,
@@ -178,12 +213,22 @@ impl Forwarder {
         }
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
+        let stop = CancellationToken::new();
+        let listening = stop.child_token();
+        let tasks = TaskTracker::new();
         let shared = Arc::new(ClientShared {
             address,
             config,
             ticket,
             secret,
-            credentials: tokio::sync::Mutex::new(None),
+            credentials: Mutex::new(None),
+            opening: tokio::sync::Mutex::new(()),
+            stop: stop.clone(),
+            listening: listening.clone(),
+            tasks: tasks.clone(),
+            holding: AtomicBool::new(false),
+            held: AtomicBool::new(false),
+            end: tokio::sync::watch::Sender::new(None),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
@@ -193,9 +238,6 @@ impl Forwarder {
             ending: AtomicBool::new(false),
             events: tokio::sync::watch::Sender::new(()),
         });
-        let stop = CancellationToken::new();
-        let listening = stop.child_token();
-        let tasks = TaskTracker::new();
         tasks.spawn(accept_loop(
             listener,
             Arc::clone(&shared),
@@ -251,14 +293,42 @@ impl Forwarder {
         lock(&self.shared.errors).clone()
     }
 
-    /// Ends the session: `EndSession` on every live tunnel connection (or, when none is up,
-    /// on a connection of its own), then closes the listener and every local connection.
+    /// Whether a hold connection is up now (the session is held).
+    pub fn is_held(&self) -> bool {
+        self.shared.held.load(Ordering::SeqCst)
+    }
+
+    /// Why the session ended while held, if it did; the listener is closed then.
+    pub fn session_end(&self) -> Option<SessionEnd> {
+        *self.shared.end.borrow()
+    }
+
+    /// Waits until the session ended while held (never, if it does not).
+    pub async fn ended(&self) -> SessionEnd {
+        let mut end = self.shared.end.subscribe();
+        loop {
+            if let Some(reason) = *end.borrow_and_update() {
+                return reason;
+            }
+            if end.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Ends the session: `EndSession` on the hold and on every live tunnel connection (or,
+    /// when none is up, on a hold of its own: it dials nothing), then closes the listener
+    /// and every local connection.
     pub async fn end_session(self) -> Result<(), ClientError> {
         self.shared.ending.store(true, Ordering::SeqCst);
-        let credentials = self.shared.credentials.lock().await.clone();
+        let credentials = lock(&self.shared.credentials).clone();
         let live = self.shared.live_links.load(Ordering::SeqCst);
+        let holding = self.shared.holding.load(Ordering::SeqCst);
+        // The hold task, when it runs, says EndSession itself as it stops.
         let result = match credentials {
-            Some(credentials) if live == 0 => send_end_session(&self.shared, &credentials).await,
+            Some(credentials) if live == 0 && !holding => {
+                hold::end_on_new_hold(&self.shared, &credentials).await
+            }
             _ => Ok(()),
         };
         self.stop.cancel();
@@ -333,7 +403,7 @@ impl RelayContext for ClientContext<'_> {
 }
 
 /// One local connection: open or attach, then relay, resuming after drops.
-async fn serve_local(shared: &ClientShared, local: TcpStream, stop: CancellationToken) {
+async fn serve_local(shared: &Arc<ClientShared>, local: TcpStream, stop: CancellationToken) {
     let (stream, established, credentials) = match first_link(shared).await {
         Ok(first) => first,
         Err(error) => {
@@ -379,18 +449,23 @@ async fn serve_local(shared: &ClientShared, local: TcpStream, stop: Cancellation
     }
 }
 
-/// The first link of a local connection: `Open` for the first one, `Attach` after.
+/// The first link of a local connection: `Open` for the first one, `Attach` after. Only
+/// the `Open` is serialized (the others need its session id); attaches run in parallel.
 async fn first_link(
-    shared: &ClientShared,
+    shared: &Arc<ClientShared>,
 ) -> Result<(TunnelStream, client::Established, Arc<SessionCredentials>), ClientError> {
-    let mut credentials = shared.credentials.lock().await;
-    if let Some(credentials) = credentials.as_ref() {
-        let credentials = Arc::clone(credentials);
-        let (stream, established) = handshake(shared, |random, out| {
-            client::attach(&credentials, random, out)
-        })
-        .await?;
-        return Ok((stream, established, credentials));
+    let opened = lock(&shared.credentials).clone();
+    if let Some(credentials) = opened {
+        return attach(shared, credentials).await;
+    }
+    let opening = shared.opening.lock().await;
+    let opened = lock(&shared.credentials).clone();
+    if let Some(credentials) = opened {
+        drop(opening);
+        return attach(shared, credentials).await;
+    }
+    if shared.end.borrow().is_some() {
+        return Err(ClientError::Refused(ErrorCode::SessionUnknown));
     }
     let (stream, mut established) = handshake(shared, |random, out| {
         client::open(&shared.ticket, &shared.secret, random, out)
@@ -403,8 +478,38 @@ async fn first_link(
         .ok_or(ClientError::Protocol(Error::Unexpected(
             "Open without credentials",
         )))?;
-    *credentials = Some(Arc::clone(&opened));
+    *lock(&shared.credentials) = Some(Arc::clone(&opened));
+    drop(opening);
+    if shared.config.hold {
+        shared.holding.store(true, Ordering::SeqCst);
+        shared
+            .tasks
+            .spawn(hold::keep(Arc::clone(shared), Arc::clone(&opened)));
+    }
     Ok((stream, established, opened))
+}
+
+/// An `Attach` to the open session.
+async fn attach(
+    shared: &ClientShared,
+    credentials: Arc<SessionCredentials>,
+) -> Result<(TunnelStream, client::Established, Arc<SessionCredentials>), ClientError> {
+    let (stream, established) = handshake(shared, |random, out| {
+        client::attach(&credentials, random, out)
+    })
+    .await?;
+    Ok((stream, established, credentials))
+}
+
+impl ClientShared {
+    /// The session ended while held: erase its key, stop listening, tell whoever waits.
+    fn session_ended(&self, end: SessionEnd) {
+        tracing::info!(%end, "the tunnel session ended; the local listener closes");
+        lock(&self.credentials).take();
+        self.listening.cancel();
+        self.end.send_replace(Some(end));
+        self.events.send_replace(());
+    }
 }
 
 /// Resumes connection `id` with bounded retries and back-off.
@@ -440,6 +545,14 @@ async fn resume(
                     }
                 }
             }
+            Err(ClientError::Refused(ErrorCode::ResumeImpossible))
+                if lock_connection(connection).awaiting_peer_close() =>
+            {
+                // We had sent Close, so all our Data was acknowledged; the server finished
+                // the connection and only its Close was lost (docs/protocol.md §8.12.3).
+                tracing::debug!(connection = id.0, "closed by the server during the drop");
+                return None;
+            }
             Err(ClientError::Refused(code)) if !code.is_retryable() => {
                 shared.fail(format!("resume refused: {code}"));
                 return None;
@@ -459,31 +572,6 @@ async fn resume(
         id.0, shared.config.resume_attempts
     ));
     None
-}
-
-/// `EndSession` on a fresh `Attach` connection.
-async fn send_end_session(
-    shared: &ClientShared,
-    credentials: &SessionCredentials,
-) -> Result<(), ClientError> {
-    let (mut stream, established) = handshake(shared, |random, out| {
-        client::attach(credentials, random, out)
-    })
-    .await?;
-    let mut connection =
-        Connection::new_client(established.connection_id, &shared.config.connection);
-    connection.attach_link(established.sealer, established.opener, 0)?;
-    let mut out = Vec::new();
-    connection.end_session(&mut out)?;
-    stream.write_all(&out).await?;
-    stream.flush().await?;
-    // The server closes every connection of the session; wait for that, briefly.
-    let mut sink = [0u8; 256];
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {}
-    })
-    .await;
-    Ok(())
 }
 
 /// One handshake with the forwarder's address and timeout.

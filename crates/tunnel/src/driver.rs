@@ -55,9 +55,9 @@ struct ServerContext<'a> {
 }
 
 impl RelayContext for ServerContext<'_> {
-    fn activity(&self) {
-        self.session.touch();
-    }
+    // Control records do not restart the idle timer: only application bytes do, and a
+    // connected link stops it (docs/protocol.md §8.1).
+    fn activity(&self) {}
 
     fn sent(&self, bytes: usize) {
         self.session.count_sent(bytes);
@@ -110,6 +110,7 @@ pub async fn drive(
         let request = match link.take() {
             Some(Link { stream, permit }) => {
                 shared.metrics.connections.inc();
+                session.link_up();
                 let stop = CancellationToken::new();
                 let session_end = session.end_token().clone();
                 let watcher = async {
@@ -136,6 +137,7 @@ pub async fn drive(
                 let (end, request) = tokio::join!(relayed, watcher);
                 drop(permit);
                 shared.metrics.connections.dec();
+                session.link_down();
                 match end {
                     LinkEnd::Dropped => {
                         let mut connection = lock(&connection);
@@ -231,7 +233,6 @@ async fn resume(
                 .handshakes
                 .get_or_create(&ReasonLabels { reason: "resume" })
                 .inc();
-            session.touch();
             Some(Link { stream, permit })
         }
         Err(error) => {
@@ -240,8 +241,9 @@ async fn resume(
             let _ = stream.write_all(&out).await;
             shared.metrics.handshake_failed("resume_impossible");
             tracing::info!(session = %session.id(), %error, "resume refused; the connection ends");
-            // The bytes are gone for good: end this connection id.
-            let _ = lock(connection).send_error(ErrorCode::ResumeImpossible, "", &mut Vec::new());
+            // The bytes are gone for good: end this connection id, and with it its target
+            // connection (docs/protocol.md §8.7.4).
+            lock(connection).abandon();
             None
         }
     }

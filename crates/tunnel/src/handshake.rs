@@ -1,6 +1,6 @@
 //! One accepted tunnel connection up to its relay (docs/protocol.md §8.7): PROXY v2 header
 //! and TLS when configured, the client hello, `Challenge`, the proof, then `Test`, `Open`
-//! (broker `start`), `Attach` or `Resume`.
+//! (broker `start`), `Attach`, `Resume` or `Hold`.
 //!
 //! Everything before the proof runs under the handshake timeout; a connection that is
 //! slow, malformed or over a limit is answered with `Refuse` (or closed) and ends here,
@@ -13,7 +13,9 @@ use std::time::Instant;
 use portcullis_proto::ConnectionId;
 use portcullis_proto::api::StartProof;
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
-use portcullis_proto::tunnel::{ClientHello, Command, Connection, ErrorCode, MAC_LEN, server};
+use portcullis_proto::tunnel::{
+    ClientHello, Command, Connection, ErrorCode, HoldLink, MAC_LEN, server,
+};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -152,6 +154,7 @@ pub async fn serve(
         server::ProofReceived::Open(open) => handshake.open(open).await,
         server::ProofReceived::Attach(attach) => handshake.attach(attach).await,
         server::ProofReceived::Resume(resume) => handshake.resume(resume).await,
+        server::ProofReceived::Hold(hold) => handshake.hold(hold).await,
     }
 }
 
@@ -174,23 +177,43 @@ impl Handshake {
                 return self.refuse(ErrorCode::Busy, "busy").await;
             }
         };
-        if shared.sessions.len() >= shared.config.limits.max_sessions {
+        // Room under max_sessions is reserved before the broker call, so racing Opens
+        // cannot exceed it (docs/protocol.md §8.15).
+        let Some(slot) = SessionTable::reserve(&shared.sessions, shared.config.limits.max_sessions)
+        else {
             limited_label(&shared, "sessions");
             return self.refuse(ErrorCode::Busy, "busy").await;
-        }
+        };
         let proof = StartProof {
             client_random: *open.client_random(),
             server_random: *open.server_random(),
             proof: *open.proof(),
         };
         let started = Instant::now();
-        let answer = tokio::time::timeout(
-            shared.config.timeouts.broker_call(),
-            shared.broker.start(open.ticket(), self.source, &proof),
-        )
-        .await
-        .unwrap_or_else(|_| Err(BrokerError::Unavailable("no answer in time".into())));
+        let mut stream = self.stream;
+        // The client sends nothing between its proof and the Accept: an end of stream or
+        // any byte now means it is gone, and no session may come of this Open (§8.7.2).
+        let mut probe = [0u8; 1];
+        let (answer, mut gone) = {
+            let call = tokio::time::timeout(
+                shared.config.timeouts.broker_call(),
+                shared.broker.start(open.ticket(), self.source, &proof),
+            );
+            tokio::pin!(call);
+            tokio::select! {
+                answer = &mut call => (answer, false),
+                _ = stream.read(&mut probe) => (call.await, true),
+            }
+        };
+        let answer =
+            answer.unwrap_or_else(|_| Err(BrokerError::Unavailable("no answer in time".into())));
         drop(pending);
+        if !gone {
+            // Once more right before the Accept: a FIN that came with the broker's answer.
+            let probed = tokio::time::timeout(std::time::Duration::ZERO, stream.read(&mut probe));
+            gone = probed.await.is_ok();
+        }
+        let this = Handshake { stream, ..self };
         let outcome = match &answer {
             Ok(_) => "ok",
             Err(BrokerError::Refused) => "refused",
@@ -208,22 +231,30 @@ impl Handshake {
         let redeemed = match answer {
             Ok(redeemed) => redeemed,
             Err(BrokerError::Refused) => {
-                return self.refuse(ErrorCode::AccessDenied, "access_denied").await;
+                return this.refuse(ErrorCode::AccessDenied, "access_denied").await;
             }
             Err(BrokerError::BadAnswer(reason)) => {
                 tracing::error!(ticket = %open.ticket(), %reason, "the broker's start answer is invalid; the ticket may be consumed");
-                return self.refuse(ErrorCode::Internal, "bad_broker_answer").await;
+                return this.refuse(ErrorCode::Internal, "bad_broker_answer").await;
             }
             Err(error) => {
                 tracing::warn!(ticket = %open.ticket(), %error, "broker start failed");
-                return self
+                return this
                     .refuse(ErrorCode::BrokerUnavailable, "broker_unavailable")
                     .await;
             }
         };
+        if gone {
+            // Redeemed for a client that is gone: no session, and the broker hears the end
+            // at once (docs/protocol.md §8.7.2).
+            shared.metrics.handshake_failed("client_gone");
+            tracing::info!(notify = %redeemed.notify, source = %this.source, "the launcher left before its Accept; no session");
+            crate::session::report_stop(&shared.env, &redeemed.notify, 0, 0).await;
+            return;
+        }
         let session_id = match portcullis_proto::SessionId::generate() {
             Ok(id) => id,
-            Err(_) => return self.refuse(ErrorCode::Internal, "random").await,
+            Err(_) => return this.refuse(ErrorCode::Internal, "random").await,
         };
         let mut out = Vec::new();
         let established = match open.complete(
@@ -238,14 +269,15 @@ impl Handshake {
                 // sent: the ticket is consumed, so report an empty session.
                 tracing::error!(notify = %redeemed.notify, "the proof does not verify with the broker's secret");
                 crate::session::report_stop(&shared.env, &redeemed.notify, 0, 0).await;
-                return self.refuse(ErrorCode::AccessDenied, "access_denied").await;
+                return this.refuse(ErrorCode::AccessDenied, "access_denied").await;
             }
         };
         let Some(key) = established.session_key else {
-            return self.refuse(ErrorCode::Internal, "no_session_key").await;
+            return this.refuse(ErrorCode::Internal, "no_session_key").await;
         };
         let session = SessionTable::open(
             &shared.sessions,
+            slot,
             session_id,
             key,
             redeemed.notify,
@@ -257,8 +289,8 @@ impl Handshake {
             session.end(EndReason::ClientGone);
             return;
         };
-        tracing::info!(session = %session.id(), source = %self.source, "session opened");
-        self.accept_new(
+        tracing::info!(session = %session.id(), source = %this.source, "session opened");
+        this.accept_new(
             session,
             id,
             resumes,
@@ -340,6 +372,59 @@ impl Handshake {
         }
     }
 
+    /// `Hold`: verify with the session key, replace the session's hold, accept; dials
+    /// nothing (docs/protocol.md §8.7.7).
+    async fn hold(mut self, hold: server::HoldProof) {
+        let shared = Arc::clone(&self.shared);
+        let Some(session) = shared.sessions.get(hold.session_id()) else {
+            return self
+                .refuse(ErrorCode::SessionUnknown, "session_unknown")
+                .await;
+        };
+        let verified = match hold.verify(session.key()) {
+            Ok(verified) => verified,
+            Err(_) => return self.refuse(ErrorCode::AccessDenied, "access_denied").await,
+        };
+        let Some(claim) = session.claim_hold() else {
+            return self
+                .refuse(ErrorCode::SessionUnknown, "session_unknown")
+                .await;
+        };
+        let mut out = Vec::new();
+        let established = match verified.accept(session.key(), &mut out) {
+            Ok(established) => established,
+            Err(_) => {
+                session.release_hold(claim.generation);
+                return self.refuse(ErrorCode::Internal, "accept").await;
+            }
+        };
+        if self.stream.write_all(&out).await.is_err() {
+            session.release_hold(claim.generation);
+            shared.metrics.handshake_failed("client_gone");
+            return;
+        }
+        shared
+            .metrics
+            .handshakes
+            .get_or_create(&label("hold"))
+            .inc();
+        let link = HoldLink::server(
+            established.sealer,
+            established.opener,
+            tokio::time::Instant::now().into_std(),
+        );
+        tracing::debug!(session = %session.id(), "session held");
+        let tracker = session.drivers().clone();
+        tracker.spawn(crate::hold::serve(
+            session,
+            self.stream,
+            self.permit,
+            link,
+            claim,
+            shared.metrics.holds.clone(),
+        ));
+    }
+
     /// Sends `Accept` for a new connection id, connects the target, starts its driver.
     #[allow(clippy::too_many_arguments)]
     async fn accept_new(
@@ -366,7 +451,6 @@ impl Handshake {
             .handshakes
             .get_or_create(&label(command))
             .inc();
-        session.touch();
         let mut connection = Connection::new(id, &shared.connection_config());
         if let Err(error) = connection.attach_link(sealer, opener, 0) {
             tracing::error!(session = %session.id(), %error, "cannot start the connection's record layer");

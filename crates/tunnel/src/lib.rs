@@ -13,6 +13,7 @@
 //! - [`client`]: the launcher's end: a local listener whose connections open, attach and
 //!   resume tunnel connections;
 //! - [`driver`]: the server's side of one connection id across links (resume);
+//! - [`hold`]: the server's side of a session's hold (keeps it alive, tells its end);
 //! - [`tls`], [`metrics`], [`ops`]: TLS, Prometheus metrics, `/health` and `/metrics`;
 //! - [`server`]: listeners, the connection cap, two-phase shutdown.
 
@@ -23,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod driver;
 pub mod handshake;
+pub mod hold;
 pub mod limits;
 pub mod metrics;
 pub mod ops;

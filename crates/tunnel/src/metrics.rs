@@ -40,9 +40,11 @@ pub struct Metrics {
     pub sessions_opened: Counter,
     /// Sessions ended since start, by reason (`end_session`, `idle_timeout`, …).
     pub sessions_ended: Family<ReasonLabels, Counter>,
+    /// Sessions held by their launcher now (a hold connection up).
+    pub holds: Gauge,
     /// Tunnel TCP connections open now (handshaking or relaying).
     pub connections: Gauge,
-    /// Handshakes completed, by command (`test`, `open`, `attach`, `resume`).
+    /// Handshakes completed, by command (`test`, `open`, `attach`, `resume`, `hold`).
     pub handshakes: Family<ReasonLabels, Counter>,
     /// Handshakes that failed, by reason (the refusal code's name, `timeout`, `io`).
     pub handshake_failures: Family<ReasonLabels, Counter>,
@@ -75,6 +77,7 @@ impl Metrics {
             sessions: Gauge::default(),
             sessions_opened: Counter::default(),
             sessions_ended: Family::default(),
+            holds: Gauge::default(),
             connections: Gauge::default(),
             handshakes: Family::default(),
             handshake_failures: Family::default(),
@@ -94,6 +97,11 @@ impl Metrics {
             "sessions_ended",
             "Sessions ended, by reason",
             metrics.sessions_ended.clone(),
+        );
+        registry.register(
+            "holds",
+            "Sessions held by their launcher (a hold connection up)",
+            metrics.holds.clone(),
         );
         registry.register(
             "connections",

@@ -134,6 +134,12 @@ pub async fn run_link<C: RelayContext>(
         (LinkEnd::Stopped, other) | (other, LinkEnd::Stopped) => other,
         (first, _) => first,
     };
+    // Once both Closes went through, the peer closes its TCP connection at once: whichever
+    // half saw that end first, it is the normal end, never a drop to resume (§8.9).
+    let end = match end {
+        LinkEnd::Dropped if lock(connection).is_finished() => LinkEnd::Finished,
+        other => other,
+    };
     let mut out = Vec::new();
     let sealed = match &end {
         LinkEnd::Stopped => match context.farewell() {

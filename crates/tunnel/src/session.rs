@@ -1,13 +1,14 @@
 //! Live sessions: their connections, their timers and their end (docs/protocol.md §8.1).
 //!
-//! A session is created by a redeemed `Open` and ends at `EndSession`, at its idle timeout,
-//! at its maximum duration, when it has had no connection for
-//! [`EMPTY_SESSION_LINGER`], or at shutdown. Its supervisor task then waits for its
-//! connection drivers to finish, erases the session key and sends `stop` with the
-//! application bytes relayed each way.
+//! A session is created by a redeemed `Open` and ends at `EndSession`, at its idle timeout
+//! (no application byte and no data connection connected for `idle`), at its maximum
+//! duration, when it has had no hold and no connection for [`EMPTY_SESSION_LINGER`], or at
+//! shutdown. Its supervisor task then waits for its connection drivers and its hold to
+//! finish, erases the session key and sends `stop` with the application bytes relayed each
+//! way. A [`SessionSlot`] reserves room under `max_sessions` before the broker call.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -41,6 +42,18 @@ pub enum EndReason {
 }
 
 impl EndReason {
+    /// The reason sent on the hold (`SessionEnded`), if any: none after `EndSession`, and
+    /// none when no hold can be up.
+    pub fn hold_reason(self) -> Option<portcullis_proto::tunnel::EndReason> {
+        use portcullis_proto::tunnel::EndReason as Wire;
+        match self {
+            Self::Idle => Some(Wire::IdleTimeout),
+            Self::MaxDuration => Some(Wire::MaxDuration),
+            Self::Shutdown => Some(Wire::ShuttingDown),
+            Self::EndSession | Self::Empty | Self::ClientGone => None,
+        }
+    }
+
     /// The `Error` record sent on still-connected connections, if any.
     pub fn error_code(self) -> Option<ErrorCode> {
         match self {
@@ -56,7 +69,7 @@ impl EndReason {
             Self::EndSession => "end_session",
             Self::Idle => "idle_timeout",
             Self::MaxDuration => "max_duration",
-            Self::Empty => "no_connection_left",
+            Self::Empty => "no_hold_no_connection",
             Self::ClientGone => "client_gone",
             Self::Shutdown => "shutdown",
         }
@@ -80,12 +93,43 @@ struct Slot {
     resume: mpsc::Sender<ResumeRequest>,
 }
 
+/// The session's hold now: which one (a newer one replaces it) and how to stop it.
+#[derive(Debug)]
+struct HoldState {
+    generation: u64,
+    replaced: CancellationToken,
+}
+
 #[derive(Debug)]
 struct State {
     connections: HashMap<ConnectionId, Slot>,
     next_id: u32,
+    hold: Option<HoldState>,
+    holds_claimed: u64,
+    /// Data connections with a link up (the idle timer runs only while there is none).
+    links_up: usize,
+    /// Since when the session has had no hold and no connection.
     empty_since: Option<Instant>,
     end_reason: Option<EndReason>,
+}
+
+impl State {
+    fn update_empty(&mut self) {
+        if self.connections.is_empty() && self.hold.is_none() {
+            self.empty_since.get_or_insert_with(Instant::now);
+        } else {
+            self.empty_since = None;
+        }
+    }
+}
+
+/// A claimed hold: the session's current one until released or replaced.
+#[derive(Debug)]
+pub struct HoldClaim {
+    /// Which hold this is.
+    pub generation: u64,
+    /// Cancelled when a newer hold replaces this one: close it without a record.
+    pub replaced: CancellationToken,
 }
 
 /// One live session.
@@ -96,7 +140,8 @@ pub struct Session {
     notify: TicketId,
     remotes: Vec<Remote>,
     opened: Instant,
-    /// Milliseconds since `opened` of the last activity.
+    /// Milliseconds since `opened` of the last application byte or of the end of the last
+    /// link, whichever came later: the idle timer's start.
     activity_ms: AtomicU64,
     /// Application bytes sent to the launcher.
     sent: AtomicU64,
@@ -145,7 +190,7 @@ impl Session {
         self.end.cancel();
     }
 
-    /// Records activity now.
+    /// Restarts the idle timer now (an application byte moved, or the last link ended).
     pub fn touch(&self) {
         let elapsed = u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.activity_ms.fetch_max(elapsed, Ordering::Relaxed);
@@ -191,7 +236,7 @@ impl Session {
         // A resume waits for its driver; one at a time is plenty.
         let (sender, receiver) = mpsc::channel(1);
         state.connections.insert(id, Slot { resume: sender });
-        state.empty_since = None;
+        state.update_empty();
         Ok((id, receiver))
     }
 
@@ -199,11 +244,70 @@ impl Session {
     pub fn release_connection(&self, id: ConnectionId) {
         let mut state = self.lock();
         state.connections.remove(&id);
-        if state.connections.is_empty() {
-            state.empty_since = Some(Instant::now());
-            drop(state);
-            self.changed.notify_one();
+        state.update_empty();
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// A data connection's link is up: the idle timer stops.
+    pub fn link_up(&self) {
+        self.lock().links_up += 1;
+        self.changed.notify_one();
+    }
+
+    /// A data connection's link ended: with no link left, the idle timer starts.
+    pub fn link_down(&self) {
+        let mut state = self.lock();
+        state.links_up = state.links_up.saturating_sub(1);
+        let last = state.links_up == 0;
+        drop(state);
+        if last {
+            self.touch();
         }
+        self.changed.notify_one();
+    }
+
+    /// Makes a new hold the session's hold, replacing (and stopping) the current one;
+    /// `None` once the session ended.
+    pub fn claim_hold(&self) -> Option<HoldClaim> {
+        let mut state = self.lock();
+        if state.end_reason.is_some() {
+            return None;
+        }
+        if let Some(old) = state.hold.take() {
+            old.replaced.cancel();
+        }
+        state.holds_claimed += 1;
+        let claim = HoldClaim {
+            generation: state.holds_claimed,
+            replaced: CancellationToken::new(),
+        };
+        state.hold = Some(HoldState {
+            generation: claim.generation,
+            replaced: claim.replaced.clone(),
+        });
+        state.update_empty();
+        Some(claim)
+    }
+
+    /// Hold `generation` closed; if it is still the session's hold, the session has none.
+    pub fn release_hold(&self, generation: u64) {
+        let mut state = self.lock();
+        if state
+            .hold
+            .as_ref()
+            .is_some_and(|hold| hold.generation == generation)
+        {
+            state.hold = None;
+            state.update_empty();
+        }
+        drop(state);
+        self.changed.notify_one();
+    }
+
+    /// Whether a hold is up now.
+    pub fn is_held(&self) -> bool {
+        self.lock().hold.is_some()
     }
 
     /// Where a `Resume` of connection `id` goes.
@@ -225,15 +329,19 @@ impl Session {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// When the session must end at the latest, and why, seen at `now`.
+    /// When the session must end at the latest, and why (docs/protocol.md §8.1): the idle
+    /// timeout counts only while no link is up.
     fn deadline(&self, idle: Duration, max: Duration) -> (Instant, EndReason) {
-        let activity = Duration::from_millis(self.activity_ms.load(Ordering::Relaxed));
-        let mut deadline = (self.opened + activity + idle, EndReason::Idle);
-        let max_at = self.opened + max;
-        if max_at < deadline.0 {
-            deadline = (max_at, EndReason::MaxDuration);
+        let mut deadline = (self.opened + max, EndReason::MaxDuration);
+        let state = self.lock();
+        if state.links_up == 0 {
+            let activity = Duration::from_millis(self.activity_ms.load(Ordering::Relaxed));
+            let idle_at = self.opened + activity + idle;
+            if idle_at < deadline.0 {
+                deadline = (idle_at, EndReason::Idle);
+            }
         }
-        if let Some(since) = self.lock().empty_since {
+        if let Some(since) = state.empty_since {
             let empty_at = since + EMPTY_SESSION_LINGER;
             if empty_at < deadline.0 {
                 deadline = (empty_at, EndReason::Empty);
@@ -262,7 +370,22 @@ pub struct SessionEnv {
 #[derive(Debug, Default)]
 pub struct SessionTable {
     sessions: Mutex<HashMap<SessionId, Arc<Session>>>,
+    /// Room reserved by `Open`s waiting on the broker (counted under `max_sessions`).
+    reserved: AtomicUsize,
     supervisors: TaskTracker,
+}
+
+/// Room for one session under `max_sessions`, reserved before the broker call; released
+/// on drop unless it became a session.
+#[derive(Debug)]
+pub struct SessionSlot {
+    table: Arc<SessionTable>,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        self.table.reserved.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl SessionTable {
@@ -281,9 +404,26 @@ impl SessionTable {
         self.lock().get(&id).cloned()
     }
 
-    /// Creates a session for a redeemed ticket and starts its supervisor.
+    /// Reserves room for one session if sessions alive plus slots reserved stay within
+    /// `max` (docs/protocol.md §8.15); `None` when the server is full.
+    pub fn reserve(self_arc: &Arc<SessionTable>, max: usize) -> Option<SessionSlot> {
+        // The map's lock orders reservations against sessions being opened and removed.
+        let sessions = self_arc.lock();
+        let reserved = self_arc.reserved.load(Ordering::SeqCst);
+        if sessions.len() + reserved >= max {
+            return None;
+        }
+        self_arc.reserved.fetch_add(1, Ordering::SeqCst);
+        Some(SessionSlot {
+            table: Arc::clone(self_arc),
+        })
+    }
+
+    /// Creates a session for a redeemed ticket in the room `slot` reserved, and starts its
+    /// supervisor.
     pub fn open(
         self_arc: &Arc<SessionTable>,
+        slot: SessionSlot,
         id: SessionId,
         key: SessionKey,
         notify: TicketId,
@@ -305,11 +445,19 @@ impl SessionTable {
             state: Mutex::new(State {
                 connections: HashMap::new(),
                 next_id: 1,
+                hold: None,
+                holds_claimed: 0,
+                links_up: 0,
                 empty_since: None,
                 end_reason: None,
             }),
         });
-        self_arc.lock().insert(id, Arc::clone(&session));
+        {
+            let mut sessions = self_arc.lock();
+            sessions.insert(id, Arc::clone(&session));
+            // The slot's room is the session's now.
+            drop(slot);
+        }
         env.metrics.sessions.inc();
         env.metrics.sessions_opened.inc();
         self_arc

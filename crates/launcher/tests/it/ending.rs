@@ -165,3 +165,43 @@ Tasks.addWaitableApp(app);
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_the_tunnel_server_ends_closes_the_listener_and_says_why_in_one_sentence() {
+    let stack = Stack::with(Setup {
+        max_session_secs: Some(3),
+        ..Setup::default()
+    })
+    .await;
+    let home = TempDir::new().unwrap();
+    let options = stack.trusting_options(stack.link().await, &home);
+    let ui = Arc::new(TestUi::default());
+    let running = tokio::spawn(launch(options, Arc::clone(&ui) as Arc<dyn Ui>));
+    let local = crate::support::local_address(&ui.first_message().await);
+    let mut stream = TcpStream::connect(local).await.unwrap();
+    stream.write_all(b"before the end").await.unwrap();
+    let mut back = [0u8; 14];
+    stream.read_exact(&mut back).await.unwrap();
+    drop(stream);
+    // The tunnel server ends the session at its maximum duration: the launcher says why,
+    // closes its listener and ends by itself, as if the user had disconnected.
+    bounded("the launcher's end", Duration::from_secs(30), running)
+        .await
+        .unwrap()
+        .unwrap();
+    let messages = ui.messages();
+    let said = messages
+        .iter()
+        .find(|message| message.starts_with("The connection has ended"))
+        .unwrap_or_else(|| panic!("no word of the end: {messages:?}"));
+    assert!(said.contains("longest time"), "{said}");
+    assert_eq!(
+        said.matches(". ").count() + said.matches("; ").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        TcpStream::connect(local).await.is_err(),
+        "the listener is closed"
+    );
+}

@@ -104,6 +104,8 @@ pub(crate) struct Setup {
     /// Register the tunnel server at the broker behind a [`Cutter`], so that launchers
     /// reach it through the relay.
     pub(crate) cuttable: bool,
+    /// The tunnel server's `timeouts.max_session_secs`.
+    pub(crate) max_session_secs: Option<u64>,
 }
 
 pub(crate) struct Stack {
@@ -146,6 +148,9 @@ impl Stack {
         };
         tunnel_config.broker.url = broker.base_url();
         tunnel_config.broker.ca_file = Some(ca.clone());
+        if let Some(secs) = setup.max_session_secs {
+            tunnel_config.timeouts.max_session_secs = secs;
+        }
         let tunnel =
             portcullis_tunnel::server::start(tunnel_config, BrokerToken::new(&token).unwrap())
                 .await

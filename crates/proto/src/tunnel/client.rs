@@ -1,7 +1,7 @@
 //! The client (launcher) side of the tunnel handshake.
 //!
 //! ```text
-//! open / attach / resume ──hello──▶ AwaitChallenge ──Challenge, proof──▶ AwaitAccept
+//! open / attach / resume / hold ──hello──▶ AwaitChallenge ──Challenge, proof──▶ AwaitAccept
 //!        │                                │ Refuse: Error::Refused          │ Accept
 //!        │                                ▼                                 ▼
 //!        │                              error                          Established
@@ -58,6 +58,21 @@ pub fn resume(
         session_id: credentials.session_id(),
         connection_id,
         received,
+        client_random,
+    };
+    AwaitChallenge::start(hello, credentials.key().duplicate(), out)
+}
+
+/// Holds a live session (docs/protocol.md §8.7.7): appends a `Hold` hello to `out`. The
+/// established connection has connection id 0 and carries control records only
+/// ([`crate::tunnel::HoldLink`]).
+pub fn hold(
+    credentials: &SessionCredentials,
+    client_random: Random,
+    out: &mut Vec<u8>,
+) -> AwaitChallenge {
+    let hello = ClientHello::Hold {
+        session_id: credentials.session_id(),
         client_random,
     };
     AwaitChallenge::start(hello, credentials.key().duplicate(), out)
@@ -183,6 +198,17 @@ impl AwaitAccept {
                 expect_session(*session_id, &accepted)?;
                 if *connection_id != accepted.connection_id {
                     return Err(Error::Unexpected("connection id in accept"));
+                }
+                client_random
+            }
+            ClientHello::Hold {
+                session_id,
+                client_random,
+            } => {
+                expect_session(*session_id, &accepted)?;
+                expect_nothing_received(&accepted)?;
+                if accepted.connection_id != ConnectionId::HOLD {
+                    return Err(Error::Unexpected("connection id in the accept of a hold"));
                 }
                 client_random
             }

@@ -22,7 +22,8 @@ pub enum ErrorCode {
     TooManyConnections,
     /// The session is unknown, ended, or expired.
     SessionUnknown,
-    /// The bytes needed to resume are no longer buffered.
+    /// The connection is unknown or has ended, or the bytes needed to resume it are no
+    /// longer buffered.
     ResumeImpossible,
     /// The tunnel server is shutting down.
     ShuttingDown,
@@ -108,7 +109,9 @@ impl ErrorCode {
             | Error::BadSignature(_)
             | Error::MissingSignature(_)
             | Error::Misuse(_)
-            | Error::Crypto(_) => Self::Internal,
+            | Error::Crypto(_)
+            // A silent peer is closed, never told: no code goes on the wire.
+            | Error::Silent(_) => Self::Internal,
         }
     }
 
@@ -131,7 +134,9 @@ impl fmt::Display for ErrorCode {
             Self::TargetUnreachable => "target unreachable",
             Self::TooManyConnections => "too many connections in this session",
             Self::SessionUnknown => "unknown or ended session",
-            Self::ResumeImpossible => "cannot resume: data no longer buffered",
+            Self::ResumeImpossible => {
+                "cannot resume: the connection has ended, or its data is no longer buffered"
+            }
             Self::ShuttingDown => "tunnel server shutting down",
             Self::SessionExpired => "session expired",
             Self::CounterExhausted => "record counter exhausted",

@@ -18,6 +18,9 @@ pub enum Command {
     Attach,
     /// Re-attach a dropped connection of a live session.
     Resume,
+    /// Hold a live session: a connection that dials nothing and carries control records
+    /// only (docs/protocol.md §8.7.7).
+    Hold,
 }
 
 impl Command {
@@ -28,6 +31,7 @@ impl Command {
             Self::Open => 0x02,
             Self::Attach => 0x03,
             Self::Resume => 0x04,
+            Self::Hold => 0x05,
         }
     }
 
@@ -38,17 +42,18 @@ impl Command {
             0x02 => Some(Self::Open),
             0x03 => Some(Self::Attach),
             0x04 => Some(Self::Resume),
+            0x05 => Some(Self::Hold),
             _ => None,
         }
     }
 
-    /// The total length of a hello with this command (6, 86, 54 or 66 bytes).
+    /// The total length of a hello with this command (6, 86, 54, 66 or 54 bytes).
     pub const fn hello_len(self) -> usize {
         PREFIX_LEN
             + match self {
                 Self::Test => 0,
                 Self::Open => TicketId::LEN + RANDOM_LEN,
-                Self::Attach => SessionId::LEN + RANDOM_LEN,
+                Self::Attach | Self::Hold => SessionId::LEN + RANDOM_LEN,
                 Self::Resume => SessionId::LEN + 4 + 8 + RANDOM_LEN,
             }
     }
@@ -89,6 +94,13 @@ pub enum ClientHello {
         /// The client's fresh random.
         client_random: Random,
     },
+    /// Hold a session: `session_id [16] || client_random [32]`, laid out like `Attach`.
+    Hold {
+        /// The session to hold.
+        session_id: SessionId,
+        /// The client's fresh random.
+        client_random: Random,
+    },
 }
 
 impl ClientHello {
@@ -102,6 +114,7 @@ impl ClientHello {
             Self::Open { .. } => Command::Open,
             Self::Attach { .. } => Command::Attach,
             Self::Resume { .. } => Command::Resume,
+            Self::Hold { .. } => Command::Hold,
         }
     }
 
@@ -111,7 +124,8 @@ impl ClientHello {
             Self::Test => None,
             Self::Open { client_random, .. }
             | Self::Attach { client_random, .. }
-            | Self::Resume { client_random, .. } => Some(client_random),
+            | Self::Resume { client_random, .. }
+            | Self::Hold { client_random, .. } => Some(client_random),
         }
     }
 
@@ -135,6 +149,10 @@ impl ClientHello {
                 out.extend_from_slice(client_random);
             }
             Self::Attach {
+                session_id,
+                client_random,
+            }
+            | Self::Hold {
                 session_id,
                 client_random,
             } => {
@@ -213,6 +231,10 @@ impl ClientHello {
                 received: reader.u64()?,
                 client_random: reader.array()?,
             },
+            Command::Hold => Self::Hold {
+                session_id: SessionId::from_bytes(reader.array()?),
+                client_random: reader.array()?,
+            },
         };
         reader.finish()?;
         Ok(Some((hello, len)))
@@ -245,13 +267,17 @@ mod tests {
                 received: 0x0506_0708_090a_0b0c,
                 client_random: [9; 32],
             },
+            ClientHello::Hold {
+                session_id: SessionId::from_bytes([3; 16]),
+                client_random: [10; 32],
+            },
         ]
     }
 
     #[test]
     fn lengths_are_fixed_per_command() {
         let lens: Vec<usize> = samples().iter().map(ClientHello::encoded_len).collect();
-        assert_eq!(lens, [6, 86, 54, 66]);
+        assert_eq!(lens, [6, 86, 54, 66, 54]);
         for hello in samples() {
             let mut out = Vec::new();
             hello.encode(&mut out);

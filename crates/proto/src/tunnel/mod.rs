@@ -8,6 +8,8 @@
 //!   ticket at the broker, which checks the client's proof before consuming the ticket.
 //! - `Attach` adds a connection to a live session; `Resume` re-attaches a dropped connection
 //!   and both sides state how many bytes they received, so nothing is lost or duplicated.
+//! - `Hold` keeps a session alive between data connections and tells the launcher when it
+//!   ended ([`HoldLink`]); it dials nothing.
 //!
 //! The server answers a [`ServerMessage::Challenge`] with its random, the client proves
 //! possession of the session key with an HMAC over the transcript, and the server answers
@@ -39,8 +41,10 @@ use core::time::Duration;
 pub mod client;
 mod codec;
 mod connection;
+mod end_reason;
 mod error_code;
 mod hello;
+mod hold;
 mod key_schedule;
 mod record;
 mod replay;
@@ -54,8 +58,10 @@ mod tests;
 mod vectors;
 
 pub use connection::{Connection, ConnectionConfig, Event};
+pub use end_reason::EndReason;
 pub use error_code::ErrorCode;
 pub use hello::{ClientHello, Command};
+pub use hold::{HOLD_PING_INTERVAL, HOLD_TIMEOUT, HoldEvent, HoldLink};
 pub use key_schedule::{
     SessionCredentials, SessionKey, TUNNEL_SECRET_LABEL, compute_open_proof, derive_tunnel_secret,
     verify_open_proof,
@@ -88,8 +94,8 @@ pub const BROKER_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 pub const CLIENT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a tunnel server waits for the target's TCP connection.
 pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a tunnel server keeps a session that has no connection left (none connected,
-/// none held for resume) before it ends it.
+/// How long a tunnel server keeps a session that has no hold and no connection left (none
+/// connected, none held for resume) before it ends it.
 pub const EMPTY_SESSION_LINGER: Duration = Duration::from_secs(10);
 /// Connections a session admits at once unless configured otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;

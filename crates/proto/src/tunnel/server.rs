@@ -6,6 +6,7 @@
 //!   ProofReceived::Open   ── broker redeems (ticket, randoms, proof) ──▶ complete(secret, …)
 //!   ProofReceived::Attach ── caller looks up the session key ──────────▶ complete(key, …)
 //!   ProofReceived::Resume ── caller looks up key and connection ───────▶ complete(key, …)
+//!   ProofReceived::Hold   ── caller looks up the session key ──────────▶ verify, accept
 //!   complete: proof checked, Accept appended ──▶ Established
 //! ```
 //!
@@ -66,6 +67,13 @@ pub fn start(hello: ClientHello, server_random: Random, out: &mut Vec<u8>) -> St
             client_received: received,
             client_random,
         },
+        ClientHello::Hold {
+            session_id,
+            client_random,
+        } => Request::Hold {
+            session_id,
+            client_random,
+        },
     };
     ServerMessage::Challenge { server_random }.encode(out);
     Start::AwaitProof(AwaitProof {
@@ -92,6 +100,10 @@ enum Request {
         client_received: u64,
         client_random: Random,
     },
+    Hold {
+        session_id: SessionId,
+        client_random: Random,
+    },
 }
 
 /// Challenge sent; waiting for the client's proof (32 raw bytes).
@@ -109,6 +121,7 @@ impl AwaitProof {
             Request::Open { .. } => Command::Open,
             Request::Attach { .. } => Command::Attach,
             Request::Resume { .. } => Command::Resume,
+            Request::Hold { .. } => Command::Hold,
         }
     }
 
@@ -148,6 +161,14 @@ impl AwaitProof {
                 client_random,
                 pending,
             }),
+            Request::Hold {
+                session_id,
+                client_random,
+            } => ProofReceived::Hold(HoldProof {
+                session_id,
+                client_random,
+                pending,
+            }),
         }
     }
 }
@@ -161,6 +182,8 @@ pub enum ProofReceived {
     Attach(AttachProof),
     /// Look up the session and the connection, then [`ResumeProof::complete`].
     Resume(ResumeProof),
+    /// Look up the session, then [`HoldProof::verify`] and [`VerifiedHold::accept`].
+    Hold(HoldProof),
 }
 
 /// State shared by the three ways to complete.
@@ -419,6 +442,59 @@ impl VerifiedResume {
         out: &mut Vec<u8>,
     ) -> Result<Established, Error> {
         self.0.complete(key, server_received, out)
+    }
+}
+
+/// A `Hold` proof (docs/protocol.md §8.7.7).
+#[derive(Debug)]
+pub struct HoldProof {
+    session_id: SessionId,
+    client_random: Random,
+    pending: Pending,
+}
+
+impl HoldProof {
+    /// The session to hold.
+    pub fn session_id(&self) -> SessionId {
+        self.session_id
+    }
+
+    /// Checks the proof with the session's key (`Error::BadProof("proof")`) before the
+    /// server replaces the session's hold: only the key's holder can displace it.
+    pub fn verify(self, key: &SessionKey) -> Result<VerifiedHold, Error> {
+        self.pending.verify(key)?;
+        Ok(VerifiedHold(self))
+    }
+}
+
+/// A `Hold` whose proof verified: replace the session's hold, then
+/// [`VerifiedHold::accept`].
+#[derive(Debug)]
+pub struct VerifiedHold(HoldProof);
+
+impl VerifiedHold {
+    /// Appends `Accept` (connection id 0, nothing received) to `out` and yields the hold's
+    /// record keys.
+    pub fn accept(self, key: &SessionKey, out: &mut Vec<u8>) -> Result<Established, Error> {
+        let HoldProof {
+            session_id,
+            client_random,
+            pending,
+        } = self.0;
+        let accepted = Accepted {
+            session_id,
+            connection_id: ConnectionId::HOLD,
+            server_received: 0,
+        };
+        let (sealer, opener) = pending.complete(key, &client_random, accepted, out)?;
+        Ok(Established {
+            session_id,
+            connection_id: ConnectionId::HOLD,
+            client_received: 0,
+            sealer,
+            opener,
+            session_key: None,
+        })
     }
 }
 

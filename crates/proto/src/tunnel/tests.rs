@@ -347,3 +347,184 @@ fn attach_and_resume_verify_the_proof_before_anything_else() {
     let client = client.handle(decode_one(&accept)).unwrap();
     assert_eq!((client.server_received, server.client_received), (77, 40));
 }
+
+/// A completed `Hold` handshake: the client's and the server's record keys.
+fn held() -> (client::Established, server::Established) {
+    let key = SessionKey::derive(&secret(), &ticket());
+    let credentials = SessionCredentials::new(SESSION, key.duplicate());
+    let mut to_server = Vec::new();
+    let client = client::hold(&credentials, CR, &mut to_server);
+    assert_eq!(&to_server[..6], b"PCTN\x01\x05");
+    assert_eq!(to_server.len(), Command::Hold.hello_len());
+    let hello_len = to_server.len();
+    let mut to_client = Vec::new();
+    let (hello, _) = ClientHello::decode(&to_server).unwrap().unwrap();
+    let server::Start::AwaitProof(server) = server::start(hello, SR, &mut to_client) else {
+        panic!()
+    };
+    assert_eq!(server.command(), Command::Hold);
+    let client = client
+        .handle(decode_one(&to_client), &mut to_server)
+        .unwrap();
+    let proof: [u8; MAC_LEN] = to_server[hello_len..].try_into().unwrap();
+    let server::ProofReceived::Hold(server) = server.receive_proof(proof) else {
+        panic!()
+    };
+    assert_eq!(server.session_id(), SESSION);
+    let mut accept = Vec::new();
+    let server = server
+        .verify(&key)
+        .unwrap()
+        .accept(&key, &mut accept)
+        .unwrap();
+    assert_eq!(server.connection_id, ConnectionId::HOLD);
+    let client = client.handle(decode_one(&accept)).unwrap();
+    assert_eq!(
+        (client.connection_id, client.server_received),
+        (ConnectionId(0), 0)
+    );
+    assert!(client.credentials.is_none());
+    (client, server)
+}
+
+#[test]
+fn a_hold_is_accepted_with_connection_id_zero_and_a_wrong_proof_is_refused() {
+    held();
+    let key = SessionKey::derive(&secret(), &ticket());
+    let other = SessionKey::derive(&SharedSecret::from_bytes([0x55; 32]), &ticket());
+    let credentials = SessionCredentials::new(SESSION, other);
+    let mut to_server = Vec::new();
+    let client = client::hold(&credentials, CR, &mut to_server);
+    let hello_len = to_server.len();
+    let mut to_client = Vec::new();
+    let server::ProofReceived::Hold(server) = ({
+        let (hello, _) = ClientHello::decode(&to_server).unwrap().unwrap();
+        let server::Start::AwaitProof(server) = server::start(hello, SR, &mut to_client) else {
+            panic!()
+        };
+        let _ = client
+            .handle(decode_one(&to_client), &mut to_server)
+            .unwrap();
+        server.receive_proof(to_server[hello_len..].try_into().unwrap())
+    }) else {
+        panic!()
+    };
+    assert_eq!(server.verify(&key).unwrap_err(), Error::BadProof("proof"));
+}
+
+#[test]
+fn a_client_refuses_a_hold_accept_that_names_a_data_connection() {
+    let key = SessionKey::derive(&secret(), &ticket());
+    let credentials = SessionCredentials::new(SESSION, key.duplicate());
+    let mut to_server = Vec::new();
+    let client = client::hold(&credentials, CR, &mut to_server);
+    let hello_len = to_server.len();
+    let mut challenge = Vec::new();
+    ServerMessage::Challenge { server_random: SR }.encode(&mut challenge);
+    let client = client
+        .handle(decode_one(&challenge), &mut to_server)
+        .unwrap();
+    // A server that answers the hold as if it were an Attach (connection 1), with a
+    // correct confirm: the client refuses it.
+    let (hello, _) = ClientHello::decode(&to_server[..hello_len])
+        .unwrap()
+        .unwrap();
+    let transcript = Transcript::new(&hello, &SR);
+    let proof: [u8; MAC_LEN] = to_server[hello_len..].try_into().unwrap();
+    let accepted = Accepted {
+        session_id: SESSION,
+        connection_id: ConnectionId(1),
+        server_received: 0,
+    };
+    let confirm = key
+        .handshake_keys()
+        .unwrap()
+        .confirm(&transcript, &proof, &accepted);
+    let accept = ServerMessage::Accept {
+        session_id: SESSION,
+        connection_id: ConnectionId(1),
+        server_received: 0,
+        confirm,
+    };
+    assert!(matches!(client.handle(accept), Err(Error::Unexpected(_))));
+}
+
+#[test]
+fn a_hold_carries_pings_and_the_end_of_the_session_and_nothing_else() {
+    let start = std::time::Instant::now();
+    let (client, server) = held();
+    let mut client = HoldLink::client(client.sealer, client.opener, start);
+    let mut server = HoldLink::server(server.sealer, server.opener, start);
+    // The client pings after the interval without sending; the server answers.
+    assert_eq!(client.poll_timeout(), start + HOLD_PING_INTERVAL);
+    let later = start + HOLD_PING_INTERVAL;
+    client.handle_timeout(later).unwrap();
+    let mut wire = Vec::new();
+    client.poll_transmit(&mut wire, later).unwrap();
+    let (event, used) = server.handle_input(&mut wire, later).unwrap().unwrap();
+    assert_eq!((event, used), (HoldEvent::Nothing, wire.len()));
+    assert_eq!(server.poll_timeout(), later + HOLD_TIMEOUT);
+    let mut back = Vec::new();
+    server.poll_transmit(&mut back, later).unwrap();
+    let (event, _) = client.handle_input(&mut back, later).unwrap().unwrap();
+    assert_eq!(event, HoldEvent::Pong(1));
+    // The server ends the session: the client learns why.
+    let mut ended = Vec::new();
+    server
+        .session_ended(EndReason::IdleTimeout, &mut ended, later)
+        .unwrap();
+    assert!(server.is_finished());
+    let (event, _) = client.handle_input(&mut ended, later).unwrap().unwrap();
+    assert_eq!(event, HoldEvent::SessionEnded(EndReason::IdleTimeout));
+    assert!(client.is_finished());
+    assert!(matches!(
+        client.session_ended(EndReason::IdleTimeout, &mut Vec::new(), later),
+        Err(Error::Misuse(_))
+    ));
+}
+
+#[test]
+fn a_hold_fails_on_data_and_on_silence() {
+    let start = std::time::Instant::now();
+    let (client, server) = held();
+    let mut client_sealer = client.sealer;
+    let mut server_link = HoldLink::server(server.sealer, server.opener, start);
+    let mut data = Vec::new();
+    client_sealer
+        .seal_data(b"not on a hold", &mut data)
+        .unwrap();
+    assert!(matches!(
+        server_link.handle_input(&mut data, start),
+        Err(Error::Unexpected(_))
+    ));
+    // The failure sticks.
+    assert!(server_link.poll_transmit(&mut Vec::new(), start).is_err());
+
+    let (client, server) = held();
+    let mut server_link = HoldLink::server(server.sealer, server.opener, start);
+    let mut client_link = HoldLink::client(client.sealer, client.opener, start);
+    let mut end = Vec::new();
+    client_link.end_session(&mut end, start).unwrap();
+    let (event, _) = server_link.handle_input(&mut end, start).unwrap().unwrap();
+    assert_eq!(event, HoldEvent::EndSession);
+    // Silence: the server gives a hold up after HOLD_TIMEOUT, the client after twice
+    // the ping interval.
+    let (client, server) = held();
+    let mut server_link = HoldLink::server(server.sealer, server.opener, start);
+    let mut client_link = HoldLink::client(client.sealer, client.opener, start);
+    server_link
+        .handle_timeout(start + HOLD_TIMEOUT - core::time::Duration::from_secs(1))
+        .unwrap();
+    assert_eq!(
+        server_link.handle_timeout(start + HOLD_TIMEOUT),
+        Err(Error::Silent("nothing received on the hold"))
+    );
+    client_link
+        .handle_timeout(start + HOLD_PING_INTERVAL)
+        .unwrap();
+    assert!(
+        client_link
+            .handle_timeout(start + 2 * HOLD_PING_INTERVAL)
+            .is_err()
+    );
+}

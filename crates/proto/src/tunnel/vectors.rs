@@ -41,41 +41,45 @@ fn server_message(bytes: &[u8]) -> ServerMessage {
     message
 }
 
-/// Seals `plaintexts` (Data) and `control` with `sealer`, opens them with `opener`, and
-/// returns the JSON list of records.
-fn records(
-    sealer: &mut RecordSealer,
-    opener: &mut RecordOpener,
-    plaintexts: &[&[u8]],
-    control: Option<Control>,
-) -> Value {
+/// One record of a vector, in the order sent.
+enum Item {
+    Data(&'static [u8]),
+    Control(Control),
+}
+
+/// Seals `items` with `sealer`, opens them with `opener`, and returns the JSON list of
+/// records.
+fn records(sealer: &mut RecordSealer, opener: &mut RecordOpener, items: &[Item]) -> Value {
     let mut list = Vec::new();
-    for (counter, plaintext) in plaintexts.iter().enumerate() {
+    for (counter, item) in items.iter().enumerate() {
         let mut frame = Vec::new();
-        sealer.seal_data(plaintext, &mut frame).unwrap();
-        list.push(json!({
-            "counter": counter,
-            "content_type": "data",
-            "body": hex(plaintext),
-            "frame": hex(&frame),
-        }));
-        let frame_len = frame.len();
-        let (record, used) = opener.open_in_place(&mut frame).unwrap().unwrap();
-        assert_eq!((record, used), (Record::Data(plaintext), frame_len));
-    }
-    if let Some(control) = control {
-        let mut frame = Vec::new();
-        sealer.seal_control(&control, &mut frame).unwrap();
-        let mut body = Vec::new();
-        control.encode_body(&mut body).unwrap();
-        list.push(json!({
-            "counter": plaintexts.len(),
-            "content_type": format!("{:#04x}", control.content_type()),
-            "body": hex(&body),
-            "frame": hex(&frame),
-        }));
-        let (record, _) = opener.open_in_place(&mut frame).unwrap().unwrap();
-        assert_eq!(record, Record::Control(control));
+        match item {
+            Item::Data(plaintext) => {
+                sealer.seal_data(plaintext, &mut frame).unwrap();
+                list.push(json!({
+                    "counter": counter,
+                    "content_type": "data",
+                    "body": hex(plaintext),
+                    "frame": hex(&frame),
+                }));
+                let frame_len = frame.len();
+                let (record, used) = opener.open_in_place(&mut frame).unwrap().unwrap();
+                assert_eq!((record, used), (Record::Data(plaintext), frame_len));
+            }
+            Item::Control(control) => {
+                sealer.seal_control(control, &mut frame).unwrap();
+                let mut body = Vec::new();
+                control.encode_body(&mut body).unwrap();
+                list.push(json!({
+                    "counter": counter,
+                    "content_type": format!("{:#04x}", control.content_type()),
+                    "body": hex(&body),
+                    "frame": hex(&frame),
+                }));
+                let (record, _) = opener.open_in_place(&mut frame).unwrap().unwrap();
+                assert_eq!(record, Record::Control(control.clone()));
+            }
+        }
     }
     Value::Array(list)
 }
@@ -88,9 +92,8 @@ struct Connection {
     connection_id: ConnectionId,
     client_received: u64,
     server_received: u64,
-    client_to_server: &'static [&'static [u8]],
-    server_to_client: &'static [&'static [u8]],
-    controls: (Option<Control>, Option<Control>),
+    client_to_server: Vec<Item>,
+    server_to_client: Vec<Item>,
 }
 
 fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> Value {
@@ -105,6 +108,7 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
     let client = match credentials.as_ref() {
         None => client::open(&ticket(), &secret(), cr, &mut to_server),
         Some(c) if connection.name == "attach" => client::attach(c, cr, &mut to_server),
+        Some(c) if connection.name == "hold" => client::hold(c, cr, &mut to_server),
         Some(c) => client::resume(
             c,
             connection_id,
@@ -134,6 +138,9 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
             s.complete(&key, connection.server_received, &mut accept)
                 .unwrap()
         }
+        server::ProofReceived::Hold(s) => {
+            s.verify(&key).unwrap().accept(&key, &mut accept).unwrap()
+        }
     };
     let mut client = client.handle(server_message(&accept)).unwrap();
     assert_eq!(client.server_received, connection.server_received);
@@ -142,7 +149,6 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
     }
     let keys = key.connection_keys(&cr, &sr).unwrap();
     let [c2s_key, c2s_iv, s2c_key, s2c_iv] = keys.expose_for_test();
-    let (c2s_control, s2c_control) = connection.controls;
     json!({
         "name": connection.name,
         "client_random": hex(&cr),
@@ -162,14 +168,12 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
         "client_to_server_records": records(
             &mut client.sealer,
             &mut server.opener,
-            connection.client_to_server,
-            c2s_control
+            &connection.client_to_server,
         ),
         "server_to_client_records": records(
             &mut server.sealer,
             &mut client.opener,
-            connection.server_to_client,
-            s2c_control
+            &connection.server_to_client,
         ),
     })
 }
@@ -199,15 +203,19 @@ fn generate() -> Value {
             connection_id: ConnectionId(1),
             client_received: 0,
             server_received: 0,
-            client_to_server: &[b"GET / HTTP/1.1\r\n", b"Host: target\r\n\r\n"],
-            server_to_client: &[b"HTTP/1.1 200 OK\r\n", b"Content-Length: 0\r\n\r\n"],
-            controls: (
-                Some(Control::Ack { received: 17 }),
-                Some(Control::error(
+            client_to_server: vec![
+                Item::Data(b"GET / HTTP/1.1\r\n"),
+                Item::Data(b"Host: target\r\n\r\n"),
+                Item::Control(Control::Ack { received: 17 }),
+            ],
+            server_to_client: vec![
+                Item::Data(b"HTTP/1.1 200 OK\r\n"),
+                Item::Data(b"Content-Length: 0\r\n\r\n"),
+                Item::Control(Control::error(
                     ErrorCode::TargetUnreachable,
                     "connection refused",
                 )),
-            ),
+            ],
         },
         &mut credentials,
     );
@@ -219,12 +227,17 @@ fn generate() -> Value {
             connection_id: ConnectionId(2),
             client_received: 0,
             server_received: 0,
-            client_to_server: &[b"second connection"],
-            server_to_client: &[b"hello, second"],
-            controls: (
-                Some(Control::Ping(0x0102_0304_0506_0708)),
-                Some(Control::Close),
-            ),
+            // The server's Close only after the client acknowledged all its Data (§8.9).
+            client_to_server: vec![
+                Item::Data(b"second connection"),
+                Item::Control(Control::Ack { received: 13 }),
+                Item::Control(Control::Ping(0x0102_0304_0506_0708)),
+            ],
+            server_to_client: vec![
+                Item::Data(b"hello, second"),
+                Item::Control(Control::Ack { received: 17 }),
+                Item::Control(Control::Close),
+            ],
         },
         &mut credentials,
     );
@@ -236,12 +249,27 @@ fn generate() -> Value {
             connection_id: ConnectionId(1),
             client_received: 17,
             server_received: 32,
-            client_to_server: &[b"resumed"],
-            server_to_client: &[b"Content-Length: 0\r\n\r\n"],
-            controls: (
-                Some(Control::EndSession),
-                Some(Control::Pong(0x0102_0304_0506_0708)),
-            ),
+            client_to_server: vec![Item::Data(b"resumed"), Item::Control(Control::EndSession)],
+            server_to_client: vec![
+                Item::Data(b"Content-Length: 0\r\n\r\n"),
+                Item::Control(Control::Pong(0x0102_0304_0506_0708)),
+            ],
+        },
+        &mut credentials,
+    );
+    let hold = run(
+        Connection {
+            name: "hold",
+            client_random: [0x11; 32],
+            server_random: [0x22; 32],
+            connection_id: ConnectionId::HOLD,
+            client_received: 0,
+            server_received: 0,
+            client_to_server: vec![Item::Control(Control::Ping(0x0a0b_0c0d_0e0f_1011))],
+            server_to_client: vec![
+                Item::Control(Control::Pong(0x0a0b_0c0d_0e0f_1011)),
+                Item::Control(Control::SessionEnded(EndReason::MaxDuration)),
+            ],
         },
         &mut credentials,
     );
@@ -264,7 +292,7 @@ fn generate() -> Value {
         "test_hello": hex(&test_hello),
         "test_answer": hex(&test_answer),
         "refuse_access_denied": hex(&refuse),
-        "connections": [open, attach, resume],
+        "connections": [open, attach, resume, hold],
     })
 }
 

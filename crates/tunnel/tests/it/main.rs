@@ -6,6 +6,8 @@
 mod support;
 
 mod faults;
+mod hold;
+mod lifecycle;
 mod relay;
 mod security;
 mod ssh;

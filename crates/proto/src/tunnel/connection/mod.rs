@@ -123,6 +123,8 @@ enum Ended {
     Error,
     /// `EndSession` was sent or received.
     Session,
+    /// A `Resume` could not be served: the connection id ended without a record.
+    Abandoned,
 }
 
 /// One connection id's data stream, kept across resumes (both sides use it).
@@ -236,6 +238,15 @@ impl Connection {
         Ok(())
     }
 
+    /// Ends the connection id without a record: a `Resume` of it was refused after its proof
+    /// verified (docs/protocol.md §8.7.4), so the missing bytes are gone for good. The
+    /// connection is finished; close its local side and forget it.
+    pub fn abandon(&mut self) {
+        self.link = Link::None;
+        self.pong = None;
+        self.ended = Some(Ended::Abandoned);
+    }
+
     /// The TCP connection dropped (end of stream or error without `Close`, a failed record,
     /// an exhausted counter): the keys are erased, the stream is kept for a resume.
     pub fn link_lost(&mut self) {
@@ -265,7 +276,7 @@ impl Connection {
     }
 
     /// Whether the connection is over: both `Close`s exchanged, an `Error` sent or
-    /// received, or `EndSession` sent or received. Close the TCP connection (after writing
+    /// received, `EndSession` sent or received, or [`Connection::abandon`]ed. Close the TCP connection (after writing
     /// what [`Connection::poll_transmit`] appended) and forget the connection.
     pub fn is_finished(&self) -> bool {
         self.ended.is_some() || (self.close_sent && self.peer_closed)

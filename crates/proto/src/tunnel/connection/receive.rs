@@ -76,6 +76,9 @@ impl Connection {
                 self.ended = Some(Ended::Error);
                 Event::PeerError { code, message }
             }
+            Control::SessionEnded(_) => {
+                return Err(Error::Unexpected("SessionEnded on a data connection"));
+            }
         })
     }
 }

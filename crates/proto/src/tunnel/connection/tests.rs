@@ -586,3 +586,18 @@ fn debug_shows_no_data_or_keys() {
         "{text}"
     );
 }
+
+#[test]
+fn an_abandoned_connection_is_finished_without_a_link_and_cannot_be_resumed() {
+    let mut pair = Pair::new(&ConnectionConfig::default());
+    pair.write(true, b"0123456789").unwrap();
+    pair.drop_link();
+    assert!(!pair.server.is_finished());
+    // A refused Resume ends the connection id although no link is up (§8.7.4).
+    pair.server.abandon();
+    assert!(pair.server.is_finished());
+    assert!(!pair.server.has_link());
+    assert_eq!(pair.server.send_window(), 0);
+    let error = pair.server.check_resume(0).unwrap_err();
+    assert_eq!(ErrorCode::for_error(&error), ErrorCode::ResumeImpossible);
+}

@@ -2,8 +2,8 @@
 
 use super::content_type;
 use crate::Error;
-use crate::tunnel::ErrorCode;
 use crate::tunnel::codec::{Reader, put_u16, put_u64};
+use crate::tunnel::{EndReason, ErrorCode};
 
 /// The longest message of an `Error` control record, in bytes.
 pub const MAX_ERROR_MESSAGE: usize = 1024;
@@ -32,6 +32,8 @@ pub enum Control {
         /// A human-readable explanation (never secret).
         message: String,
     },
+    /// `0x07`: `reason u16`; the server ended the session (on the hold only).
+    SessionEnded(EndReason),
 }
 
 impl Control {
@@ -57,6 +59,7 @@ impl Control {
             Self::Close => content_type::CLOSE,
             Self::EndSession => content_type::END_SESSION,
             Self::Error { .. } => content_type::ERROR,
+            Self::SessionEnded(_) => content_type::SESSION_ENDED,
         }
     }
 
@@ -67,6 +70,7 @@ impl Control {
                 put_u64(out, *value);
             }
             Self::Close | Self::EndSession => {}
+            Self::SessionEnded(reason) => put_u16(out, reason.to_u16()),
             Self::Error { code, message } => {
                 let len = u16::try_from(message.len())
                     .ok()
@@ -95,6 +99,7 @@ impl Control {
             content_type::PONG => Self::Pong(reader.u64()?),
             content_type::CLOSE => Self::Close,
             content_type::END_SESSION => Self::EndSession,
+            content_type::SESSION_ENDED => Self::SessionEnded(EndReason::from_u16(reader.u16()?)),
             content_type::ERROR => {
                 let code = ErrorCode::from_u16(reader.u16()?);
                 let len = usize::from(reader.u16()?);

@@ -59,6 +59,7 @@ pub(crate) mod content_type {
     pub(crate) const CLOSE: u8 = 0x04;
     pub(crate) const END_SESSION: u8 = 0x05;
     pub(crate) const ERROR: u8 = 0x06;
+    pub(crate) const SESSION_ENDED: u8 = 0x07;
 }
 
 /// Checks a header and returns the length of the frame it announces, header included.

@@ -1,7 +1,7 @@
 //! Record layer tests: round trips, tampering, replay, reordering, limits, sticky errors.
 
 use super::*;
-use crate::tunnel::ErrorCode;
+use crate::tunnel::{EndReason, ErrorCode};
 
 const KEY: [u8; KEY_LEN] = [0x42; KEY_LEN];
 const IV: [u8; IV_LEN] = [0x24; IV_LEN];
@@ -88,6 +88,8 @@ fn controls_round_trip_and_largest_record_opens() {
         Control::EndSession,
         Control::error(ErrorCode::TargetUnreachable, "connection refused"),
         Control::error(ErrorCode::Internal, &"é".repeat(600)),
+        Control::SessionEnded(EndReason::MaxDuration),
+        Control::SessionEnded(EndReason::Unknown(4)),
     ];
     let mut stream = Vec::new();
     for control in &controls {
@@ -239,8 +241,10 @@ fn counters_are_limited_in_both_directions() {
 
 #[test]
 fn bad_inner_plaintext_is_refused() {
-    let cases: [(u8, &[u8]); 7] = [
-        (0x07, b""),
+    let cases: [(u8, &[u8]); 9] = [
+        (0x08, b""),
+        (content_type::SESSION_ENDED, b""),
+        (content_type::SESSION_ENDED, &[0, 1, 0]),
         (0xff, b"x"),
         (content_type::ACK, &[0; 7]),
         (content_type::PING, &[0; 9]),

@@ -348,6 +348,10 @@ impl World {
                 let server_received = stream.connection.received();
                 verified.accept(key, server_received, out)
             }
+            server::ProofReceived::Hold(hold) => {
+                let (_, key) = self.session(hold.session_id())?;
+                hold.verify(key)?.accept(key, out)
+            }
         }
     }
 
