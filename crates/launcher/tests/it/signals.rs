@@ -187,8 +187,8 @@ async fn a_lost_tunnel_ends_the_session_and_the_programs_with_exit_8() {
         &[],
     )
     .await;
-    // The tunnel server becomes unreachable for every resume the launcher tries (8), and
-    // reachable again for its `EndSession`.
+    // The tunnel server becomes unreachable for every resume the launcher tries (8); the
+    // session's hold still gets through, and carries the launcher's `EndSession`.
     let cutter = running.stack.cutter.as_ref().unwrap();
     cutter.refuse_next(8);
     cutter.cut_all();

@@ -24,7 +24,7 @@ use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
@@ -416,7 +416,7 @@ pub(crate) struct Cutter {
     pub(crate) addr: SocketAddr,
     cut: Arc<Notify>,
     accepted: Arc<AtomicUsize>,
-    /// Connections still to be dropped at once, unrelayed.
+    /// `Resume` connections still to be dropped at once, unrelayed.
     refuse: Arc<AtomicUsize>,
 }
 
@@ -433,17 +433,28 @@ impl Cutter {
         tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
                 counter.fetch_add(1, Ordering::SeqCst);
-                let refused = refusing
-                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                    .is_ok();
-                if refused {
-                    continue;
-                }
                 let signal = Arc::clone(&signal);
+                let refusing = Arc::clone(&refusing);
                 tokio::spawn(async move {
+                    // The hello's first 6 bytes say the command (the tests' tunnel has no
+                    // TLS): only resumes are refused, holds and attaches pass.
+                    let mut prefix = [0u8; 6];
+                    if down.read_exact(&mut prefix).await.is_err() {
+                        return;
+                    }
+                    let refused = prefix[5] == 0x04
+                        && refusing
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok();
+                    if refused {
+                        return;
+                    }
                     let Ok(mut up) = TcpStream::connect(upstream).await else {
                         return;
                     };
+                    if up.write_all(&prefix).await.is_err() {
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                         () = signal.notified() => {}
@@ -459,7 +470,8 @@ impl Cutter {
         }
     }
 
-    /// Drops the next `count` connections at once, as an unreachable server would.
+    /// Drops the next `count` connections that resume a data connection at once, as an
+    /// unreachable server would (the session's hold and new connections still pass).
     pub(crate) fn refuse_next(&self, count: usize) {
         self.refuse.store(count, Ordering::SeqCst);
     }
