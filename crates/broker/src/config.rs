@@ -143,13 +143,18 @@ pub struct TicketConfig {
     pub client_ticket_ttl_secs: u64,
     /// Lifetime of a tunnel ticket, in seconds. Default 120.
     pub tunnel_ticket_ttl_secs: u64,
-    /// Wrong tunnel-handshake proofs a tunnel server may present per minute for one source
-    /// address before `start` requests for that address are refused unchecked for the rest
-    /// of the minute. A wrong proof never burns a ticket. Default 10.
+    /// Wrong tunnel-handshake proofs one launcher address (an IPv6 address by its /64) may
+    /// present per minute, across tunnel servers, before `start` requests for that address
+    /// are refused unchecked for the rest of the minute. A wrong proof never burns a ticket.
+    /// Default 10.
     pub wrong_proofs_per_minute_per_source: u32,
-    /// Wrong tunnel-handshake proofs one tunnel server may present per minute, all sources
-    /// together, before its `start` requests with a proof are refused unchecked for the rest
-    /// of the minute. Default 100.
+    /// The same per ticket: requests for it are then refused unchecked. Default 5.
+    pub wrong_proofs_per_minute_per_ticket: u32,
+    /// The same per user, all their tickets together. Default 20.
+    pub wrong_proofs_per_minute_per_user: u32,
+    /// Wrong proofs one tunnel server may present per minute, all principals together;
+    /// beyond it, its requests from addresses and users that presented a wrong proof this
+    /// minute are refused unchecked (everyone else's are still checked). Default 100.
     pub wrong_proofs_per_minute_per_tunnel_server: u32,
 }
 
@@ -159,6 +164,8 @@ impl Default for TicketConfig {
             client_ticket_ttl_secs: 60,
             tunnel_ticket_ttl_secs: 120,
             wrong_proofs_per_minute_per_source: 10,
+            wrong_proofs_per_minute_per_ticket: 5,
+            wrong_proofs_per_minute_per_user: 20,
             wrong_proofs_per_minute_per_tunnel_server: 100,
         }
     }
@@ -366,6 +373,14 @@ impl BrokerConfig {
             (
                 "tickets.wrong_proofs_per_minute_per_source",
                 u64::from(self.tickets.wrong_proofs_per_minute_per_source),
+            ),
+            (
+                "tickets.wrong_proofs_per_minute_per_ticket",
+                u64::from(self.tickets.wrong_proofs_per_minute_per_ticket),
+            ),
+            (
+                "tickets.wrong_proofs_per_minute_per_user",
+                u64::from(self.tickets.wrong_proofs_per_minute_per_user),
             ),
             (
                 "tickets.wrong_proofs_per_minute_per_tunnel_server",

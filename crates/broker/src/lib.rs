@@ -27,6 +27,7 @@ pub mod proof_limit;
 pub mod rate_limit;
 pub mod readiness;
 pub mod redeem;
+pub mod refusal_log;
 pub mod scripts;
 pub mod server;
 pub mod state;

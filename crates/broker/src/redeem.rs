@@ -4,7 +4,8 @@
 //! server's tunnel group; a tunnel protocol v1 server must bring the launcher's proof,
 //! which is checked in constant time **before** the ticket is consumed (a wrong proof
 //! consumes nothing and never burns the ticket; wrong proofs are counted, audited and
-//! limited per tunnel server and source address, [`crate::proof_limit`]); then one atomic
+//! limited per source address, ticket and user, and a tunnel server's budget sheds only the
+//! principals that misbehaved, [`crate::proof_limit`]); then one atomic
 //! statement consumes it, so exactly one of any number of concurrent callers wins. A v1
 //! server receives the tunnel secret derived from the KEM shared secret, never the KEM
 //! secret itself; only a legacy ticket's server gets that (docs/protocol.md §6.7, §7.7).
@@ -18,6 +19,7 @@ use portcullis_proto::tunnel::{derive_tunnel_secret, verify_open_proof};
 use serde_json::json;
 
 use crate::metrics::RefusalReason;
+use crate::proof_limit::Principals;
 use crate::state::AppState;
 use crate::store::{AuditEvent, NewNotifyTicket, StoreError, TunnelServer};
 use crate::tickets::crypto::{open_secret, ticket_hash};
@@ -73,7 +75,7 @@ pub async fn start(
 ) -> Result<Envelope, RedeemRefusal> {
     let hash = ticket_hash(&request.ticket);
     let now = state.now();
-    if request.proof.is_some() && !state.wrong_proofs.admits(server.id, request.ip, now) {
+    if request.proof.is_some() && state.wrong_proofs.admits_source(request.ip, now).is_err() {
         return Err(RedeemRefusal::ProofLimit);
     }
     let ticket = state
@@ -85,6 +87,17 @@ pub async fn start(
     // its proof is not even checked (docs/protocol.md §7.3 step 3).
     if ticket.tunnel_group != server.group {
         return Err(RedeemRefusal::UnknownTicket);
+    }
+    let principals = Principals {
+        server: server.id,
+        source: request.ip,
+        ticket: hash,
+        user: ticket.user_id,
+    };
+    // A ticket, user or shed principal over its budget: refused before the proof is
+    // checked, and nothing is recorded (docs/protocol.md §7.3 step 4).
+    if request.proof.is_some() && state.wrong_proofs.admits(&principals, now).is_err() {
+        return Err(RedeemRefusal::ProofLimit);
     }
     let kem_secret = open_secret(&request.ticket, &ticket.secret_enc)
         .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
@@ -104,7 +117,7 @@ pub async fn start(
     };
     if !proof_ok {
         if request.proof.is_some() {
-            wrong_proof(state, server, request, &hash, &ticket, now).await?;
+            wrong_proof(state, server, request, &principals, &ticket, now).await?;
         }
         return Err(RedeemRefusal::BadProof);
     }
@@ -173,20 +186,21 @@ fn tunnel_secret(
         .map_err(|error| RedeemRefusal::Internal(error.to_string()))
 }
 
-/// A wrong proof: counted against the source and the tunnel server, counted on the ticket
-/// and audited. The ticket stays redeemable with the right proof.
+/// A wrong proof: counted against the source, the ticket, the user and the tunnel server,
+/// counted on the ticket's row and audited. The ticket stays redeemable with the right proof.
 async fn wrong_proof(
     state: &AppState,
     server: &TunnelServer,
     request: &StartRequest,
-    hash: &crate::tickets::crypto::TicketHash,
+    principals: &Principals,
     ticket: &crate::store::TunnelTicket,
     now: i64,
 ) -> Result<(), RedeemRefusal> {
-    state
-        .wrong_proofs
-        .record_failure(server.id, request.ip, now);
-    let failures = state.store.record_failed_proof(hash, now).await?;
+    state.wrong_proofs.record_failure(principals, now);
+    let failures = state
+        .store
+        .record_failed_proof(&principals.ticket, now)
+        .await?;
     tracing::warn!(
         tunnel_server = %server.name,
         source = %request.ip,

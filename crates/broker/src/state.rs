@@ -9,9 +9,10 @@ use crate::config::BrokerConfig;
 use crate::metrics::Metrics;
 use crate::oidc::Providers;
 use crate::password::PasswordChecks;
-use crate::proof_limit::ProofLimiter;
+use crate::proof_limit::{ProofBudgets, ProofLimiter};
 use crate::rate_limit::RateLimiter;
 use crate::readiness::ReadinessCache;
+use crate::refusal_log::RefusalLog;
 use crate::scripts::ScriptSet;
 use crate::store::Store;
 
@@ -35,8 +36,10 @@ pub struct AppState {
     pub password_checks: PasswordChecks,
     /// Targets that answered the readiness check recently.
     pub readiness: ReadinessCache,
-    /// Wrong tunnel-handshake proofs per tunnel server and source address.
+    /// Wrong tunnel-handshake proofs per source address, ticket, user and tunnel server.
     pub wrong_proofs: ProofLimiter,
+    /// The log lines of refused tunnel-server requests, aggregated per reason.
+    pub refusal_log: RefusalLog,
     /// The OpenID Connect providers users may sign in with.
     pub oidc: Providers,
     clock: Clock,
@@ -59,10 +62,12 @@ impl AppState {
         let per_user = config.limits.login_attempts_per_minute_per_user;
         let per_ip = config.limits.login_attempts_per_minute_per_ip;
         let password_checks = PasswordChecks::new(config.limits.concurrent_password_checks);
-        let wrong_proofs = ProofLimiter::new(
-            config.tickets.wrong_proofs_per_minute_per_source,
-            config.tickets.wrong_proofs_per_minute_per_tunnel_server,
-        );
+        let wrong_proofs = ProofLimiter::new(ProofBudgets {
+            per_source: config.tickets.wrong_proofs_per_minute_per_source,
+            per_ticket: config.tickets.wrong_proofs_per_minute_per_ticket,
+            per_user: config.tickets.wrong_proofs_per_minute_per_user,
+            per_server: config.tickets.wrong_proofs_per_minute_per_tunnel_server,
+        });
         Self {
             config,
             store,
@@ -74,6 +79,7 @@ impl AppState {
             password_checks,
             readiness: ReadinessCache::default(),
             wrong_proofs,
+            refusal_log: RefusalLog::default(),
             oidc,
             clock,
         }

@@ -426,6 +426,20 @@ fn validation_refuses_inconsistent_settings() {
         "greater than 0",
     );
     let mut config = base.clone();
+    config.tickets.wrong_proofs_per_minute_per_ticket = 0;
+    check(
+        config,
+        "tickets.wrong_proofs_per_minute_per_ticket",
+        "greater than 0",
+    );
+    let mut config = base.clone();
+    config.tickets.wrong_proofs_per_minute_per_user = 0;
+    check(
+        config,
+        "tickets.wrong_proofs_per_minute_per_user",
+        "greater than 0",
+    );
+    let mut config = base.clone();
     config.tickets.wrong_proofs_per_minute_per_tunnel_server = 0;
     check(
         config,

@@ -48,10 +48,10 @@ fn refuse(state: &AppState, refusal: &RedeemRefusal) -> (StatusCode, Json<Tunnel
     if let RedeemRefusal::Internal(detail) = refusal {
         tracing::error!(%detail, "tunnel API request failed");
     } else {
-        tracing::info!(
-            reason = refusal.reason().as_str(),
-            "tunnel API request refused"
-        );
+        // Aggregated: a flood of refusals is a line per reason and interval, not one each.
+        state
+            .refusal_log
+            .refused(refusal.reason().as_str(), state.now());
     }
     (StatusCode::FORBIDDEN, Json(TunnelRefusal::access_denied()))
 }

@@ -243,3 +243,30 @@ async fn no_secret_reaches_the_logs() {
         leaks.join("\n")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refused_tunnel_requests_is_not_a_log_line_each() {
+    let log = capture();
+    let broker = TestBroker::start().await;
+    let lines = |from: usize| {
+        let text = log.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        String::from_utf8_lossy(&text[from..])
+            .lines()
+            .filter(|line| line.contains("tunnel API request"))
+            .count()
+    };
+    let start = log
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .len();
+    for _ in 0..1_000 {
+        let reply = broker
+            .tunnel_api(Some("Bearer sk-not-a-tunnel-server"), b"{}".to_vec())
+            .await;
+        assert_eq!(reply.status, StatusCode::FORBIDDEN);
+    }
+    // Other tests of this process may log refusals meanwhile; a line per refusal would be
+    // a thousand.
+    let logged = lines(start);
+    assert!(logged < 50, "{logged} log lines for 1,000 refusals");
+}

@@ -134,7 +134,7 @@ async fn a_tunnel_ticket_is_redeemed_once_with_the_proof_and_the_session_account
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
+async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source_and_ticket() {
     let broker = TestBroker::builder()
         .config(|config| config.tickets.wrong_proofs_per_minute_per_source = 3)
         .start()
@@ -143,10 +143,11 @@ async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
     let alice = broker.login("alice", PASSWORD).await;
     let launcher = Launcher::portcullis();
 
-    // Many wrong proofs from different sources (someone who saw the ticket id on the
-    // wire), then the right one: redeemed. A wrong proof never burns the ticket.
+    // Wrong proofs from different sources (someone who saw the ticket id on the wire),
+    // within the ticket's budget of 5, then the right one: redeemed. A wrong proof never
+    // burns the ticket.
     let first = broker.launch_tunneled(&alice, world.shell, &launcher).await;
-    for source in 1..=6u8 {
+    for source in 1..=4u8 {
         let reply = world
             .dc1
             .start_from(
@@ -206,7 +207,7 @@ async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
             &metrics,
             r#"portcullis_tunnel_redemptions_refused_total{reason="bad_proof"}"#
         ),
-        9.0
+        7.0
     );
     assert_eq!(
         metric(
@@ -216,6 +217,87 @@ async fn wrong_proofs_never_burn_a_ticket_and_are_limited_per_source() {
         1.0
     );
     assert_eq!(metric(&metrics, "portcullis_tunnel_redemptions_total"), 2.0);
+
+    // A ticket that used up its budget is refused unchecked for the rest of the minute,
+    // from any address, and is not burnt: the next minute the right proof redeems it.
+    let third = broker.launch_tunneled(&alice, world.shell, &launcher).await;
+    for source in 10..15u8 {
+        let reply = world
+            .dc1
+            .start_from(
+                &broker,
+                &third.ticket,
+                IpAddr::from([192, 0, 2, source]),
+                Some(&wrong_proof(&third.ticket)),
+            )
+            .await;
+        assert_access_denied(&reply);
+    }
+    let good = proof_for(&third.secret, &third.ticket);
+    let fresh = IpAddr::from([198, 51, 100, 1]);
+    assert_access_denied(
+        &world
+            .dc1
+            .start_from(&broker, &third.ticket, fresh, Some(&good))
+            .await,
+    );
+    broker.clock.advance(Duration::from_secs(61));
+    let start = world
+        .dc1
+        .start_from(&broker, &third.ticket, fresh, Some(&good))
+        .await;
+    assert_eq!(start.status, StatusCode::OK, "{}", start.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_users_wrong_proof_flood_from_many_addresses_does_not_stop_another_users_open() {
+    let broker = TestBroker::start().await;
+    let world = broker.world().await;
+    broker.add_user("carol", &["staff"]).await;
+    let alice = broker.login("alice", PASSWORD).await;
+    let carol = broker.login("carol", PASSWORD).await;
+    let launcher = Launcher::portcullis();
+
+    // Alice floods the tunnel server with wrong proofs for her own tickets: 150 in all,
+    // ten from each of fifteen addresses, more than the tunnel server's budget of 100.
+    let mut tickets = Vec::new();
+    for _ in 0..3 {
+        tickets.push(broker.launch_tunneled(&alice, world.shell, &launcher).await);
+    }
+    for source in 1..=15u8 {
+        for attempt in 0..10usize {
+            let ticket = &tickets[attempt % tickets.len()].ticket;
+            let reply = world
+                .dc1
+                .start_from(
+                    &broker,
+                    ticket,
+                    IpAddr::from([203, 0, 113, source]),
+                    Some(&wrong_proof(ticket)),
+                )
+                .await;
+            assert_access_denied(&reply);
+        }
+    }
+    // Carol's correct Open, from an address of her own, goes through.
+    let hers = broker.launch_tunneled(&carol, world.shell, &launcher).await;
+    let reply = world
+        .dc1
+        .start_from(
+            &broker,
+            &hers.ticket,
+            IpAddr::from([198, 51, 100, 7]),
+            Some(&proof_for(&hers.secret, &hers.ticket)),
+        )
+        .await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    // Alice spent her own budget: only its worth of wrong proofs was checked and audited.
+    let metrics = broker.metrics().await;
+    let checked = metric(
+        &metrics,
+        r#"portcullis_tunnel_redemptions_refused_total{reason="bad_proof"}"#,
+    );
+    assert!(checked <= 20.0, "{checked} wrong proofs checked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
