@@ -11,7 +11,6 @@
 
 mod auth;
 mod error;
-mod trusted_proxy;
 mod urls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,7 +25,7 @@ use urls::check_http_url;
 
 pub use auth::{AuthConfig, OidcProviderConfig};
 pub use error::ConfigError;
-pub use trusted_proxy::TrustedProxy;
+pub use portcullis_proto::IpNetwork as TrustedProxy;
 pub use urls::{DatabaseUrl, PublicUrl};
 
 /// Default of [`BrokerConfig::data_dir`].

@@ -26,6 +26,7 @@ pub mod hex;
 mod ids;
 mod kdf;
 pub mod kem;
+mod network;
 pub mod openuds;
 pub mod payload;
 pub mod proxy_v2;
@@ -36,5 +37,6 @@ pub mod tunnel;
 
 pub use error::{Error, ErrorKind};
 pub use ids::{ConnectionId, Scrambler, SessionId, TicketId};
+pub use network::IpNetwork;
 pub use secret::{SharedSecret, constant_time_eq};
 pub use source::SourceKey;

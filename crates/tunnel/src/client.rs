@@ -149,8 +149,10 @@ struct ClientShared {
     holding: AtomicBool,
     /// A hold connection is up.
     held: AtomicBool,
-    /// Why the session ended, once it did.
+    /// Why the session ended, once it did; published once the listener is closed.
     end: tokio::sync::watch::Sender<Option<SessionEnd>>,
+    /// Whether the listener is closed, and a session end waiting for that.
+    listener: Mutex<ListenerState>,
     sent: AtomicU64,
     received: AtomicU64,
     errors: Mutex<Vec<String>>,
@@ -229,6 +231,7 @@ impl Forwarder {
             holding: AtomicBool::new(false),
             held: AtomicBool::new(false),
             end: tokio::sync::watch::Sender::new(None),
+            listener: Mutex::new(ListenerState::default()),
             sent: AtomicU64::new(0),
             received: AtomicU64::new(0),
             errors: Mutex::new(Vec::new()),
@@ -347,7 +350,7 @@ async fn accept_loop(
 ) {
     loop {
         let accepted = tokio::select! {
-            () = listening.cancelled() => return,
+            () = listening.cancelled() => break,
             accepted = listener.accept() => accepted,
         };
         match accepted {
@@ -370,6 +373,22 @@ async fn accept_loop(
             }
         }
     }
+    drop(listener);
+    let pending = {
+        let mut state = lock(&shared.listener);
+        state.closed = true;
+        state.pending_end.take()
+    };
+    if let Some(end) = pending {
+        shared.publish_end(end);
+    }
+}
+
+/// The local listener's state, for publishing a session's end only once it is closed.
+#[derive(Debug, Default)]
+struct ListenerState {
+    closed: bool,
+    pending_end: Option<SessionEnd>,
 }
 
 /// What the relay reports to, on the client.
@@ -506,7 +525,23 @@ impl ClientShared {
     fn session_ended(&self, end: SessionEnd) {
         tracing::info!(%end, "the tunnel session ended; the local listener closes");
         lock(&self.credentials).take();
-        self.listening.cancel();
+        // Published once the listener is closed, so that whoever learns of the end can
+        // count on connections being refused.
+        let closed = {
+            let mut state = lock(&self.listener);
+            if !state.closed {
+                state.pending_end = Some(end);
+            }
+            state.closed
+        };
+        if closed {
+            self.publish_end(end);
+        } else {
+            self.listening.cancel();
+        }
+    }
+
+    fn publish_end(&self, end: SessionEnd) {
         self.end.send_replace(Some(end));
         self.events.send_replace(());
     }

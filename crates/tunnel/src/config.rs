@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_proto::IpNetwork;
 use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -35,6 +36,9 @@ pub struct TunnelConfig {
     /// Expect a PROXY protocol v2 header first on every connection (behind a layer-4 load
     /// balancer). Default false.
     pub proxy_protocol: bool,
+    /// The addresses allowed to send that header (the balancers, the cluster's members):
+    /// required with `proxy_protocol`; a connection from anywhere else is closed unanswered.
+    pub proxy_protocol_trusted: Vec<IpNetwork>,
     /// What one peer, and everyone together, can make the server hold.
     pub limits: TunnelLimits,
     /// Timeouts (docs/protocol.md §8.13).
@@ -49,6 +53,7 @@ impl Default for TunnelConfig {
             broker: BrokerLink::default(),
             tls: TunnelTls::default(),
             proxy_protocol: false,
+            proxy_protocol_trusted: Vec::new(),
             limits: TunnelLimits::default(),
             timeouts: TunnelTimeouts::default(),
         }
@@ -355,6 +360,23 @@ impl TunnelConfig {
             ));
         }
         check_broker_url(&self.broker.url).map_err(|reason| invalid("broker.url", reason))?;
+        match (self.proxy_protocol, self.proxy_protocol_trusted.is_empty()) {
+            (true, true) => {
+                return Err(invalid(
+                    "proxy_protocol_trusted",
+                    "is required with proxy_protocol = true: the addresses of the load \
+                     balancers (CIDR networks or addresses); anyone else could write a header \
+                     and pass for any address",
+                ));
+            }
+            (false, false) => {
+                return Err(invalid(
+                    "proxy_protocol_trusted",
+                    "is set but proxy_protocol is false: no PROXY header is read",
+                ));
+            }
+            _ => {}
+        }
         self.validate_limits()?;
         self.validate_timeouts()?;
         match (&self.tls.cert, &self.tls.key) {
@@ -627,6 +649,27 @@ mod tests {
     }
 
     #[test]
+    fn proxy_protocol_needs_the_addresses_it_trusts() {
+        let mut config = minimal();
+        config.proxy_protocol = true;
+        assert_eq!(refused_field(&config), "proxy_protocol_trusted");
+        config.proxy_protocol_trusted = vec!["10.0.0.0/8".parse().unwrap()];
+        config.validate().unwrap();
+        config.proxy_protocol = false;
+        assert_eq!(refused_field(&config), "proxy_protocol_trusted");
+        let parsed = parse(
+            "proxy_protocol = true\nproxy_protocol_trusted = [\"10.1.0.0/16\", \"fd00::7\"]\n\
+             [broker]\nurl = \"https://b.example\"\n",
+        )
+        .unwrap();
+        parsed.validate().unwrap();
+        assert!(parsed.proxy_protocol_trusted[0].contains("10.1.2.3".parse().unwrap()));
+        assert!(parsed.proxy_protocol_trusted[1].contains("fd00::7".parse().unwrap()));
+        let typo = parse("proxy_protocol_trusted = [\"10.0.0.1/8\"]\n").unwrap_err();
+        assert!(typo.to_string().contains("10.0.0.0/8"), "{typo}");
+    }
+
+    #[test]
     fn the_example_file_sets_every_setting() {
         let config = parse(EXAMPLE).unwrap();
         config.validate().unwrap();
@@ -640,6 +683,7 @@ mod tests {
         );
         assert_eq!(config.ops_listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(config.proxy_protocol);
+        assert_eq!(config.proxy_protocol_trusted.len(), 2);
         assert_eq!(
             config.broker,
             BrokerLink {

@@ -70,12 +70,20 @@ pub async fn serve(
             }
         }
         let stream: TunnelStream = match &shared.tls {
-            Some(acceptor) => Box::new(
-                acceptor
-                    .accept(tcp)
-                    .await
-                    .map_err(|_| Failure::Close("tls"))?,
-            ),
+            Some(acceptor) => {
+                // A TLS handshake costs far more than a tunnel hello: the source's token is
+                // taken before it, and a source over its rate gets no TLS (§8.15).
+                if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
+                    limited(&shared, refusal);
+                    return Err(Failure::Close("busy"));
+                }
+                Box::new(
+                    acceptor
+                        .accept(tcp)
+                        .await
+                        .map_err(|_| Failure::Close("tls"))?,
+                )
+            }
             None => Box::new(tcp),
         };
         Ok::<_, Failure>(stream)
@@ -113,9 +121,12 @@ pub async fn serve(
             .inc();
         return;
     }
-    if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
-        limited(&shared, refusal);
-        return refuse(&shared, stream, Failure::Refuse(ErrorCode::Busy, "busy")).await;
+    // Without TLS the token is taken here, where a Busy can still be answered.
+    if shared.tls.is_none() {
+        if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
+            limited(&shared, refusal);
+            return refuse(&shared, stream, Failure::Refuse(ErrorCode::Busy, "busy")).await;
+        }
     }
     let server_random = match portcullis_proto::tunnel::fresh_random() {
         Ok(random) => random,

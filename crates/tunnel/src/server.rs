@@ -73,6 +73,14 @@ impl std::fmt::Debug for Shared {
 }
 
 impl Shared {
+    /// Whether `peer` may send a PROXY v2 header (`proxy_protocol_trusted`).
+    pub fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool {
+        self.config
+            .proxy_protocol_trusted
+            .iter()
+            .any(|network| network.contains(peer))
+    }
+
     /// The record layer's settings for new connections.
     pub fn connection_config(&self) -> ConnectionConfig {
         ConnectionConfig {
@@ -230,6 +238,20 @@ async fn accept_loop(
                 continue;
             }
         };
+        // Behind a PROXY v2 balancer only the trusted balancers may connect: anyone else
+        // could write a header naming any source (docs/protocol.md §8.15).
+        if shared.config.proxy_protocol && !shared.trusts_proxy(peer.ip()) {
+            shared
+                .metrics
+                .limited
+                .get_or_create(&ReasonLabels {
+                    reason: "proxy_untrusted",
+                })
+                .inc();
+            tracing::debug!(%peer, "connection from an address not trusted for PROXY v2 closed");
+            drop(tcp);
+            continue;
+        }
         // Behind a PROXY v2 balancer the peer is the balancer: the source is known only
         // once the header is read (handshake::serve attributes it).
         let source = (!shared.config.proxy_protocol).then_some(peer.ip());

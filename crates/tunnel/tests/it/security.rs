@@ -175,7 +175,11 @@ fn proxy_v2(source: std::net::SocketAddrV4) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn behind_a_proxy_v2_balancer_the_launcher_address_reaches_the_broker() {
-    let stack = Stack::with(|config| config.proxy_protocol = true).await;
+    let stack = Stack::with(|config| {
+        config.proxy_protocol = true;
+        config.proxy_protocol_trusted = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
     let echo = Echo::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let launcher = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 51, 100, 9), 40_000);
@@ -210,4 +214,67 @@ async fn behind_a_proxy_v2_balancer_the_launcher_address_reaches_the_broker() {
     let mut bare = connect(&stack.address()).await.unwrap();
     bare.write_all(b"PCTN\x01\x01").await.unwrap();
     assert!(read_server_message(&mut bare).await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_trusted_balancers_may_send_a_proxy_v2_header() {
+    // The balancers are on 10.0.0.0/8: this test's loopback client is not one of them.
+    let stack = Stack::with(|config| {
+        config.proxy_protocol = true;
+        config.proxy_protocol_trusted = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let echo = Echo::start().await;
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let forged = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 51, 100, 77), 40_000);
+    let mut stream = connect(&stack.address()).await.unwrap();
+    let mut hello = proxy_v2(forged);
+    let _ = client::open(&ticket, &secret, [3; 32], &mut hello);
+    // The connection is closed before anything is read: no Challenge, no broker call.
+    let _ = stream.write_all(&hello).await;
+    assert!(read_server_message(&mut stream).await.is_err());
+    assert!(stack.audit("tunnel.started").await.is_empty());
+    assert!(still_redeemable(&stack, &ticket).await);
+    assert!(stack.metric(r#"portcullis_tunnel_limited_total{reason="proxy_untrusted"}"#) >= 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_handshakes_are_counted_per_source_before_tls() {
+    let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, certified.cert.pem()).unwrap();
+    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    // One handshake per second, a burst of two.
+    let stack = Stack::with(|config| {
+        config.tls.cert = Some(cert);
+        config.tls.key = Some(key);
+        config.limits.handshakes_per_second_per_source = 1;
+    })
+    .await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(certified.cert.der().clone()).unwrap();
+    let tls = std::sync::Arc::new(
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth(),
+    );
+    let mut address = stack.address();
+    address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
+    let mut completed = 0;
+    for _ in 0..6 {
+        if connect(&address).await.is_ok() {
+            completed += 1;
+        }
+    }
+    // The burst, and at most one refilled while the loop ran; the rest never got TLS.
+    assert!(
+        (2..=3).contains(&completed),
+        "{completed} TLS handshakes completed"
+    );
+    assert!(stack.metric(r#"portcullis_tunnel_limited_total{reason="handshake_rate"}"#) >= 3.0);
 }

@@ -1,5 +1,6 @@
-//! `trusted_proxies` entries: an address (`192.0.2.7`, `::1`) or a network in CIDR notation
-//! (`10.0.0.0/8`, `fd00::/8`), on the `ipnet` crate's networks.
+//! Allow-lists of addresses in configuration files: an address (`192.0.2.7`, `::1`) or a
+//! network in CIDR notation (`10.0.0.0/8`, `fd00::/8`), on the `ipnet` crate's networks.
+//! The broker's `trusted_proxies` and the tunnel server's `proxy_protocol_trusted` use it.
 
 use core::fmt;
 use core::str::FromStr;
@@ -8,11 +9,12 @@ use std::net::IpAddr;
 use ipnet::{IpNet, Ipv4Net};
 use serde::{Deserialize, Deserializer};
 
-/// A reverse proxy whose `X-Forwarded-For` is believed: every address of a network.
+/// Every address of a network, or one address: a reverse proxy whose `X-Forwarded-For` is
+/// believed, a load balancer whose PROXY v2 header is.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct TrustedProxy(IpNet);
+pub struct IpNetwork(IpNet);
 
-impl TrustedProxy {
+impl IpNetwork {
     /// Whether `addr` is in the network. An IPv4 address written as IPv6 (`::ffff:a.b.c.d`,
     /// how a dual-stack socket reports IPv4 peers) counts as the IPv4 address.
     pub fn contains(&self, addr: IpAddr) -> bool {
@@ -25,7 +27,7 @@ impl TrustedProxy {
     }
 }
 
-impl FromStr for TrustedProxy {
+impl FromStr for IpNetwork {
     type Err = String;
 
     /// Parses an address (a network of one) or a network; refuses a network with bits set
@@ -61,13 +63,13 @@ fn canonical(net: IpNet) -> IpNet {
     }
 }
 
-impl fmt::Display for TrustedProxy {
+impl fmt::Display for IpNetwork {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
     }
 }
 
-impl<'de> Deserialize<'de> for TrustedProxy {
+impl<'de> Deserialize<'de> for IpNetwork {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
@@ -75,6 +77,7 @@ impl<'de> Deserialize<'de> for TrustedProxy {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -82,7 +85,7 @@ mod tests {
         text.parse().unwrap()
     }
 
-    fn proxy(text: &str) -> TrustedProxy {
+    fn proxy(text: &str) -> IpNetwork {
         text.parse().unwrap()
     }
 
@@ -112,13 +115,13 @@ mod tests {
 
     #[test]
     fn mistakes_are_explained() {
-        let error = "10.0.0.1/8".parse::<TrustedProxy>().unwrap_err();
+        let error = "10.0.0.1/8".parse::<IpNetwork>().unwrap_err();
         assert!(error.contains("write 10.0.0.0/8"), "{error}");
-        let error = "10.0.0.0/33".parse::<TrustedProxy>().unwrap_err();
+        let error = "10.0.0.0/33".parse::<IpNetwork>().unwrap_err();
         assert!(error.contains("0 to 32"), "{error}");
-        let error = "proxy.example".parse::<TrustedProxy>().unwrap_err();
+        let error = "proxy.example".parse::<IpNetwork>().unwrap_err();
         assert!(error.contains("not an IP address"), "{error}");
-        let error = "fd00::1/8".parse::<TrustedProxy>().unwrap_err();
+        let error = "fd00::1/8".parse::<IpNetwork>().unwrap_err();
         assert!(error.contains("fd00::/8"), "{error}");
     }
 }
