@@ -142,6 +142,10 @@ pub struct TicketConfig {
     pub client_ticket_ttl_secs: u64,
     /// Lifetime of a tunnel ticket, in seconds. Default 120.
     pub tunnel_ticket_ttl_secs: u64,
+    /// How long a launcher has to open its first tunnel connection (the params'
+    /// `startup_time`), in seconds; at most the tunnel ticket's lifetime. OpenUDS 5
+    /// launchers keep each tunnel, and themselves, alive at least that long. Default 30.
+    pub tunnel_startup_secs: u64,
     /// Wrong tunnel-handshake proofs one launcher address (an IPv6 address by its /64) may
     /// present per minute, across tunnel servers, before `start` requests for that address
     /// are refused unchecked for the rest of the minute. A wrong proof never burns a ticket.
@@ -162,6 +166,7 @@ impl Default for TicketConfig {
         Self {
             client_ticket_ttl_secs: 60,
             tunnel_ticket_ttl_secs: 120,
+            tunnel_startup_secs: 30,
             wrong_proofs_per_minute_per_source: 10,
             wrong_proofs_per_minute_per_ticket: 5,
             wrong_proofs_per_minute_per_user: 20,
@@ -179,6 +184,12 @@ impl TicketConfig {
     /// `tunnel_ticket_ttl_secs` as a duration.
     pub fn tunnel_ticket_ttl(&self) -> Duration {
         Duration::from_secs(self.tunnel_ticket_ttl_secs)
+    }
+
+    /// The time a launcher has to open its first tunnel connection: `tunnel_startup_secs`,
+    /// but never past the tunnel ticket's expiry (the ticket would be gone).
+    pub fn tunnel_startup(&self) -> Duration {
+        Duration::from_secs(self.tunnel_startup_secs.min(self.tunnel_ticket_ttl_secs))
     }
 }
 
@@ -370,6 +381,10 @@ impl BrokerConfig {
                 self.tickets.tunnel_ticket_ttl_secs,
             ),
             (
+                "tickets.tunnel_startup_secs",
+                self.tickets.tunnel_startup_secs,
+            ),
+            (
                 "tickets.wrong_proofs_per_minute_per_source",
                 u64::from(self.tickets.wrong_proofs_per_minute_per_source),
             ),
@@ -439,6 +454,11 @@ impl BrokerConfig {
             (
                 "tickets.tunnel_ticket_ttl_secs",
                 self.tickets.tunnel_ticket_ttl_secs,
+                DAY,
+            ),
+            (
+                "tickets.tunnel_startup_secs",
+                self.tickets.tunnel_startup_secs,
                 DAY,
             ),
             (

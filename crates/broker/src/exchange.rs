@@ -290,14 +290,8 @@ fn tunnel_params(
         host: host.to_owned(),
         port,
         ticket: ticket.clone(),
-        startup_time: u32::try_from(
-            state
-                .config
-                .tickets
-                .tunnel_ticket_ttl_secs
-                .saturating_mul(1000),
-        )
-        .unwrap_or(u32::MAX),
+        startup_time: u32::try_from(state.config.tickets.tunnel_startup().as_millis())
+            .unwrap_or(u32::MAX),
         verify_ssl: true,
         tls: false,
         protocol: if server.legacy {

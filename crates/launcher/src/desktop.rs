@@ -20,11 +20,13 @@ pub fn applications_dir(var: impl Fn(&str) -> Option<PathBuf>) -> Option<PathBuf
 /// The desktop entry that runs `executable` with the link.
 pub fn desktop_entry(executable: &Path) -> String {
     // Desktop entry Exec quoting: double quotes around the path, with `"`, `` ` ``, `$`
-    // and `\` escaped.
+    // and `\` escaped, and `%` doubled (else `%u` in a directory name is a field code).
     let mut quoted = String::from("\"");
     for c in executable.display().to_string().chars() {
-        if matches!(c, '"' | '`' | '$' | '\\') {
-            quoted.push('\\');
+        match c {
+            '"' | '`' | '$' | '\\' => quoted.push('\\'),
+            '%' => quoted.push('%'),
+            _ => {}
         }
         quoted.push(c);
     }
@@ -80,6 +82,15 @@ mod tests {
         let entry = desktop_entry(Path::new("/opt/my \"apps\"/portcullis-launcher"));
         assert!(entry.contains("Exec=\"/opt/my \\\"apps\\\"/portcullis-launcher\" %u\n"));
         assert!(entry.contains("MimeType=x-scheme-handler/udssv2;\n"));
+    }
+
+    #[test]
+    fn a_percent_in_the_path_is_not_a_field_code() {
+        let entry = desktop_entry(Path::new("/opt/100%u sure/portcullis-launcher"));
+        assert!(
+            entry.contains("Exec=\"/opt/100%%u sure/portcullis-launcher\" %u\n"),
+            "{entry}"
+        );
     }
 
     #[test]

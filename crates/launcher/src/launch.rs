@@ -542,9 +542,10 @@ type TunnelTls = (
     rustls::pki_types::ServerName<'static>,
 );
 
-/// rustls for a tunnel connection: Mozilla's roots (and `ca_file`), the tunnel server's
-/// host as the name; X25519MLKEM768 preferred (aws-lc-rs's default order). The
-/// certificate is always checked, whatever the script asks.
+/// rustls for a tunnel connection: the roots the broker connection trusts — the
+/// operating system's (a company CA installed there) and Mozilla's — and `ca_file`, the
+/// tunnel server's host as the name; X25519MLKEM768 preferred (aws-lc-rs's default
+/// order). The certificate is always checked, whatever the script asks.
 fn tunnel_tls(
     options: &TunnelOptions,
     ca_file: Option<&std::path::Path>,
@@ -558,6 +559,9 @@ fn tunnel_tls(
     }
     let mut roots = rustls::RootCertStore::empty();
     roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    // Unreadable system certificates are skipped, as the broker connection skips them.
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
     if let Some(path) = ca_file {
         let pem = std::fs::read(path).map_err(|error| format!("{}: {error}", path.display()))?;
         for certificate in CertificateDer::pem_slice_iter(&pem) {

@@ -88,9 +88,41 @@ pub struct TrustStore {
     keys: BTreeMap<String, Pinning>,
 }
 
-/// The form hosts are pinned under: lowercase `host` or `host:port`.
+/// The form hosts are pinned under, whichever way a link or the user writes them: `host`
+/// or `host:port`, a name in lowercase ASCII (an international name as its `xn--` form),
+/// an IPv6 address in brackets in its shortest form, and no port when it is the default
+/// (443).
 pub fn normalize_host(host: &str) -> String {
-    host.trim().to_ascii_lowercase()
+    let host = host.trim();
+    let (name, port) = split_port(host);
+    let name = match url::Host::parse(&name) {
+        Ok(url::Host::Domain(domain)) => domain,
+        Ok(url::Host::Ipv4(address)) => address.to_string(),
+        Ok(url::Host::Ipv6(address)) => format!("[{address}]"),
+        Err(_) => name.to_lowercase(),
+    };
+    match port {
+        Some(port) if port != "443" => format!("{name}:{port}"),
+        _ => name,
+    }
+}
+
+/// `host` split into its name (IPv6 addresses in brackets) and port.
+fn split_port(host: &str) -> (String, Option<&str>) {
+    if let Some(rest) = host.strip_prefix('[') {
+        if let Some((address, after)) = rest.split_once(']') {
+            return (format!("[{address}]"), after.strip_prefix(':'));
+        }
+    }
+    match host.matches(':').count() {
+        0 => (host.to_owned(), None),
+        1 => host
+            .split_once(':')
+            .map(|(name, port)| (name.to_owned(), Some(port)))
+            .unwrap_or((host.to_owned(), None)),
+        // A bare IPv6 address.
+        _ => (format!("[{host}]"), None),
+    }
 }
 
 impl TrustStore {
@@ -123,8 +155,9 @@ impl TrustStore {
                 if key.fingerprint() != pin.fingerprint {
                     return Err(corrupt(format!("{host}: the fingerprint is not the key's")));
                 }
+                // Files written before hosts were normalized this way still match.
                 keys.insert(
-                    host,
+                    normalize_host(&host),
                     Pinning {
                         key,
                         ca_file: pin.ca_file,
@@ -262,6 +295,28 @@ mod tests {
             .unwrap()
             .verifying_key()
             .clone()
+    }
+
+    #[test]
+    fn hosts_are_pinned_as_the_links_name_them() {
+        for (given, pinned) in [
+            ("Broker.Example", "broker.example"),
+            ("broker.example:443", "broker.example"),
+            ("BROKER.example:8443", "broker.example:8443"),
+            ("bücher.example", "xn--bcher-kva.example"),
+            ("Bücher.Example:443", "xn--bcher-kva.example"),
+            ("::1", "[::1]"),
+            ("[::1]:443", "[::1]"),
+            ("[0:0:0:0:0:0:0:1]:8443", "[::1]:8443"),
+            ("127.0.0.1:443", "127.0.0.1"),
+            (" broker.example ", "broker.example"),
+        ] {
+            assert_eq!(normalize_host(given), pinned, "{given}");
+        }
+        let mut store = TrustStore::load(Path::new("/nonexistent/trust.json")).unwrap();
+        store.pin("bücher.example:443", key(1)).unwrap();
+        assert!(store.get("xn--bcher-kva.example").is_some());
+        assert!(store.get("XN--BCHER-KVA.example:443").is_some());
     }
 
     #[test]

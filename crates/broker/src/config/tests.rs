@@ -514,6 +514,10 @@ fn lifetimes_and_timeouts_are_bounded() {
             "tickets.tunnel_ticket_ttl_secs",
         ),
         (
+            "[tickets]\ntunnel_startup_secs = 86401",
+            "tickets.tunnel_startup_secs",
+        ),
+        (
             "[session]\ncookie_ttl_secs = 9999999999",
             "session.cookie_ttl_secs",
         ),
@@ -546,4 +550,12 @@ fn lifetimes_and_timeouts_are_bounded() {
     )
     .unwrap();
     config.validate().unwrap();
+}
+
+#[test]
+fn the_tunnel_startup_time_is_at_most_the_tunnel_tickets_lifetime() {
+    let mut tickets = crate::config::TicketConfig::default();
+    assert_eq!(tickets.tunnel_startup(), Duration::from_secs(30));
+    tickets.tunnel_ticket_ttl_secs = 20;
+    assert_eq!(tickets.tunnel_startup(), Duration::from_secs(20));
 }

@@ -28,7 +28,7 @@ pub(super) fn object<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Res
 
     let s = Arc::clone(shared);
     method(ctx, &file, "read", move |ctx: Ctx<'js>, path: String| {
-        read(&ctx, &path, s.memory_bytes)
+        read(&ctx, &path, s.memory_bytes, s.clock.remaining())
     })?;
 
     method(
@@ -36,7 +36,7 @@ pub(super) fn object<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Res
         &file,
         "write",
         |ctx: Ctx<'js>, path: String, content: String| {
-            std::fs::write(&path, content)
+            write(&path, &content)
                 .map(|()| true)
                 .map_err(|err| throw(&ctx, &format!("{path} could not be written: {err}")))
         },
@@ -118,16 +118,58 @@ fn create_temp_file(
     Ok(path)
 }
 
-/// `File.read`: the file as UTF-8, at most `limit` bytes.
-fn read(ctx: &Ctx<'_>, path: &str, limit: usize) -> rquickjs::Result<String> {
+/// Opens `path` as a regular file without waiting: a FIFO or a device would block the
+/// script (and its time limit) in `open` or `read`, so they are refused.
+fn open_regular(path: &str, options: &mut std::fs::OpenOptions) -> std::io::Result<std::fs::File> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        let nonblocking = rustix::fs::OFlags::NONBLOCK.bits();
+        options.custom_flags(i32::try_from(nonblocking).unwrap_or_default());
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("it is not a regular file"));
+    }
+    Ok(file)
+}
+
+/// `File.write`: creates or replaces the regular file `path`.
+fn write(path: &str, content: &str) -> std::io::Result<()> {
+    let mut file = open_regular(path, std::fs::OpenOptions::new().write(true).create(true))?;
+    file.set_len(0)?;
+    file.write_all(content.as_bytes())
+}
+
+/// `File.read`: the regular file as UTF-8, at most `limit` bytes, read within `time` (the
+/// script's time limit: a read that takes longer, as on a hung network file system, fails
+/// instead of stopping the script).
+fn read(
+    ctx: &Ctx<'_>,
+    path: &str,
+    limit: usize,
+    time: std::time::Duration,
+) -> rquickjs::Result<String> {
     let unreadable =
         |err: &dyn std::fmt::Display| throw(ctx, &format!("{path} could not be read: {err}"));
-    let file = std::fs::File::open(path).map_err(|err| unreadable(&err))?;
-    let mut bytes = Vec::new();
-    let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
-    file.take(cap)
-        .read_to_end(&mut bytes)
+    let file = open_regular(path, std::fs::OpenOptions::new().read(true))
         .map_err(|err| unreadable(&err))?;
+    let (sender, receiver) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let cap = u64::try_from(limit).unwrap_or(u64::MAX).saturating_add(1);
+        let read = file.take(cap).read_to_end(&mut bytes).map(|_| bytes);
+        // The script may have given up waiting.
+        let _ = sender.send(read);
+    });
+    let bytes = match receiver.recv_timeout(time) {
+        Ok(read) => read.map_err(|err| unreadable(&err))?,
+        Err(_) => {
+            return Err(unreadable(
+                &"it did not answer within the script's time limit",
+            ));
+        }
+    };
     if bytes.len() > limit {
         return Err(unreadable(&"it is larger than the script's memory limit"));
     }

@@ -21,16 +21,13 @@ use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub use host::{HostFuture, ScriptHost, TunnelOptions};
 use rquickjs::{AsyncContext, AsyncRuntime, CatchResultExt, CaughtError, Module, async_with};
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 use state::{Clock, Proc, Shared};
-
-/// How often [`run`] checks that the script's evaluation can still progress.
-const STALL_CHECK: Duration = Duration::from_millis(500);
 
 /// How long after the script settled its early-unlinkable files are removed.
 const EARLY_UNLINK_DELAY: Duration = Duration::from_secs(10);
@@ -91,7 +88,7 @@ pub enum ScriptError {
 #[derive(Debug)]
 pub struct Settled {
     /// When the module's evaluation settled.
-    settled_at: Instant,
+    settled_at: tokio::time::Instant,
     /// The ends of the waitable apps (`Tasks.addWaitableApp`).
     waitable: Vec<watch::Receiver<bool>>,
     /// `Tasks.addEarlyUnlinkableFile`; emptied by the task that removes them after 10 s.
@@ -130,7 +127,7 @@ impl Settled {
     pub async fn cleanup(self) {
         let pending = !lock(&self.early_files).is_empty();
         if pending {
-            tokio::time::sleep_until((self.settled_at + EARLY_UNLINK_DELAY).into()).await;
+            tokio::time::sleep_until(self.settled_at + EARLY_UNLINK_DELAY).await;
         }
         let early = std::mem::take(&mut *lock(&self.early_files));
         remove_files(early.iter().chain(&self.late_files));
@@ -194,11 +191,11 @@ enum Outcome {
 
 /// Resolves once the script's evaluation can no longer progress: no job is pending and
 /// none of the launcher's asynchronous functions runs, so nothing can settle what it
-/// awaits (`await new Promise(() => {})`). Checked between polls of the evaluation, when
-/// the engine is free.
-async fn stalled(runtime: &AsyncRuntime) {
+/// awaits (`await new Promise(() => {})`). Checked each time the evaluation returned
+/// `Pending` (`idle`), when the engine is free.
+async fn stalled(runtime: &AsyncRuntime, idle: &Notify) {
     loop {
-        tokio::time::sleep(STALL_CHECK).await;
+        idle.notified().await;
         if !runtime.is_job_pending().await {
             return;
         }
@@ -263,13 +260,7 @@ pub async fn run_until(
             let (_module, promise) = module.eval()?;
             promise.into_future::<()>().await
         };
-        let interrupted = std::future::poll_fn(|_| {
-            if shared_js.clock.fired() {
-                std::task::Poll::Ready(())
-            } else {
-                std::task::Poll::Pending
-            }
-        });
+        let interrupted = shared_js.clock.fired_event();
         tokio::select! {
             biased;
             () = interrupted => Outcome::Interrupted,
@@ -279,10 +270,22 @@ pub async fn run_until(
             },
         }
     });
-    let outcome = tokio::select! {
-        outcome = evaluation => outcome,
-        () = stalled(&runtime) => Outcome::Stalled,
-        () = abort => Outcome::Aborted,
+    let outcome = {
+        // Each time the evaluation waits, whether anything can still wake it is checked.
+        let idle = Notify::new();
+        let mut evaluation = std::pin::pin!(evaluation);
+        let evaluation = std::future::poll_fn(|cx| {
+            let poll = evaluation.as_mut().poll(cx);
+            if poll.is_pending() {
+                idle.notify_one();
+            }
+            poll
+        });
+        tokio::select! {
+            outcome = evaluation => outcome,
+            () = stalled(&runtime, &idle) => Outcome::Stalled,
+            () = abort => Outcome::Aborted,
+        }
     };
     // Near the limit after a failure: the failure is (almost certainly) the limit's.
     let usage = runtime.memory_usage().await;
@@ -342,7 +345,7 @@ pub async fn run_until(
     let mut late_files = tables.late_files;
     late_files.append(&mut tables.temp_files);
     Ok(Settled {
-        settled_at: Instant::now(),
+        settled_at: tokio::time::Instant::now(),
         waitable,
         early_files,
         late_files,

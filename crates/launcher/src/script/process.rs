@@ -331,10 +331,16 @@ fn launch_and_wait<'js>(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
+    let slots = Arc::clone(&shared.run_slots);
     promise(
         ctx,
         &shared.clock,
         async move {
+            // The program starts once a slot is free; its timeout counts from then.
+            let _slot = slots
+                .acquire_owned()
+                .await
+                .map_err(|_| "the launcher is ending".to_owned())?;
             let name = program.display();
             let mut child = command
                 .spawn()

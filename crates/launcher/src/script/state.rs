@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Notify, watch};
+use tokio::sync::{Notify, Semaphore, watch};
 
 use super::host::ScriptHost;
 
@@ -22,6 +22,8 @@ pub(super) struct Clock {
     deadline_ms: AtomicU64,
     /// Set once the interrupt handler stopped the script.
     fired: AtomicBool,
+    /// Notified when `fired` is set.
+    fired_event: Notify,
 }
 
 impl Clock {
@@ -31,6 +33,7 @@ impl Clock {
             limit,
             deadline_ms: AtomicU64::new(0),
             fired: AtomicBool::new(false),
+            fired_event: Notify::new(),
         };
         clock.reset();
         clock
@@ -52,9 +55,23 @@ impl Clock {
         let now = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         if now >= self.deadline_ms.load(Ordering::Relaxed) {
             self.fired.store(true, Ordering::Relaxed);
+            self.fired_event.notify_one();
             return true;
         }
         false
+    }
+
+    /// Resolves once the time limit stopped the script.
+    pub(super) async fn fired_event(&self) {
+        if !self.fired() {
+            self.fired_event.notified().await;
+        }
+    }
+
+    /// The time left to the script's synchronous code now.
+    pub(super) fn remaining(&self) -> Duration {
+        let deadline = Duration::from_millis(self.deadline_ms.load(Ordering::Relaxed));
+        deadline.saturating_sub(self.start.elapsed())
     }
 
     /// Whether the time limit stopped the script.
@@ -107,8 +124,14 @@ pub(super) struct Shared {
     pub(super) path: Option<OsString>,
     /// The memory limit, also the largest file `File.read` returns.
     pub(super) memory_bytes: usize,
+    /// `Process.launchAndWait` calls running at once, each holding up to 2 MiB of output:
+    /// the others wait their turn.
+    pub(super) run_slots: Arc<Semaphore>,
     tables: Mutex<Tables>,
 }
+
+/// The most `Process.launchAndWait` calls that run at once.
+pub(super) const CONCURRENT_RUNS: usize = 8;
 
 impl Shared {
     pub(super) fn new(
@@ -122,6 +145,7 @@ impl Shared {
             clock,
             path,
             memory_bytes,
+            run_slots: Arc::new(Semaphore::new(CONCURRENT_RUNS)),
             tables: Mutex::new(Tables::default()),
         }
     }

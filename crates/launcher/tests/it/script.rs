@@ -592,7 +592,8 @@ async fn file_api() {
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock: the 10 s of `addEarlyUnlinkableFile` pass at once.
+#[tokio::test(start_paused = true)]
 async fn unlinkable_files_are_removed_early_and_late() {
     let dir = tempfile::tempdir().unwrap();
     let early = dir.path().join("early.rdp");
@@ -609,7 +610,9 @@ async fn unlinkable_files_are_removed_early_and_late() {
     )
     .await;
     assert!(early.exists() && late.exists());
-    tokio::time::sleep(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    assert!(early.exists(), "the early file stays for 10 s");
+    tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(
         !early.exists(),
         "the early file is removed 10 s after the script settled"
@@ -617,6 +620,75 @@ async fn unlinkable_files_are_removed_early_and_late() {
     assert!(late.exists(), "the late file stays until the end");
     settled.cleanup().await;
     assert!(!late.exists());
+}
+
+#[tokio::test]
+async fn file_read_and_write_refuse_a_fifo_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    // Nobody ever writes to or reads from the FIFO: an open or a read would wait forever.
+    let limits = ScriptLimits {
+        sync_time: Duration::from_secs(2),
+        ..ScriptLimits::default()
+    };
+    let source = format!(
+        "{PRELUDE}
+        import {{ File }} from 'runtime';
+        let read = '';
+        try {{ File.read(data.fifo); }} catch (e) {{ read = e.message; }}
+        check(read.includes('could not be read'), 'read: ' + read);
+        let written = '';
+        try {{ File.write(data.fifo, 'x'); }} catch (e) {{ written = e.message; }}
+        check(written.includes('could not be written'), 'write: ' + written);
+        "
+    );
+    let (result, _) = crate::support::bounded(
+        "File.read of a FIFO",
+        Duration::from_secs(30),
+        run_with(
+            &source,
+            json!({"fifo": fifo}),
+            &limits,
+            &ScriptEnv::default(),
+            FakeHost::default(),
+        ),
+    )
+    .await;
+    result.unwrap().cleanup().await;
+}
+
+#[tokio::test]
+async fn launch_and_wait_runs_a_bounded_number_of_programs_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("runs.log");
+    // 24 calls at once, each marking its start and end in one log (appends are atomic).
+    let source = format!(
+        "{PRELUDE}
+        import {{ Process }} from 'runtime';
+        const run = () => Process.launchAndWait('sh', ['-c',
+            'echo start >> \"$0\"; sleep 0.2; echo end >> \"$0\"; head -c 1048576 /dev/zero',
+            data.log]);
+        const results = await Promise.all(Array.from({{ length: 24 }}, run));
+        check(results.every(r => r.stdout.length === 1048576), 'every output');
+        "
+    );
+    let (result, _) = run_default(&source, json!({"log": log})).await;
+    result.unwrap().cleanup().await;
+    let mut running = 0usize;
+    let mut most = 0usize;
+    for line in std::fs::read_to_string(&log).unwrap().lines() {
+        match line {
+            "start" => running += 1,
+            _ => running -= 1,
+        }
+        most = most.max(running);
+    }
+    assert_eq!(most, 8, "at most 8 programs of launchAndWait run at once");
 }
 
 #[tokio::test]

@@ -24,9 +24,9 @@ enum ScriptEnd {
     ThrowsAtTrigger,
 }
 
-/// A script that starts a long program (its pid written to `pid`), opens the tunnel, writes
-/// the local address to `address` and then ends as `end` says.
-fn script(dir: &Path, end: ScriptEnd) -> String {
+/// A script that starts a long program (its pid written to `pid`), opens the tunnel (in
+/// TLS with `tls`), writes the local address to `address` and then ends as `end` says.
+fn script(dir: &Path, end: ScriptEnd, tls: bool) -> String {
     let path = |name: &str| serde_json::to_string(&dir.join(name).display().to_string()).unwrap();
     let ending = match end {
         ScriptEnd::WaitsForTheWindow => {
@@ -45,7 +45,7 @@ Process.launch('sh', ['-c', 'echo $$ > ' + {pid} + '; exec sleep 300']);
 const t = data.tunnel;
 const local = await Tasks.startTunnel({{
     addr: t.host, port: t.port, ticket: t.ticket, check_certificate: t.verify_ssl,
-    tls: t.tls, protocol: t.protocol, keep_listening_after_timeout: true,
+    tls: {tls}, protocol: t.protocol, keep_listening_after_timeout: true,
 }});
 File.write({address}, `${{local.host}}:${{local.port}}\n`);
 {ending}
@@ -66,10 +66,30 @@ struct Running {
 }
 
 async fn running(end: ScriptEnd, setup: Setup, env: &[(&str, &str)]) -> (Running, LauncherProcess) {
+    running_trusting(end, setup, env, CaGiven::OnTheCommandLine).await
+}
+
+/// How the launcher learns the broker's (and tunnel server's) CA.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum CaGiven {
+    /// `--ca-file`.
+    OnTheCommandLine,
+    /// Installed in the operating system's store (`SSL_CERT_FILE` points the system's
+    /// certificate lookup at it).
+    InTheOsStore,
+}
+
+async fn running_trusting(
+    end: ScriptEnd,
+    setup: Setup,
+    env: &[(&str, &str)],
+    ca_given: CaGiven,
+) -> (Running, LauncherProcess) {
     let dir = TempDir::new().unwrap();
     let scripts = dir.path().join("scripts");
     std::fs::create_dir(&scripts).unwrap();
-    std::fs::write(scripts.join("tcp-linux.js"), script(dir.path(), end)).unwrap();
+    let tls = setup.tunnel_tls;
+    std::fs::write(scripts.join("tcp-linux.js"), script(dir.path(), end, tls)).unwrap();
     let stack = Stack::with(Setup {
         scripts_dir: Some(scripts),
         ..setup
@@ -77,18 +97,15 @@ async fn running(end: ScriptEnd, setup: Setup, env: &[(&str, &str)]) -> (Running
     .await;
     let home = TempDir::new().unwrap();
     let link = stack.link().await;
-    let ca = crate::support::ca_file(&stack.dir);
-    let launcher = LauncherProcess::spawn(
-        [
-            "--ca-file".as_ref(),
-            ca.as_os_str(),
-            "--trust-fingerprint".as_ref(),
-            stack.fingerprint().as_ref(),
-            link.as_ref(),
-        ],
-        home.path(),
-        env,
-    );
+    let ca = crate::support::ca_file(&stack.dir).display().to_string();
+    let fingerprint = stack.fingerprint();
+    let mut args = vec!["--trust-fingerprint", &fingerprint, &link];
+    let mut env = env.to_vec();
+    match ca_given {
+        CaGiven::OnTheCommandLine => args.splice(0..0, ["--ca-file", &ca]).for_each(drop),
+        CaGiven::InTheOsStore => env.push(("SSL_CERT_FILE", &ca)),
+    }
+    let launcher = LauncherProcess::spawn(args, home.path(), &env);
     let address = read_line_file(&dir.path().join("address")).await;
     let program_pid = read_line_file(&dir.path().join("pid")).await;
     let mut connection = TcpStream::connect(address.as_str()).await.unwrap();
@@ -195,4 +212,24 @@ async fn a_lost_tunnel_ends_the_session_and_the_programs_with_exit_8() {
     let exit = launcher.exit().await;
     assert!(exit.stderr.contains("The tunnel failed"), "{exit:?}");
     assert_ended_everything(running, &exit, 8).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ca_in_the_os_store_is_trusted_for_the_tunnel_as_for_the_broker() {
+    // No --ca-file and no CA pinned: the broker connection and the tunnel's TLS both trust
+    // the CA installed in the operating system, and the echo goes through.
+    let setup = Setup {
+        tunnel_tls: true,
+        ..Setup::default()
+    };
+    let (running, launcher) = running_trusting(
+        ScriptEnd::WaitsForTheWindow,
+        setup,
+        &[],
+        CaGiven::InTheOsStore,
+    )
+    .await;
+    launcher.signal(Signal::TERM);
+    let exit = launcher.exit().await;
+    assert_ended_everything(running, &exit, 1).await;
 }

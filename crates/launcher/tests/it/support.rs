@@ -106,6 +106,8 @@ pub(crate) struct Setup {
     pub(crate) cuttable: bool,
     /// The tunnel server's `timeouts.max_session_secs`.
     pub(crate) max_session_secs: Option<u64>,
+    /// The tunnel server speaks TLS, with the broker's self-signed certificate.
+    pub(crate) tunnel_tls: bool,
 }
 
 pub(crate) struct Stack {
@@ -150,6 +152,11 @@ impl Stack {
         tunnel_config.broker.ca_file = Some(ca.clone());
         if let Some(secs) = setup.max_session_secs {
             tunnel_config.timeouts.max_session_secs = secs;
+        }
+        if setup.tunnel_tls {
+            let (cert, key) = portcullis_broker::tls::self_signed_paths(dir.path());
+            tunnel_config.tls.cert = Some(cert);
+            tunnel_config.tls.key = Some(key);
         }
         let tunnel =
             portcullis_tunnel::server::start(tunnel_config, BrokerToken::new(&token).unwrap())
