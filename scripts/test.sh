@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# The whole Portcullis test suite. Installs what the tests need when it is missing (gcc,
-# Node.js and the npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server
-# and client, Chromium and its WebDriver), then
+# The whole Portcullis test suite. Installs what the build and the tests need when it is
+# missing (gcc, g++, cmake and the X11 headers for the launcher's window, Node.js and the
+# npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server and client,
+# Chromium and its WebDriver, Xvfb, xdotool and ImageMagick for the window's tests), then
 # runs every test of the workspace and a short smoke run of each fuzz target.
 #
 #   bash scripts/test.sh            # everything
 #   FUZZ_SECONDS=0 bash scripts/test.sh   # skip the fuzz smoke run (local iterations only)
+#   bash scripts/test.sh --install-only   # only install what is missing (.ci/run, first)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -30,6 +32,31 @@ need() {
         echo "error: $1 is still missing; install the Debian package $2 and run again" >&2
         exit 1
     }
+}
+
+need_file() {
+    # need_file PATH DEBIAN-PACKAGE: installs the package when the file is missing.
+    [ -e "$1" ] && return 0
+    echo "==> $1 is missing: installing Debian package $2"
+    install_package "$2"
+    [ -e "$1" ] || {
+        echo "error: $1 is still missing; install the Debian package $2 and run again" >&2
+        exit 1
+    }
+}
+
+need_window_build() {
+    # The launcher's window is FLTK 1.4, built from source by the fltk crate: cmake, a C++
+    # compiler and, on Linux, the X11, Xft and fontconfig headers.
+    need cmake cmake
+    need_file /usr/include/X11/Xlib.h libx11-dev
+    need_file /usr/include/X11/extensions/Xext.h libxext-dev
+    need_file /usr/include/X11/Xft/Xft.h libxft-dev
+    need_file /usr/include/X11/extensions/Xinerama.h libxinerama-dev
+    need_file /usr/include/X11/Xcursor/Xcursor.h libxcursor-dev
+    need_file /usr/include/X11/extensions/Xrender.h libxrender-dev
+    need_file /usr/include/X11/extensions/Xfixes.h libxfixes-dev
+    need_file /usr/include/fontconfig/fontconfig.h libfontconfig-dev
 }
 
 need_postgres() {
@@ -69,9 +96,14 @@ need_oidc_provider() {
 }
 
 need cc gcc
+need c++ g++
+need_window_build
+# The window's tests: a headless X server, a user's clicks, screenshots.
+need Xvfb xvfb
+need xdotool xdotool
+need import imagemagick
 need chromium chromium
 need chromedriver chromium-driver
-need c++ g++
 need node nodejs
 need npm npm
 need_oidc_provider
@@ -79,6 +111,10 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 need_sshd
 need_postgres
+
+if [ "${1:-}" = "--install-only" ]; then
+    exit 0
+fi
 
 echo "==> cargo test (workspace, all targets)"
 cargo test --workspace --all-targets --locked

@@ -122,9 +122,19 @@ pub async fn launch_until(
             });
         }
     };
+    // The launch runs on (a client program, open tunnels): a window says so, with
+    // Disconnect.
+    let service = launch.params["name"].as_str().unwrap_or("the service");
+    let keeps_running = settled.apps_running() || tunnels.any_open();
+    let connected = if keeps_running && !tunnels.disconnect_requested() {
+        ui.connected(service)
+    } else {
+        Box::pin(std::future::pending())
+    };
     let end = {
         let apps = settled.wait_for_apps();
         tokio::pin!(apps);
+        tokio::pin!(connected);
         let mut apps_done = false;
         loop {
             let now = Instant::now();
@@ -146,6 +156,7 @@ pub async fn launch_until(
             }
             tokio::select! {
                 () = &mut apps, if !apps_done => apps_done = true,
+                () = &mut connected => break End::Disconnected,
                 reason = &mut stop => break End::Stopped(reason),
                 () = tunnels.changed() => {}
                 () = sleep_until_some(next_deadline) => {}
@@ -440,6 +451,11 @@ impl Tunnels {
             }
             changed.await;
         }
+    }
+
+    /// Whether any tunnel was opened.
+    fn any_open(&self) -> bool {
+        !self.lock().is_empty()
     }
 
     /// The user closed a `Portcullis.waitUntilClosed` window.

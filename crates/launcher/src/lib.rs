@@ -19,6 +19,7 @@ pub mod script;
 pub mod stop;
 pub mod trust;
 pub mod ui;
+pub mod window;
 
 /// This launcher's operating system, as announced to the broker and to scripts.
 pub const OS: &str = if cfg!(windows) {

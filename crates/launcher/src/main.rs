@@ -16,9 +16,11 @@ use portcullis_launcher::failure::{Failure, Kind};
 use portcullis_launcher::launch::{LaunchOptions, launch_until};
 use portcullis_launcher::paths::Dirs;
 use portcullis_launcher::script::{ScriptEnv, ScriptLimits};
+use portcullis_launcher::stop::StopReason;
 use portcullis_launcher::stop::StopWatch;
 use portcullis_launcher::trust::{Pinned, TrustStore, parse_key};
-use portcullis_launcher::ui::{self, Ui};
+use portcullis_launcher::ui::{self, Interface, Safe, Ui};
+use portcullis_launcher::window::Window;
 
 /// Opens Portcullis connections from `udssv2://` links.
 ///
@@ -114,9 +116,12 @@ fn main() -> ExitCode {
         Some(Command::Register) => report(register()),
         Some(Command::Unregister) => report(unregister()),
         None => {
-            let ui: Arc<dyn Ui> = Arc::from(ui::detect());
+            let interface = ui::detect();
             let Some(url) = args.url else {
-                ui.error("No link given: run portcullis-launcher udssv2://HOST/TICKET/SCRAMBLER (see --help).");
+                ui::Headless.error(
+                    "No link given: run portcullis-launcher udssv2://HOST/TICKET/SCRAMBLER \
+                     (see --help).",
+                );
                 return ExitCode::from(Kind::Usage.exit_code());
             };
             let options = LaunchOptions {
@@ -128,37 +133,106 @@ fn main() -> ExitCode {
                 limits: ScriptLimits::default(),
                 env: ScriptEnv::default(),
             };
-            run_launch(options, ui)
+            match interface {
+                Interface::Terminal => run_launch(options, Arc::new(Safe(ui::Terminal::default()))),
+                Interface::Headless => run_launch(options, Arc::new(Safe(ui::Headless))),
+                Interface::Window => run_in_window(options),
+            }
         }
+    }
+}
+
+/// A Tokio runtime, or the failure to say.
+fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
+    tokio::runtime::Runtime::new()
+        .map_err(|error| Failure::internal(format!("The launcher cannot start: {error}.")))
+}
+
+/// Takes over the signals (within a runtime) and injects the test faults of a debug build.
+fn watch_for_stops() -> Result<StopWatch, Failure> {
+    let stop = StopWatch::install().map_err(|error| {
+        Failure::internal(format!("cannot watch for termination signals: {error}"))
+    })?;
+    #[cfg(debug_assertions)]
+    fault::install();
+    Ok(stop)
+}
+
+/// The exit code of a launch's result (its failure already shown).
+fn exit_code(result: &Result<(), Failure>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => ExitCode::from(failure.kind.exit_code()),
     }
 }
 
 /// Runs a launch on a Tokio runtime with the signals taken over from the start.
 fn run_launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> ExitCode {
-    let runtime = match tokio::runtime::Runtime::new() {
+    let result = runtime().and_then(|runtime| {
+        let result = runtime.block_on(async {
+            let stop = watch_for_stops()?;
+            launch_until(options, Arc::clone(&ui), stop.stopped()).await
+        });
+        // A prompt may still block a thread on stdin: do not wait for it.
+        runtime.shutdown_background();
+        result
+    });
+    if let Err(failure) = &result {
+        ui.error(&failure.message);
+    }
+    exit_code(&result)
+}
+
+/// Runs a launch on Tokio's threads while the window runs on this (the main) thread.
+fn run_in_window(options: LaunchOptions) -> ExitCode {
+    let (window, window_ui) = Window::open();
+    let window_ui = Arc::new(Safe(window_ui));
+    let ui: Arc<dyn Ui> = Arc::clone(&window_ui) as Arc<dyn Ui>;
+    let closed_early = window.closed_early();
+    let outcome = Arc::new(std::sync::Mutex::new(None));
+    let runtime = match runtime() {
         Ok(runtime) => runtime,
-        Err(error) => {
-            ui.error(&format!("cannot start: {error}"));
-            return ExitCode::from(Kind::Internal.exit_code());
+        Err(failure) => {
+            ui.error(&failure.message);
+            window_ui.0.finished();
+            window.run();
+            return ExitCode::from(failure.kind.exit_code());
         }
     };
-    let result = runtime.block_on(async {
-        let stop = StopWatch::install().map_err(|error| {
-            Failure::internal(format!("cannot watch for termination signals: {error}"))
-        })?;
-        #[cfg(debug_assertions)]
-        fault::install();
-        launch_until(options, Arc::clone(&ui), stop.stopped()).await
-    });
-    // A prompt may still block a thread on stdin: do not wait for it.
-    runtime.shutdown_background();
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(Failure { kind, message }) => {
-            ui.error(&message);
-            ExitCode::from(kind.exit_code())
+    let stop = {
+        let _entered = runtime.enter();
+        watch_for_stops()
+    };
+    let result_slot = Arc::clone(&outcome);
+    runtime.spawn(async move {
+        let result = match stop {
+            Ok(stop) => {
+                let stopped = async move {
+                    tokio::select! {
+                        reason = stop.stopped() => reason,
+                        () = closed_early.notified() => StopReason::WindowClosed,
+                    }
+                };
+                launch_until(options, Arc::clone(&ui), stopped).await
+            }
+            Err(failure) => Err(failure),
+        };
+        if let Err(failure) = &result {
+            ui.error(&failure.message);
         }
-    }
+        *result_slot
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+        window_ui.0.finished();
+    });
+    window.run();
+    runtime.shutdown_background();
+    let result = outcome
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+        .unwrap_or_else(|| Err(Failure::internal("The launcher's window closed.")));
+    exit_code(&result)
 }
 
 /// Faults the tests inject into a debug build (release builds have none):

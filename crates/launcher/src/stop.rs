@@ -18,6 +18,8 @@ pub enum StopReason {
     Hangup,
     /// A part of the launcher panicked.
     Panic,
+    /// The user closed the launcher's window before the connection was made.
+    WindowClosed,
 }
 
 impl StopReason {
@@ -28,6 +30,7 @@ impl StopReason {
             Self::Terminate => "The launcher was stopped (SIGTERM)",
             Self::Hangup => "The launcher was stopped (SIGHUP: the terminal or session closed)",
             Self::Panic => "The launcher hit an internal error (launcher.log has the details)",
+            Self::WindowClosed => "The launcher's window was closed before the connection was made",
         };
         format!(
             "{what}: it ended the connection and the programs it started. Start the \

@@ -1,10 +1,9 @@
-//! How the launcher talks to the user: on a terminal (a progress bar, prompts on stdin),
-//! or, started from a browser without one, through desktop dialogs when `zenity` or
-//! `notify-send` is installed, and on stderr. Every message also goes to the log file, and
-//! every text passes [`safe_text`] first: most of it came from the network.
+//! How the launcher talks to the user: on a terminal (a progress bar, prompts on stdin);
+//! started from a browser, in its own window ([`crate::window`]); without either (a
+//! script, a service), on stderr. Every message also goes to the log file, and every text
+//! passes [`safe_text`] first: most of it came from the network.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::process::{Command, Stdio};
 use std::sync::Mutex;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -26,14 +25,32 @@ pub trait Ui: Send + Sync + 'static {
     fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool>;
     /// Shows `text` until the user chooses to disconnect.
     fn wait_until_closed(&self, text: &str) -> HostFuture<()>;
+    /// The launch runs on (a client program, open tunnels): where there is a window, it
+    /// says "Connected to `service`" with *Disconnect*, and resolves when pressed.
+    fn connected(&self, _service: &str) -> HostFuture<()> {
+        Box::pin(std::future::pending())
+    }
 }
 
-/// The interface for this process: the terminal when stderr is one, else the desktop.
-pub fn detect() -> Box<dyn Ui> {
+/// How this process talks to the user.
+pub enum Interface {
+    /// stderr is a terminal.
+    Terminal,
+    /// No terminal, but a desktop session: the launcher's window.
+    Window,
+    /// Neither: stderr and the log only.
+    Headless,
+}
+
+/// The interface for this process: the terminal when stderr is one, else a window when
+/// the session can show one, else stderr alone.
+pub fn detect() -> Interface {
     if std::io::stderr().is_terminal() {
-        Box::new(Safe(Terminal::default()))
+        Interface::Terminal
+    } else if crate::window::available() {
+        Interface::Window
     } else {
-        Box::new(Safe(Desktop))
+        Interface::Headless
     }
 }
 
@@ -65,10 +82,14 @@ impl<U: Ui> Ui for Safe<U> {
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
         self.0.wait_until_closed(&safe_text(text))
     }
+
+    fn connected(&self, service: &str) -> HostFuture<()> {
+        self.0.connected(&safe_text(service))
+    }
 }
 
 /// Writes a line to stderr; a closed stderr is no reason to fail.
-fn to_stderr(text: &str) {
+pub(crate) fn to_stderr(text: &str) {
     let _ = writeln!(std::io::stderr(), "{text}");
 }
 
@@ -153,24 +174,12 @@ impl Ui for Terminal {
     }
 }
 
-/// No terminal: desktop dialogs and notifications where available, stderr (a service's
-/// journal, a calling script) and the log always.
-pub struct Desktop;
+/// Neither a terminal nor a desktop (a script, a service, journald): every text on stderr
+/// and in the log. A first contact needs `--trust-fingerprint`; a `waitUntilClosed`
+/// connection lasts until the launcher is stopped (a signal), which ends it.
+pub struct Headless;
 
-impl Desktop {
-    fn run(program: &str, args: &[&str]) -> Option<bool> {
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .ok()
-            .map(|status| status.success())
-    }
-}
-
-impl Ui for Desktop {
+impl Ui for Headless {
     fn progress(&self, label: &str, percent: u8) {
         tracing::info!(percent, "{label}");
     }
@@ -180,71 +189,19 @@ impl Ui for Desktop {
     fn message(&self, text: &str) {
         tracing::info!(message = text, "message to the user");
         to_stderr(text);
-        let _ = Self::run("notify-send", &["Portcullis", text]);
     }
 
     fn error(&self, text: &str) {
         tracing::error!("{text}");
         to_stderr(&format!("portcullis-launcher: {text}"));
-        if Self::run(
-            "zenity",
-            &[
-                "--error",
-                "--title=Portcullis",
-                "--no-markup",
-                &format!("--text={text}"),
-            ],
-        )
-        .is_none()
-        {
-            let _ = Self::run("notify-send", &["--urgency=critical", "Portcullis", text]);
-        }
     }
 
-    fn confirm_new_broker(&self, host: &str, fingerprint: &str) -> HostFuture<bool> {
-        let text = format!(
-            "--text=The broker {host} is new to this launcher.\n\nIts key fingerprint is\n\
-             {fingerprint}\n\nCompare it with the one your administrator or the portal \
-             shows. Trust this broker?"
-        );
-        Box::pin(async move {
-            tokio::task::spawn_blocking(move || {
-                Self::run(
-                    "zenity",
-                    &["--question", "--title=Portcullis", "--no-markup", &text],
-                )
-            })
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or(false)
-        })
+    fn confirm_new_broker(&self, _host: &str, _fingerprint: &str) -> HostFuture<bool> {
+        Box::pin(async { false })
     }
 
     fn wait_until_closed(&self, text: &str) -> HostFuture<()> {
         to_stderr(text);
-        let text = format!("--text={text}");
-        Box::pin(async move {
-            let shown = tokio::task::spawn_blocking(move || {
-                Self::run(
-                    "zenity",
-                    &[
-                        "--info",
-                        "--title=Portcullis",
-                        "--no-markup",
-                        "--ok-label=Disconnect",
-                        &text,
-                    ],
-                )
-            })
-            .await
-            .ok()
-            .flatten();
-            if shown.is_none() {
-                // No way to show a window: the connection lasts until the launcher is
-                // stopped (a signal), which ends it.
-                std::future::pending::<()>().await;
-            }
-        })
+        Box::pin(std::future::pending())
     }
 }

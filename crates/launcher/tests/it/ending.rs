@@ -146,24 +146,7 @@ Tasks.addWaitableApp(app);
     assert!(!proc_dir.exists(), "the program {pid} still runs");
     // Its child was in its process group: killed too (gone, or a zombie no one reaped).
     let child = std::fs::read_to_string(&child_file).unwrap();
-    let stat = Path::new("/proc").join(child.trim()).join("stat");
-    bounded("the child's end", Duration::from_secs(10), async {
-        loop {
-            match std::fs::read_to_string(&stat) {
-                Err(_) => break,
-                Ok(text)
-                    if text
-                        .rsplit(')')
-                        .next()
-                        .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
-                {
-                    break;
-                }
-                Ok(_) => tokio::time::sleep(Duration::from_millis(20)).await,
-            }
-        }
-    })
-    .await;
+    crate::process::process_ended(child.trim()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

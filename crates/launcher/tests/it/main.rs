@@ -14,6 +14,7 @@ mod signals;
 mod ssh;
 mod support;
 mod tampered;
+mod window;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
