@@ -31,8 +31,9 @@ use portcullis_launcher::window::Window;
 ///
 /// The first time you use a broker, the launcher shows its key fingerprint and asks you to
 /// confirm it (or takes --trust-fingerprint). Exit codes: 0 done (or Disconnect),
-/// 1 internal error or stopped (Ctrl-C, SIGTERM, SIGHUP: the session and the programs the
-/// script started are ended first), 2 bad link or arguments, 3 broker not trusted yet,
+/// 1 internal error or stopped (Ctrl-C, SIGTERM, SIGHUP, the window closed before the
+/// connection was made: the session and the programs the script started are ended first),
+/// 2 bad link or arguments, 3 broker not trusted yet,
 /// 4 broker unreachable, 5 refused by the broker (start again from the portal), 6 answer
 /// tampered with, 7 launch script failed, 8 tunnel failed or lost, 9 broker key changed,
 /// 10 script signature wrong, 11 payload signature wrong. Every failure is also written to

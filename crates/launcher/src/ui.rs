@@ -1,5 +1,5 @@
 //! How the launcher talks to the user: on a terminal (a progress bar, prompts on stdin);
-//! started from a browser, in its own window ([`crate::window`]); without either (a
+//! started from a browser, in its own window (module `window`); without either (a
 //! script, a service), on stderr. Every message also goes to the log file, and every text
 //! passes [`safe_text`] first: most of it came from the network.
 
@@ -47,11 +47,20 @@ pub enum Interface {
 pub fn detect() -> Interface {
     if std::io::stderr().is_terminal() {
         Interface::Terminal
-    } else if crate::window::available() {
+    } else if display_available() {
         Interface::Window
     } else {
         Interface::Headless
     }
+}
+
+/// Whether this session can show a window: a desktop session on Linux (an X display;
+/// a Wayland desktop runs X programs through XWayland), always on Windows and macOS.
+fn display_available() -> bool {
+    if cfg!(any(windows, target_os = "macos")) {
+        return true;
+    }
+    std::env::var_os("DISPLAY").is_some_and(|display| !display.is_empty())
 }
 
 /// Passes every text through [`safe_text`] before `U` shows it.

@@ -4,7 +4,7 @@
 //! (Trust / Cancel), "connected" with *Disconnect*, and errors.
 //!
 //! FLTK runs on the main thread ([`Window::run`]); the launch runs on Tokio's threads and
-//! talks to the window through [`WindowUi`], which sends [`Request`]s over FLTK's channel
+//! talks to the window through [`WindowUi`], which sends requests over FLTK's channel
 //! and awaits the user's answers on oneshot channels.
 
 use std::sync::Arc;
@@ -75,15 +75,6 @@ pub struct Window {
 /// The launch's side of the window.
 pub struct WindowUi {
     sender: app::Sender<Request>,
-}
-
-/// Whether this session can show a window: a desktop session on Linux (an X display;
-/// a Wayland desktop runs X programs through XWayland), always on Windows and macOS.
-pub fn available() -> bool {
-    if cfg!(any(windows, target_os = "macos")) {
-        return true;
-    }
-    std::env::var_os("DISPLAY").is_some_and(|display| !display.is_empty())
 }
 
 impl Window {

@@ -6,8 +6,8 @@
 //! connection opens the session with the ticket and the proof; later ones attach, in
 //! parallel. A tunnel connection that drops is resumed with fresh keys and bounded retries
 //! with back-off, so the local program does not notice; when the retries run out its local
-//! connection is closed. Once the session is open, a hold ([`hold`]) keeps it alive for as
-//! long as the listener is open; when the session ends anyway, the forwarder stops
+//! connection is closed. Once the session is open, a hold (module `hold`) keeps it alive
+//! for as long as the listener is open; when the session ends anyway, the forwarder stops
 //! listening and says why ([`Forwarder::session_end`]). [`Forwarder::end_session`] sends
 //! `EndSession` (on the hold: it dials nothing).
 
