@@ -2,8 +2,9 @@
 # The whole Portcullis test suite. Installs what the build and the tests need when it is
 # missing (gcc, g++, cmake and the X11 headers for the launcher's window, Node.js and the
 # npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server and client,
-# Chromium and its WebDriver, Xvfb, xdotool and ImageMagick for the window's tests), then
-# runs every test of the workspace and a short smoke run of each fuzz target.
+# Chromium and its WebDriver, Xvfb, xdotool and ImageMagick for the window's tests,
+# HAProxy), then runs every test of the workspace and a short smoke run of each fuzz
+# target.
 #
 #   bash scripts/test.sh            # everything
 #   FUZZ_SECONDS=0 bash scripts/test.sh   # skip the fuzz smoke run (local iterations only)
@@ -111,6 +112,9 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 need_sshd
 need_postgres
+# Two tunnel servers behind a real HAProxy (crates/cli/tests/it/balancer.rs); the test
+# starts its own instance, the package's service is not needed.
+need haproxy haproxy
 
 if [ "${1:-}" = "--install-only" ]; then
     exit 0

@@ -169,6 +169,19 @@ impl SessionId {
         Ok(Self(id))
     }
 
+    /// Draws a fresh session id of a cluster member: its node id, then 14 random bytes
+    /// (docs/protocol.md §8.16).
+    pub fn generate_on(node: NodeId) -> Result<Self, Error> {
+        let mut id = Self::generate()?;
+        id.0[..2].copy_from_slice(&node.get().to_be_bytes());
+        Ok(id)
+    }
+
+    /// The first two bytes as a `u16`: the owner's node id, if a cluster member made it.
+    pub fn node(&self) -> u16 {
+        u16::from_be_bytes([self.0[0], self.0[1]])
+    }
+
     /// Wraps 16 bytes received on the wire.
     pub const fn from_bytes(bytes: [u8; Self::LEN]) -> Self {
         Self(bytes)
@@ -189,6 +202,32 @@ impl fmt::Display for SessionId {
 impl fmt::Debug for SessionId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SessionId({self})")
+    }
+}
+
+/// A tunnel server's node id in a cluster: 1 … 65535, the first two bytes of the session
+/// ids it makes (docs/protocol.md §8.16).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
+pub struct NodeId(core::num::NonZeroU16);
+
+impl NodeId {
+    /// A node id; `None` for 0.
+    pub const fn new(id: u16) -> Option<Self> {
+        match core::num::NonZeroU16::new(id) {
+            Some(id) => Some(Self(id)),
+            None => None,
+        }
+    }
+
+    /// The number.
+    pub const fn get(self) -> u16 {
+        self.0.get()
+    }
+}
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
     }
 }
 
@@ -249,5 +288,16 @@ mod tests {
     fn session_id_displays_as_hex() {
         let id = SessionId::from_bytes([0xab; 16]);
         assert_eq!(id.to_string(), "ab".repeat(16));
+    }
+
+    #[test]
+    fn a_cluster_members_session_ids_start_with_its_node_id() {
+        assert_eq!(NodeId::new(0), None);
+        let node = NodeId::new(0x0203).unwrap();
+        let a = SessionId::generate_on(node).unwrap();
+        let b = SessionId::generate_on(node).unwrap();
+        assert_eq!((a.node(), b.node()), (0x0203, 0x0203));
+        assert_eq!(&a.as_bytes()[..2], &[2, 3]);
+        assert_ne!(a, b, "14 random bytes");
     }
 }

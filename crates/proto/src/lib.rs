@@ -36,7 +36,7 @@ mod source;
 pub mod tunnel;
 
 pub use error::{Error, ErrorKind};
-pub use ids::{ConnectionId, Scrambler, SessionId, TicketId};
+pub use ids::{ConnectionId, NodeId, Scrambler, SessionId, TicketId};
 pub use network::IpNetwork;
 pub use secret::{SharedSecret, constant_time_eq};
 pub use source::SourceKey;

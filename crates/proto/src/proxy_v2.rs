@@ -14,8 +14,13 @@
 //! - at most [`MAX_DATA_LEN`] (512) bytes of address and TLV data after the 16-byte fixed
 //!   part, so a peer can never make the server buffer more than [`MAX_HEADER_LEN`] bytes
 //!   before the tunnel handshake;
-//! - TLVs (after the addresses) are skipped without being parsed: nothing here uses them,
-//!   and the load balancer is trusted to frame them.
+//! - TLVs (after the addresses) are skipped, except one: type [`FORWARDED_BY_TLV`] (`0xE0`,
+//!   the first custom type) of length 2, which a tunnel server of a cluster adds when it
+//!   forwards a launcher's connection to the server that holds its session
+//!   (docs/protocol.md §8.16). A TLV that does not fit in the block ends the scan; the
+//!   sender is trusted to frame them.
+//!
+//! [`encode`] writes a `PROXY` header, with that TLV when the header names a forwarder.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV6};
 
@@ -40,6 +45,10 @@ const VERSION: u8 = 0x2;
 /// Commands (low nibble of byte 12).
 const CMD_LOCAL: u8 = 0x0;
 const CMD_PROXY: u8 = 0x1;
+/// The custom TLV type of a connection forwarded by a tunnel server of a cluster; its value
+/// is the forwarding server's node id (`u16`).
+pub const FORWARDED_BY_TLV: u8 = 0xE0;
+
 /// Family and transport (byte 13).
 const TCP_OVER_IPV4: u8 = 0x11;
 const TCP_OVER_IPV6: u8 = 0x21;
@@ -58,6 +67,9 @@ pub enum ProxyHeader {
         source: SocketAddr,
         /// The address and port the client connected to (at the load balancer).
         destination: SocketAddr,
+        /// The node id of the cluster member that forwarded the connection
+        /// ([`FORWARDED_BY_TLV`]); the tunnel bytes follow in clear (no TLS layer).
+        forwarded_by: Option<u16>,
     },
 }
 
@@ -134,7 +146,7 @@ pub fn decode(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, Error> {
             let (source_ip, rest) = split_array::<4>(data);
             let (destination_ip, rest) = split_array::<4>(rest);
             let (source_port, rest) = split_array::<2>(rest);
-            let (destination_port, _tlvs) = split_array::<2>(rest);
+            let (destination_port, _) = split_array::<2>(rest);
             ProxyHeader::Proxy {
                 source: SocketAddr::from((
                     Ipv4Addr::from(source_ip),
@@ -144,20 +156,83 @@ pub fn decode(buf: &[u8]) -> Result<Option<(ProxyHeader, usize)>, Error> {
                     Ipv4Addr::from(destination_ip),
                     u16::from_be_bytes(destination_port),
                 )),
+                forwarded_by: forwarded_by(&data[addresses_len..]),
             }
         }
         _ => {
             let (source_ip, rest) = split_array::<16>(data);
             let (destination_ip, rest) = split_array::<16>(rest);
             let (source_port, rest) = split_array::<2>(rest);
-            let (destination_port, _tlvs) = split_array::<2>(rest);
+            let (destination_port, _) = split_array::<2>(rest);
             ProxyHeader::Proxy {
                 source: v6(source_ip, source_port),
                 destination: v6(destination_ip, destination_port),
+                forwarded_by: forwarded_by(&data[addresses_len..]),
             }
         }
     };
     Ok(Some((header, total)))
+}
+
+/// The value of the first [`FORWARDED_BY_TLV`] of length 2 in `tlvs`; the scan ends at a
+/// TLV that does not fit.
+fn forwarded_by(mut tlvs: &[u8]) -> Option<u16> {
+    while let [kind, high, low, rest @ ..] = tlvs {
+        let len = usize::from(u16::from_be_bytes([*high, *low]));
+        let value = rest.get(..len)?;
+        if *kind == FORWARDED_BY_TLV && len == 2 {
+            return Some(u16::from_be_bytes([value[0], value[1]]));
+        }
+        tlvs = &rest[len..];
+    }
+    None
+}
+
+/// Encodes a header: `LOCAL`, or `PROXY` over TCP with the [`FORWARDED_BY_TLV`] when it
+/// names a forwarder. A source and destination of different families are both written as
+/// IPv6 (an IPv4 address as `::ffff:a.b.c.d`), since one header has one family.
+pub fn encode(header: &ProxyHeader) -> Vec<u8> {
+    let mut out = SIGNATURE.to_vec();
+    let mut data = Vec::new();
+    match header {
+        ProxyHeader::Local => out.extend_from_slice(&[0x20, 0x00]),
+        ProxyHeader::Proxy {
+            source,
+            destination,
+            forwarded_by,
+        } => {
+            match (source, destination) {
+                (SocketAddr::V4(source), SocketAddr::V4(destination)) => {
+                    out.extend_from_slice(&[0x21, TCP_OVER_IPV4]);
+                    data.extend_from_slice(&source.ip().octets());
+                    data.extend_from_slice(&destination.ip().octets());
+                }
+                _ => {
+                    out.extend_from_slice(&[0x21, TCP_OVER_IPV6]);
+                    data.extend_from_slice(&as_v6(source.ip()).octets());
+                    data.extend_from_slice(&as_v6(destination.ip()).octets());
+                }
+            }
+            data.extend_from_slice(&source.port().to_be_bytes());
+            data.extend_from_slice(&destination.port().to_be_bytes());
+            if let Some(node) = forwarded_by {
+                data.push(FORWARDED_BY_TLV);
+                data.extend_from_slice(&2u16.to_be_bytes());
+                data.extend_from_slice(&node.to_be_bytes());
+            }
+        }
+    }
+    // At most 36 + 5 bytes: the length always fits.
+    out.extend_from_slice(&u16::try_from(data.len()).unwrap_or(u16::MAX).to_be_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+fn as_v6(ip: std::net::IpAddr) -> Ipv6Addr {
+    match ip {
+        std::net::IpAddr::V4(v4) => v4.to_ipv6_mapped(),
+        std::net::IpAddr::V6(v6) => v6,
+    }
 }
 
 fn invalid(reason: &'static str) -> Error {
@@ -191,36 +266,12 @@ mod tests {
     use crate::ErrorKind;
     use proptest::prelude::*;
 
-    /// A test-only encoder: the header, then `tlvs` as opaque bytes.
-    fn encode(header: &ProxyHeader, tlvs: &[u8]) -> Vec<u8> {
-        let mut out = SIGNATURE.to_vec();
-        let mut data = Vec::new();
-        match header {
-            ProxyHeader::Local => out.extend_from_slice(&[0x20, 0x00]),
-            ProxyHeader::Proxy {
-                source,
-                destination,
-            } => {
-                match (source, destination) {
-                    (SocketAddr::V4(source), SocketAddr::V4(destination)) => {
-                        out.extend_from_slice(&[0x21, TCP_OVER_IPV4]);
-                        data.extend_from_slice(&source.ip().octets());
-                        data.extend_from_slice(&destination.ip().octets());
-                    }
-                    (SocketAddr::V6(source), SocketAddr::V6(destination)) => {
-                        out.extend_from_slice(&[0x21, TCP_OVER_IPV6]);
-                        data.extend_from_slice(&source.ip().octets());
-                        data.extend_from_slice(&destination.ip().octets());
-                    }
-                    _ => panic!("one header has one family"),
-                }
-                data.extend_from_slice(&source.port().to_be_bytes());
-                data.extend_from_slice(&destination.port().to_be_bytes());
-            }
-        }
-        data.extend_from_slice(tlvs);
-        out.extend_from_slice(&u16::try_from(data.len()).unwrap().to_be_bytes());
-        out.extend_from_slice(&data);
+    /// The header's encoding with `tlvs` appended as opaque bytes.
+    fn encode_with(header: &ProxyHeader, tlvs: &[u8]) -> Vec<u8> {
+        let mut out = encode(header);
+        out.extend_from_slice(tlvs);
+        let data = u16::try_from(out.len() - FIXED_LEN).unwrap();
+        out[14..16].copy_from_slice(&data.to_be_bytes());
         out
     }
 
@@ -246,6 +297,7 @@ mod tests {
                 ProxyHeader::Proxy {
                     source: "192.168.0.1:54321".parse().unwrap(),
                     destination: "192.168.0.2:443".parse().unwrap(),
+                    forwarded_by: None,
                 },
                 28
             ))
@@ -261,6 +313,7 @@ mod tests {
                 ProxyHeader::Proxy {
                     source: "[2001:db8::1]:40000".parse().unwrap(),
                     destination: "[2001:db8::2]:7443".parse().unwrap(),
+                    forwarded_by: None,
                 },
                 52
             ))
@@ -352,11 +405,50 @@ mod tests {
         let header = ProxyHeader::Proxy {
             source: "10.0.0.7:5000".parse().unwrap(),
             destination: "10.0.0.1:7443".parse().unwrap(),
+            forwarded_by: None,
         };
-        let mut bytes = encode(&header, &tlvs);
+        let mut bytes = encode_with(&header, &tlvs);
         assert_eq!(bytes.len(), 28 + tlvs.len());
         bytes.extend_from_slice(b"next");
         assert_eq!(decode(&bytes).unwrap(), Some((header, 28 + tlvs.len())));
+    }
+
+    #[test]
+    fn a_forwarding_cluster_member_names_itself_in_a_custom_tlv() {
+        let header = ProxyHeader::Proxy {
+            source: "198.51.100.9:40000".parse().unwrap(),
+            destination: "10.0.0.1:7443".parse().unwrap(),
+            forwarded_by: Some(0x0102),
+        };
+        let bytes = encode(&header);
+        assert_eq!(&bytes[28..], &[0xE0, 0, 2, 1, 2]);
+        assert_eq!(decode(&bytes).unwrap(), Some((header, bytes.len())));
+        // Among other TLVs, the first well-framed one counts; a truncated TLV ends the scan.
+        let plain = ProxyHeader::Proxy {
+            source: "198.51.100.9:40000".parse().unwrap(),
+            destination: "10.0.0.1:7443".parse().unwrap(),
+            forwarded_by: None,
+        };
+        let others = encode_with(&plain, &hex("02 0001 61 e0 0002 0007"));
+        let Some((ProxyHeader::Proxy { forwarded_by, .. }, _)) = decode(&others).unwrap() else {
+            panic!()
+        };
+        assert_eq!(forwarded_by, Some(7));
+        let wrong_length = encode_with(&plain, &hex("e0 0003 000700"));
+        assert_eq!(decode(&wrong_length).unwrap().unwrap().0, plain);
+        let truncated = encode_with(&plain, &hex("02 0009 61 e0 0002 0007"));
+        assert_eq!(decode(&truncated).unwrap().unwrap().0, plain);
+        // A launcher on IPv6 reaching a member over IPv4: both written as IPv6.
+        let mixed = ProxyHeader::Proxy {
+            source: "[2001:db8::9]:40000".parse().unwrap(),
+            destination: "10.0.0.1:7443".parse().unwrap(),
+            forwarded_by: Some(2),
+        };
+        let Some((ProxyHeader::Proxy { destination, .. }, _)) = decode(&encode(&mixed)).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(destination, "[::ffff:10.0.0.1]:7443".parse().unwrap());
     }
 
     #[test]
@@ -364,11 +456,12 @@ mod tests {
         let header = ProxyHeader::Proxy {
             source: "10.0.0.7:5000".parse().unwrap(),
             destination: "10.0.0.1:7443".parse().unwrap(),
+            forwarded_by: None,
         };
-        let largest = encode(&header, &[0; MAX_DATA_LEN - 12]);
+        let largest = encode_with(&header, &[0; MAX_DATA_LEN - 12]);
         assert_eq!(largest.len(), MAX_HEADER_LEN);
         assert_eq!(decode(&largest).unwrap(), Some((header, MAX_HEADER_LEN)));
-        let too_large = encode(&header, &[0; MAX_DATA_LEN - 11]);
+        let too_large = encode_with(&header, &[0; MAX_DATA_LEN - 11]);
         let expected = Err(Error::TooLarge {
             what: "PROXY protocol v2 address and TLV data",
             got: 513,
@@ -393,6 +486,7 @@ mod tests {
                     ProxyHeader::Proxy {
                         source: SocketAddr::from((source, source_port)),
                         destination: SocketAddr::from((destination, destination_port)),
+                        forwarded_by: None,
                     }
                 }),
             (
@@ -405,6 +499,7 @@ mod tests {
                     ProxyHeader::Proxy {
                         source: v6(source, source_port.to_be_bytes()),
                         destination: v6(destination, destination_port.to_be_bytes()),
+                        forwarded_by: None,
                     }
                 }),
         ]
@@ -417,7 +512,8 @@ mod tests {
             tlvs in proptest::collection::vec(any::<u8>(), 0..=MAX_DATA_LEN - 36),
             trailing in proptest::collection::vec(any::<u8>(), 0..64),
         ) {
-            let encoded = encode(&header, &tlvs);
+            prop_assume!(forwarded_by(&tlvs).is_none());
+            let encoded = encode_with(&header, &tlvs);
             let mut bytes = encoded.clone();
             bytes.extend_from_slice(&trailing);
             prop_assert_eq!(decode(&bytes), Ok(Some((header, encoded.len()))));

@@ -16,7 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use portcullis_proto::IpNetwork;
+use portcullis_proto::{IpNetwork, NodeId, SessionId};
 use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
@@ -39,6 +39,8 @@ pub struct TunnelConfig {
     /// The addresses allowed to send that header (the balancers, the cluster's members):
     /// required with `proxy_protocol`; a connection from anywhere else is closed unanswered.
     pub proxy_protocol_trusted: Vec<IpNetwork>,
+    /// Several servers behind one balancer address (docs/protocol.md §8.16).
+    pub cluster: Cluster,
     /// What one peer, and everyone together, can make the server hold.
     pub limits: TunnelLimits,
     /// Timeouts (docs/protocol.md §8.13).
@@ -54,6 +56,7 @@ impl Default for TunnelConfig {
             tls: TunnelTls::default(),
             proxy_protocol: false,
             proxy_protocol_trusted: Vec::new(),
+            cluster: Cluster::default(),
             limits: TunnelLimits::default(),
             timeouts: TunnelTimeouts::default(),
         }
@@ -84,6 +87,49 @@ pub struct TunnelTls {
     pub key: Option<PathBuf>,
     /// Refuse handshakes that do not use the hybrid `X25519MLKEM768` key exchange.
     pub require_post_quantum: bool,
+}
+
+/// `[cluster]`: the servers of one tunnel group behind one balancer address. Each one's
+/// session ids start with its node id; a connection for another member's session is
+/// forwarded to that member (docs/protocol.md §8.16), so the balancer needs no affinity.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Cluster {
+    /// This server's node id, 1–65535, unique in the cluster. None: not a member.
+    pub node_id: Option<u16>,
+    /// Every other member.
+    pub peers: Vec<ClusterPeer>,
+}
+
+/// `[[cluster.peers]]`: another member of the cluster.
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterPeer {
+    /// Its node id.
+    pub node_id: u16,
+    /// Its tunnel listen address, reached directly (not through the balancer).
+    pub address: SocketAddr,
+}
+
+impl Cluster {
+    /// This server's node id, when it is a member.
+    pub fn node(&self) -> Option<NodeId> {
+        self.node_id.and_then(NodeId::new)
+    }
+
+    /// Where a connection for `session` goes when this server does not hold it: the
+    /// member its id names, if that is another member.
+    pub fn owner_of(&self, session: SessionId) -> Option<SocketAddr> {
+        let own = self.node()?;
+        let node = session.node();
+        if node == own.get() {
+            return None;
+        }
+        self.peers
+            .iter()
+            .find(|peer| peer.node_id == node)
+            .map(|peer| peer.address)
+    }
 }
 
 /// `[limits]` (docs/protocol.md §8.15).
@@ -136,7 +182,8 @@ pub struct TunnelTimeouts {
     pub broker_call_secs: u64,
     /// Connecting to the target, all remotes together. Default 10.
     pub target_connect_secs: u64,
-    /// A session ends after this long without a record or target byte. Default 300.
+    /// A session ends after this long with no data connection open and no application byte
+    /// relayed (docs/protocol.md §8.1). Default 300.
     pub idle_secs: u64,
     /// A session ends this long after it was opened. Default 28,800 (8 h).
     pub max_session_secs: u64,
@@ -377,6 +424,7 @@ impl TunnelConfig {
             }
             _ => {}
         }
+        self.validate_cluster()?;
         self.validate_limits()?;
         self.validate_timeouts()?;
         match (&self.tls.cert, &self.tls.key) {
@@ -388,6 +436,58 @@ impl TunnelConfig {
             )),
             _ => Ok(()),
         }
+    }
+
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let cluster = &self.cluster;
+        let Some(own) = cluster.node_id else {
+            if cluster.peers.is_empty() {
+                return Ok(());
+            }
+            return Err(invalid(
+                "cluster.node_id",
+                "is required with cluster.peers: this server's own node id, 1 to 65535",
+            ));
+        };
+        if own == 0 {
+            return Err(invalid("cluster.node_id", "must be 1 to 65535"));
+        }
+        if !self.proxy_protocol {
+            return Err(invalid(
+                "cluster.node_id",
+                "needs proxy_protocol = true: the members forward connections to one another \
+                 with a PROXY v2 header naming the launcher",
+            ));
+        }
+        let mut seen = vec![own];
+        for peer in &cluster.peers {
+            if peer.node_id == 0 || seen.contains(&peer.node_id) {
+                return Err(invalid(
+                    "cluster.peers",
+                    format!(
+                        "node id {} is 0 or used twice: each member needs its own, 1 to 65535",
+                        peer.node_id
+                    ),
+                ));
+            }
+            seen.push(peer.node_id);
+            let ip = peer.address.ip();
+            if !self
+                .proxy_protocol_trusted
+                .iter()
+                .any(|network| network.contains(ip))
+            {
+                return Err(invalid(
+                    "cluster.peers",
+                    format!(
+                        "{ip} (node {}) is not in proxy_protocol_trusted: the connections it \
+                         forwards here would be closed",
+                        peer.node_id
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     fn validate_limits(&self) -> Result<(), ConfigError> {
@@ -670,6 +770,44 @@ mod tests {
     }
 
     #[test]
+    fn a_cluster_member_needs_proxy_v2_distinct_ids_and_trusted_peers() {
+        let text = "proxy_protocol = true\nproxy_protocol_trusted = [\"10.0.0.0/24\"]\n\
+                    [broker]\nurl = \"https://b.example\"\n\
+                    [cluster]\nnode_id = 1\n\
+                    [[cluster.peers]]\nnode_id = 2\naddress = \"10.0.0.2:7443\"\n";
+        let config = parse(text).unwrap();
+        config.validate().unwrap();
+        let session = |node: u16| {
+            let mut bytes = [0u8; 16];
+            bytes[..2].copy_from_slice(&node.to_be_bytes());
+            SessionId::from_bytes(bytes)
+        };
+        assert_eq!(
+            config.cluster.owner_of(session(2)),
+            Some("10.0.0.2:7443".parse().unwrap())
+        );
+        assert_eq!(config.cluster.owner_of(session(1)), None, "its own");
+        assert_eq!(config.cluster.owner_of(session(9)), None, "no such member");
+
+        let mut untrusted = config.clone();
+        untrusted.cluster.peers[0].address = "192.0.2.2:7443".parse().unwrap();
+        assert_eq!(refused_field(&untrusted), "cluster.peers");
+        let mut twice = config.clone();
+        twice.cluster.peers[0].node_id = 1;
+        assert_eq!(refused_field(&twice), "cluster.peers");
+        let mut zero = config.clone();
+        zero.cluster.node_id = Some(0);
+        assert_eq!(refused_field(&zero), "cluster.node_id");
+        let mut no_id = config.clone();
+        no_id.cluster.node_id = None;
+        assert_eq!(refused_field(&no_id), "cluster.node_id");
+        let mut no_proxy = config;
+        no_proxy.proxy_protocol = false;
+        no_proxy.proxy_protocol_trusted.clear();
+        assert_eq!(refused_field(&no_proxy), "cluster.node_id");
+    }
+
+    #[test]
     fn the_example_file_sets_every_setting() {
         let config = parse(EXAMPLE).unwrap();
         config.validate().unwrap();
@@ -684,6 +822,8 @@ mod tests {
         assert_eq!(config.ops_listen, Some("127.0.0.1:9464".parse().unwrap()));
         assert!(config.proxy_protocol);
         assert_eq!(config.proxy_protocol_trusted.len(), 2);
+        assert_eq!(config.cluster.node_id, Some(1));
+        assert_eq!(config.cluster.peers.len(), 1);
         assert_eq!(
             config.broker,
             BrokerLink {

@@ -57,11 +57,21 @@ pub async fn serve(
 ) {
     let deadline = tokio::time::Instant::now() + shared.config.timeouts.handshake();
     let mut source = peer.ip();
+    let mut ends = crate::forward::Ends {
+        client: peer,
+        destination: tcp.local_addr().unwrap_or(peer),
+    };
+    // Forwarded by a member of this server's cluster: the hello follows in clear.
+    let mut forwarded = false;
+    // The source's handshake token was taken (before TLS).
+    let mut token_taken = false;
     let start = tokio::time::timeout_at(deadline, async {
         let mut tcp = tcp;
         if shared.config.proxy_protocol {
-            if let Some(address) = read_proxy_header(&mut tcp).await? {
-                source = address;
+            if let Some((header_ends, forwarded_by)) = read_proxy_header(&mut tcp).await? {
+                source = header_ends.client.ip();
+                ends = header_ends;
+                forwarded = forwarded_by.is_some();
             }
             // A LOCAL header (the balancer's health check) keeps the balancer's address.
             if let Err(refusal) = shared.limits.attribute(&mut permit, source, Instant::now()) {
@@ -70,13 +80,15 @@ pub async fn serve(
             }
         }
         let stream: TunnelStream = match &shared.tls {
-            Some(acceptor) => {
+            // A member of the cluster terminated the launcher's TLS (§8.16).
+            Some(acceptor) if !forwarded => {
                 // A TLS handshake costs far more than a tunnel hello: the source's token is
                 // taken before it, and a source over its rate gets no TLS (§8.15).
                 if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
                     limited(&shared, refusal);
                     return Err(Failure::Close("busy"));
                 }
+                token_taken = true;
                 Box::new(
                     acceptor
                         .accept(tcp)
@@ -84,7 +96,7 @@ pub async fn serve(
                         .map_err(|_| Failure::Close("tls"))?,
                 )
             }
-            None => Box::new(tcp),
+            _ => Box::new(tcp),
         };
         Ok::<_, Failure>(stream)
     })
@@ -122,11 +134,19 @@ pub async fn serve(
         return;
     }
     // Without TLS the token is taken here, where a Busy can still be answered.
-    if shared.tls.is_none() {
+    if !token_taken {
         if let Err(refusal) = shared.limits.admit_handshake(&permit, Instant::now()) {
             limited(&shared, refusal);
             return refuse(&shared, stream, Failure::Refuse(ErrorCode::Busy, "busy")).await;
         }
+    }
+    // Another member's session: forward it there, once (§8.16).
+    if let Some(owner) = crate::forward::owner(&shared, &hello) {
+        if forwarded {
+            let failure = Failure::Refuse(ErrorCode::SessionUnknown, "session_unknown");
+            return refuse(&shared, stream, failure).await;
+        }
+        return crate::forward::forward(shared, stream, &hello, ends, owner, permit).await;
     }
     let server_random = match portcullis_proto::tunnel::fresh_random() {
         Ok(random) => random,
@@ -263,7 +283,11 @@ impl Handshake {
             crate::session::report_stop(&shared.env, &redeemed.notify, 0, 0).await;
             return;
         }
-        let session_id = match portcullis_proto::SessionId::generate() {
+        let session_id = match shared.config.cluster.node() {
+            Some(node) => portcullis_proto::SessionId::generate_on(node),
+            None => portcullis_proto::SessionId::generate(),
+        };
+        let session_id = match session_id {
             Ok(id) => id,
             Err(_) => return this.refuse(ErrorCode::Internal, "random").await,
         };
@@ -558,9 +582,12 @@ fn needed_hello_len(seen: &[u8]) -> usize {
     Command::from_u8(seen[5]).map_or(0, Command::hello_len)
 }
 
-/// Reads a PROXY v2 header; `Some(source)` for PROXY, `None` for LOCAL (the connection's
-/// own peer address stands).
-async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<IpAddr>, Failure> {
+/// Reads a PROXY v2 header: for PROXY, the launcher's and the destination's addresses and
+/// the forwarding member's node id, if any; `None` for LOCAL (the connection's own peer
+/// address stands).
+async fn read_proxy_header(
+    tcp: &mut TcpStream,
+) -> Result<Option<(crate::forward::Ends, Option<u16>)>, Failure> {
     let mut buf = vec![0u8; proxy_v2::FIXED_LEN];
     tcp.read_exact(&mut buf).await?;
     // Check signature and version before trusting the length.
@@ -574,8 +601,19 @@ async fn read_proxy_header(tcp: &mut TcpStream) -> Result<Option<IpAddr>, Failur
     buf.resize(proxy_v2::FIXED_LEN + rest, 0);
     tcp.read_exact(&mut buf[proxy_v2::FIXED_LEN..]).await?;
     match proxy_v2::decode(&buf) {
-        Ok(Some((ProxyHeader::Proxy { source, .. }, used))) if used == buf.len() => {
-            Ok(Some(source.ip()))
+        Ok(Some((
+            ProxyHeader::Proxy {
+                source,
+                destination,
+                forwarded_by,
+            },
+            used,
+        ))) if used == buf.len() => {
+            let ends = crate::forward::Ends {
+                client: source,
+                destination,
+            };
+            Ok(Some((ends, forwarded_by)))
         }
         Ok(Some((ProxyHeader::Local, used))) if used == buf.len() => Ok(None),
         _ => Err(Failure::Close("proxy_header")),

@@ -14,6 +14,7 @@
 //!   resume tunnel connections;
 //! - [`driver`]: the server's side of one connection id across links (resume);
 //! - [`hold`]: the server's side of a session's hold (keeps it alive, tells its end);
+//! - [`forward`]: a cluster member forwarding a connection to the session's member;
 //! - [`tls`], [`metrics`], [`ops`]: TLS, Prometheus metrics, `/health` and `/metrics`;
 //! - [`server`]: listeners, the connection cap, two-phase shutdown.
 
@@ -23,6 +24,7 @@ pub mod broker;
 pub mod client;
 pub mod config;
 pub mod driver;
+pub mod forward;
 pub mod handshake;
 pub mod hold;
 pub mod limits;

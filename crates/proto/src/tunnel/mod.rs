@@ -97,6 +97,9 @@ pub const TARGET_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a tunnel server keeps a session that has no hold and no connection left (none
 /// connected, none held for resume) before it ends it.
 pub const EMPTY_SESSION_LINGER: Duration = Duration::from_secs(10);
+/// How long a cluster member waits for the TCP connection to the member that holds a
+/// session before it answers `Busy` (docs/protocol.md §8.16).
+pub const FORWARD_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Connections a session admits at once unless configured otherwise.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 16;
 

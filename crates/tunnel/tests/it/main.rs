@@ -5,6 +5,7 @@
 
 mod support;
 
+mod cluster;
 mod faults;
 mod hold;
 mod lifecycle;

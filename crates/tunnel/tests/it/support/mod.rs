@@ -6,7 +6,8 @@
 //! tunnel ticket stored with the KEM secret sealed under the ticket id), without the HTTP
 //! client API, which the broker's own tests cover.
 
-// The tunnel benchmark includes this module with `#[path]` and uses part of it.
+// The tunnel benchmark and the `portcullis` crate's balancer test include this module with
+// `#[path]` and use part of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod targets;
@@ -150,6 +151,37 @@ impl Stack {
     pub async fn start_tunnel(&mut self) {
         let token = BrokerToken::new(&self.token).unwrap();
         self.tunnel = Some(start(self.config.clone(), token).await.unwrap());
+    }
+
+    /// Registers one more tunnel server of group `dc1` at the broker, named `name`, and
+    /// starts it with `config` (its broker URL set here).
+    pub async fn start_member(&self, name: &str, mut config: TunnelConfig) -> RunningTunnel {
+        let token = self.register_member(name).await;
+        config.broker.url = self.broker.base_url();
+        start(config, BrokerToken::new(&token).unwrap())
+            .await
+            .unwrap()
+    }
+
+    /// Registers one more tunnel server of group `dc1` at the broker; its token.
+    pub async fn register_member(&self, name: &str) -> String {
+        let token = format!("sk-{}", TicketId::generate().unwrap().expose());
+        self.broker
+            .state
+            .store
+            .add_tunnel_server(
+                NewTunnelServer {
+                    name: name.into(),
+                    public_address: "127.0.0.1:7443".into(),
+                    token_hash: TokenHash::of(token.as_bytes()),
+                    legacy: false,
+                    group: GROUP.into(),
+                },
+                now_ms(),
+            )
+            .await
+            .unwrap();
+        token
     }
 
     /// The running tunnel server.

@@ -1,0 +1,278 @@
+//! Two `portcullis tunnel` processes of one tunnel group behind a real HAProxy (round-robin,
+//! `send-proxy-v2`, no affinity), each trusting only loopback for PROXY v2 and listing the
+//! other as its cluster peer (docs/tunnel.md, "Several tunnel servers"; docs/protocol.md
+//! §8.16). A launcher's tunnel client sends 64 MiB through HAProxy on one connection whose
+//! TCP connections are cut three times on the way; the resumes land on either server, the
+//! one without the session forwards them, and the bytes come back whole (SHA-256 equal),
+//! counted once in the broker's audit log.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use aws_lc_rs::digest::{Context, SHA256};
+use portcullis_testkit::program;
+use portcullis_tunnel::client::{ClientConfig, Forwarder, test_server};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The tunnel integration tests' loopback stack: a broker on SQLite with tickets issued
+/// through its store, and TCP targets.
+#[path = "../../../tunnel/tests/it/support/mod.rs"]
+mod tunnel_support;
+
+use tunnel_support::targets::Echo;
+use tunnel_support::{Stack, bounded, detail};
+
+/// 64 MiB through the tunnel.
+const TOTAL: usize = 64 << 20;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Child processes killed when the test ends, whatever its outcome.
+struct Children(Vec<Child>);
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        for child in &mut self.0 {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A `portcullis tunnel` cluster member: node `id` listening on `port`, its peer `peer`.
+fn tunnel_member(
+    dir: &Path,
+    broker: &str,
+    token: &str,
+    (id, port, ops): (u16, u16, u16),
+    (peer_id, peer_port): (u16, u16),
+) -> Child {
+    let config = dir.join(format!("tunnel-{id}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops}\"\n\
+             proxy_protocol = true\nproxy_protocol_trusted = [\"127.0.0.0/8\"]\n\
+             [broker]\nurl = \"{broker}\"\n\
+             [cluster]\nnode_id = {id}\n\
+             [[cluster.peers]]\nnode_id = {peer_id}\naddress = \"127.0.0.1:{peer_port}\"\n"
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_portcullis"))
+        .args(["tunnel", "--config", config.to_str().unwrap()])
+        .env("PORTCULLIS_TUNNEL_TOKEN", token)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// HAProxy in front of `backends`: TCP mode, round-robin, PROXY v2 to each backend, the
+/// tunnel protocol's `Test` hello as the health check (docs/tunnel.md's set-up).
+fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Child {
+    let config = dir.join("haproxy.cfg");
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(n, port)| {
+            format!(
+                "    server t{n} 127.0.0.1:{port} send-proxy-v2 check check-send-proxy inter 1s\n"
+            )
+        })
+        .collect();
+    std::fs::write(
+        &config,
+        format!(
+            "global\n    maxconn 1024\n\
+             defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 5m\n    \
+             timeout server 5m\n\
+             frontend tunnel\n    bind 127.0.0.1:{port}\n    default_backend members\n\
+             backend members\n    balance roundrobin\n    option tcp-check\n    \
+             tcp-check send-binary 5043544e0101\n    tcp-check expect binary 4f4b\n{servers}"
+        ),
+    )
+    .unwrap();
+    Command::new(program("haproxy", "haproxy"))
+        .args(["-db", "-f", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
+}
+
+/// A TCP relay in front of HAProxy that cuts every connection it carries on demand: the
+/// network fault the launcher resumes across.
+struct Cutter {
+    addr: SocketAddr,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Cutter {
+    async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let signal = Arc::clone(&cut);
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let signal = Arc::clone(&signal);
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        () = signal.notified() => {}
+                    }
+                });
+            }
+        });
+        Self { addr, cut }
+    }
+}
+
+/// A metric's value from a tunnel server's `/metrics` (0 when absent).
+async fn metric(client: &reqwest::Client, ops: u16, name: &str) -> f64 {
+    let text = client
+        .get(format!("http://127.0.0.1:{ops}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| {
+            let (key, value) = line.rsplit_once(' ')?;
+            (key == name).then(|| value.parse().ok())?
+        })
+        .unwrap_or(0.0)
+}
+
+/// The bytes sent: different at every position, so a lost, repeated or swapped chunk
+/// changes the digest.
+fn data() -> Vec<u8> {
+    (0..TOTAL)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+        .collect()
+}
+
+fn sha256(bytes: &[u8]) -> Vec<u8> {
+    let mut context = Context::new(&SHA256);
+    context.update(bytes);
+    context.finish().as_ref().to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunnel_servers() {
+    let stack = Stack::start().await;
+    let echo = Echo::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = stack.broker.base_url();
+    let (a, b, a_ops, b_ops, front) = (
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+        free_port(),
+    );
+    let token_a = stack.register_member("member-a").await;
+    let token_b = stack.register_member("member-b").await;
+    let _children = Children(vec![
+        tunnel_member(dir.path(), &broker, &token_a, (1, a, a_ops), (2, b)),
+        tunnel_member(dir.path(), &broker, &token_b, (2, b, b_ops), (1, a)),
+        haproxy(dir.path(), front, &[a, b]),
+    ]);
+    let haproxy_address = portcullis_tunnel::client::TunnelAddress {
+        host: "127.0.0.1".into(),
+        port: front,
+        tls: None,
+    };
+    // Both members answer the health check through HAProxy (round-robin: two in a row).
+    bounded("the members and HAProxy to start", async {
+        let mut answered = 0;
+        while answered < 2 {
+            match test_server(&haproxy_address, Duration::from_secs(2)).await {
+                Ok(()) => answered += 1,
+                Err(_) => {
+                    answered = 0;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    })
+    .await;
+
+    let cutter = Cutter::start(SocketAddr::from((Ipv4Addr::LOCALHOST, front))).await;
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let address = portcullis_tunnel::client::TunnelAddress {
+        port: cutter.addr.port(),
+        ..haproxy_address
+    };
+    let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
+        .await
+        .unwrap();
+    let local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    let data = Arc::new(data());
+    let (mut read, mut write) = local.into_split();
+    let sender = {
+        let data = Arc::clone(&data);
+        tokio::spawn(async move {
+            for chunk in data.chunks(1 << 20) {
+                write.write_all(chunk).await.unwrap();
+            }
+            write.shutdown().await.unwrap();
+        })
+    };
+    let mut back = Vec::with_capacity(TOTAL);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut cuts = 0;
+    bounded("64 MiB through HAProxy and two members", async {
+        loop {
+            let n = read.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+            if cuts < 3 && back.len() > (cuts + 1) * TOTAL / 4 {
+                cutter.cut.notify_waiters();
+                cuts += 1;
+            }
+        }
+    })
+    .await;
+    sender.await.unwrap();
+    assert_eq!(cuts, 3);
+    assert_eq!(back.len(), TOTAL, "no byte lost or duplicated");
+    assert_eq!(sha256(&back), sha256(&data), "SHA-256 of what came back");
+    assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
+
+    let http = reqwest::Client::new();
+    let resume = r#"portcullis_tunnel_handshakes_total{reason="resume"}"#;
+    let forwarded = r#"portcullis_tunnel_handshakes_total{reason="forwarded"}"#;
+    let resumes = metric(&http, a_ops, resume).await + metric(&http, b_ops, resume).await;
+    let forwards = metric(&http, a_ops, forwarded).await + metric(&http, b_ops, forwarded).await;
+    assert!(resumes >= 3.0, "{resumes} resumes");
+    assert!(forwards >= 1.0, "{forwards} connections forwarded");
+    let sessions = metric(&http, a_ops, "portcullis_tunnel_sessions").await
+        + metric(&http, b_ops, "portcullis_tunnel_sessions").await;
+    assert_eq!(sessions, 1.0, "one session, on one member");
+
+    forwarder.end_session().await.unwrap();
+    let stops = stack.wait_for_stops(1).await;
+    let stop = detail(&stops[0]);
+    assert_eq!(stop["sent"], TOTAL as u64, "counted once: {stop}");
+    assert_eq!(stop["recv"], TOTAL as u64, "counted once: {stop}");
+}
