@@ -9,20 +9,19 @@
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use portcullis_testkit::program;
 use portcullis_tunnel::client::{ClientConfig, Forwarder, test_server};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 
 /// The tunnel integration tests' loopback stack: a broker on SQLite with tickets issued
 /// through its store, and TCP targets.
 #[path = "../../../tunnel/tests/it/support/mod.rs"]
 mod tunnel_support;
 
+use tunnel_support::cutter::{Cutter, echo_through_cuts};
 use tunnel_support::targets::Echo;
 use tunnel_support::{Stack, bounded, detail};
 
@@ -112,37 +111,6 @@ fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Child {
         .unwrap()
 }
 
-/// A TCP relay in front of HAProxy that cuts every connection it carries on demand: the
-/// network fault the launcher resumes across.
-struct Cutter {
-    addr: SocketAddr,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Cutter {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let signal = Arc::clone(&cut);
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                let signal = Arc::clone(&signal);
-                tokio::spawn(async move {
-                    let Ok(mut up) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        () = signal.notified() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-}
-
 /// A metric's value from a tunnel server's `/metrics` (0 when absent).
 async fn metric(client: &reqwest::Client, ops: u16, name: &str) -> f64 {
     let text = client
@@ -159,14 +127,6 @@ async fn metric(client: &reqwest::Client, ops: u16, name: &str) -> f64 {
             (key == name).then(|| value.parse().ok())?
         })
         .unwrap_or(0.0)
-}
-
-/// The bytes sent: different at every position, so a lost, repeated or swapped chunk
-/// changes the digest.
-fn data() -> Vec<u8> {
-    (0..TOTAL)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
-        .collect()
 }
 
 fn sha256(bytes: &[u8]) -> Vec<u8> {
@@ -225,36 +185,7 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
         .await
         .unwrap();
     let local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
-    let data = Arc::new(data());
-    let (mut read, mut write) = local.into_split();
-    let sender = {
-        let data = Arc::clone(&data);
-        tokio::spawn(async move {
-            for chunk in data.chunks(1 << 20) {
-                write.write_all(chunk).await.unwrap();
-            }
-            write.shutdown().await.unwrap();
-        })
-    };
-    let mut back = Vec::with_capacity(TOTAL);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut cuts = 0;
-    bounded("64 MiB through HAProxy and two members", async {
-        loop {
-            let n = read.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            back.extend_from_slice(&buf[..n]);
-            if cuts < 3 && back.len() > (cuts + 1) * TOTAL / 4 {
-                cutter.cut.notify_waiters();
-                cuts += 1;
-            }
-        }
-    })
-    .await;
-    sender.await.unwrap();
-    assert_eq!(cuts, 3);
+    let (data, back) = echo_through_cuts(local, TOTAL, &cutter, 3).await;
     assert_eq!(back.len(), TOTAL, "no byte lost or duplicated");
     assert_eq!(sha256(&back), sha256(&data), "SHA-256 of what came back");
     assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());

@@ -15,6 +15,7 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use crate::relay::echo_round_trip;
+use crate::support::cutter::{Cutter, echo_through_cuts};
 use crate::support::targets::{Echo, closed_port};
 use crate::support::{Stack, bounded, detail, eventually};
 
@@ -233,42 +234,6 @@ async fn garbage_and_aborted_handshakes_leave_nothing_behind() {
     forwarder.end_session().await.unwrap();
 }
 
-/// A TCP relay between the launcher and the tunnel server that can cut every connection
-/// it carries: the fault a resume must survive.
-struct Cutter {
-    addr: SocketAddr,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Cutter {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let signal = Arc::clone(&cut);
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                let signal = Arc::clone(&signal);
-                tokio::spawn(async move {
-                    let Ok(mut up) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        () = signal.notified() => {}
-                    }
-                });
-            }
-        });
-        Self { addr, cut }
-    }
-
-    /// Cuts every connection relayed now (both sides see the TCP connection end).
-    fn cut_all(&self) {
-        self.cut.notify_waiters();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() {
     let stack = Stack::start().await;
@@ -287,41 +252,8 @@ async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() 
     .unwrap();
     let local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     let total: usize = 64 << 20;
-    let data: Arc<Vec<u8>> = Arc::new(
-        (0..total)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
-            .collect(),
-    );
-    let (mut read, mut write) = local.into_split();
-    let sender = {
-        let data = Arc::clone(&data);
-        tokio::spawn(async move {
-            for chunk in data.chunks(1 << 20) {
-                write.write_all(chunk).await.unwrap();
-            }
-            write.shutdown().await.unwrap();
-        })
-    };
-    let mut back = Vec::with_capacity(total);
-    let mut buf = vec![0u8; 1 << 16];
-    let mut cuts = 0;
-    bounded("64 MiB through a cut tunnel", async {
-        loop {
-            let n = read.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
-            }
-            back.extend_from_slice(&buf[..n]);
-            // Cut three times along the way.
-            if cuts < 3 && back.len() > (cuts + 1) * total / 4 {
-                cutter.cut_all();
-                cuts += 1;
-            }
-        }
-    })
-    .await;
-    sender.await.unwrap();
-    assert_eq!(cuts, 3);
+    // Cut three times along the way.
+    let (data, back) = echo_through_cuts(local, total, &cutter, 3).await;
     assert_eq!(back.len(), total, "no byte lost or duplicated");
     assert!(back == *data, "the bytes came back in order, intact");
     assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());

@@ -8,18 +8,17 @@
 //! clock is paused and moved; attaches and the hold's pings involve only loopback sockets and
 //! this runtime's tasks.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use portcullis_proto::tunnel::{EndReason, ErrorCode, client};
 use portcullis_tunnel::client::{ClientConfig, ClientError, Forwarder, SessionEnd, handshake_at};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncReadExt;
+use tokio::net::TcpStream;
 
 use crate::relay::echo_round_trip;
+use crate::support::cutter::Cutter;
 use crate::support::targets::Echo;
-use crate::support::{Stack, bounded, detail, eventually};
+use crate::support::{Stack, bounded, close_local, detail, eventually};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -27,16 +26,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn one_connection(forwarder: &Forwarder, data: &[u8]) {
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, data).await;
-    local.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    bounded("the close handshake", local.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    drop(local);
-    eventually("the connection is done", LIMIT, || {
-        forwarder.open_connections() == 0
-    })
-    .await;
+    close_local(forwarder, local).await;
 }
 
 /// Waits (on the test's clock) until the forwarder holds its session.
@@ -111,16 +101,7 @@ async fn the_idle_timeout_counts_only_time_without_a_connection() {
     tokio::time::sleep(Duration::from_secs(150)).await;
     assert_eq!(forwarder.session_end(), None);
     echo_round_trip(&mut open, b"still there").await;
-    open.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    bounded("the close handshake", open.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    drop(open);
-    eventually("the connection is done", LIMIT, || {
-        forwarder.open_connections() == 0
-    })
-    .await;
+    close_local(&forwarder, open).await;
     // Held but unused: the idle timeout ends it, pings or not, and the launcher is told.
     tokio::time::sleep(Duration::from_secs(59)).await;
     assert_eq!(forwarder.session_end(), None, "not idle yet");
@@ -158,49 +139,11 @@ async fn shutdown_reaches_the_launcher_over_the_hold() {
     assert_eq!(end, SessionEnd::Ended(EndReason::ShuttingDown));
 }
 
-/// A relay whose upstream can be switched, and which cuts every connection it carries on
-/// demand: a tunnel server that restarts behind a fixed address.
-struct Switch {
-    addr: SocketAddr,
-    upstream: Arc<Mutex<SocketAddr>>,
-    cut: Arc<tokio::sync::Notify>,
-}
-
-impl Switch {
-    async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let upstream = Arc::new(Mutex::new(upstream));
-        let cut = Arc::new(tokio::sync::Notify::new());
-        let (target, signal) = (Arc::clone(&upstream), Arc::clone(&cut));
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                let to = *target.lock().unwrap();
-                let signal = Arc::clone(&signal);
-                tokio::spawn(async move {
-                    let Ok(mut up) = TcpStream::connect(to).await else {
-                        return;
-                    };
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        () = signal.notified() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            upstream,
-            cut,
-        }
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_session() {
     let mut stack = Stack::start().await;
     let echo = Echo::start().await;
-    let switch = Switch::start(stack.tunnel_addr()).await;
+    let switch = Cutter::start(stack.tunnel_addr()).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
     address.port = switch.addr.port();
@@ -210,7 +153,7 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
     one_connection(&forwarder, b"first").await;
     held(&forwarder).await;
     // The hold drops: the launcher holds the session again at once.
-    switch.cut.notify_waiters();
+    switch.cut_all();
     eventually("a second hold", LIMIT, || {
         stack.metric(r#"portcullis_tunnel_handshakes_total{reason="hold"}"#) >= 2.0
     })
@@ -222,8 +165,8 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
     // without a word to the launcher (a crash): the hold cannot be re-established.
     let old = stack.tunnel.take().unwrap();
     stack.start_tunnel().await;
-    *switch.upstream.lock().unwrap() = stack.tunnel_addr();
-    switch.cut.notify_waiters();
+    switch.switch_to(stack.tunnel_addr());
+    switch.cut_all();
     let end = bounded("the end of the session", forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Unknown);
     assert!(TcpStream::connect(forwarder.local_addr()).await.is_err());

@@ -18,7 +18,7 @@ use tokio::task::JoinSet;
 
 use crate::relay::echo_round_trip;
 use crate::support::targets::{CLOSE_TARGET, Echo};
-use crate::support::{Stack, bounded, detail, eventually};
+use crate::support::{Stack, bounded, close_local, detail, eventually};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -128,16 +128,7 @@ async fn ending_a_session_with_no_connection_open_dials_nothing() {
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, b"one connection").await;
-    local.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    bounded("the close handshake", local.read_to_end(&mut rest))
-        .await
-        .unwrap();
-    drop(local);
-    eventually("the local connection is done", LIMIT, || {
-        forwarder.open_connections() == 0
-    })
-    .await;
+    close_local(&forwarder, local).await;
     forwarder.end_session().await.unwrap();
     let stops = stack.wait_for_stops(1).await;
     assert_eq!(detail(&stops[0])["sent"], 14);

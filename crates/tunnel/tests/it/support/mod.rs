@@ -10,6 +10,7 @@
 // `#[path]` and use part of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod cutter;
 pub mod targets;
 
 use std::future::Future;
@@ -51,6 +52,24 @@ pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// Ends a local connection the way a program does (half-close, read to the end), and waits
+/// until the forwarder has finished it.
+pub async fn close_local(forwarder: &Forwarder, mut local: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    local.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    bounded("the close handshake", local.read_to_end(&mut rest))
+        .await
+        .unwrap();
+    drop(local);
+    eventually(
+        "the local connection is done",
+        Duration::from_secs(20),
+        || forwarder.open_connections() == 0,
+    )
+    .await;
 }
 
 /// Installs a log subscriber once (RUST_LOG, default warn), for failing tests' output.

@@ -1,0 +1,101 @@
+//! A TCP relay between the launcher and a tunnel server (or a balancer) that cuts every
+//! connection it carries on demand — the network fault a resume or a hold must survive —
+//! and whose upstream can be switched, as when a server restarts behind a fixed address.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+
+use tokio::net::{TcpListener, TcpStream};
+
+pub struct Cutter {
+    pub addr: SocketAddr,
+    upstream: Arc<Mutex<SocketAddr>>,
+    cut: Arc<tokio::sync::Notify>,
+}
+
+impl Cutter {
+    pub async fn start(upstream: SocketAddr) -> Self {
+        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let upstream = Arc::new(Mutex::new(upstream));
+        let cut = Arc::new(tokio::sync::Notify::new());
+        let (target, signal) = (Arc::clone(&upstream), Arc::clone(&cut));
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let to = *target.lock().unwrap();
+                let signal = Arc::clone(&signal);
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(to).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        () = signal.notified() => {}
+                    }
+                });
+            }
+        });
+        Self {
+            addr,
+            upstream,
+            cut,
+        }
+    }
+
+    /// Cuts every connection relayed now (both sides see the TCP connection end).
+    pub fn cut_all(&self) {
+        self.cut.notify_waiters();
+    }
+
+    /// Relays new connections to `upstream` from now on.
+    pub fn switch_to(&self, upstream: SocketAddr) {
+        *self.upstream.lock().unwrap() = upstream;
+    }
+}
+
+/// Sends `total` bytes (different at every position) through `local` — a connection to
+/// an echo target through a tunnel whose TCP connections `cutter` carries — cutting them
+/// `cuts` times along the way; what was sent and what came back.
+pub async fn echo_through_cuts(
+    local: TcpStream,
+    total: usize,
+    cutter: &Cutter,
+    cuts: usize,
+) -> (Arc<Vec<u8>>, Vec<u8>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let data: Arc<Vec<u8>> = Arc::new(
+        (0..total)
+            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0])
+            .collect(),
+    );
+    let (mut read, mut write) = local.into_split();
+    let sender = {
+        let data = Arc::clone(&data);
+        tokio::spawn(async move {
+            for chunk in data.chunks(1 << 20) {
+                write.write_all(chunk).await.unwrap();
+            }
+            write.shutdown().await.unwrap();
+        })
+    };
+    let mut back = Vec::with_capacity(total);
+    let mut buf = vec![0u8; 1 << 16];
+    let mut done = 0;
+    super::bounded("the transfer through a cut tunnel", async {
+        loop {
+            let n = read.read(&mut buf).await.unwrap();
+            if n == 0 {
+                break;
+            }
+            back.extend_from_slice(&buf[..n]);
+            if done < cuts && back.len() > (done + 1) * total / (cuts + 1) {
+                cutter.cut_all();
+                done += 1;
+            }
+        }
+    })
+    .await;
+    sender.await.unwrap();
+    assert_eq!(done, cuts, "cut {cuts} times");
+    (data, back)
+}
