@@ -8,9 +8,11 @@
 // Test support: a fixture that fails is a failed test, with the message of the panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod net;
 pub mod postgres;
 mod program;
 mod sshd;
 
+pub use net::unused_loopback_addr;
 pub use program::program;
 pub use sshd::Sshd;

@@ -6,13 +6,13 @@
 //! one without the session forwards them, and the bytes come back whole (SHA-256 equal),
 //! counted once in the broker's audit log.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
-use portcullis_testkit::program;
+use portcullis_testkit::{program, unused_loopback_addr};
 use portcullis_tunnel::client::{ClientConfig, Forwarder, test_server};
 use tokio::net::TcpStream;
 
@@ -28,14 +28,6 @@ use tunnel_support::{Stack, bounded, detail};
 /// 64 MiB through the tunnel.
 const TOTAL: usize = 64 << 20;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// Child processes killed when the test ends, whatever its outcome.
 struct Children(Vec<Child>);
 
@@ -48,23 +40,24 @@ impl Drop for Children {
     }
 }
 
-/// A `portcullis tunnel` cluster member: node `id` listening on `port`, its peer `peer`.
+/// A `portcullis tunnel` cluster member: node `id` listening on `listen`, its operations
+/// endpoint on `ops`, its peer `peer`.
 fn tunnel_member(
     dir: &Path,
     broker: &str,
     token: &str,
-    (id, port, ops): (u16, u16, u16),
-    (peer_id, peer_port): (u16, u16),
+    (id, listen, ops): (u16, SocketAddr, SocketAddr),
+    (peer_id, peer): (u16, SocketAddr),
 ) -> Child {
     let config = dir.join(format!("tunnel-{id}.toml"));
     std::fs::write(
         &config,
         format!(
-            "listen = [\"127.0.0.1:{port}\"]\nops_listen = \"127.0.0.1:{ops}\"\n\
+            "listen = [\"{listen}\"]\nops_listen = \"{ops}\"\n\
              proxy_protocol = true\nproxy_protocol_trusted = [\"127.0.0.0/8\"]\n\
              [broker]\nurl = \"{broker}\"\n\
              [cluster]\nnode_id = {id}\n\
-             [[cluster.peers]]\nnode_id = {peer_id}\naddress = \"127.0.0.1:{peer_port}\"\n"
+             [[cluster.peers]]\nnode_id = {peer_id}\naddress = \"{peer}\"\n"
         ),
     )
     .unwrap();
@@ -80,15 +73,13 @@ fn tunnel_member(
 
 /// HAProxy in front of `backends`: TCP mode, round-robin, PROXY v2 to each backend, the
 /// tunnel protocol's `Test` hello as the health check (docs/tunnel.md's set-up).
-fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Child {
+fn haproxy(dir: &Path, front: SocketAddr, backends: &[SocketAddr]) -> Child {
     let config = dir.join("haproxy.cfg");
     let servers: String = backends
         .iter()
         .enumerate()
-        .map(|(n, port)| {
-            format!(
-                "    server t{n} 127.0.0.1:{port} send-proxy-v2 check check-send-proxy inter 1s\n"
-            )
+        .map(|(n, backend)| {
+            format!("    server t{n} {backend} send-proxy-v2 check check-send-proxy inter 1s\n")
         })
         .collect();
     std::fs::write(
@@ -97,7 +88,7 @@ fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Child {
             "global\n    maxconn 1024\n\
              defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 5m\n    \
              timeout server 5m\n\
-             frontend tunnel\n    bind 127.0.0.1:{port}\n    default_backend members\n\
+             frontend tunnel\n    bind {front}\n    default_backend members\n\
              backend members\n    balance roundrobin\n    option tcp-check\n    \
              tcp-check send-binary 5043544e0101\n    tcp-check expect binary 4f4b\n{servers}"
         ),
@@ -112,9 +103,9 @@ fn haproxy(dir: &Path, port: u16, backends: &[u16]) -> Child {
 }
 
 /// A metric's value from a tunnel server's `/metrics` (0 when absent).
-async fn metric(client: &reqwest::Client, ops: u16, name: &str) -> f64 {
+async fn metric(client: &reqwest::Client, ops: SocketAddr, name: &str) -> f64 {
     let text = client
-        .get(format!("http://127.0.0.1:{ops}/metrics"))
+        .get(format!("http://{ops}/metrics"))
         .send()
         .await
         .unwrap()
@@ -141,12 +132,13 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
     let echo = Echo::start().await;
     let dir = tempfile::tempdir().unwrap();
     let broker = stack.broker.base_url();
+    // Each on an address of its own, so no other test takes a port in between.
     let (a, b, a_ops, b_ops, front) = (
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
-        free_port(),
+        unused_loopback_addr(),
+        unused_loopback_addr(),
+        unused_loopback_addr(),
+        unused_loopback_addr(),
+        unused_loopback_addr(),
     );
     let token_a = stack.register_member("member-a").await;
     let token_b = stack.register_member("member-b").await;
@@ -156,8 +148,8 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
         haproxy(dir.path(), front, &[a, b]),
     ]);
     let haproxy_address = portcullis_tunnel::client::TunnelAddress {
-        host: "127.0.0.1".into(),
-        port: front,
+        host: front.ip().to_string(),
+        port: front.port(),
         tls: None,
     };
     // Both members answer the health check through HAProxy (round-robin: two in a row).
@@ -175,11 +167,12 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
     })
     .await;
 
-    let cutter = Cutter::start(SocketAddr::from((Ipv4Addr::LOCALHOST, front))).await;
+    let cutter = Cutter::start(front).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let address = portcullis_tunnel::client::TunnelAddress {
+        host: cutter.addr.ip().to_string(),
         port: cutter.addr.port(),
-        ..haproxy_address
+        tls: None,
     };
     let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
         .await

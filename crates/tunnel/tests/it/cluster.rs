@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{ErrorCode, client};
+use portcullis_testkit::unused_loopback_addr;
 use portcullis_tunnel::client::{ClientConfig, ClientError, Forwarder, handshake_at};
 use portcullis_tunnel::config::{ClusterPeer, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
@@ -23,19 +24,10 @@ use crate::support::{Stack, bounded, detail, eventually};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
-/// A port free now (bound, then released).
-fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A cluster member's configuration: node `id` on `port`, its peers on `peers`.
-fn member(id: u16, port: u16, peers: &[(u16, u16)]) -> TunnelConfig {
+/// A cluster member's configuration: node `id` on `address`, its peers on `peers`.
+fn member(id: u16, address: SocketAddr, peers: &[(u16, SocketAddr)]) -> TunnelConfig {
     let mut config = TunnelConfig {
-        listen: vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))],
+        listen: vec![address],
         proxy_protocol: true,
         proxy_protocol_trusted: vec!["127.0.0.0/8".parse().unwrap()],
         ..TunnelConfig::default()
@@ -43,10 +35,7 @@ fn member(id: u16, port: u16, peers: &[(u16, u16)]) -> TunnelConfig {
     config.cluster.node_id = Some(id);
     config.cluster.peers = peers
         .iter()
-        .map(|&(node_id, port)| ClusterPeer {
-            node_id,
-            address: SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
-        })
+        .map(|&(node_id, address)| ClusterPeer { node_id, address })
         .collect();
     config
 }
@@ -94,12 +83,12 @@ impl Balancer {
 
 /// Two members behind a balancer, beside the stack's broker.
 async fn cluster(stack: &Stack) -> (RunningTunnel, RunningTunnel, Balancer) {
-    let (a_port, b_port) = (free_port(), free_port());
+    let (a_addr, b_addr) = (unused_loopback_addr(), unused_loopback_addr());
     let a = stack
-        .start_member("member-a", member(1, a_port, &[(2, b_port)]))
+        .start_member("member-a", member(1, a_addr, &[(2, b_addr)]))
         .await;
     let b = stack
-        .start_member("member-b", member(2, b_port, &[(1, a_port)]))
+        .start_member("member-b", member(2, b_addr, &[(1, a_addr)]))
         .await;
     let balancer = Balancer::start(vec![a.local_addrs()[0], b.local_addrs()[0]]).await;
     (a, b, balancer)
@@ -168,9 +157,9 @@ async fn connections_landing_on_another_member_reach_the_session() {
 async fn a_forwarded_connection_is_never_forwarded_again_and_a_gone_member_is_session_unknown() {
     let stack = Stack::start().await;
     // Member 1 lists a member 3 that does not run (nothing listens on its port).
-    let (a_port, ghost_port) = (free_port(), free_port());
+    let (a_addr, ghost_addr) = (unused_loopback_addr(), unused_loopback_addr());
     let a = stack
-        .start_member("member-a", member(1, a_port, &[(3, ghost_port)]))
+        .start_member("member-a", member(1, a_addr, &[(3, ghost_addr)]))
         .await;
     // A session of node 3's: member 1 tries to forward, and nothing listens there.
     let mut bytes = [9u8; 16];
