@@ -11,7 +11,9 @@
 //! - Tunnel-server API (`POST /uds/rest/tunnel/ticket`, bearer token): a
 //!   [`TunnelRequest`]; `start` answers an [`Envelope`](crate::openuds::Envelope) (not
 //!   wrapped) around a [`TunnelStart`], `stop` answers [`StopAnswer`] (`{}`), and every
-//!   refusal is HTTP 403 with [`TunnelRefusal`] (`{"error": "Access denied"}`).
+//!   refusal is HTTP 403 with [`TunnelRefusal`] (`{"error": "Access denied"}`). The control
+//!   channel (`POST /uds/rest/tunnel/control`, a Portcullis extension) takes a
+//!   [`ControlRequest`] and answers a [`ControlAnswer`].
 //! - The launch URL `udssv2://<host>/<ticket>/<scrambler>` is a [`LaunchUrl`].
 //! - Protocol versions compare as semver with [`ProtocolVersion`].
 //!
@@ -30,7 +32,9 @@ pub use client::{
 };
 pub use launch_url::{LAUNCH_URL_SCHEME, LaunchUrl, MAX_HOST_LEN};
 pub use tunnel::{
-    ACCESS_DENIED, Command, Remote, StartProof, StartRequest, StopAnswer, StopRequest,
-    TUNNEL_TICKET_PATH, TunnelCommand, TunnelRefusal, TunnelRequest, TunnelStart,
+    ACCESS_DENIED, CONTROL_PATH, Command, ControlAnswer, ControlRequest, EndCommand,
+    MAX_CONTROL_BODY, MAX_CONTROL_SESSIONS, MAX_CONTROL_WAIT_MS, Remote, SessionRef,
+    SessionReport, StartProof, StartRequest, StopAnswer, StopRequest, TUNNEL_TICKET_PATH,
+    TunnelCommand, TunnelRefusal, TunnelRequest, TunnelStart,
 };
 pub use version::{PROTOCOL_VERSION, ProtocolVersion};

@@ -11,6 +11,13 @@ use crate::kem::EncapsulationKey;
 use crate::payload::json_error;
 use crate::{Error, SharedSecret, TicketId, b64, hex};
 
+mod control;
+
+pub use control::{
+    CONTROL_PATH, ControlAnswer, ControlRequest, EndCommand, MAX_CONTROL_BODY,
+    MAX_CONTROL_SESSIONS, MAX_CONTROL_WAIT_MS, SessionRef, SessionReport,
+};
+
 /// Path of the tunnel-server API.
 pub const TUNNEL_TICKET_PATH: &str = "/uds/rest/tunnel/ticket";
 

@@ -17,8 +17,10 @@ pub enum EndReason {
     MaxDuration,
     /// The tunnel server shut down.
     ShuttingDown,
-    /// A reason this implementation does not know (4 is reserved for "ended by an
-    /// administrator").
+    /// The broker asked the tunnel server to end the session (docs/protocol.md §7.8): an
+    /// administrator ended the connection, disabled the user or took their access away.
+    EndedByAdministrator,
+    /// A reason this implementation does not know.
     Unknown(u16),
 }
 
@@ -29,6 +31,7 @@ impl EndReason {
             Self::IdleTimeout => 1,
             Self::MaxDuration => 2,
             Self::ShuttingDown => 3,
+            Self::EndedByAdministrator => 4,
             Self::Unknown(code) => code,
         }
     }
@@ -39,6 +42,7 @@ impl EndReason {
             1 => Self::IdleTimeout,
             2 => Self::MaxDuration,
             3 => Self::ShuttingDown,
+            4 => Self::EndedByAdministrator,
             other => Self::Unknown(other),
         }
     }
@@ -50,6 +54,7 @@ impl fmt::Display for EndReason {
             Self::IdleTimeout => f.write_str("it was idle too long"),
             Self::MaxDuration => f.write_str("it reached its maximum duration"),
             Self::ShuttingDown => f.write_str("the tunnel server shut down"),
+            Self::EndedByAdministrator => f.write_str("an administrator ended it"),
             Self::Unknown(code) => write!(f, "reason {code}"),
         }
     }
@@ -65,6 +70,7 @@ mod tests {
             assert_eq!(EndReason::from_u16(code).to_u16(), code);
         }
         assert_eq!(EndReason::from_u16(2), EndReason::MaxDuration);
-        assert_eq!(EndReason::from_u16(4), EndReason::Unknown(4));
+        assert_eq!(EndReason::from_u16(4), EndReason::EndedByAdministrator);
+        assert_eq!(EndReason::from_u16(5), EndReason::Unknown(5));
     }
 }

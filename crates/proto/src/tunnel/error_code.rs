@@ -37,6 +37,9 @@ pub enum ErrorCode {
     /// broker, in total or from this address, or handshakes per second from this address);
     /// retrying after a short wait may work.
     Busy,
+    /// The session was ended at the broker's request: an administrator ended the
+    /// connection, disabled the user or took their access away (docs/protocol.md §7.8).
+    EndedByAdministrator,
     /// A code this implementation does not know.
     Unknown(u16),
 }
@@ -58,6 +61,7 @@ impl ErrorCode {
             Self::CounterExhausted => 11,
             Self::Internal => 12,
             Self::Busy => 13,
+            Self::EndedByAdministrator => 14,
             Self::Unknown(code) => code,
         }
     }
@@ -78,6 +82,7 @@ impl ErrorCode {
             11 => Self::CounterExhausted,
             12 => Self::Internal,
             13 => Self::Busy,
+            14 => Self::EndedByAdministrator,
             other => Self::Unknown(other),
         }
     }
@@ -142,6 +147,7 @@ impl fmt::Display for ErrorCode {
             Self::CounterExhausted => "record counter exhausted",
             Self::Internal => "internal error",
             Self::Busy => "tunnel server busy",
+            Self::EndedByAdministrator => "an administrator ended the session",
             Self::Unknown(code) => return write!(f, "error code {code}"),
         };
         f.write_str(text)
@@ -161,7 +167,9 @@ mod tests {
         assert_eq!(ErrorCode::from_u16(3), ErrorCode::AccessDenied);
         assert_eq!(ErrorCode::from_u16(13), ErrorCode::Busy);
         assert!(ErrorCode::Busy.is_retryable());
-        assert!(!ErrorCode::Unknown(14).is_retryable());
+        assert_eq!(ErrorCode::from_u16(14), ErrorCode::EndedByAdministrator);
+        assert!(!ErrorCode::EndedByAdministrator.is_retryable());
+        assert!(!ErrorCode::Unknown(15).is_retryable());
         assert_eq!(ErrorCode::Unknown(999).to_string(), "error code 999");
     }
 

@@ -89,7 +89,8 @@ fn controls_round_trip_and_largest_record_opens() {
         Control::error(ErrorCode::TargetUnreachable, "connection refused"),
         Control::error(ErrorCode::Internal, &"é".repeat(600)),
         Control::SessionEnded(EndReason::MaxDuration),
-        Control::SessionEnded(EndReason::Unknown(4)),
+        Control::SessionEnded(EndReason::EndedByAdministrator),
+        Control::SessionEnded(EndReason::Unknown(9)),
     ];
     let mut stream = Vec::new();
     for control in &controls {
