@@ -596,6 +596,7 @@ async fn breakdown_task(
         black_box(sealed);
         laps.lap(4);
         let audit = AuditEvent {
+            actor: None,
             at: now,
             kind: "bench.breakdown".to_owned(),
             username: context.username,

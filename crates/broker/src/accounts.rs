@@ -237,6 +237,7 @@ pub async fn audit(
     state
         .store
         .audit(AuditEvent {
+            actor: None,
             at: state.now(),
             kind: kind.to_owned(),
             username,

@@ -182,6 +182,7 @@ pub async fn exchange(
         None => None,
     };
     let audit = AuditEvent {
+        actor: None,
         at: now,
         kind: "ticket.exchanged".into(),
         username: context.username,

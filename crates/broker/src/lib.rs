@@ -12,9 +12,11 @@
 pub use portcullis_proto as proto;
 
 pub mod accounts;
+pub mod admin;
 pub mod client_addr;
 pub mod clock;
 pub mod config;
+pub mod control;
 pub mod exchange;
 pub mod files;
 pub mod http;
@@ -34,3 +36,4 @@ pub mod state;
 pub mod store;
 pub mod tickets;
 pub mod tls;
+pub mod tunnel_control;

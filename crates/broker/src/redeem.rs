@@ -152,10 +152,12 @@ pub async fn start(
     let (envelope, _) = Envelope::seal(&request.tunnel_key, &request.ticket, &plaintext)
         .map_err(|error| RedeemRefusal::Internal(error.to_string()))?;
 
+    touch(state, server, now).await?;
     let (username, service) = names(state, &ticket.user_id, &ticket.service_id).await?;
     state
         .store
         .audit(AuditEvent {
+            actor: None,
             at: now,
             kind: "tunnel.started".into(),
             username,
@@ -212,6 +214,7 @@ async fn wrong_proof(
     state
         .store
         .audit(AuditEvent {
+            actor: None,
             at: now,
             kind: "tunnel.bad_proof".into(),
             username,
@@ -246,24 +249,41 @@ pub async fn stop(
         )
         .await?
         .ok_or(RedeemRefusal::UnknownTicket)?;
+    touch(state, server, now).await?;
     let (username, service) = names(state, &stopped.user_id, &stopped.service_id).await?;
+    let mut detail = json!({
+        "tunnel_server": server.name,
+        "sent": request.sent,
+        "recv": request.recv,
+        "duration_ms": stopped.duration_ms,
+    });
+    // A session the broker had asked to end says who asked and why, and how long the
+    // end took to come back.
+    if let Some(end) = &stopped.end {
+        detail["ended_by"] = json!(end.cause.map(|cause| cause.as_str()));
+        detail["end_requested_by"] = json!(end.by);
+        detail["end_ms"] = json!(now.saturating_sub(end.at).max(0));
+    }
     state
         .store
         .audit(AuditEvent {
+            actor: None,
             at: now,
             kind: "tunnel.stopped".into(),
             username,
             service,
             source_ip: None,
-            detail: json!({
-                "tunnel_server": server.name,
-                "sent": request.sent,
-                "recv": request.recv,
-                "duration_ms": stopped.duration_ms,
-            })
-            .to_string(),
+            detail: detail.to_string(),
         })
         .await?;
+    Ok(())
+}
+
+/// Notes that `server` called (its "last seen"), at most every few seconds per broker.
+async fn touch(state: &AppState, server: &TunnelServer, now: i64) -> Result<(), StoreError> {
+    if state.control.may_touch(server.id) {
+        state.store.touch_tunnel_server(server.id, now).await?;
+    }
     Ok(())
 }
 

@@ -277,6 +277,8 @@ impl Throttled {
 impl RunningBroker {
     /// Stops accepting connections, waits up to `grace` for requests in flight, then stops.
     pub async fn shutdown(self, grace: Duration) {
+        // Held control requests answer now, or they would hold the shutdown for their wait.
+        self.state.control.stop();
         self.shutdown.send_replace(Some(grace));
         self.sweeper.abort();
         match self.server.await {

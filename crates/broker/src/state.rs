@@ -4,8 +4,11 @@
 use portcullis_proto::SourceKey;
 use portcullis_proto::payload::SigningKey;
 
+use std::sync::Arc;
+
 use crate::clock::{Clock, Millis};
 use crate::config::BrokerConfig;
+use crate::control::ControlHub;
 use crate::metrics::Metrics;
 use crate::oidc::Providers;
 use crate::password::PasswordChecks;
@@ -42,6 +45,8 @@ pub struct AppState {
     pub refusal_log: RefusalLog,
     /// The OpenID Connect providers users may sign in with.
     pub oidc: Providers,
+    /// The tunnel servers' held control requests (docs/protocol.md §7.8).
+    pub control: Arc<ControlHub>,
     clock: Clock,
 }
 
@@ -59,6 +64,7 @@ impl AppState {
         oidc: Providers,
         clock: Clock,
     ) -> Self {
+        let store_for_control = store.clone();
         let per_user = config.limits.login_attempts_per_minute_per_user;
         let per_ip = config.limits.login_attempts_per_minute_per_ip;
         let password_checks = PasswordChecks::new(config.limits.concurrent_password_checks);
@@ -81,6 +87,7 @@ impl AppState {
             wrong_proofs,
             refusal_log: RefusalLog::default(),
             oidc,
+            control: Arc::new(ControlHub::new(store_for_control, clock.clone())),
             clock,
         }
     }

@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use portcullis_broker::admin::{self as actions, Actor};
 use portcullis_broker::clock::Clock;
 use portcullis_broker::config::BrokerConfig;
 use portcullis_broker::keys;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
-use portcullis_broker::store::{NewService, NewTunnelServer, Readiness, Store, TokenHash};
+use portcullis_broker::store::{NewService, Readiness, Revoked, Store};
 
 /// Options shared by every admin command.
 #[derive(Debug, Args)]
@@ -68,8 +69,9 @@ enum UserCommand {
     /// List users: name, groups, how they sign in (`password` or `oidc:<provider>`), and
     /// `disabled` for a disabled account.
     List,
-    /// Disable a user: their sign-ins (password or OpenID Connect) are refused and their
-    /// sessions end at once.
+    /// Disable a user: their sign-ins (password or OpenID Connect) are refused, their portal
+    /// sessions end, their unredeemed tickets are cancelled and their live connections end
+    /// within a second (brokers deliver the end to the tunnel servers).
     Disable {
         /// Login name.
         name: String,
@@ -79,7 +81,7 @@ enum UserCommand {
         /// Login name.
         name: String,
     },
-    /// Remove a user (and their sessions).
+    /// Remove a user (and their sessions; their live connections end).
     Remove {
         /// Login name.
         name: String,
@@ -100,7 +102,7 @@ enum GroupCommand {
     },
     /// List groups and their members.
     List,
-    /// Remove a group.
+    /// Remove a group (its members lose the services it granted, live connections too).
     Remove {
         /// Group name.
         name: String,
@@ -112,7 +114,8 @@ enum GroupCommand {
         /// Login name.
         user: String,
     },
-    /// Remove a user from a group.
+    /// Remove a user from a group (their live connections to services they no longer may
+    /// use end).
     RemoveMember {
         /// Group name.
         group: String,
@@ -156,7 +159,7 @@ enum ServiceCommand {
     },
     /// List services.
     List,
-    /// Remove a service.
+    /// Remove a service (its live connections end).
     Remove {
         /// Service name.
         name: String,
@@ -179,8 +182,13 @@ enum TunnelCommand {
         #[arg(long)]
         legacy: bool,
     },
-    /// List tunnel servers.
+    /// List tunnel servers (name, address, group, legacy, last seen).
     List,
+    /// Give a tunnel server a new token (printed once); the old one stops working at once.
+    RotateToken {
+        /// Tunnel server name.
+        name: String,
+    },
     /// Remove a tunnel server (its token stops working at once).
     Remove {
         /// Tunnel server name.
@@ -224,7 +232,8 @@ enum AuditCommand {
 /// Events read per poll while following the audit log.
 const AUDIT_PAGE: u32 = 1000;
 
-/// Runs an admin command; what it records is dated by `clock`.
+/// Runs an admin command; what it records is dated by `clock` and audited as done by
+/// `cli:<system user>`.
 pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     let config = match &args.config {
         Some(path) => BrokerConfig::load(path)?,
@@ -238,11 +247,12 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     let store = Store::connect(config.database_url().expose())
         .await
         .context("cannot open the database")?;
+    let actor = Actor::cli(&system_user());
     let result = match args.command {
-        AdminCommand::User(command) => run_user(&store, clock, command).await,
-        AdminCommand::Group(command) => run_group(&store, command).await,
-        AdminCommand::Service(command) => run_service(&store, clock, command).await,
-        AdminCommand::Tunnel(command) => run_tunnel(&store, clock, command).await,
+        AdminCommand::User(command) => run_user(&store, clock, &actor, command).await,
+        AdminCommand::Group(command) => run_group(&store, clock, &actor, command).await,
+        AdminCommand::Service(command) => run_service(&store, clock, &actor, command).await,
+        AdminCommand::Tunnel(command) => run_tunnel(&store, clock, &actor, command).await,
         AdminCommand::Audit(command) => run_audit(&store, clock, command).await,
         AdminCommand::Keys(_) => Ok(()),
     };
@@ -265,14 +275,34 @@ fn run_keys(config: &BrokerConfig, command: &KeysCommand) -> anyhow::Result<()> 
     Ok(())
 }
 
-async fn run_user(store: &Store, clock: &Clock, command: UserCommand) -> anyhow::Result<()> {
+/// Who runs this command, for the audit log: the login name from the environment.
+fn system_user() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|name| !name.is_empty() && name.len() <= 64)
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// What a revocation did, for the operator.
+fn revoked_text(revoked: Revoked) -> String {
+    format!(
+        "{} live connection(s) ending, {} unused ticket(s) cancelled",
+        revoked.sessions,
+        revoked.client_tickets + revoked.tunnel_tickets
+    )
+}
+
+async fn run_user(
+    store: &Store,
+    clock: &Clock,
+    actor: &Actor,
+    command: UserCommand,
+) -> anyhow::Result<()> {
     match command {
         UserCommand::Add { name, groups } => {
             let hash = password_from_stdin(&name)?;
-            store.add_user(&name, &hash, clock()).await?;
-            for group in &groups {
-                store.add_member(group, &name).await?;
-            }
+            actions::add_user(store, clock(), actor, &name, &hash, &groups).await?;
             println!("added user {name}");
         }
         UserCommand::List => {
@@ -291,15 +321,18 @@ async fn run_user(store: &Store, clock: &Clock, command: UserCommand) -> anyhow:
             }
         }
         UserCommand::Remove { name } => {
-            store.remove_user(&name).await?;
-            println!("removed user {name}");
+            let revoked = actions::remove_user(store, clock(), actor, &name).await?;
+            println!("removed user {name} ({})", revoked_text(revoked));
         }
         UserCommand::Disable { name } => {
-            store.set_user_disabled(&name, Some(clock())).await?;
-            println!("disabled user {name} (their sessions have ended)");
+            let revoked = actions::disable_user(store, clock(), actor, &name).await?;
+            println!(
+                "disabled user {name}: their portal sessions have ended; {}",
+                revoked_text(revoked)
+            );
         }
         UserCommand::Enable { name } => {
-            store.set_user_disabled(&name, None).await?;
+            actions::enable_user(store, clock(), actor, &name).await?;
             println!("enabled user {name}");
         }
         UserCommand::Passwd { name } => {
@@ -314,17 +347,22 @@ async fn run_user(store: &Store, clock: &Clock, command: UserCommand) -> anyhow:
                 );
             }
             let hash = password_from_stdin(&name)?;
-            store.set_password_hash(user.id, &hash).await?;
-            println!("changed the password of {name}");
+            actions::set_password(store, clock(), actor, &name, &hash).await?;
+            println!("changed the password of {name} (their portal sessions have ended)");
         }
     }
     Ok(())
 }
 
-async fn run_group(store: &Store, command: GroupCommand) -> anyhow::Result<()> {
+async fn run_group(
+    store: &Store,
+    clock: &Clock,
+    actor: &Actor,
+    command: GroupCommand,
+) -> anyhow::Result<()> {
     match command {
         GroupCommand::Add { name } => {
-            store.add_group(&name).await?;
+            actions::add_group(store, clock(), actor, &name).await?;
             println!("added group {name}");
         }
         GroupCommand::List => {
@@ -334,22 +372,27 @@ async fn run_group(store: &Store, command: GroupCommand) -> anyhow::Result<()> {
             }
         }
         GroupCommand::Remove { name } => {
-            store.remove_group(&name).await?;
-            println!("removed group {name}");
+            let revoked = actions::remove_group(store, clock(), actor, &name).await?;
+            println!("removed group {name} ({})", revoked_text(revoked));
         }
         GroupCommand::AddMember { group, user } => {
-            store.add_member(&group, &user).await?;
+            actions::add_member(store, clock(), actor, &group, &user).await?;
             println!("added {user} to {group}");
         }
         GroupCommand::RemoveMember { group, user } => {
-            store.remove_member(&group, &user).await?;
-            println!("removed {user} from {group}");
+            let revoked = actions::remove_member(store, clock(), actor, &group, &user).await?;
+            println!("removed {user} from {group} ({})", revoked_text(revoked));
         }
     }
     Ok(())
 }
 
-async fn run_service(store: &Store, clock: &Clock, command: ServiceCommand) -> anyhow::Result<()> {
+async fn run_service(
+    store: &Store,
+    clock: &Clock,
+    actor: &Actor,
+    command: ServiceCommand,
+) -> anyhow::Result<()> {
     match command {
         ServiceCommand::Add {
             name,
@@ -376,7 +419,7 @@ async fn run_service(store: &Store, clock: &Clock, command: ServiceCommand) -> a
                 readiness,
                 allowed_groups: groups,
             };
-            let id = store.add_service(service, clock()).await?;
+            let id = actions::add_service(store, clock(), actor, service).await?;
             println!("added service {name} (id {id})");
         }
         ServiceCommand::List => {
@@ -395,14 +438,19 @@ async fn run_service(store: &Store, clock: &Clock, command: ServiceCommand) -> a
             }
         }
         ServiceCommand::Remove { name } => {
-            store.remove_service(&name).await?;
-            println!("removed service {name}");
+            let revoked = actions::remove_service(store, clock(), actor, &name).await?;
+            println!("removed service {name} ({})", revoked_text(revoked));
         }
     }
     Ok(())
 }
 
-async fn run_tunnel(store: &Store, clock: &Clock, command: TunnelCommand) -> anyhow::Result<()> {
+async fn run_tunnel(
+    store: &Store,
+    clock: &Clock,
+    actor: &Actor,
+    command: TunnelCommand,
+) -> anyhow::Result<()> {
     match command {
         TunnelCommand::Add {
             name,
@@ -410,26 +458,19 @@ async fn run_tunnel(store: &Store, clock: &Clock, command: TunnelCommand) -> any
             group,
             legacy,
         } => {
-            let token = new_tunnel_token()?;
-            store
-                .add_tunnel_server(
-                    NewTunnelServer {
-                        name: name.clone(),
-                        public_address: address,
-                        token_hash: TokenHash::of(token.as_bytes()),
-                        legacy,
-                        group,
-                    },
-                    clock(),
-                )
-                .await?;
+            let token =
+                actions::add_tunnel_server(store, clock(), actor, &name, &address, &group, legacy)
+                    .await?;
             eprintln!("added tunnel server {name}; its token (shown only now):");
             println!("{token}");
         }
         TunnelCommand::List => {
             for server in store.list_tunnel_servers().await? {
+                let seen = server
+                    .last_seen_at
+                    .map_or_else(|| "never".to_owned(), |at| at.to_string());
                 println!(
-                    "{}\t{}\tgroup={}{}",
+                    "{}\t{}\tgroup={}{}\tlast_seen={seen}",
                     server.name,
                     server.public_address,
                     server.group,
@@ -437,8 +478,15 @@ async fn run_tunnel(store: &Store, clock: &Clock, command: TunnelCommand) -> any
                 );
             }
         }
+        TunnelCommand::RotateToken { name } => {
+            let token = actions::rotate_tunnel_token(store, clock(), actor, &name).await?;
+            eprintln!(
+                "new token of tunnel server {name} (shown only now; the old one no longer works):"
+            );
+            println!("{token}");
+        }
         TunnelCommand::Remove { name } => {
-            store.remove_tunnel_server(&name).await?;
+            actions::remove_tunnel_server(store, clock(), actor, &name).await?;
             println!("removed tunnel server {name}");
         }
     }
@@ -474,21 +522,6 @@ async fn run_audit(store: &Store, clock: &Clock, command: AuditCommand) -> anyho
             last = event.id;
         }
     }
-}
-
-/// A tunnel server token: `sk-` and 43 characters of base64url (256 random bits).
-pub(crate) fn new_tunnel_token() -> anyhow::Result<String> {
-    let bytes = portcullis_proto::random::array::<32>()?;
-    let text: String = portcullis_proto::b64::encode(&bytes)
-        .chars()
-        .filter(|c| *c != '=')
-        .map(|c| match c {
-            '+' => '-',
-            '/' => '_',
-            other => other,
-        })
-        .collect();
-    Ok(format!("sk-{text}"))
 }
 
 fn password_from_stdin(user: &str) -> anyhow::Result<String> {

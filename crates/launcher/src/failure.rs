@@ -28,6 +28,8 @@ pub enum Kind {
     Script,
     /// The tunnel could not be opened or was lost (exit 8).
     Tunnel,
+    /// An administrator ended the connection at the broker (exit 12).
+    EndedByAdministrator,
     /// Anything else (exit 1).
     Internal,
 }
@@ -47,6 +49,7 @@ impl Kind {
             Self::KeyChanged => 9,
             Self::ScriptSignature => 10,
             Self::PayloadSignature => 11,
+            Self::EndedByAdministrator => 12,
         }
     }
 }
@@ -162,6 +165,15 @@ impl Failure {
         Self::new(Kind::Tunnel, message)
     }
 
+    /// An administrator ended the connection (the tunnel server said so, docs/protocol.md
+    /// §8.9 reason 4).
+    pub fn ended_by_administrator() -> Self {
+        Self::new(
+            Kind::EndedByAdministrator,
+            "The administrator ended this connection.",
+        )
+    }
+
     /// Anything else.
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Kind::Internal, message)
@@ -215,6 +227,7 @@ mod tests {
             Kind::PayloadSignature,
             Kind::Script,
             Kind::Tunnel,
+            Kind::EndedByAdministrator,
         ];
         let mut codes: Vec<u8> = kinds.iter().map(|kind| kind.exit_code()).collect();
         codes.sort_unstable();

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::payload::VerifyingKey;
-use portcullis_proto::tunnel::derive_tunnel_secret;
+use portcullis_proto::tunnel::{EndReason, derive_tunnel_secret};
 use portcullis_proto::{SharedSecret, TicketId};
 use portcullis_tunnel::client::{ClientConfig, Forwarder, SessionEnd, TunnelAddress, test_server};
 use rustls::pki_types::CertificateDer;
@@ -62,6 +62,9 @@ enum End {
     Stopped(StopReason),
     /// A tunnel failed: its first error.
     TunnelLost(String),
+    /// The tunnel server ended a session because an administrator asked (the user was
+    /// not told yet: the failure says it).
+    EndedByAdministrator,
 }
 
 /// Runs one launch to its end.
@@ -146,12 +149,21 @@ pub async fn launch_until(
             if tunnels.disconnect_requested() {
                 break End::Disconnected;
             }
+            // An administrator ended a session: the launch is over, whatever else runs.
+            if tunnels.ended_by_administrator() {
+                break End::EndedByAdministrator;
+            }
             // The tunnel server ended every session (the user was told why, and the
             // listeners are closed): nothing is left to serve.
             if tunnels.report_ended_sessions() {
                 break End::Done;
             }
             if apps_done && tunnels.all_quiet(now) {
+                // The local connections may have closed because an administrator ended
+                // the session: then that is how the launch ends.
+                if tunnels.ended_by_administrator() {
+                    break End::EndedByAdministrator;
+                }
                 break End::Done;
             }
             tokio::select! {
@@ -179,6 +191,7 @@ fn failure_of(end: End, errors: Vec<String>) -> Option<Failure> {
     match end {
         End::Stopped(reason) => Some(stopped(reason)),
         End::TunnelLost(error) => Some(tunnel_failure(&error)),
+        End::EndedByAdministrator => Some(Failure::ended_by_administrator()),
         End::Done | End::Disconnected => errors.first().map(|error| tunnel_failure(error)),
     }
 }
@@ -329,7 +342,6 @@ struct Endpoint {
 /// What the user reads when the tunnel server ended a session the launcher held: one
 /// sentence, naming why when the server said.
 fn session_ended_sentence(end: SessionEnd) -> String {
-    use portcullis_proto::tunnel::EndReason;
     let why = match end {
         SessionEnd::Ended(EndReason::IdleTimeout) => {
             "it was not used for longer than the tunnel server allows".to_owned()
@@ -428,13 +440,26 @@ impl Tunnels {
         next
     }
 
+    /// Whether an administrator ended a session of this launch (authenticated: the tunnel
+    /// server's `SessionEnded` or `Error` record said so).
+    fn ended_by_administrator(&self) -> bool {
+        self.lock().iter().any(|endpoint| {
+            endpoint.forwarder.session_end()
+                == Some(SessionEnd::Ended(EndReason::EndedByAdministrator))
+        })
+    }
+
     /// Tells the user, once per endpoint, that its session ended; whether every endpoint's
-    /// session has ended (and there was at least one).
+    /// session has ended (and there was at least one). An end by an administrator is told
+    /// by the launch's failure instead.
     fn report_ended_sessions(&self) -> bool {
         let mut endpoints = self.lock();
         for endpoint in endpoints.iter_mut() {
             if let (false, Some(end)) = (endpoint.end_reported, endpoint.forwarder.session_end()) {
                 endpoint.end_reported = true;
+                if end == SessionEnd::Ended(EndReason::EndedByAdministrator) {
+                    continue;
+                }
                 tracing::info!(%end, "tunnel session ended");
                 self.ui.message(&session_ended_sentence(end));
             }

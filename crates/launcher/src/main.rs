@@ -36,7 +36,9 @@ use portcullis_launcher::window::Window;
 /// 2 bad link or arguments, 3 broker not trusted yet,
 /// 4 broker unreachable, 5 refused by the broker (start again from the portal), 6 answer
 /// tampered with, 7 launch script failed, 8 tunnel failed or lost, 9 broker key changed,
-/// 10 script signature wrong, 11 payload signature wrong. Every failure is also written to
+/// 10 script signature wrong, 11 payload signature wrong, 12 the administrator ended this
+/// connection (at the broker: a disconnect, a disabled account, access taken away). Every
+/// failure is also written to
 /// stderr. The log is in the user's state directory (launcher.log).
 #[derive(Debug, Parser)]
 #[command(

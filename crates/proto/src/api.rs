@@ -33,8 +33,8 @@ pub use client::{
 pub use launch_url::{LAUNCH_URL_SCHEME, LaunchUrl, MAX_HOST_LEN};
 pub use tunnel::{
     ACCESS_DENIED, CONTROL_PATH, Command, ControlAnswer, ControlRequest, EndCommand,
-    MAX_CONTROL_BODY, MAX_CONTROL_SESSIONS, MAX_CONTROL_WAIT_MS, Remote, SessionRef,
-    SessionReport, StartProof, StartRequest, StopAnswer, StopRequest, TUNNEL_TICKET_PATH,
-    TunnelCommand, TunnelRefusal, TunnelRequest, TunnelStart,
+    MAX_CONTROL_BODY, MAX_CONTROL_SESSIONS, MAX_CONTROL_WAIT_MS, Remote, SessionRef, SessionReport,
+    StartProof, StartRequest, StopAnswer, StopRequest, TUNNEL_TICKET_PATH, TunnelCommand,
+    TunnelRefusal, TunnelRequest, TunnelStart,
 };
 pub use version::{PROTOCOL_VERSION, ProtocolVersion};

@@ -1,5 +1,6 @@
 //! The broker's tunnel-server API (docs/protocol.md §7): `start` redeems a tunnel ticket
-//! with the launcher's proof, `stop` reports a session's end with its byte counts.
+//! with the launcher's proof, `stop` reports a session's end with its byte counts, and the
+//! control channel (§7.8) reports live sessions' bytes and brings back the ends to make.
 //!
 //! One pooled HTTPS client with a connect timeout and a whole-call timeout; answers are
 //! bounded in size. Every `start` uses a fresh ML-KEM-768 key, so the answer's envelope
@@ -8,7 +9,9 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use portcullis_proto::api::{Remote, StartProof, TunnelRequest, TunnelStart};
+use portcullis_proto::api::{
+    CONTROL_PATH, ControlAnswer, ControlRequest, Remote, StartProof, TunnelRequest, TunnelStart,
+};
 use portcullis_proto::kem::DecapsulationKey;
 use portcullis_proto::openuds::Envelope;
 use portcullis_proto::{SharedSecret, TicketId};
@@ -18,6 +21,10 @@ use crate::config::{BrokerLink, BrokerToken};
 
 /// The largest answer body read from the broker.
 const MAX_ANSWER_BYTES: usize = 64 * 1024;
+/// The largest control answer read from the broker (8192 end commands fit).
+const MAX_CONTROL_ANSWER_BYTES: usize = 1024 * 1024;
+/// How much longer than the wait it asked for a control request may take.
+pub const CONTROL_SLACK: Duration = Duration::from_secs(5);
 /// Waits between `stop` attempts; after the last one the report is given up (logged and
 /// counted).
 const STOP_BACKOFF: [Duration; 6] = [
@@ -62,6 +69,7 @@ pub struct Redeemed {
 pub struct BrokerClient {
     http: reqwest::Client,
     endpoint: reqwest::Url,
+    control_endpoint: reqwest::Url,
     authorization: HeaderValue,
 }
 
@@ -77,6 +85,9 @@ impl BrokerClient {
             .map_err(|error| BrokerError::Setup(format!("broker.url: {error}")))?;
         let endpoint = base
             .join("/uds/rest/tunnel/ticket")
+            .map_err(|error| BrokerError::Setup(format!("broker.url: {error}")))?;
+        let control_endpoint = base
+            .join(CONTROL_PATH)
             .map_err(|error| BrokerError::Setup(format!("broker.url: {error}")))?;
         let mut builder = reqwest::Client::builder()
             .use_rustls_tls()
@@ -105,6 +116,7 @@ impl BrokerClient {
         Ok(Self {
             http,
             endpoint,
+            control_endpoint,
             authorization,
         })
     }
@@ -164,16 +176,50 @@ impl BrokerClient {
         }
     }
 
+    /// One control request (docs/protocol.md §7.8): the live sessions' bytes; the answer
+    /// comes at once or within `request.wait_ms`, and is given up [`CONTROL_SLACK`] later.
+    pub async fn control(&self, request: &ControlRequest) -> Result<ControlAnswer, BrokerError> {
+        let body = serde_json::to_vec(request)
+            .map_err(|error| BrokerError::Setup(format!("request: {error}")))?;
+        let timeout = Duration::from_millis(request.wait_ms) + CONTROL_SLACK;
+        let answer = self
+            .post(
+                &self.control_endpoint,
+                body,
+                Some(timeout),
+                MAX_CONTROL_ANSWER_BYTES,
+            )
+            .await?;
+        ControlAnswer::from_json(&answer).map_err(|error| BrokerError::BadAnswer(error.to_string()))
+    }
+
     /// Posts `request` and returns the body of a 200 answer.
     async fn call(&self, request: &TunnelRequest) -> Result<Vec<u8>, BrokerError> {
         let body = serde_json::to_vec(request)
             .map_err(|error| BrokerError::Setup(format!("request: {error}")))?;
-        let mut response = self
+        self.post(&self.endpoint, body, None, MAX_ANSWER_BYTES)
+            .await
+    }
+
+    /// Posts `body` to `endpoint` (within `timeout` instead of the client's call timeout)
+    /// and returns the body of a 200 answer, at most `limit` bytes.
+    async fn post(
+        &self,
+        endpoint: &reqwest::Url,
+        body: Vec<u8>,
+        timeout: Option<Duration>,
+        limit: usize,
+    ) -> Result<Vec<u8>, BrokerError> {
+        let mut request = self
             .http
-            .post(self.endpoint.clone())
+            .post(endpoint.clone())
             .header(AUTHORIZATION, self.authorization.clone())
             .header(reqwest::header::CONTENT_TYPE, "application/json")
-            .body(body)
+            .body(body);
+        if let Some(timeout) = timeout {
+            request = request.timeout(timeout);
+        }
+        let mut response = request
             .send()
             .await
             .map_err(|error| BrokerError::Unavailable(describe(error)))?;
@@ -190,9 +236,9 @@ impl BrokerClient {
             .await
             .map_err(|error| BrokerError::Unavailable(describe(error)))?
         {
-            if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            if body.len() + chunk.len() > limit {
                 return Err(BrokerError::BadAnswer(format!(
-                    "answer longer than {MAX_ANSWER_BYTES} bytes"
+                    "answer longer than {limit} bytes"
                 )));
             }
             body.extend_from_slice(&chunk);

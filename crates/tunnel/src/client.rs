@@ -419,6 +419,17 @@ impl RelayContext for ClientContext<'_> {
             .load(Ordering::SeqCst)
             .then_some(Farewell::EndSession)
     }
+
+    fn peer_error(&self, code: ErrorCode) {
+        // An authenticated record: the session ended at the broker's request. Known before
+        // the local connection closes, so whoever sees that close can tell why, whether or
+        // not the hold's `SessionEnded` came first.
+        if code == ErrorCode::EndedByAdministrator {
+            self.shared.session_ended(SessionEnd::Ended(
+                portcullis_proto::tunnel::EndReason::EndedByAdministrator,
+            ));
+        }
+    }
 }
 
 /// One local connection: open or attach, then relay, resuming after drops.

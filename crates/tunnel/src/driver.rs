@@ -77,6 +77,7 @@ impl RelayContext for ServerContext<'_> {
         let code = self.session.end_reason().and_then(EndReason::error_code)?;
         let message = match code {
             ErrorCode::ShuttingDown => "the tunnel server is shutting down",
+            ErrorCode::EndedByAdministrator => "an administrator ended the session",
             _ => "the session expired",
         };
         Some(Farewell::Error(code, message))

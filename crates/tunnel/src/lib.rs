@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the configuration file, `tunnel.toml`;
 //! - [`broker`]: the broker's `start` and `stop` calls over one pooled HTTPS client;
+//! - [`control`]: the control channel to the broker (byte reports, ends it asks for);
 //! - [`limits`]: what one source address, and everyone together, can make the server hold;
 //! - [`session`]: live sessions, their connections and their end (`stop` with byte counts);
 //! - [`handshake`]: Test, Open, Attach and Resume on one accepted connection;
@@ -23,6 +24,7 @@
 pub mod broker;
 pub mod client;
 pub mod config;
+pub mod control;
 pub mod driver;
 pub mod forward;
 pub mod handshake;

@@ -56,6 +56,8 @@ pub struct Metrics {
     pub broker_seconds: Family<CallLabels, Histogram>,
     /// `stop` reports given up after every retry.
     pub stop_reports_lost: Counter,
+    /// Control-channel requests to the broker, by outcome (`ok`, `failed`).
+    pub control_requests: Family<ReasonLabels, Counter>,
 }
 
 fn latency_histogram() -> Histogram {
@@ -85,6 +87,7 @@ impl Metrics {
             bytes: Family::default(),
             broker_seconds: Family::new_with_constructor(latency_histogram as fn() -> _),
             stop_reports_lost: Counter::default(),
+            control_requests: Family::default(),
             registry: Registry::default(),
         };
         registry.register("sessions", "Sessions alive", metrics.sessions.clone());
@@ -122,6 +125,11 @@ impl Metrics {
             "limited",
             "Connections or handshakes turned away by a limit",
             metrics.limited.clone(),
+        );
+        registry.register(
+            "control_requests",
+            "Control-channel requests to the broker, by outcome",
+            metrics.control_requests.clone(),
         );
         registry.register(
             "bytes",

@@ -56,6 +56,11 @@ pub trait RelayContext: Sync {
     fn local_failure_code(&self) -> ErrorCode;
     /// The last record sent when the link is stopped by its owner, if any.
     fn farewell(&self) -> Option<Farewell>;
+    /// The peer ended the connection with an `Error` record carrying `code` (called before
+    /// the local side is closed).
+    fn peer_error(&self, code: ErrorCode) {
+        let _ = code;
+    }
 }
 
 /// The last record of a link its owner stopped.
@@ -210,6 +215,7 @@ async fn inbound<C: RelayContext>(
                 Event::EndSession => break 'link LinkEnd::EndSession,
                 Event::PeerError { code, message } => {
                     tracing::info!(%code, %message, "the peer ended the connection with an error");
+                    context.peer_error(code);
                     break 'link LinkEnd::Finished;
                 }
                 Event::Pong(_) | Event::Nothing => {}

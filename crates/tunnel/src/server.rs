@@ -154,6 +154,10 @@ pub async fn start(config: TunnelConfig, token: BrokerToken) -> Result<RunningTu
             tasks.clone(),
         ));
     }
+    tasks.spawn(crate::control::run(
+        Arc::clone(&shared),
+        stop_accepting.clone(),
+    ));
     let ops_addr = match ops_listener {
         Some(listener) => {
             let address = listener.local_addr().ok();

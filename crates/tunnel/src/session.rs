@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use portcullis_proto::api::Remote;
+use portcullis_proto::api::{Remote, SessionRef};
 use portcullis_proto::tunnel::{EMPTY_SESSION_LINGER, ErrorCode, SessionKey, server};
 use portcullis_proto::{ConnectionId, SessionId, TicketId};
 use tokio::sync::mpsc;
@@ -37,6 +37,8 @@ pub enum EndReason {
     Empty,
     /// The client was gone before its `Accept` could be sent.
     ClientGone,
+    /// The broker asked for the end on the control channel (docs/protocol.md §7.8).
+    Administrator,
     /// The tunnel server is shutting down.
     Shutdown,
 }
@@ -50,6 +52,7 @@ impl EndReason {
             Self::Idle => Some(Wire::IdleTimeout),
             Self::MaxDuration => Some(Wire::MaxDuration),
             Self::Shutdown => Some(Wire::ShuttingDown),
+            Self::Administrator => Some(Wire::EndedByAdministrator),
             Self::EndSession | Self::Empty | Self::ClientGone => None,
         }
     }
@@ -59,6 +62,7 @@ impl EndReason {
         match self {
             Self::Idle | Self::MaxDuration => Some(ErrorCode::SessionExpired),
             Self::Shutdown => Some(ErrorCode::ShuttingDown),
+            Self::Administrator => Some(ErrorCode::EndedByAdministrator),
             Self::EndSession | Self::Empty | Self::ClientGone => None,
         }
     }
@@ -71,6 +75,7 @@ impl EndReason {
             Self::MaxDuration => "max_duration",
             Self::Empty => "no_hold_no_connection",
             Self::ClientGone => "client_gone",
+            Self::Administrator => "administrator",
             Self::Shutdown => "shutdown",
         }
     }
@@ -138,6 +143,8 @@ pub struct Session {
     id: SessionId,
     key: SessionKey,
     notify: TicketId,
+    /// Its name on the broker's control channel.
+    reference: SessionRef,
     remotes: Vec<Remote>,
     opened: Instant,
     /// Milliseconds since `opened` of the last application byte or of the end of the last
@@ -163,6 +170,11 @@ impl Session {
     /// The session key (attach and resume proofs).
     pub fn key(&self) -> &SessionKey {
         &self.key
+    }
+
+    /// Its name on the broker's control channel (docs/protocol.md §7.8).
+    pub fn reference(&self) -> SessionRef {
+        self.reference
     }
 
     /// The targets, in order of preference.
@@ -433,6 +445,7 @@ impl SessionTable {
         let session = Arc::new(Session {
             id,
             key,
+            reference: SessionRef::of(&notify),
             notify,
             remotes,
             opened: Instant::now(),
@@ -464,6 +477,11 @@ impl SessionTable {
             .supervisors
             .spawn(supervise(Arc::clone(self_arc), Arc::clone(&session), env));
         session
+    }
+
+    /// Every live session, for the control channel's report.
+    pub fn snapshot(&self) -> Vec<Arc<Session>> {
+        self.lock().values().cloned().collect()
     }
 
     /// Ends every session with `reason`.

@@ -4,7 +4,7 @@
 //! | routes | module | error style |
 //! |---|---|---|
 //! | `GET /uds/rest/client`, `POST /uds/rest/client/{ticket}/ticket` | [`client_api`] | OpenUDS 5 envelope, HTTP 200 |
-//! | `POST /uds/rest/tunnel/ticket` | [`tunnel_api`] | HTTP 403 `{"error": "Access denied"}` |
+//! | `POST /uds/rest/tunnel/ticket`, `POST /uds/rest/tunnel/control` | [`tunnel_api`] | HTTP 403 `{"error": "Access denied"}` |
 //! | `/api/login`, `/api/logout`, `/api/services…`, `/api/connections[/{id}]` | [`user_api`] | JSON `{"error": …}` with a status |
 //! | `GET /health`, `GET /metrics` | [`ops`] | |
 //! | `/`, `/login`, `/logout`, `/services/{id}/connect`, `/download`, `/assets/…` | `portal` | HTML pages |
@@ -62,6 +62,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         )
         .route(client_api::EXCHANGE_PATH, post(client_api::exchange))
         .route(tunnel_api::PATH, post(tunnel_api::ticket))
+        .route(tunnel_api::CONTROL_PATH, post(tunnel_api::control))
         .route("/api/login", post(user_api::login))
         .route("/api/logout", post(user_api::logout))
         .route("/api/services", get(user_api::services))

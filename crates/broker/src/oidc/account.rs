@@ -118,7 +118,8 @@ pub async fn sign_in(
         }
     };
     let (groups, missing) = if managed {
-        let missing = store.set_user_groups(user.id, &mapped).await?;
+        // Groups the provider took away take their services with them, live sessions too.
+        let (missing, _) = store.set_user_groups(user.id, &mapped, now).await?;
         (mapped, missing)
     } else {
         (store.groups_of_user(user.id).await?, Vec::new())

@@ -1,8 +1,11 @@
-//! The audit log: append-only events, read as a tail or followed by id.
+//! The audit log: append-only events, read as a tail, followed by id, or a page at a time
+//! with filters; every event written is also handed to the [`AuditSink`], if any (the
+//! broker's audit export).
 
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::{AnyConnection, Row};
+use tokio::sync::mpsc;
 
 use super::{Store, StoreError};
 
@@ -20,6 +23,9 @@ pub struct AuditEvent {
     pub service: Option<String>,
     /// The client's address, if any.
     pub source_ip: Option<String>,
+    /// The administrator who did it (a portal user's name, `cli:<system user>` for
+    /// `portcullis admin`); `None` for what users, launchers and servers do.
+    pub actor: Option<String>,
     /// Further facts as the text of a JSON object (byte counts, durations, reasons), e.g.
     /// `json!({"sent": 10}).to_string()`; `""` stands for `{}`. Never secrets.
     pub detail: String,
@@ -35,7 +41,35 @@ pub struct StoredAuditEvent {
     pub event: AuditEvent,
 }
 
-const AUDIT_COLUMNS: &str = "id, at, kind, username, service, source_ip, detail";
+const AUDIT_COLUMNS: &str = "id, at, kind, username, service, source_ip, actor, detail";
+
+/// Where written events go as they are committed: a bounded queue, so that a slow export
+/// never holds a database transaction. An event that does not fit is dropped and counted
+/// (the database keeps it; `portcullis admin audit export --since` reads it again).
+#[derive(Clone, Debug)]
+pub struct AuditSink {
+    sender: mpsc::Sender<StoredAuditEvent>,
+    dropped: prometheus_client::metrics::counter::Counter,
+}
+
+impl AuditSink {
+    /// A sink of `capacity` events and the receiving end; `dropped` counts what did not fit.
+    pub fn new(
+        capacity: usize,
+        dropped: prometheus_client::metrics::counter::Counter,
+    ) -> (Self, mpsc::Receiver<StoredAuditEvent>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        (Self { sender, dropped }, receiver)
+    }
+
+    fn send(&self, events: Vec<StoredAuditEvent>) {
+        for event in events {
+            if self.sender.try_send(event).is_err() {
+                self.dropped.inc();
+            }
+        }
+    }
+}
 
 fn audit_from_row(row: &AnyRow) -> Result<StoredAuditEvent, StoreError> {
     Ok(StoredAuditEvent {
@@ -46,6 +80,7 @@ fn audit_from_row(row: &AnyRow) -> Result<StoredAuditEvent, StoreError> {
             username: row.try_get("username")?,
             service: row.try_get("service")?,
             source_ip: row.try_get("source_ip")?,
+            actor: row.try_get("actor")?,
             detail: row.try_get("detail")?,
         },
     })
@@ -72,6 +107,7 @@ pub(crate) fn checked(mut event: AuditEvent) -> Result<AuditEvent, StoreError> {
         event.username.as_mut(),
         event.service.as_mut(),
         event.source_ip.as_mut(),
+        event.actor.as_mut(),
     ]
     .into_iter()
     .flatten()
@@ -104,78 +140,178 @@ pub(crate) fn escape_controls(text: &str) -> String {
     escaped
 }
 
-/// Inserts an event [`checked`] before, on `conn`; returns its id.
-async fn insert_audit(conn: &mut AnyConnection, event: AuditEvent) -> Result<i64, StoreError> {
-    let row = sqlx::query(
-        "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) \
-         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-    )
-    .bind(event.at)
-    .bind(event.kind)
-    .bind(event.username)
-    .bind(event.service)
-    .bind(event.source_ip)
-    .bind(event.detail)
-    .fetch_one(conn)
-    .await?;
-    Ok(row.try_get("id")?)
-}
-
-/// Inserts events on `conn` in one statement, each [`checked`] first (`$1`… placeholders,
-/// six per event: at most 5,000 events, within both backends' parameter limits).
+/// Inserts events on `conn` in one statement, each [`checked`] first. With `stored`, the
+/// rows as stored come back (ids included), for an [`AuditSink`].
 pub(super) async fn insert_audit_events(
     conn: &mut AnyConnection,
     events: Vec<AuditEvent>,
-) -> Result<(), StoreError> {
+    stored: bool,
+) -> Result<Vec<StoredAuditEvent>, StoreError> {
+    let events = events
+        .into_iter()
+        .map(checked)
+        .collect::<Result<Vec<_>, _>>()?;
+    let events: Vec<&AuditEvent> = events.iter().collect();
+    insert_checked(conn, &events, stored).await
+}
+
+/// Inserts events already [`checked`] on `conn` in one statement (`$1`… placeholders, seven
+/// per event: at most 4,000 events, within both backends' parameter limits). With
+/// `stored`, the rows as stored come back, oldest first.
+pub(super) async fn insert_checked(
+    conn: &mut AnyConnection,
+    events: &[&AuditEvent],
+    stored: bool,
+) -> Result<Vec<StoredAuditEvent>, StoreError> {
     if events.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
-    if events.len() > 5_000 {
+    if events.len() > 4_000 {
         return Err(StoreError::Invalid(
-            "at most 5,000 audit events in one statement".to_owned(),
+            "at most 4,000 audit events in one statement".to_owned(),
         ));
     }
     // Placeholders written by hand: `sqlx::QueryBuilder` on the Any driver emits `?`,
     // which PostgreSQL does not accept; `$N` works on both backends.
     let mut sql = String::from(
-        "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) VALUES ",
+        "INSERT INTO audit_events (at, kind, username, service, source_ip, actor, detail) \
+         VALUES ",
     );
     for row in 0..events.len() {
-        let first = row * 6;
+        let first = row * 7;
         if row > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!(
-            "(${}, ${}, ${}, ${}, ${}, ${})",
-            first + 1,
-            first + 2,
-            first + 3,
-            first + 4,
-            first + 5,
-            first + 6
-        ));
+        sql.push('(');
+        for column in 1..=7 {
+            if column > 1 {
+                sql.push_str(", ");
+            }
+            sql.push_str(&format!("${}", first + column));
+        }
+        sql.push(')');
+    }
+    if stored {
+        sql.push_str(&format!(" RETURNING {AUDIT_COLUMNS}"));
     }
     let mut query = sqlx::query(&sql);
     for event in events {
-        let event = checked(event)?;
         query = query
             .bind(event.at)
-            .bind(event.kind)
-            .bind(event.username)
-            .bind(event.service)
-            .bind(event.source_ip)
-            .bind(event.detail);
+            .bind(event.kind.as_str())
+            .bind(event.username.as_deref())
+            .bind(event.service.as_deref())
+            .bind(event.source_ip.as_deref())
+            .bind(event.actor.as_deref())
+            .bind(event.detail.as_str());
     }
-    query.execute(conn).await?;
-    Ok(())
+    if !stored {
+        query.execute(conn).await?;
+        return Ok(Vec::new());
+    }
+    let rows = query.fetch_all(conn).await?;
+    let mut events = rows
+        .iter()
+        .map(audit_from_row)
+        .collect::<Result<Vec<_>, _>>()?;
+    events.sort_by_key(|event| event.id);
+    Ok(events)
+}
+
+/// What the admin audit page filters by; `None` matches anything.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub struct AuditFilter {
+    /// The user concerned (exactly).
+    pub username: Option<String>,
+    /// The service concerned (exactly).
+    pub service: Option<String>,
+    /// The event name (exactly).
+    pub kind: Option<String>,
+    /// The administrator who did it (exactly).
+    pub actor: Option<String>,
+    /// At or after, Unix milliseconds.
+    pub from: Option<i64>,
+    /// Before, Unix milliseconds.
+    pub to: Option<i64>,
 }
 
 impl Store {
     /// Appends an event; returns its id.
     pub async fn audit(&self, event: AuditEvent) -> Result<i64, StoreError> {
-        let event = checked(event)?;
         let mut writer = self.writer().await?;
-        insert_audit(writer.conn(), event).await
+        let stored = insert_audit_events(writer.conn(), vec![event], true).await?;
+        drop(writer);
+        let id = stored.first().map_or(0, |event| event.id);
+        self.exported(stored);
+        Ok(id)
+    }
+
+    /// Appends events in the transaction `conn` belongs to; hand what comes back to
+    /// [`Store::exported`] once the transaction committed.
+    pub(super) async fn audit_in(
+        &self,
+        conn: &mut AnyConnection,
+        events: Vec<AuditEvent>,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        insert_audit_events(conn, events, self.audit_sink.is_some()).await
+    }
+
+    /// Hands committed events to the audit sink, if there is one.
+    pub(super) fn exported(&self, events: Vec<StoredAuditEvent>) {
+        if let Some(sink) = &self.audit_sink {
+            sink.send(events);
+        }
+    }
+
+    /// A page of events matching `filter`, newest first: at most `count` events with an id
+    /// below `before` (all when `None`).
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        before: Option<i64>,
+        count: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events \
+             WHERE ($1 IS NULL OR username = $1) AND ($2 IS NULL OR service = $2) \
+             AND ($3 IS NULL OR kind = $3) AND ($4 IS NULL OR actor = $4) \
+             AND ($5 IS NULL OR at >= $5) AND ($6 IS NULL OR at < $6) \
+             AND ($7 IS NULL OR id < $7) \
+             ORDER BY id DESC LIMIT $8"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(filter.username.as_deref())
+            .bind(filter.service.as_deref())
+            .bind(filter.kind.as_deref())
+            .bind(filter.actor.as_deref())
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(before)
+            .bind(limit(count))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(audit_from_row).collect()
+    }
+
+    /// Up to `count` events at or after `since` (Unix milliseconds) with an id above
+    /// `after`, oldest first: `portcullis admin audit export`.
+    pub async fn audit_since(
+        &self,
+        since: i64,
+        after: i64,
+        count: u32,
+    ) -> Result<Vec<StoredAuditEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {AUDIT_COLUMNS} FROM audit_events WHERE at >= $1 AND id > $2 \
+             ORDER BY id LIMIT $3"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(since)
+            .bind(after)
+            .bind(limit(count))
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(audit_from_row).collect()
     }
 
     /// The last `count` events, oldest first (newest last).

@@ -19,12 +19,12 @@ use std::sync::Arc;
 use sqlx::{AnyConnection, Row};
 use tokio::sync::{Mutex, mpsc, oneshot};
 
-use super::audit::checked;
+use super::audit::{StoredAuditEvent, checked, insert_checked};
 use super::{AuditEvent, Backend, NewTunnelTicket, ServiceId, Store, StoreError, UserId, WriteTx};
 use crate::tickets::crypto::TicketHash;
 
 /// Most exchanges one transaction commits. Bounds the statement size (11 bound values per
-/// tunnel ticket, 6 per audit event) and the latency of the last exchange in a batch.
+/// tunnel ticket, 7 per audit event) and the latency of the last exchange in a batch.
 const MAX_BATCH: usize = 128;
 
 /// Exchanges that may wait for a writer before [`Store::exchange_client_ticket`] itself
@@ -125,7 +125,7 @@ async fn commit_batch(store: &Store, batch: &mut Vec<Pending>) -> Result<(), Sto
     let tx = store.begin_write().await?;
     batch.retain(|pending| !pending.outcome.is_closed());
     let writes: Vec<&ExchangeWrite> = batch.iter().map(|pending| &pending.write).collect();
-    let outcomes = finish(tx, &writes).await?;
+    let outcomes = finish(store, tx, &writes).await?;
     store.metrics.commit_batch_size.observe(batch.len() as f64);
     for (pending, outcome) in batch.drain(..).zip(outcomes) {
         // The caller may have stopped waiting since; the write stands either way.
@@ -137,16 +137,21 @@ async fn commit_batch(store: &Store, batch: &mut Vec<Pending>) -> Result<(), Sto
 /// Commits one exchange in a transaction of its own, without the queue.
 async fn commit_alone(store: &Store, write: &ExchangeWrite) -> Result<bool, StoreError> {
     let tx = store.begin_write().await?;
-    let outcomes = finish(tx, &[write]).await?;
+    let outcomes = finish(store, tx, &[write]).await?;
     Ok(outcomes.first().copied().unwrap_or(false))
 }
 
 /// Runs the statements of `writes` in `tx` and commits it, or rolls it back on an error;
-/// the outcome of each write, in order.
-async fn finish(mut tx: WriteTx, writes: &[&ExchangeWrite]) -> Result<Vec<bool>, StoreError> {
-    match apply(tx.conn(), writes).await {
-        Ok(outcomes) => {
+/// the outcome of each write, in order. The audit events committed go to the store's sink.
+async fn finish(
+    store: &Store,
+    mut tx: WriteTx,
+    writes: &[&ExchangeWrite],
+) -> Result<Vec<bool>, StoreError> {
+    match apply(tx.conn(), writes, store.audit_sink.is_some()).await {
+        Ok((outcomes, stored)) => {
             tx.commit().await?;
+            store.exported(stored);
             Ok(outcomes)
         }
         Err(error) => {
@@ -162,7 +167,8 @@ async fn finish(mut tx: WriteTx, writes: &[&ExchangeWrite]) -> Result<Vec<bool>,
 async fn apply(
     conn: &mut AnyConnection,
     writes: &[&ExchangeWrite],
-) -> Result<Vec<bool>, StoreError> {
+    exported: bool,
+) -> Result<(Vec<bool>, Vec<StoredAuditEvent>), StoreError> {
     let mut outcomes = Vec::with_capacity(writes.len());
     for write in writes {
         // The tunnel ticket's hash links the client ticket to its tunnel session, which
@@ -199,8 +205,9 @@ async fn apply(
         .filter_map(|(write, consumed)| consumed.then_some(*write))
         .collect();
     insert_tunnel_tickets(conn, &done).await?;
-    insert_audit_events(conn, &done).await?;
-    Ok(outcomes)
+    let events: Vec<&AuditEvent> = done.iter().map(|write| &write.audit).collect();
+    let stored = insert_checked(conn, &events, exported).await?;
+    Ok((outcomes, stored))
 }
 
 async fn insert_tunnel_tickets(
@@ -239,32 +246,6 @@ async fn insert_tunnel_tickets(
         .execute(conn)
         .await
         .map_err(|error| super::tickets::insert_error(error, "tunnel_tickets"))?;
-    Ok(())
-}
-
-async fn insert_audit_events(
-    conn: &mut AnyConnection,
-    done: &[&ExchangeWrite],
-) -> Result<(), StoreError> {
-    if done.is_empty() {
-        return Ok(());
-    }
-    let sql = format!(
-        "INSERT INTO audit_events (at, kind, username, service, source_ip, detail) VALUES {}",
-        placeholders(done.len(), 6)
-    );
-    let mut query = sqlx::query(&sql);
-    for write in done {
-        let event = &write.audit;
-        query = query
-            .bind(event.at)
-            .bind(event.kind.as_str())
-            .bind(event.username.as_deref())
-            .bind(event.service.as_deref())
-            .bind(event.source_ip.as_deref())
-            .bind(event.detail.as_str());
-    }
-    query.execute(conn).await?;
     Ok(())
 }
 

@@ -49,6 +49,12 @@ const MIGRATIONS: &[Embedded] = &[
         sqlite: include_str!("../../migrations/sqlite/0004_oidc_users.sql"),
         postgres: include_str!("../../migrations/postgres/0004_oidc_users.sql"),
     },
+    Embedded {
+        version: 5,
+        description: "operators",
+        sqlite: include_str!("../../migrations/sqlite/0005_operators.sql"),
+        postgres: include_str!("../../migrations/postgres/0005_operators.sql"),
+    },
 ];
 
 /// How many migrations there are.

@@ -17,6 +17,7 @@ mod audit;
 mod connections;
 mod error;
 mod exchange_commit;
+mod live;
 mod migrate;
 mod oidc_users;
 mod services;
@@ -39,9 +40,10 @@ use crate::metrics::StoreMetrics;
 
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
 pub use crate::model::{Protocol, Readiness, Transport};
-pub use audit::{AuditEvent, StoredAuditEvent};
+pub use audit::{AuditEvent, AuditFilter, AuditSink, StoredAuditEvent};
 pub use connections::{Connection, ConnectionState, RECENT_CONNECTIONS};
 pub use error::StoreError;
+pub use live::{EndCause, EndRequest, EndingSession, LiveSession, Revoked};
 pub use services::{ExchangeService, NewService, NewTunnelServer, Service, TunnelServer};
 pub use sweep::{
     ABANDONED_SESSION_GRACE_MS, STOPPED_SESSION_KEEP_MS, SweepCounts, USED_CLIENT_TICKET_KEEP_MS,
@@ -100,6 +102,9 @@ pub struct StoreOptions {
     /// Where group commits and sweeps are counted (the broker registers these in its
     /// `/metrics`). Default: counted nowhere anyone reads.
     pub metrics: StoreMetrics,
+    /// Where every audit event goes once committed (the broker's audit export). Default:
+    /// nowhere.
+    pub audit_sink: Option<AuditSink>,
 }
 
 impl Default for StoreOptions {
@@ -108,6 +113,7 @@ impl Default for StoreOptions {
             max_connections: None,
             acquire_timeout: Duration::from_secs(30),
             metrics: StoreMetrics::default(),
+            audit_sink: None,
         }
     }
 }
@@ -125,6 +131,7 @@ pub struct Store {
     /// handle and outside a Tokio runtime.
     exchange_queue: Option<ExchangeQueue>,
     metrics: StoreMetrics,
+    audit_sink: Option<AuditSink>,
 }
 
 /// A write transaction; on SQLite it also holds the process's write lock.
@@ -241,6 +248,7 @@ impl Store {
             write_lock,
             exchange_queue: None,
             metrics: options.metrics.clone(),
+            audit_sink: options.audit_sink.clone(),
         };
         store.exchange_queue = ExchangeQueue::start(&store);
         Ok(store)

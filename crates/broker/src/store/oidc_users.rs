@@ -4,6 +4,7 @@
 
 use sqlx::Row;
 
+use super::live::{Revoked, revoke_lost_access, revoke_user};
 use super::users::{USER_COLUMNS, check_name, user_from_row};
 use super::{Store, StoreError, User, UserId};
 
@@ -59,12 +60,14 @@ impl Store {
     }
 
     /// Makes `user` a member of exactly the existing groups among `groups`, in one
-    /// transaction; returns the names in `groups` that are no group.
+    /// transaction, revoking what they may no longer use; returns the names in `groups`
+    /// that are no group, and what was revoked.
     pub async fn set_user_groups(
         &self,
         user: UserId,
         groups: &[String],
-    ) -> Result<Vec<String>, StoreError> {
+        now: i64,
+    ) -> Result<(Vec<String>, Revoked), StoreError> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM user_groups WHERE user_id = $1")
             .bind(user.0)
@@ -84,17 +87,21 @@ impl Store {
                 missing.push(group.clone());
             }
         }
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
         tx.commit().await?;
-        Ok(missing)
+        Ok((missing, revoked))
     }
 
     /// Disables (`disabled_at` is `Some`) or enables (`None`) the user named `username`.
-    /// Disabling also ends every login session of the user, in the same transaction.
+    /// Disabling, in the same transaction, also ends every login session of the user,
+    /// expires their unused client and tunnel tickets and asks for the end of their live
+    /// sessions (`by`: who disabled them); what was revoked comes back.
     pub async fn set_user_disabled(
         &self,
         username: &str,
         disabled_at: Option<i64>,
-    ) -> Result<(), StoreError> {
+        by: Option<&str>,
+    ) -> Result<Revoked, StoreError> {
         let mut tx = self.begin_write().await?;
         let row = sqlx::query("UPDATE users SET disabled_at = $1 WHERE username = $2 RETURNING id")
             .bind(disabled_at)
@@ -103,14 +110,16 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("user"))?;
         let id: i64 = row.try_get("id")?;
-        if disabled_at.is_some() {
+        let mut revoked = Revoked::default();
+        if let Some(now) = disabled_at {
             sqlx::query("DELETE FROM login_sessions WHERE user_id = $1")
                 .bind(id)
                 .execute(tx.conn())
                 .await?;
+            revoked = revoke_user(tx.conn(), UserId(id), now, by).await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(revoked)
     }
 }
 
@@ -146,12 +155,13 @@ mod tests {
         );
 
         let missing = store
-            .set_user_groups(id, &["staff".into(), "nope".into()])
+            .set_user_groups(id, &["staff".into(), "nope".into()], 1)
             .await
-            .unwrap();
+            .unwrap()
+            .0;
         assert_eq!(missing, ["nope"]);
         assert_eq!(store.groups_of_user(id).await.unwrap(), ["staff"]);
-        store.set_user_groups(id, &[]).await.unwrap();
+        store.set_user_groups(id, &[], 1).await.unwrap();
         assert!(store.groups_of_user(id).await.unwrap().is_empty());
 
         let token = TokenHash::of(b"t");
@@ -166,7 +176,10 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        store.set_user_disabled("alice", Some(30)).await.unwrap();
+        store
+            .set_user_disabled("alice", Some(30), None)
+            .await
+            .unwrap();
         assert!(
             store
                 .login_session_user(&token, 40)
@@ -185,7 +198,7 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
-        store.set_user_disabled("alice", None).await.unwrap();
+        store.set_user_disabled("alice", None, None).await.unwrap();
         assert!(
             store
                 .login_session_user(&token, 40)
@@ -193,6 +206,11 @@ mod tests {
                 .unwrap()
                 .is_some()
         );
-        assert!(store.set_user_disabled("nobody", Some(1)).await.is_err());
+        assert!(
+            store
+                .set_user_disabled("nobody", Some(1), None)
+                .await
+                .is_err()
+        );
     }
 }

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::live::{Revoked, revoke_lost_access};
 use super::users::check_name;
 use super::{
     Protocol, Readiness, ServiceId, Store, StoreError, TokenHash, Transport, TunnelServerId,
@@ -91,13 +92,19 @@ pub struct TunnelServer {
     pub group: String,
     /// Registration time, Unix milliseconds.
     pub created_at: i64,
+    /// Its last call to the broker (`start`, `stop` or a control request).
+    pub last_seen_at: Option<i64>,
+    /// Its last control request (docs/protocol.md §7.8): its sessions can be ended from
+    /// the broker while this is recent.
+    pub control_seen_at: Option<i64>,
 }
 
 const SERVICE_COLUMNS: &str = "services.id, services.name, services.host, services.port, \
      services.protocol, services.transport, services.tunnel_group, \
      services.max_session_secs, services.readiness, services.created_at";
 
-const TUNNEL_SERVER_COLUMNS: &str = "id, name, public_address, legacy, tunnel_group, created_at";
+const TUNNEL_SERVER_COLUMNS: &str = "id, name, public_address, legacy, tunnel_group, \
+     created_at, last_seen_at, control_seen_at";
 
 /// A service's target: a host without spaces (1 to 253 characters) and a port other than 0.
 fn check_target(host: &str, port: u16) -> Result<(), StoreError> {
@@ -250,6 +257,8 @@ fn tunnel_server_from_row(row: &AnyRow) -> Result<TunnelServer, StoreError> {
         legacy: legacy != 0,
         group: row.try_get("tunnel_group")?,
         created_at: row.try_get("created_at")?,
+        last_seen_at: row.try_get("last_seen_at")?,
+        control_seen_at: row.try_get("control_seen_at")?,
     })
 }
 
@@ -291,6 +300,7 @@ impl Store {
             .execute(tx.conn())
             .await?;
             if done.rows_affected() == 0 {
+                tx.rollback().await?;
                 return Err(StoreError::NotFound("group"));
             }
         }
@@ -361,17 +371,79 @@ impl Store {
         Ok(self.services_from_rows(&rows).await?.pop())
     }
 
-    /// Removes a service, its grants and its unused tickets.
-    pub async fn remove_service(&self, name: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+    /// Removes a service, its grants and its unused tickets, and asks for the end of its
+    /// live sessions (which outlive the row, to be accounted).
+    pub async fn remove_service(&self, name: &str, now: i64) -> Result<Revoked, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM services WHERE name = $1")
             .bind(name)
-            .execute(writer.conn())
+            .execute(tx.conn())
             .await?;
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
             return Err(StoreError::NotFound("service"));
         }
-        Ok(())
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
+        tx.commit().await?;
+        Ok(revoked)
+    }
+
+    /// Changes every setting of service `id` to `new`'s (its name, target, protocol,
+    /// transport, tunnel group, maximum duration, readiness and allowed groups), in one
+    /// transaction; what users lose access to is revoked. Live sessions keep their target.
+    pub async fn update_service(
+        &self,
+        id: ServiceId,
+        new: NewService,
+        now: i64,
+    ) -> Result<Revoked, StoreError> {
+        new.check()?;
+        let mut groups = new.allowed_groups.clone();
+        groups.sort();
+        groups.dedup();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE services SET name = $1, host = $2, port = $3, protocol = $4, \
+             transport = $5, tunnel_group = $6, max_session_secs = $7, readiness = $8 \
+             WHERE id = $9",
+        )
+        .bind(&new.name)
+        .bind(&new.host)
+        .bind(i64::from(new.port))
+        .bind(new.protocol.as_str())
+        .bind(new.transport.as_str())
+        .bind(new.tunnel_group.as_deref())
+        .bind(i64::from(new.max_session_secs))
+        .bind(new.readiness.as_str())
+        .bind(id.0)
+        .execute(tx.conn())
+        .await
+        .map_err(|e| StoreError::unique(e, || format!("service {:?} already exists", new.name)))?;
+        if done.rows_affected() == 0 {
+            tx.rollback().await?;
+            return Err(StoreError::NotFound("service"));
+        }
+        sqlx::query("DELETE FROM service_groups WHERE service_id = $1")
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?;
+        for group in &groups {
+            let done = sqlx::query(
+                "INSERT INTO service_groups (service_id, group_id) \
+                 SELECT $1, id FROM groups WHERE name = $2",
+            )
+            .bind(id.0)
+            .bind(group)
+            .execute(tx.conn())
+            .await?;
+            if done.rows_affected() == 0 {
+                tx.rollback().await?;
+                return Err(StoreError::NotFound("group"));
+            }
+        }
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Points a service at another target in place: its id, grants and unexpired tickets
@@ -487,6 +559,39 @@ impl Store {
             .fetch_optional(self.pool())
             .await?;
         row.as_ref().map(tunnel_server_from_row).transpose()
+    }
+
+    /// The tunnel server named `name`.
+    pub async fn tunnel_server_by_name(
+        &self,
+        name: &str,
+    ) -> Result<Option<TunnelServer>, StoreError> {
+        let sql = format!("SELECT {TUNNEL_SERVER_COLUMNS} FROM tunnel_servers WHERE name = $1");
+        let row = sqlx::query(&sql)
+            .bind(name)
+            .fetch_optional(self.pool())
+            .await?;
+        row.as_ref().map(tunnel_server_from_row).transpose()
+    }
+
+    /// Replaces the token of the tunnel server named `name` (its hash): the old token stops
+    /// working at once.
+    pub async fn set_tunnel_server_token(
+        &self,
+        name: &str,
+        token_hash: &TokenHash,
+    ) -> Result<(), StoreError> {
+        let mut writer = self.writer().await?;
+        let done = sqlx::query("UPDATE tunnel_servers SET token_hash = $1 WHERE name = $2")
+            .bind(token_hash.as_bytes().as_slice())
+            .bind(name)
+            .execute(writer.conn())
+            .await
+            .map_err(|e| StoreError::unique(e, || "this token is already registered".to_owned()))?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("tunnel server"));
+        }
+        Ok(())
     }
 
     /// Every tunnel server, by name.

@@ -8,7 +8,7 @@ use sqlx::any::AnyRow;
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
-use super::audit::{AuditEvent, insert_audit_events};
+use super::audit::AuditEvent;
 use super::{Store, StoreError};
 use crate::clock::Clock;
 use crate::metrics::TableLabels;
@@ -117,6 +117,7 @@ impl UnreportedSession {
     /// Its `tunnel.unreported` event at `now`.
     fn event(self, now: i64) -> AuditEvent {
         AuditEvent {
+            actor: None,
             at: now,
             kind: "tunnel.unreported".into(),
             username: self.username,
@@ -223,8 +224,9 @@ impl Store {
                 .filter(|session| gone.contains(&session.id_hash))
                 .map(|session| session.event(now))
                 .collect();
-            insert_audit_events(tx.conn(), events).await?;
+            let stored = self.audit_in(tx.conn(), events).await?;
             tx.commit().await?;
+            self.exported(stored);
             deleted += u64::try_from(gone.len()).unwrap_or(u64::MAX);
             if found < usize::try_from(SWEEP_CHUNK).unwrap_or(usize::MAX) {
                 return Ok(deleted);

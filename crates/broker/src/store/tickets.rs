@@ -177,7 +177,7 @@ pub struct NewNotifyTicket {
 }
 
 /// A session ended by [`Store::stop_notify`], for the audit log.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct StoppedSession {
     /// The user (who may have been removed since).
     pub user_id: UserId,
@@ -193,6 +193,9 @@ pub struct StoppedSession {
     pub sent: u64,
     /// Bytes received from the launcher.
     pub recv: u64,
+    /// The end the broker had asked for, if it had (an administrator, a disabled user, a
+    /// removed access).
+    pub end: Option<super::EndRequest>,
 }
 
 const TUNNEL_TICKET_COLUMNS: &str = "secret_enc, target_host, target_port, service_id, \
@@ -473,7 +476,8 @@ impl Store {
         let row = sqlx::query(
             "UPDATE notify_tickets SET stopped_at = $1, sent = $2, recv = $3 \
              WHERE id_hash = $4 AND tunnel_server_id = $5 AND stopped_at IS NULL \
-             RETURNING user_id, service_id, tunnel_server_id, started_at",
+             RETURNING user_id, service_id, tunnel_server_id, started_at, end_requested_at, \
+             end_requested_by, end_cause",
         )
         .bind(now)
         .bind(to_i64(sent))
@@ -486,7 +490,19 @@ impl Store {
             return Ok(None);
         };
         let started_at: i64 = row.try_get("started_at")?;
+        let end = match row.try_get::<Option<i64>, _>("end_requested_at")? {
+            Some(at) => Some(super::EndRequest {
+                at,
+                by: row.try_get("end_requested_by")?,
+                cause: row
+                    .try_get::<Option<String>, _>("end_cause")?
+                    .as_deref()
+                    .and_then(super::EndCause::parse),
+            }),
+            None => None,
+        };
         Ok(Some(StoppedSession {
+            end,
             user_id: UserId(row.try_get("user_id")?),
             service_id: ServiceId(row.try_get("service_id")?),
             tunnel_server_id: TunnelServerId(row.try_get("tunnel_server_id")?),

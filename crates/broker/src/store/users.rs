@@ -5,6 +5,7 @@ use core::fmt;
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::live::{Revoked, revoke_lost_access};
 use super::{GroupId, Store, StoreError, TokenHash, UserId};
 
 /// The longest user, group, service or tunnel server name.
@@ -154,17 +155,21 @@ impl Store {
         rows.iter().map(user_from_row).collect()
     }
 
-    /// Removes a user with their memberships, login sessions and unused tickets.
-    pub async fn remove_user(&self, username: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+    /// Removes a user with their memberships, login sessions and unused tickets, and asks
+    /// for the end of their live sessions (which outlive the row, to be accounted).
+    pub async fn remove_user(&self, username: &str, now: i64) -> Result<Revoked, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM users WHERE username = $1")
             .bind(username)
-            .execute(writer.conn())
+            .execute(tx.conn())
             .await?;
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
             return Err(StoreError::NotFound("user"));
         }
-        Ok(())
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Replaces a user's password hash (an Argon2id PHC string).
@@ -213,17 +218,21 @@ impl Store {
             .collect()
     }
 
-    /// Removes a group with its memberships and service grants.
-    pub async fn remove_group(&self, name: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+    /// Removes a group with its memberships and service grants; what its members may no
+    /// longer use is revoked (tickets expired, live sessions asked to end).
+    pub async fn remove_group(&self, name: &str, now: i64) -> Result<Revoked, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM groups WHERE name = $1")
             .bind(name)
-            .execute(writer.conn())
+            .execute(tx.conn())
             .await?;
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
             return Err(StoreError::NotFound("group"));
         }
-        Ok(())
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// Makes `username` a member of `group`; [`StoreError::Conflict`] if already one.
@@ -251,9 +260,15 @@ impl Store {
         Ok(())
     }
 
-    /// Ends the membership of `username` in `group`.
-    pub async fn remove_member(&self, group: &str, username: &str) -> Result<(), StoreError> {
-        let mut writer = self.writer().await?;
+    /// Ends the membership of `username` in `group`; what they may no longer use is
+    /// revoked (tickets expired, live sessions asked to end).
+    pub async fn remove_member(
+        &self,
+        group: &str,
+        username: &str,
+        now: i64,
+    ) -> Result<Revoked, StoreError> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "DELETE FROM user_groups \
              WHERE group_id = (SELECT id FROM groups WHERE name = $1) \
@@ -261,14 +276,16 @@ impl Store {
         )
         .bind(group)
         .bind(username)
-        .execute(writer.conn())
+        .execute(tx.conn())
         .await?;
-        drop(writer);
         if done.rows_affected() == 0 {
+            tx.rollback().await?;
             let missing = self.missing_group_or_user(group, username).await?;
             return Err(StoreError::NotFound(missing.unwrap_or("membership")));
         }
-        Ok(())
+        let revoked = revoke_lost_access(tx.conn(), now).await?;
+        tx.commit().await?;
+        Ok(revoked)
     }
 
     /// `Some("group")` or `Some("user")` when that one does not exist, `None` when both do.

@@ -293,7 +293,7 @@ async fn losing_the_right_to_the_service_after_connect_is_refused() {
     let launch = broker.connect(&alice, world.desk).await;
     broker
         .store()
-        .remove_member("staff", "alice")
+        .remove_member("staff", "alice", 0)
         .await
         .unwrap();
     let refusal = launcher.exchange(&broker, &launch.url).await.err().unwrap();
@@ -303,7 +303,7 @@ async fn losing_the_right_to_the_service_after_connect_is_refused() {
     // The service is removed after Connect: removing a service also deletes its unused
     // tickets (store contract), so the ticket is simply gone.
     let launch = broker.connect(&alice, world.shell).await;
-    broker.store().remove_service("shell").await.unwrap();
+    broker.store().remove_service("shell", 0).await.unwrap();
     let refusal = launcher.exchange(&broker, &launch.url).await.err().unwrap();
     assert_eq!(refusal, fatal(UNKNOWN_TICKET));
 

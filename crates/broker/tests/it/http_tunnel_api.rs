@@ -519,7 +519,7 @@ async fn expired_and_revoked_tunnel_tickets_are_denied() {
 
     // Removing the service revokes its outstanding tunnel tickets.
     let revoked = broker.launch_tunneled(&alice, world.shell, &launcher).await;
-    broker.store().remove_service("shell").await.unwrap();
+    broker.store().remove_service("shell", 0).await.unwrap();
     let proof = proof_for(&revoked.secret, &revoked.ticket);
     assert_access_denied(
         &world

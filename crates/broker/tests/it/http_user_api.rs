@@ -333,7 +333,7 @@ async fn a_disabled_user_and_an_openid_connect_user_cannot_sign_in_with_a_passwo
     // Disabled: the session ends at once, and the password no longer signs in.
     broker
         .store()
-        .set_user_disabled("alice", Some(broker.state().now()))
+        .set_user_disabled("alice", Some(broker.state().now()), None)
         .await
         .unwrap();
     let reply = broker.get("/api/services", Some(&session)).await;
@@ -343,7 +343,7 @@ async fn a_disabled_user_and_an_openid_connect_user_cannot_sign_in_with_a_passwo
     assert_eq!(reply.json(), json!({ "error": BAD_CREDENTIALS }));
     broker
         .store()
-        .set_user_disabled("alice", None)
+        .set_user_disabled("alice", None, None)
         .await
         .unwrap();
     broker.login("alice", PASSWORD).await;

@@ -9,6 +9,7 @@ mod support;
 mod http_abuse;
 mod http_client_refusals;
 mod http_concurrency;
+mod http_control;
 mod http_exchange;
 mod http_log_scan;
 mod http_ops;

@@ -155,9 +155,9 @@ both_backends!(users, |db: TestDb| async move {
         "user",
     );
 
-    store.remove_user("bob").await.unwrap();
+    store.remove_user("bob", 0).await.unwrap();
     assert!(store.user_by_id(bob).await.unwrap().is_none());
-    assert_not_found(store.remove_user("bob").await, "user");
+    assert_not_found(store.remove_user("bob", 0).await, "user");
 });
 
 both_backends!(groups_and_memberships, |db: TestDb| async move {
@@ -195,16 +195,16 @@ both_backends!(groups_and_memberships, |db: TestDb| async move {
     );
     assert_not_found(store.members_of_group("nobody").await, "group");
 
-    store.remove_member("staff", "alice").await.unwrap();
+    store.remove_member("staff", "alice", 0).await.unwrap();
     assert_eq!(store.groups_of_user(alice).await.unwrap(), ["admins"]);
-    assert_not_found(store.remove_member("staff", "alice").await, "membership");
-    assert_not_found(store.remove_member("staff", "carol").await, "user");
-    assert_not_found(store.remove_member("nobody", "alice").await, "group");
+    assert_not_found(store.remove_member("staff", "alice", 0).await, "membership");
+    assert_not_found(store.remove_member("staff", "carol", 0).await, "user");
+    assert_not_found(store.remove_member("nobody", "alice", 0).await, "group");
 
     // Removing a group removes its memberships.
-    store.remove_group("admins").await.unwrap();
+    store.remove_group("admins", 0).await.unwrap();
     assert!(store.groups_of_user(alice).await.unwrap().is_empty());
-    assert_not_found(store.remove_group("admins").await, "group");
+    assert_not_found(store.remove_group("admins", 0).await, "group");
 });
 
 both_backends!(removing_a_user_cascades, |db: TestDb| async move {
@@ -230,7 +230,7 @@ both_backends!(removing_a_user_cascades, |db: TestDb| async move {
             .unwrap()
     );
 
-    store.remove_user("alice").await.unwrap();
+    store.remove_user("alice", 0).await.unwrap();
     assert!(
         store
             .login_session_user(&token, T0)
@@ -395,7 +395,7 @@ both_backends!(services, |db: TestDb| async move {
     assert!(store.service_by_name("ghost").await.unwrap().is_none());
 
     // Removing a group revokes its grants; removing a service removes it.
-    store.remove_group("admins").await.unwrap();
+    store.remove_group("admins", 0).await.unwrap();
     assert_eq!(
         store
             .service_by_id(desk)
@@ -414,9 +414,9 @@ both_backends!(services, |db: TestDb| async move {
             .allowed_groups
             .is_empty()
     );
-    store.remove_service("shell").await.unwrap();
+    store.remove_service("shell", 0).await.unwrap();
     assert!(store.service_by_id(shell).await.unwrap().is_none());
-    assert_not_found(store.remove_service("shell").await, "service");
+    assert_not_found(store.remove_service("shell", 0).await, "service");
 });
 
 both_backends!(service_access_follows_groups, |db: TestDb| async move {
@@ -466,7 +466,7 @@ both_backends!(service_access_follows_groups, |db: TestDb| async move {
     assert!(!store.user_may_use_service(alice, kiosk).await.unwrap());
     assert!(!store.user_may_use_service(bob, desk).await.unwrap());
 
-    store.remove_member("admins", "alice").await.unwrap();
+    store.remove_member("admins", "alice", 0).await.unwrap();
     assert!(store.user_may_use_service(alice, desk).await.unwrap());
     assert!(!store.user_may_use_service(alice, admin).await.unwrap());
     assert_eq!(
@@ -562,6 +562,7 @@ both_backends!(tunnel_servers, |db: TestDb| async move {
 both_backends!(audit_log, |db: TestDb| async move {
     let store = &db.store;
     let event = |n: i64| AuditEvent {
+        actor: None,
         at: T0 + n,
         kind: "test.event".to_owned(),
         username: (n % 2 == 0).then(|| "alice".to_owned()),
@@ -681,9 +682,10 @@ both_backends!(oidc_users_and_disabled_accounts, |db: TestDb| async move {
         .unwrap();
 
     let missing = store
-        .set_user_groups(alice, &["staff".to_owned(), "nope".to_owned()])
+        .set_user_groups(alice, &["staff".to_owned(), "nope".to_owned()], T0)
         .await
-        .unwrap();
+        .unwrap()
+        .0;
     assert_eq!(missing, ["nope"]);
     assert_eq!(store.groups_of_user(alice).await.unwrap(), ["staff"]);
 
@@ -693,7 +695,7 @@ both_backends!(oidc_users_and_disabled_accounts, |db: TestDb| async move {
         .await
         .unwrap();
     store
-        .set_user_disabled("alice", Some(T0 + 1))
+        .set_user_disabled("alice", Some(T0 + 1), None)
         .await
         .unwrap();
     assert!(
@@ -705,7 +707,7 @@ both_backends!(oidc_users_and_disabled_accounts, |db: TestDb| async move {
     );
     let disabled = store.user_by_name("alice").await.unwrap().unwrap();
     assert_eq!(disabled.disabled_at, Some(T0 + 1));
-    store.set_user_disabled("alice", None).await.unwrap();
+    store.set_user_disabled("alice", None, None).await.unwrap();
     assert_eq!(
         store
             .user_by_name("alice")
@@ -715,5 +717,8 @@ both_backends!(oidc_users_and_disabled_accounts, |db: TestDb| async move {
             .disabled_at,
         None
     );
-    assert_not_found(store.set_user_disabled("nobody", Some(T0)).await, "user");
+    assert_not_found(
+        store.set_user_disabled("nobody", Some(T0), None).await,
+        "user",
+    );
 });

@@ -1029,7 +1029,7 @@ both_backends!(
                 .unwrap()
                 .may_use
         );
-        store.remove_service("gone").await.unwrap();
+        store.remove_service("gone", 0).await.unwrap();
         assert_eq!(
             store.exchange_context(&gone_hash, T0 + 1).await.unwrap(),
             None

@@ -86,8 +86,8 @@ pub(super) async fn ensure_demo_services(
             Transport::Tunneled,
             target,
         )),
-        None => match store.remove_service(SSH_SERVICE).await {
-            Ok(()) | Err(StoreError::NotFound(_)) => {}
+        None => match store.remove_service(SSH_SERVICE, clock()).await {
+            Ok(_) | Err(StoreError::NotFound(_)) => {}
             Err(error) => return Err(error.into()),
         },
     }
@@ -148,7 +148,7 @@ async fn ensure_service(store: &Store, clock: &Clock, new: &NewService) -> anyho
         }
         // Changed by hand into something else: made a demo row again.
         Some(_) => {
-            store.remove_service(&new.name).await?;
+            store.remove_service(&new.name, clock()).await?;
             store.add_service(new.clone(), clock()).await?
         }
         None => store.add_service(new.clone(), clock()).await?,

@@ -84,7 +84,7 @@ fn dev_tunnel_token(path: &Path) -> anyhow::Result<BrokerToken> {
             return Ok(token);
         }
     }
-    let token = crate::admin::new_tunnel_token()?;
+    let token = portcullis_broker::admin::new_tunnel_token()?;
     write_atomically(
         path,
         format!("{token}\n").as_bytes(),

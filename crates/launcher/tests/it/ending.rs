@@ -188,3 +188,59 @@ async fn a_session_the_tunnel_server_ends_closes_the_listener_and_says_why_in_on
         "the listener is closed"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_an_administrator_ends_closes_the_connection_and_exits_with_its_own_code() {
+    let stack = Stack::start().await;
+    let home = TempDir::new().unwrap();
+    let options = stack.trusting_options(stack.link().await, &home);
+    let ui = Arc::new(TestUi::default());
+    let running = tokio::spawn(launch(options, Arc::clone(&ui) as Arc<dyn Ui>));
+    let local = crate::support::local_address(&ui.first_message().await);
+    let mut stream = TcpStream::connect(local).await.unwrap();
+    stream.write_all(b"before the end").await.unwrap();
+    let mut back = [0u8; 14];
+    stream.read_exact(&mut back).await.unwrap();
+
+    // An administrator ends the connection at the broker (what the admin page does).
+    let state = &stack.broker.state;
+    let now = state.now();
+    let live = state.store.live_sessions(now, 10).await.unwrap();
+    assert_eq!(live.len(), 1, "{live:?}");
+    let ending = state
+        .store
+        .request_session_end(&live[0].reference, now, "root")
+        .await
+        .unwrap()
+        .unwrap();
+    state.control.wake(ending.tunnel_server_id);
+
+    // The open connection ends, and the launcher says who ended it, with its own code.
+    let mut rest = Vec::new();
+    bounded(
+        "the connection's end",
+        Duration::from_secs(20),
+        stream.read_to_end(&mut rest),
+    )
+    .await
+    .ok();
+    let failure = bounded("the launcher's end", Duration::from_secs(20), running)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(failure.kind, Kind::EndedByAdministrator, "{failure}");
+    assert_eq!(failure.kind.exit_code(), 12);
+    assert_eq!(failure.message, "The administrator ended this connection.");
+    // Said once, by the failure, not also as a message.
+    assert!(
+        !ui.messages()
+            .iter()
+            .any(|message| message.contains("administrator")),
+        "{:?}",
+        ui.messages()
+    );
+    assert!(
+        TcpStream::connect(local).await.is_err(),
+        "the listener is closed"
+    );
+}

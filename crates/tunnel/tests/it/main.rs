@@ -6,6 +6,7 @@
 mod support;
 
 mod cluster;
+mod control;
 mod faults;
 mod hold;
 mod lifecycle;

@@ -87,6 +87,7 @@ fn write(hash: TicketHash, now: i64, tunnel: Option<NewTunnelTicket>) -> Exchang
         now,
         tunnel,
         audit: AuditEvent {
+            actor: None,
             at: now,
             kind: "ticket.exchanged".to_owned(),
             username: Some("alice".to_owned()),

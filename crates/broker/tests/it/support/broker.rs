@@ -586,6 +586,19 @@ impl TestBroker {
         send(request).await
     }
 
+    /// `POST /uds/rest/tunnel/control` with `Authorization: <authorization>` (if any).
+    pub async fn control_api(&self, authorization: Option<&str>, body: Vec<u8>) -> Reply {
+        let mut request = self
+            .http
+            .post(self.url(portcullis_proto::api::CONTROL_PATH))
+            .header("content-type", "application/json")
+            .body(body);
+        if let Some(value) = authorization {
+            request = request.header(AUTHORIZATION, value);
+        }
+        send(request).await
+    }
+
     // --- operations --------------------------------------------------------------------
 
     /// The `/metrics` text.
@@ -1050,6 +1063,13 @@ impl TunnelServer {
             .open(&self.key, ticket)
             .expect("the start answer opens with the tunnel server's key and ticket");
         TunnelStart::from_json(&plaintext).expect("a valid start plaintext")
+    }
+
+    /// A control request (docs/protocol.md §7.8) with this server's token.
+    pub async fn control(&self, broker: &TestBroker, body: &Value) -> Reply {
+        broker
+            .control_api(Some(&self.authorization()), body.to_string().into_bytes())
+            .await
     }
 
     /// `stop` for `notify`.

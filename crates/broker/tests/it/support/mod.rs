@@ -206,6 +206,7 @@ pub mod fixtures {
     /// The audit event a test exchange at `at` records.
     pub fn exchanged(at: i64) -> AuditEvent {
         AuditEvent {
+            actor: None,
             at,
             kind: "ticket.exchanged".to_owned(),
             username: Some("alice".to_owned()),

@@ -139,7 +139,11 @@ impl ControlRequest {
             });
         }
         let mut seen = HashSet::with_capacity(self.sessions.len());
-        if !self.sessions.iter().all(|report| seen.insert(report.session)) {
+        if !self
+            .sessions
+            .iter()
+            .all(|report| seen.insert(report.session))
+        {
             return Err(Error::Invalid {
                 what: "sessions",
                 reason: "a session is listed twice",
@@ -186,7 +190,10 @@ mod tests {
             "acc8c2a866960ab77d7585edbb23a66be30ef9b6e3f23f95af52f837aece1d56"
         );
         let text = SessionRef::of(&notify).to_hex();
-        assert_eq!(SessionRef::from_hex(&text).unwrap(), SessionRef::of(&notify));
+        assert_eq!(
+            SessionRef::from_hex(&text).unwrap(),
+            SessionRef::of(&notify)
+        );
         assert!(SessionRef::from_hex(&text.to_uppercase()).is_err());
         assert!(SessionRef::from_hex(&text[..62]).is_err());
     }
@@ -209,10 +216,12 @@ mod tests {
         assert!(error.to_string().contains("twice"), "{error}");
 
         let slow = one.replace("5000", "10001");
-        assert!(ControlRequest::from_json(slow.as_bytes())
-            .unwrap()
-            .check()
-            .is_err());
+        assert!(
+            ControlRequest::from_json(slow.as_bytes())
+                .unwrap()
+                .check()
+                .is_err()
+        );
         for bad in [
             r#"{"wait_ms": -1, "sessions": []}"#,
             r#"{"wait_ms": 1, "sessions": [{"session": "ACC8", "sent": 1, "recv": 1}]}"#,

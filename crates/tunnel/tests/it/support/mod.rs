@@ -271,6 +271,7 @@ impl Stack {
                     issued_to_legacy: false,
                 }),
                 AuditEvent {
+                    actor: None,
                     at: now,
                     kind: "ticket.exchanged".into(),
                     username: Some("alice".into()),
