@@ -468,7 +468,7 @@ async fn run_tunnel(
             for server in store.list_tunnel_servers().await? {
                 let seen = server
                     .last_seen_at
-                    .map_or_else(|| "never".to_owned(), |at| at.to_string());
+                    .map_or_else(|| "never".to_owned(), portcullis_broker::clock::rfc3339);
                 println!(
                     "{}\t{}\tgroup={}{}\tlast_seen={seen}",
                     server.name,
