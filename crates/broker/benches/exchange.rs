@@ -244,6 +244,7 @@ fn request_body(scrambler: &Scrambler, key: &DecapsulationKey) -> Vec<u8> {
             capability::PAYLOAD_SIGNATURE.to_owned(),
             capability::TUNNEL_V1.to_owned(),
         ],
+        ssh_public_key: None,
     };
     let request = TicketRequest::new(
         scrambler,

@@ -123,6 +123,7 @@ impl BrokerClient {
                     capability::PAYLOAD_SIGNATURE.into(),
                     capability::TUNNEL_V1.into(),
                 ],
+                ssh_public_key: None,
             }),
         );
         let body = serde_json::to_vec(&request)

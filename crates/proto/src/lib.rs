@@ -9,6 +9,7 @@
 //! - [`kem`]: ML-KEM-768 key pairs, encapsulation and decapsulation.
 //! - [`openuds`]: the OpenUDS 5 ticket key schedule and the encrypted [`openuds::Envelope`].
 //! - [`payload`]: the launcher payload (signed script and parameters) and its signatures.
+//! - [`credential`]: credentials sealed at rest; [`ssh`]: OpenSSH Ed25519 public key lines.
 //! - [`api`]: the JSON bodies of the client and tunnel-server HTTP APIs.
 //! - [`tunnel`]: tunnel protocol v1 (handshake, key schedule, records, resume).
 //! - [`proxy_v2`]: the PROXY protocol v2 header a load balancer sends first.
@@ -21,6 +22,7 @@
 
 pub mod api;
 pub mod b64;
+pub mod credential;
 mod error;
 pub mod hex;
 mod ids;
@@ -33,6 +35,7 @@ pub mod proxy_v2;
 pub mod random;
 mod secret;
 mod source;
+pub mod ssh;
 pub mod tunnel;
 
 pub use error::{Error, ErrorKind};

@@ -169,6 +169,7 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
             version: "0.1.0".into(),
             os: "linux".into(),
             capabilities: vec!["payload-signature".into(), "tunnel-v1".into()],
+            ssh_public_key: None,
         }),
     );
     let answer = client

@@ -11,6 +11,7 @@ use super::version::{PROTOCOL_VERSION, ProtocolVersion};
 use crate::kem::EncapsulationKey;
 use crate::openuds::Envelope;
 use crate::payload::json_error;
+use crate::ssh::Ed25519PublicKey;
 use crate::{Error, Scrambler, TicketId, b64};
 
 /// Path of the version query (`GET`).
@@ -28,6 +29,9 @@ pub mod capability {
     pub const PAYLOAD_SIGNATURE: &str = "payload-signature";
     /// The launcher speaks tunnel protocol v1.
     pub const TUNNEL_V1: &str = "tunnel-v1";
+    /// The launcher sends `client.ssh_public_key` and uses the certificate the broker signs
+    /// for it (docs/protocol.md §6.8.4).
+    pub const SSH_CERTIFICATE: &str = "ssh-certificate";
 }
 
 /// The `result` of `GET /uds/rest/client`.
@@ -67,6 +71,10 @@ pub struct ClientInfo {
     /// What the launcher supports; see [`capability`]. Unknown entries are ignored.
     #[serde(default)]
     pub capabilities: Vec<String>,
+    /// With [`capability::SSH_CERTIFICATE`]: the OpenSSH line of the Ed25519 public key the
+    /// launcher generated for this request (docs/protocol.md §6.8.4).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_public_key: Option<String>,
 }
 
 /// Limits on the free-text fields of a ticket request.
@@ -98,7 +106,21 @@ impl ClientInfo {
                 reason: "more than 32 capabilities",
             });
         }
+        if let Some(line) = &self.ssh_public_key {
+            Ed25519PublicKey::parse_openssh(line)?;
+        }
         Ok(())
+    }
+
+    /// The SSH public key the launcher sent with the `ssh-certificate` capability; `None`
+    /// without either. Checked by [`TicketRequest::check`].
+    pub fn ssh_public_key(&self) -> Option<Ed25519PublicKey> {
+        if !self.has_capability(capability::SSH_CERTIFICATE) {
+            return None;
+        }
+        self.ssh_public_key
+            .as_deref()
+            .and_then(|line| Ed25519PublicKey::parse_openssh(line).ok())
     }
 }
 
@@ -229,6 +251,12 @@ impl CheckedTicketRequest {
     /// Whether the launcher can use a tunnel protocol v1 server.
     pub fn supports_tunnel_v1(&self) -> bool {
         self.has_capability(capability::TUNNEL_V1)
+    }
+
+    /// The launcher's SSH public key for a certificate, when it announced
+    /// `ssh-certificate` and sent one.
+    pub fn ssh_public_key(&self) -> Option<Ed25519PublicKey> {
+        self.client.as_ref().and_then(ClientInfo::ssh_public_key)
     }
 }
 

@@ -870,6 +870,7 @@ impl Launcher {
                 version: "0.1.0".to_owned(),
                 os: "linux".to_owned(),
                 capabilities: capabilities.iter().map(|c| (*c).to_owned()).collect(),
+                ssh_public_key: None,
             }),
         }
     }

@@ -21,6 +21,7 @@ fn portcullis_client() -> ClientInfo {
             capability::PAYLOAD_SIGNATURE.into(),
             capability::TUNNEL_V1.into(),
         ],
+        ssh_public_key: None,
     }
 }
 
@@ -293,4 +294,32 @@ fn a_broker_key_answer_checks_its_fingerprint_and_algorithm() {
         ..answer
     };
     assert!(wrong_algorithm.verifying_key().is_err());
+}
+
+#[test]
+fn an_ssh_public_key_counts_only_with_its_capability_and_must_parse() {
+    let line = crate::ssh::Ed25519PublicKey::from_bytes([9; 32]).to_openssh();
+    let mut client = ClientInfo {
+        ssh_public_key: Some(line.clone()),
+        ..portcullis_client()
+    };
+    assert_eq!(client.ssh_public_key(), None, "no capability, no key");
+    client.capabilities.push(capability::SSH_CERTIFICATE.into());
+    assert_eq!(
+        client.ssh_public_key().map(|key| key.to_openssh()),
+        Some(line)
+    );
+    let json = as_value(&client);
+    assert_eq!(
+        json["ssh_public_key"],
+        serde_json::json!(client.ssh_public_key.clone())
+    );
+    // Absent, it is not serialized at all (OpenUDS 5 brokers see nothing new).
+    assert!(
+        as_value(&portcullis_client())
+            .get("ssh_public_key")
+            .is_none()
+    );
+    client.ssh_public_key = Some("ssh-rsa AAAA".into());
+    assert!(client.check().is_err());
 }
