@@ -899,6 +899,7 @@ fn prepare(rt: &Runtime, bench: &Bench, clients: usize, count: usize) -> Vec<Vec
             client_os: Some("linux".to_owned()),
             created_at: now,
             expires_at: now + TICKET_TTL_MS,
+            credential: None,
         });
         let client = index % clients;
         // Every client's first answer, and one in SAMPLE_EVERY, is checked.

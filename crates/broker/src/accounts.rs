@@ -4,6 +4,7 @@
 //! answers (`crate::http`).
 
 use portcullis_proto::api::LaunchUrl;
+use portcullis_proto::credential::{self, CredentialKey};
 use portcullis_proto::{Scrambler, SourceKey, TicketId, b64};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -13,7 +14,10 @@ use crate::password::decoy_hash;
 use crate::rate_limit::retry_after_secs;
 use crate::scripts::{Os, SecretString};
 use crate::state::AppState;
-use crate::store::{AuditEvent, NewClientTicket, ServiceId, StoreError, TokenHash, User};
+use crate::store::{
+    AuditEvent, CredentialMode, NewClientTicket, ServiceId, SessionCredential, StoreError,
+    TicketCredential, TokenHash, User,
+};
 use crate::tickets::crypto::ticket_hash;
 
 /// The longest user name accepted, in bytes (as the store and the admin CLI).
@@ -94,6 +98,8 @@ pub async fn sign_in(
     let stored = user
         .as_ref()
         .map_or_else(|| decoy_hash().to_owned(), |u| u.password_hash.clone());
+    // Kept (zeroized on drop) for pass-through services, sealed once the session exists.
+    let kept = password.clone();
     let valid = state
         .password_checks
         .verify(password, stored)
@@ -116,7 +122,68 @@ pub async fn sign_in(
     };
     state.logins_per_user.reset(&user_key);
     let token = open_session(state, &user, client, "login", json!({})).await?;
+    if state.store.user_has_pass_through_service(user.id).await? {
+        keep_for_pass_through(state, &token, &kept).await?;
+    }
     Ok((user, token))
+}
+
+/// Seals the password of a new session in the session's box (docs/protocol.md §6.8.2): a
+/// fresh share of the key in the row, the other share the cookie's token.
+async fn keep_for_pass_through(
+    state: &AppState,
+    token: &str,
+    password: &SecretString,
+) -> Result<(), AccountError> {
+    if password.expose().len() > credential::MAX_SECRET_LEN {
+        tracing::info!("password longer than a credential box holds: not kept for pass-through");
+        return Ok(());
+    }
+    let share = Zeroizing::new(portcullis_proto::random::array::<32>()?);
+    let key = CredentialKey::for_session(&share, token.as_bytes())?;
+    let session = TokenHash::of(token.as_bytes());
+    let sealed = key.seal(session.as_bytes(), password.expose().as_bytes())?;
+    state
+        .store
+        .set_session_credential(
+            &session,
+            &SessionCredential {
+                share: *share,
+                sealed,
+            },
+        )
+        .await?;
+    Ok(())
+}
+
+/// The pass-through password of the session `token`, sealed to the new client ticket
+/// (docs/protocol.md §6.8.2); `None` when the session holds none (an OpenID Connect user,
+/// a sign-in before the service was set to pass-through).
+async fn reseal_for_ticket(
+    state: &AppState,
+    token: &str,
+    ticket: &TicketId,
+    scrambler: &Scrambler,
+) -> Result<Option<TicketCredential>, AccountError> {
+    let session = TokenHash::of(token.as_bytes());
+    let Some(kept) = state
+        .store
+        .session_credential(&session, state.now())
+        .await?
+    else {
+        return Ok(None);
+    };
+    let key = CredentialKey::for_session(&kept.share, token.as_bytes())?;
+    let password = match key.open(session.as_bytes(), &kept.sealed) {
+        Ok(password) => password,
+        Err(error) => {
+            tracing::warn!(%error, "a session's pass-through box does not open: no password");
+            return Ok(None);
+        }
+    };
+    let sealed = CredentialKey::for_ticket(ticket, scrambler)?
+        .seal(ticket_hash(ticket).as_bytes(), password.expose())?;
+    Ok(Some(TicketCredential { sealed, session }))
 }
 
 /// Opens a login session for `user`, who just signed in (with a password, or through an
@@ -147,12 +214,15 @@ pub async fn open_session(
     Ok(token)
 }
 
-/// Ends the login session of `token`, if there is one.
+/// Ends the login session of `token`, if there is one, with its pass-through password:
+/// the boxes of its unused client tickets first, then its row (docs/protocol.md §6.8.2).
 pub async fn close_session(state: &AppState, token: &str) -> Result<(), AccountError> {
+    let session = TokenHash::of(token.as_bytes());
     state
         .store
-        .delete_login_session(&TokenHash::of(token.as_bytes()))
+        .erase_session_ticket_credentials(&session)
         .await?;
+    state.store.delete_login_session(&session).await?;
     Ok(())
 }
 
@@ -166,13 +236,16 @@ pub struct IssuedTicket {
 
 /// Issues a client ticket for `user` and `service_id` (which the user must be allowed to
 /// use: otherwise [`AccountError::NotFound`]) and audits it. `user_agent` tells the
-/// launcher's operating system when the request came from the user's own browser.
+/// launcher's operating system when the request came from the user's own browser;
+/// `session` is the request's session token, whose pass-through password (if any) a
+/// `pass-through` service's ticket carries, sealed to the ticket.
 pub async fn issue_ticket(
     state: &AppState,
     user: &User,
     client: &ClientAddr,
     user_agent: Option<&str>,
     service_id: ServiceId,
+    session: Option<&str>,
 ) -> Result<IssuedTicket, AccountError> {
     let service = state
         .store
@@ -188,6 +261,15 @@ pub async fn issue_ticket(
     }
     let ticket = TicketId::generate()?;
     let scrambler = Scrambler::generate()?;
+    let pass_through = state
+        .store
+        .service_credentials(service_id)
+        .await?
+        .is_some_and(|credentials| credentials.mode == CredentialMode::PassThrough);
+    let credential = match (pass_through, session) {
+        (true, Some(token)) => reseal_for_ticket(state, token, &ticket, &scrambler).await?,
+        _ => None,
+    };
     let status_id = portcullis_proto::hex::encode(&portcullis_proto::random::array::<16>()?);
     let now = state.now();
     let ttl_ms = i64::try_from(
@@ -211,6 +293,7 @@ pub async fn issue_ticket(
                 .map(|os| os.as_str().to_owned()),
             created_at: now,
             expires_at: now.saturating_add(ttl_ms),
+            credential,
         })
         .await?;
     state.metrics.tickets_issued.inc();

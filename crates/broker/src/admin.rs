@@ -11,8 +11,8 @@
 use serde_json::{Value, json};
 
 use crate::store::{
-    AuditEvent, EndingSession, NewService, NewTunnelServer, Revoked, ServiceId, Store, StoreError,
-    TokenHash, UserId,
+    AuditEvent, EndingSession, NewService, NewTunnelServer, Revoked, ServiceCredentials, ServiceId,
+    Store, StoreError, TokenHash, UserId,
 };
 use crate::tickets::crypto::TicketHash;
 
@@ -410,6 +410,54 @@ pub async fn remove_service(
     .write(store)
     .await?;
     Ok(revoked)
+}
+
+/// Sets how the service `name` signs its users in (docs/protocol.md §6.8), audited as
+/// `admin.service.credentials` with the mode and the account's names, never a password.
+pub async fn set_service_credentials(
+    store: &Store,
+    now: i64,
+    actor: &Actor,
+    name: &str,
+    credentials: &ServiceCredentials,
+) -> Result<(), StoreError> {
+    store.set_service_credentials(name, credentials).await?;
+    Audit {
+        actor,
+        now,
+        kind: "admin.service.credentials",
+        username: None,
+        service: Some(name.to_owned()),
+        detail: json!({
+            "mode": credentials.mode.as_str(),
+            "account": credentials.username,
+            "domain": credentials.domain,
+            "password_stored": credentials.secret.is_some(),
+            "ssh_principal": credentials.ssh_principal,
+            "ssh_source_address": credentials.ssh_source_address,
+        }),
+    }
+    .write(store)
+    .await
+}
+
+/// Audits a rotation of the credential key that re-sealed `resealed` stored passwords.
+pub async fn credential_key_rotated(
+    store: &Store,
+    now: i64,
+    actor: &Actor,
+    resealed: usize,
+) -> Result<(), StoreError> {
+    Audit {
+        actor,
+        now,
+        kind: "admin.credential_key.rotated",
+        username: None,
+        service: None,
+        detail: json!({ "resealed": resealed }),
+    }
+    .write(store)
+    .await
 }
 
 /// A new tunnel-server token: `sk-` and 43 characters of base64url (256 random bits).

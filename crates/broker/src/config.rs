@@ -75,6 +75,8 @@ pub struct BrokerConfig {
     pub session: SessionConfig,
     /// Sign-in through OpenID Connect providers (`[[auth.oidc]]`).
     pub auth: AuthConfig,
+    /// Credentials the broker hands to launchers (`[credentials]`).
+    pub credentials: CredentialsConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -95,6 +97,7 @@ impl Default for BrokerConfig {
             limits: LimitsConfig::default(),
             session: SessionConfig::default(),
             auth: AuthConfig::default(),
+            credentials: CredentialsConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -305,6 +308,28 @@ impl SessionConfig {
     }
 }
 
+/// `[credentials]`: the credentials the broker hands to launchers (docs/protocol.md §6.8).
+#[derive(Clone, PartialEq, Eq, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CredentialsConfig {
+    /// The environment variable holding the credential key (64 hex digits) that seals
+    /// stored service passwords. Default: none, the key is the file `credential-key` in
+    /// `data_dir` (created on first start, mode 0600).
+    pub key_env: Option<String>,
+    /// How long an SSH certificate is valid after the exchange, in seconds (it is valid
+    /// from 60 s before). Default 300.
+    pub ssh_certificate_secs: u64,
+}
+
+impl Default for CredentialsConfig {
+    fn default() -> Self {
+        Self {
+            key_env: None,
+            ssh_certificate_secs: 300,
+        }
+    }
+}
+
 /// `[log]`: logging.
 #[derive(Clone, PartialEq, Eq, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -428,6 +453,10 @@ impl BrokerConfig {
             ),
             ("readiness_timeout_ms", self.readiness_timeout_ms),
             ("session.cookie_ttl_secs", self.session.cookie_ttl_secs),
+            (
+                "credentials.ssh_certificate_secs",
+                self.credentials.ssh_certificate_secs,
+            ),
         ] {
             if value == 0 {
                 return Err(invalid(field, "must be greater than 0".to_owned()));
@@ -467,6 +496,11 @@ impl BrokerConfig {
                 30 * DAY,
             ),
             ("readiness_timeout_ms", self.readiness_timeout_ms, 60_000),
+            (
+                "credentials.ssh_certificate_secs",
+                self.credentials.ssh_certificate_secs,
+                DAY,
+            ),
             (
                 "limits.request_timeout_secs",
                 self.limits.request_timeout_secs,

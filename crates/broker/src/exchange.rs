@@ -5,21 +5,24 @@
 
 use portcullis_proto::TicketId;
 use portcullis_proto::api::{CheckedTicketRequest, Percent, ProtocolVersion, TicketRequest};
+use portcullis_proto::credential::CredentialKey;
 use portcullis_proto::openuds::Envelope;
 use portcullis_proto::payload::{self, BuildOptions, LogSettings};
 use serde_json::json;
 
 use crate::client_addr::ClientAddr;
 use crate::clock::Millis;
+use crate::credentials::{open_stored, ssh_ca};
 use crate::metrics::RefusalReason;
-use crate::model::{Protocol, Readiness, Transport};
+use crate::model::{CredentialMode, Protocol, Readiness, Transport};
 use crate::scripts::{
-    LaunchParams, Os, RdpParams, Route, ServiceParams, SshParams, TcpParams, TunnelParams,
-    TunnelProtocol, VncParams,
+    LaunchParams, Os, RdpParams, Route, SecretString, ServiceParams, SshParams, TcpParams,
+    TunnelParams, TunnelProtocol, VncParams,
 };
 use crate::state::AppState;
 use crate::store::{
-    AuditEvent, ClientTicket, ExchangeService, NewTunnelTicket, StoreError, TunnelServer,
+    AuditEvent, ClientTicket, ExchangeService, NewTunnelTicket, ServiceCredentials, StoreError,
+    TunnelServer,
 };
 use crate::tickets::crypto::{seal_secret, ticket_hash};
 
@@ -98,7 +101,7 @@ pub async fn exchange(
         .await?
         .ok_or(ExchangeRefusal::UnknownTicket)?;
     let client_ticket = context.ticket;
-    if client_ticket.scrambler != request.scrambler.as_str() {
+    if !client_ticket.scrambler_matches(request.scrambler.as_str()) {
         return Err(ExchangeRefusal::UnknownTicket);
     }
     let service = context.service.ok_or(ExchangeRefusal::Forbidden)?;
@@ -142,10 +145,23 @@ pub async fn exchange(
             port: service.port,
         },
     };
+    let handed = hand_credentials(
+        state,
+        &Handover {
+            service: &service,
+            credentials: &context.credentials,
+            username: context.username.as_deref(),
+            ticket_box: client_ticket.credential_box.as_deref(),
+            ticket: &ticket,
+            request: &request,
+            client: &client,
+            now,
+        },
+    )?;
     let params = LaunchParams {
         name: service.name.clone(),
         route,
-        service: service_params(service.protocol),
+        service: handed.params,
     };
     let params_json = params.to_json().map_err(internal)?;
     let script = state.scripts.get(service.protocol, os);
@@ -193,6 +209,8 @@ pub async fn exchange(
             "transport": service.transport.as_str(),
             "tunnel_server": tunnel_server.as_ref().map(|server| server.name.as_str()),
             "hostname": request.hostname,
+            "credentials": context.credentials.mode.as_str(),
+            "credential_sent": handed.sent,
         })
         .to_string(),
     };
@@ -303,15 +321,147 @@ fn tunnel_params(
     })
 }
 
-/// The per-protocol launcher options. Services carry no client options yet, so the
+/// What [`hand_credentials`] needs of one exchange.
+struct Handover<'a> {
+    service: &'a ExchangeService,
+    credentials: &'a ServiceCredentials,
+    username: Option<&'a str>,
+    ticket_box: Option<&'a [u8]>,
+    ticket: &'a TicketId,
+    request: &'a CheckedTicketRequest,
+    client: &'a ClientAddr,
+    now: Millis,
+}
+
+/// The per-protocol launcher options with the service's credentials, and whether a
+/// credential (password or certificate) went into them.
+struct Handed {
+    params: ServiceParams,
+    sent: bool,
+}
+
+/// The per-protocol launcher options, with the account the service's credential mode
+/// names (docs/protocol.md §6.8). Services carry no other client options yet, so the
 /// launcher's defaults apply.
-fn service_params(protocol: Protocol) -> ServiceParams {
-    match protocol {
-        Protocol::Rdp => ServiceParams::Rdp(RdpParams::default()),
-        Protocol::Ssh => ServiceParams::Ssh(SshParams::default()),
-        Protocol::Vnc => ServiceParams::Vnc(VncParams::default()),
+fn hand_credentials(state: &AppState, h: &Handover<'_>) -> Result<Handed, ExchangeRefusal> {
+    let (username, domain, password) = match h.credentials.mode {
+        CredentialMode::None | CredentialMode::SshCertificate => (None, None, None),
+        CredentialMode::PassThrough => (
+            h.username.map(str::to_owned),
+            h.credentials.domain.clone(),
+            open_ticket_box(h),
+        ),
+        CredentialMode::Stored => {
+            let sealed = h.credentials.secret.as_deref().unwrap_or_default();
+            let password = open_stored(&state.credentials.key, h.service.id, sealed)
+                .and_then(|secret| Ok(secret.to_text()?))
+                .map_err(|error| {
+                    ExchangeRefusal::Internal(format!(
+                        "the stored credentials of service {}: {error}",
+                        h.service.name
+                    ))
+                })?;
+            (
+                h.credentials.username.clone(),
+                h.credentials.domain.clone(),
+                Some(SecretString::new(password.to_string())),
+            )
+        }
+    };
+    let sent = password.is_some();
+    let params = match h.service.protocol {
+        Protocol::Rdp => ServiceParams::Rdp(RdpParams {
+            username,
+            domain,
+            password,
+            ..RdpParams::default()
+        }),
+        Protocol::Vnc => ServiceParams::Vnc(VncParams { password }),
         Protocol::Tcp => ServiceParams::Tcp(TcpParams::default()),
+        Protocol::Ssh if h.credentials.mode == CredentialMode::SshCertificate => {
+            let (principal, certificate) = ssh_certificate(state, h)?;
+            let sent = certificate.is_some();
+            return Ok(Handed {
+                params: ServiceParams::Ssh(SshParams {
+                    username: principal,
+                    ssh_certificate: certificate,
+                    ..SshParams::default()
+                }),
+                sent,
+            });
+        }
+        Protocol::Ssh => ServiceParams::Ssh(SshParams::default()),
+    };
+    Ok(Handed { params, sent })
+}
+
+/// The pass-through password sealed to this client ticket, opened with the ticket id and
+/// the scrambler of the request; `None` when the ticket carries none.
+fn open_ticket_box(h: &Handover<'_>) -> Option<SecretString> {
+    let sealed = h.ticket_box?;
+    let opened = CredentialKey::for_ticket(h.ticket, &h.request.scrambler)
+        .and_then(|key| key.open(ticket_hash(h.ticket).as_bytes(), sealed))
+        .and_then(|secret| secret.to_text());
+    match opened {
+        Ok(password) => Some(SecretString::new(password.to_string())),
+        Err(error) => {
+            tracing::warn!(%error, ticket = %h.ticket, "a ticket's pass-through box does not open");
+            None
+        }
     }
+}
+
+/// The principal and, for a launcher that sent a key while the broker has a CA, its
+/// certificate (docs/protocol.md §6.8.4).
+fn ssh_certificate(
+    state: &AppState,
+    h: &Handover<'_>,
+) -> Result<(Option<String>, Option<String>), ExchangeRefusal> {
+    let template = h
+        .credentials
+        .ssh_principal
+        .as_deref()
+        .unwrap_or("{username}");
+    let Some(principal) = h
+        .username
+        .and_then(|username| ssh_ca::render_principal(template, username))
+    else {
+        return Err(ExchangeRefusal::Internal(format!(
+            "service {}: the principal template {template:?} gives no valid principal for this user",
+            h.service.name
+        )));
+    };
+    let (Some(key), Some(ca)) = (h.request.ssh_public_key(), &state.credentials.ssh_ca) else {
+        if state.credentials.ssh_ca.is_none() {
+            tracing::warn!(
+                service = %h.service.name,
+                "an ssh-certificate service, but the broker has no SSH CA \
+                 (portcullis admin ssh-ca init): no certificate"
+            );
+        }
+        return Ok((Some(principal), None));
+    };
+    let default_source = match h.service.transport {
+        Transport::Direct => "client",
+        Transport::Tunneled => "none",
+    };
+    let setting = h.credentials.ssh_source_address.as_deref();
+    let sources = ssh_ca::source_addresses(Some(setting.unwrap_or(default_source)), h.client.0);
+    let certificate = ca
+        .sign(&ssh_ca::CertificateRequest {
+            key: &key,
+            principal: &principal,
+            key_id: format!(
+                "portcullis user={} service={}",
+                h.username.unwrap_or_default(),
+                h.service.id
+            ),
+            now_secs: u64::try_from(h.now / 1000).unwrap_or_default(),
+            validity_secs: state.config.credentials.ssh_certificate_secs,
+            source_addresses: &sources,
+        })
+        .map_err(|error| ExchangeRefusal::Internal(format!("SSH certificate: {error}")))?;
+    Ok((Some(principal), Some(certificate)))
 }
 
 fn secs_to_millis(secs: u64) -> Millis {

@@ -17,6 +17,7 @@ pub mod client_addr;
 pub mod clock;
 pub mod config;
 pub mod control;
+pub mod credentials;
 pub mod exchange;
 pub mod files;
 pub mod http;

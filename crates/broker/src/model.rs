@@ -84,6 +84,55 @@ impl Readiness {
     }
 }
 
+/// How a service signs its user in on the target (docs/protocol.md §6.8).
+#[derive(
+    Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug, Default, Serialize, Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum CredentialMode {
+    /// No credential: the client program asks the user.
+    #[default]
+    None,
+    /// The portal user's own user name and password (password users; see the docs for
+    /// OpenID Connect users).
+    PassThrough,
+    /// A service account the operator stored, its password sealed under the broker's
+    /// credential key.
+    Stored,
+    /// A short-lived SSH certificate for the launcher's own key, signed by the broker's CA.
+    SshCertificate,
+}
+
+impl CredentialMode {
+    /// Every mode, in a fixed order.
+    pub const ALL: [Self; 4] = [
+        Self::None,
+        Self::PassThrough,
+        Self::Stored,
+        Self::SshCertificate,
+    ];
+
+    /// The name: `"none"`, `"pass-through"`, `"stored"` or `"ssh-certificate"`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::PassThrough => "pass-through",
+            Self::Stored => "stored",
+            Self::SshCertificate => "ssh-certificate",
+        }
+    }
+
+    /// Whether a service of `protocol` can use this mode: passwords for RDP and VNC, SSH
+    /// certificates for SSH, `none` for all.
+    pub const fn suits(self, protocol: Protocol) -> bool {
+        match self {
+            Self::None => true,
+            Self::PassThrough | Self::Stored => matches!(protocol, Protocol::Rdp | Protocol::Vnc),
+            Self::SshCertificate => matches!(protocol, Protocol::Ssh),
+        }
+    }
+}
+
 /// A name that is not one of an enum's lowercase names.
 #[derive(Clone, PartialEq, Eq, Debug, thiserror::Error)]
 #[error("unknown {what} {value:?}, expected one of: {expected}")]
@@ -134,6 +183,11 @@ pub(crate) use lowercase_names;
 lowercase_names!(Protocol, "protocol", "rdp, ssh, vnc, tcp");
 lowercase_names!(Transport, "transport", "direct, tunneled");
 lowercase_names!(Readiness, "readiness", "tcp, off");
+lowercase_names!(
+    CredentialMode,
+    "credential mode",
+    "none, pass-through, stored, ssh-certificate"
+);
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
@@ -165,6 +219,7 @@ mod tests {
         round_trip(&Protocol::ALL, |item| item.as_str());
         round_trip(&Transport::ALL, |item| item.as_str());
         round_trip(&Readiness::ALL, |item| item.as_str());
+        round_trip(&CredentialMode::ALL, |item| item.as_str());
     }
 
     #[test]

@@ -23,6 +23,7 @@ use self::connection::{ConnectionLimits, Serving};
 
 use crate::clock::Clock;
 use crate::config::{BrokerConfig, TlsMode};
+use crate::credentials::{self, CredentialKeyError, CredentialKeys, ssh_ca::SshCa};
 use crate::http::router;
 use crate::keys;
 use crate::metrics::{ConnectionMetrics, Metrics};
@@ -44,6 +45,9 @@ pub enum StartError {
     /// The signing key could not be loaded or created.
     #[error("signing key")]
     Keys(#[from] keys::KeyError),
+    /// The credential key or the SSH CA could not be loaded.
+    #[error("credential key")]
+    Credentials(#[from] CredentialKeyError),
     /// The database could not be opened or migrated.
     #[error("database")]
     Store(#[from] store::StoreError),
@@ -86,6 +90,7 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
     })?;
     let (signing_key, status) = keys::load_or_create(&config.data_dir)?;
     tracing::info!(?status, "broker signing key ready");
+    let credentials = load_credential_keys(&config)?;
     let metrics = Metrics::new();
     let store = Store::connect_with(
         config.database_url().expose(),
@@ -142,6 +147,7 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         scripts,
         metrics,
         oidc,
+        credentials,
         clock,
     ));
     let limits = &state.config.limits;
@@ -175,6 +181,24 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         server,
         sweeper,
     })
+}
+
+/// The credential key (from `credentials.key_env`'s variable, else the data directory's
+/// file, created on first start) and the SSH CA, if one was made.
+fn load_credential_keys(config: &BrokerConfig) -> Result<CredentialKeys, CredentialKeyError> {
+    let env = config.credentials.key_env.as_deref().map(|name| {
+        let value = std::env::var(name).ok().map(zeroize::Zeroizing::new);
+        (name, value)
+    });
+    let (key, source) = credentials::load_or_create(&config.data_dir, env)?;
+    let ssh_ca = SshCa::load(&config.data_dir)?;
+    tracing::info!(
+        key_id = %portcullis_proto::hex::encode(&key.id()),
+        ?source,
+        ssh_ca = ssh_ca.is_some(),
+        "credential key ready"
+    );
+    Ok(CredentialKeys { key, ssh_ca })
 }
 
 /// Accepts connections until shutdown is requested, then waits for the open ones up to the

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::clock::{Clock, Millis};
 use crate::config::BrokerConfig;
 use crate::control::ControlHub;
+use crate::credentials::CredentialKeys;
 use crate::metrics::Metrics;
 use crate::oidc::Providers;
 use crate::password::PasswordChecks;
@@ -47,6 +48,8 @@ pub struct AppState {
     pub oidc: Providers,
     /// The tunnel servers' held control requests (docs/protocol.md §7.8).
     pub control: Arc<ControlHub>,
+    /// The credential key and the SSH CA (docs/protocol.md §6.8).
+    pub credentials: CredentialKeys,
     clock: Clock,
 }
 
@@ -54,7 +57,8 @@ impl AppState {
     /// Assembles the state; `metrics` should be the ones the store reports to (see
     /// [`StoreOptions::metrics`](crate::store::StoreOptions::metrics)); `clock` is
     /// [`system_clock`](crate::clock::system_clock) outside tests; `oidc` the providers of
-    /// `config.auth`.
+    /// `config.auth`; `credentials` the keys of [`crate::credentials`].
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: BrokerConfig,
         store: Store,
@@ -62,6 +66,7 @@ impl AppState {
         scripts: ScriptSet,
         metrics: Metrics,
         oidc: Providers,
+        credentials: CredentialKeys,
         clock: Clock,
     ) -> Self {
         let store_for_control = store.clone();
@@ -88,6 +93,7 @@ impl AppState {
             refusal_log: RefusalLog::default(),
             oidc,
             control: Arc::new(ControlHub::new(store_for_control, clock.clone())),
+            credentials,
             clock,
         }
     }

@@ -11,10 +11,14 @@ use clap::{Args, Subcommand};
 use portcullis_broker::admin::{self as actions, Actor};
 use portcullis_broker::clock::Clock;
 use portcullis_broker::config::BrokerConfig;
+use portcullis_broker::credentials::{self, KeySource, ssh_ca, ssh_ca::SshCa};
 use portcullis_broker::keys;
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
-use portcullis_broker::store::{NewService, Readiness, Revoked, Store};
+use portcullis_broker::proto::credential::CredentialKey;
+use portcullis_broker::store::{
+    CredentialMode, NewService, Readiness, Revoked, ServiceCredentials, Store,
+};
 
 /// Options shared by every admin command.
 #[derive(Debug, Args)]
@@ -54,6 +58,44 @@ enum AdminCommand {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The key that seals stored service passwords.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+    /// The SSH user CA that signs per-connection certificates.
+    #[command(name = "ssh-ca", subcommand)]
+    SshCa(SshCaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Make a new credential key and re-seal every stored password under it, in one
+    /// transaction (the old key file is kept beside it; with credentials.key_env the new
+    /// key is printed for you to set).
+    RotateKey,
+}
+
+#[derive(Debug, Subcommand)]
+enum SshCaCommand {
+    /// Create the SSH user CA (Ed25519, the private key 0600 in the data directory);
+    /// refuses to replace one unless --force.
+    Init {
+        /// Replace an existing CA (every sshd must then trust the new public key).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the CA's public key line, for sshd's TrustedUserCAKeys.
+    Show,
+}
+
+/// The credential modes `set-credentials` takes.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ModeArg {
+    /// The portal user's own user name and password.
+    PassThrough,
+    /// A service account: --username (and --domain), the password read from stdin.
+    Stored,
+    /// A short-lived SSH certificate for the launcher's own key.
+    SshCertificate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,6 +206,37 @@ enum ServiceCommand {
         /// Service name.
         name: String,
     },
+    /// Sign users in on the service: pass-through (rdp, vnc: the portal user's password),
+    /// stored (rdp, vnc: a service account; the password is read from stdin, never an
+    /// argument) or ssh-certificate (ssh).
+    SetCredentials {
+        /// Service name.
+        name: String,
+        /// The credential mode.
+        #[arg(long)]
+        mode: ModeArg,
+        /// stored: the account's user name.
+        #[arg(long)]
+        username: Option<String>,
+        /// pass-through, stored: the account's domain.
+        #[arg(long)]
+        domain: Option<String>,
+        /// ssh-certificate: the principal, `{username}` standing for the portal user's name
+        /// (default `{username}`).
+        #[arg(long, value_name = "TEMPLATE")]
+        ssh_principal: Option<String>,
+        /// ssh-certificate: the certificate's source-address restriction: `client` (the
+        /// launcher's address as the broker sees it; the default for direct services),
+        /// `none` (the default for tunneled services) or addresses and networks,
+        /// comma-separated (a tunneled service's tunnel servers).
+        #[arg(long, value_name = "ADDRESSES")]
+        ssh_source_address: Option<String>,
+    },
+    /// Stop signing users in on the service (mode none; a stored password is deleted).
+    ClearCredentials {
+        /// Service name.
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -242,6 +315,9 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     if let AdminCommand::Keys(command) = &args.command {
         return run_keys(&config, command);
     }
+    if let AdminCommand::SshCa(command) = &args.command {
+        return run_ssh_ca(&config, command);
+    }
     portcullis_broker::files::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
     let store = Store::connect(config.database_url().expose())
@@ -251,10 +327,15 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     let result = match args.command {
         AdminCommand::User(command) => run_user(&store, clock, &actor, command).await,
         AdminCommand::Group(command) => run_group(&store, clock, &actor, command).await,
-        AdminCommand::Service(command) => run_service(&store, clock, &actor, command).await,
+        AdminCommand::Service(command) => {
+            run_service(&store, &config, clock, &actor, command).await
+        }
+        AdminCommand::Credentials(CredentialsCommand::RotateKey) => {
+            rotate_credential_key(&store, &config, clock, &actor).await
+        }
         AdminCommand::Tunnel(command) => run_tunnel(&store, clock, &actor, command).await,
         AdminCommand::Audit(command) => run_audit(&store, clock, command).await,
-        AdminCommand::Keys(_) => Ok(()),
+        AdminCommand::Keys(_) | AdminCommand::SshCa(_) => Ok(()),
     };
     store.close().await;
     result
@@ -291,6 +372,71 @@ fn revoked_text(revoked: Revoked) -> String {
         revoked.sessions,
         revoked.client_tickets + revoked.tunnel_tickets
     )
+}
+
+fn run_ssh_ca(config: &BrokerConfig, command: &SshCaCommand) -> anyhow::Result<()> {
+    match command {
+        SshCaCommand::Init { force } => {
+            portcullis_broker::files::ensure_private_dir(&config.data_dir)
+                .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
+            let (ca, previous) = SshCa::init(&config.data_dir, *force)?;
+            eprintln!(
+                "created the SSH user CA in {}; put this line in every sshd's \
+                 TrustedUserCAKeys file, then restart the broker:",
+                ssh_ca::ca_path(&config.data_dir).display()
+            );
+            if let Some(previous) = previous {
+                eprintln!("(the previous CA is kept as {})", previous.display());
+            }
+            println!("{}", ca.public_line());
+        }
+        SshCaCommand::Show => {
+            let ca = SshCa::load(&config.data_dir)?.with_context(|| {
+                format!(
+                    "no SSH CA in {}: create one with `portcullis admin ssh-ca init`",
+                    config.data_dir.display()
+                )
+            })?;
+            println!("{}", ca.public_line());
+        }
+    }
+    Ok(())
+}
+
+/// The credential key as the broker loads it (`credentials.key_env`, else the file).
+fn credential_key(config: &BrokerConfig) -> anyhow::Result<(CredentialKey, KeySource)> {
+    let env = config.credentials.key_env.as_deref().map(|name| {
+        let value = std::env::var(name).ok().map(zeroize::Zeroizing::new);
+        (name, value)
+    });
+    Ok(credentials::load_or_create(&config.data_dir, env)?)
+}
+
+async fn rotate_credential_key(
+    store: &Store,
+    config: &BrokerConfig,
+    clock: &Clock,
+    actor: &Actor,
+) -> anyhow::Result<()> {
+    let (key, source) = credential_key(config)?;
+    let rotation = credentials::rotate(&config.data_dir, &key, &source, store).await?;
+    actions::credential_key_rotated(store, clock(), actor, rotation.resealed).await?;
+    eprintln!(
+        "re-sealed {} stored password(s) under a new credential key",
+        rotation.resealed
+    );
+    if let Some(previous) = &rotation.previous {
+        eprintln!(
+            "the old key is kept as {}; copy the new credential-key to every broker and \
+             restart them",
+            previous.display()
+        );
+    }
+    if let (Some(hex), KeySource::Environment(name)) = (&rotation.new_key_hex, &source) {
+        eprintln!("set {name} to this new key on every broker and restart them:");
+        println!("{}", hex.as_str());
+    }
+    Ok(())
 }
 
 async fn run_user(
@@ -389,6 +535,7 @@ async fn run_group(
 
 async fn run_service(
     store: &Store,
+    config: &BrokerConfig,
     clock: &Clock,
     actor: &Actor,
     command: ServiceCommand,
@@ -424,8 +571,13 @@ async fn run_service(
         }
         ServiceCommand::List => {
             for service in store.list_services().await? {
+                let mode = store
+                    .service_credentials(service.id)
+                    .await?
+                    .unwrap_or_default()
+                    .mode;
                 println!(
-                    "{}\t{}\t{}:{}\t{}\t{}\tgroups={}\treadiness={}",
+                    "{}\t{}\t{}:{}\t{}\t{}\tgroups={}\treadiness={}\tcredentials={mode}",
                     service.id,
                     service.name,
                     service.host,
@@ -436,6 +588,69 @@ async fn run_service(
                     service.readiness
                 );
             }
+        }
+        ServiceCommand::SetCredentials {
+            name,
+            mode,
+            username,
+            domain,
+            ssh_principal,
+            ssh_source_address,
+        } => {
+            let service = store
+                .service_by_name(&name)
+                .await?
+                .with_context(|| format!("no service named {name}"))?;
+            if !matches!(mode, ModeArg::Stored) && username.is_some() {
+                bail!("--username goes with --mode stored only");
+            }
+            let credentials = match mode {
+                ModeArg::PassThrough => ServiceCredentials {
+                    domain,
+                    ..ServiceCredentials::mode(CredentialMode::PassThrough)
+                },
+                ModeArg::Stored => {
+                    let username = username.context("the stored mode needs --username")?;
+                    let password = secret_from_stdin(&format!("the password of {username}"))?;
+                    let (key, _) = credential_key(config)?;
+                    ServiceCredentials {
+                        username: Some(username),
+                        domain,
+                        secret: Some(credentials::seal_stored(&key, service.id, &password)?),
+                        ..ServiceCredentials::mode(CredentialMode::Stored)
+                    }
+                }
+                ModeArg::SshCertificate => {
+                    let template = ssh_principal.unwrap_or_else(|| "{username}".to_owned());
+                    if ssh_ca::render_principal(&template, "user").is_none() {
+                        bail!("--ssh-principal must give a name without spaces or commas");
+                    }
+                    ServiceCredentials {
+                        ssh_principal: Some(template),
+                        ssh_source_address,
+                        ..ServiceCredentials::mode(CredentialMode::SshCertificate)
+                    }
+                }
+            };
+            store.set_service_credentials(&name, &credentials).await?;
+            println!(
+                "service {name} now signs users in with {}",
+                credentials.mode
+            );
+            if matches!(mode, ModeArg::SshCertificate) && SshCa::load(&config.data_dir)?.is_none() {
+                eprintln!("note: the broker has no SSH CA yet: run `portcullis admin ssh-ca init`");
+            }
+        }
+        ServiceCommand::ClearCredentials { name } => {
+            actions::set_service_credentials(
+                store,
+                clock(),
+                actor,
+                &name,
+                &ServiceCredentials::default(),
+            )
+            .await?;
+            println!("service {name} no longer signs users in");
         }
         ServiceCommand::Remove { name } => {
             let revoked = actions::remove_service(store, clock(), actor, &name).await?;
@@ -525,16 +740,20 @@ async fn run_audit(store: &Store, clock: &Clock, command: AuditCommand) -> anyho
 }
 
 fn password_from_stdin(user: &str) -> anyhow::Result<String> {
+    let password = secret_from_stdin(&format!("password for {user}"))?;
+    Ok(hash_password(&password)?)
+}
+
+/// A secret read from stdin (one line), prompting at a terminal; never an argument.
+fn secret_from_stdin(what: &str) -> anyhow::Result<zeroize::Zeroizing<String>> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
-        eprint!("password for {user}: ");
+        eprint!("{what}: ");
     }
     let password =
         read_password(&mut stdin.lock()).context("cannot read the password from stdin")?;
     if password.is_empty() {
-        bail!(
-            "empty password: give it on stdin, e.g. `echo 'secret' | portcullis admin user add {user}`"
-        );
+        bail!("empty password: give {what} on stdin, e.g. `echo 'secret' | portcullis admin …`");
     }
-    Ok(hash_password(&password)?)
+    Ok(password)
 }

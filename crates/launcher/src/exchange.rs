@@ -15,6 +15,7 @@ use portcullis_proto::payload::{self, SignaturePolicy, VerifyingKey};
 use portcullis_proto::{SharedSecret, TicketId};
 
 use crate::failure::Failure;
+use crate::ssh_key_pair::SshKeyPair;
 
 /// The largest answer read from the broker (a payload is at most a few MiB compressed).
 const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
@@ -29,6 +30,9 @@ pub struct Launch {
     pub params: serde_json::Value,
     /// The ML-KEM shared secret of this exchange: the tunnel secret derives from it.
     pub kem_secret: SharedSecret,
+    /// The SSH key pair of this exchange, whose public half the broker may have certified
+    /// (params `ssh_certificate`).
+    pub ssh_key: SshKeyPair,
 }
 
 impl std::fmt::Debug for Launch {
@@ -111,6 +115,8 @@ impl BrokerClient {
     ) -> Result<Launch, Failure> {
         let key = DecapsulationKey::generate()
             .map_err(|error| Failure::internal(format!("ML-KEM key: {error}")))?;
+        let ssh_key = SshKeyPair::generate()
+            .map_err(|error| Failure::internal(format!("SSH key: {error}")))?;
         let request = TicketRequest::new(
             scrambler,
             key.encapsulation_key(),
@@ -122,8 +128,9 @@ impl BrokerClient {
                 capabilities: vec![
                     capability::PAYLOAD_SIGNATURE.into(),
                     capability::TUNNEL_V1.into(),
+                    capability::SSH_CERTIFICATE.into(),
                 ],
-                ssh_public_key: None,
+                ssh_public_key: Some(ssh_key.public_line()),
             }),
         );
         let body = serde_json::to_vec(&request)
@@ -176,6 +183,7 @@ impl BrokerClient {
                 script,
                 params: verified.params_json().clone(),
                 kem_secret,
+                ssh_key,
             });
         }
     }

@@ -21,6 +21,7 @@ use crate::exchange::{BrokerClient, Launch};
 use crate::failure::Failure;
 use crate::paths::Dirs;
 use crate::script::{self, HostFuture, ScriptEnv, ScriptHost, ScriptLimits, TunnelOptions};
+use crate::ssh_key_pair::SshKeyPair;
 use crate::stop::StopReason;
 use crate::trust::TrustStore;
 use crate::ui::Ui;
@@ -90,6 +91,7 @@ pub async fn launch_until(
     };
     let Prepared { launch, ca_file } = prepared;
 
+    let ssh_key = Arc::new(launch.ssh_key);
     let tunnels = Arc::new(Tunnels::new(
         launch.kem_secret,
         expected_ticket(&launch.params),
@@ -102,7 +104,7 @@ pub async fn launch_until(
     let settled = script::run_until(
         &launch.script,
         &launch.params,
-        Arc::new(Host(Arc::clone(&tunnels))) as Arc<dyn ScriptHost>,
+        Arc::new(Host(Arc::clone(&tunnels), ssh_key)) as Arc<dyn ScriptHost>,
         &options.limits,
         &options.env,
         async {
@@ -625,11 +627,16 @@ fn tunnel_tls(
     Ok((Arc::new(config), name))
 }
 
-/// The script's host: the tunnels, shared with the futures the script awaits.
+/// The script's host: the tunnels, shared with the futures the script awaits, and the SSH
+/// key pair of the exchange.
 #[derive(Clone)]
-struct Host(Arc<Tunnels>);
+struct Host(Arc<Tunnels>, Arc<SshKeyPair>);
 
 impl ScriptHost for Host {
+    fn ssh_key(&self) -> Option<&SshKeyPair> {
+        Some(&self.1)
+    }
+
     fn start_tunnel(&self, options: TunnelOptions) -> HostFuture<Result<SocketAddr, String>> {
         let tunnels = Arc::clone(&self.0);
         Box::pin(async move { tunnels.open(options).await })

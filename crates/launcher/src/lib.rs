@@ -16,6 +16,7 @@ pub mod launch;
 pub mod paths;
 pub mod safe_text;
 pub mod script;
+pub mod ssh_key_pair;
 pub mod stop;
 pub mod trust;
 pub mod ui;

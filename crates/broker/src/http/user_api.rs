@@ -189,7 +189,16 @@ pub(crate) async fn issue_ticket(
     let user_agent = headers
         .get(USER_AGENT)
         .and_then(|value| value.to_str().ok());
-    let issued = accounts::issue_ticket(state, user, client, user_agent, service_id).await?;
+    let session = session_token(headers);
+    let issued = accounts::issue_ticket(
+        state,
+        user,
+        client,
+        user_agent,
+        service_id,
+        session.as_deref(),
+    )
+    .await?;
     Ok(ConnectAnswer {
         url: issued.url.expose().to_string(),
         status_url: format!("{CONNECTIONS_PATH}/{}", issued.status_id),

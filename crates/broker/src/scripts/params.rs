@@ -176,7 +176,7 @@ pub struct RdpParams {
     /// The account's domain.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub domain: Option<String>,
-    /// The account's password, when the operator stores it (else the client asks).
+    /// The account's password (pass-through or stored credentials; else the client asks).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password: Option<SecretString>,
     /// Full screen.
@@ -215,11 +215,18 @@ pub struct SshParams {
     /// services, which `ssh` reaches at `127.0.0.1` on a different port every time.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_alias: Option<String>,
+    /// An OpenSSH user certificate for the launcher's key of this exchange.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_certificate: Option<String>,
 }
 
-/// VNC options (none yet).
+/// VNC options.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]
-pub struct VncParams {}
+pub struct VncParams {
+    /// The VNC password, from the service's credentials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<SecretString>,
+}
 
 /// Generic TCP options.
 #[derive(Clone, PartialEq, Eq, Debug, Default, Serialize, Deserialize)]

@@ -250,6 +250,7 @@ fn params_have_the_documented_shape() {
         service: ServiceParams::Ssh(SshParams {
             username: Some("ci".into()),
             host_key_alias: None,
+            ssh_certificate: None,
         }),
     };
     assert_eq!(direct_ssh.transport(), Transport::Direct);
@@ -261,7 +262,7 @@ fn params_have_the_documented_shape() {
     );
 
     for service in [
-        ServiceParams::Vnc(VncParams {}),
+        ServiceParams::Vnc(VncParams::default()),
         ServiceParams::Tcp(TcpParams {
             local_port: Some(15432),
         }),

@@ -174,7 +174,7 @@ async fn apply(
         // The tunnel ticket's hash links the client ticket to its tunnel session, which
         // the portal follows up to the tunnel server's stop report.
         let consumed = sqlx::query(
-            "UPDATE client_tickets SET used_at = $1, tunnel_ticket_hash = $3 \
+            "UPDATE client_tickets SET used_at = $1, tunnel_ticket_hash = $3, credential_box = NULL \
              WHERE id_hash = $2 AND used_at IS NULL AND expires_at > $1 \
              RETURNING user_id, service_id",
         )

@@ -55,6 +55,12 @@ const MIGRATIONS: &[Embedded] = &[
         sqlite: include_str!("../../migrations/sqlite/0005_operators.sql"),
         postgres: include_str!("../../migrations/postgres/0005_operators.sql"),
     },
+    Embedded {
+        version: 6,
+        description: "credentials",
+        sqlite: include_str!("../../migrations/sqlite/0006_credentials.sql"),
+        postgres: include_str!("../../migrations/postgres/0006_credentials.sql"),
+    },
 ];
 
 /// How many migrations there are.

@@ -15,6 +15,7 @@
 
 mod audit;
 mod connections;
+mod credentials;
 mod error;
 mod exchange_commit;
 mod live;
@@ -39,9 +40,10 @@ use exchange_commit::ExchangeQueue;
 use crate::metrics::StoreMetrics;
 
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
-pub use crate::model::{Protocol, Readiness, Transport};
+pub use crate::model::{CredentialMode, Protocol, Readiness, Transport};
 pub use audit::{AuditEvent, AuditFilter, AuditSink, StoredAuditEvent};
 pub use connections::{Connection, ConnectionState, RECENT_CONNECTIONS};
+pub use credentials::{MAX_CREDENTIAL_FIELD_LEN, ServiceCredentials, SessionCredential};
 pub use error::StoreError;
 pub use live::{EndCause, EndRequest, EndingSession, LiveSession, Revoked};
 pub use services::{ExchangeService, NewService, NewTunnelServer, Service, TunnelServer};
@@ -51,7 +53,7 @@ pub use sweep::{
 };
 pub use tickets::{
     ClientTicket, ExchangeContext, NewClientTicket, NewNotifyTicket, NewTunnelTicket,
-    StoppedSession, TunnelTicket,
+    StoppedSession, TicketCredential, TunnelTicket,
 };
 pub use types::{GroupId, ServiceId, TokenHash, TunnelServerId, UserId};
 pub use users::{Group, OidcLink, User};
@@ -62,9 +64,12 @@ pub use users::{Group, OidcLink, User};
 /// process's writer before failing with "database is locked". Checkpointing every 10,000
 /// WAL pages (about 40 MB) instead of 1,000 writes a page that many commits touch (index
 /// pages under ticket churn) back to the database once instead of ten times: a sweep of
-/// 120,000 expired tickets took 2.3 s instead of 3.5 s.
+/// 120,000 expired tickets took 2.3 s instead of 3.5 s. `secure_delete = FAST` zeroes
+/// deleted rows where that costs no extra I/O, so a signed-out session's pass-through box
+/// and key share do not linger in free pages.
 const SQLITE_PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 10000;";
+     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA wal_autocheckpoint = 10000; \
+     PRAGMA secure_delete = FAST;";
 
 /// The database behind a [`Store`].
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]

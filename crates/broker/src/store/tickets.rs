@@ -7,9 +7,10 @@ use portcullis_proto::{SharedSecret, TicketId};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use super::credentials::{ServiceCredentials, service_credentials_from_row};
 use super::services::{ExchangeService, ServiceColumns, exchange_service_from_row};
 use super::sweep::ABANDONED_SESSION_GRACE_MS;
-use super::{ServiceId, Store, StoreError, TunnelServerId, UserId, corrupt, to_i64};
+use super::{ServiceId, Store, StoreError, TokenHash, TunnelServerId, UserId, corrupt, to_i64};
 use crate::tickets::crypto::{SecretError, TicketHash, open_secret};
 
 /// A client ticket to store (made when the user clicks Connect).
@@ -23,7 +24,8 @@ pub struct NewClientTicket {
     pub user_id: UserId,
     /// For which service.
     pub service_id: ServiceId,
-    /// The launch URL's scrambler.
+    /// The launch URL's scrambler: the store keeps only its hash
+    /// ([`scrambler_hash`](portcullis_proto::credential::scrambler_hash)).
     pub scrambler: String,
     /// The client's operating system, when the portal knows it.
     pub client_os: Option<String>,
@@ -31,10 +33,28 @@ pub struct NewClientTicket {
     pub created_at: i64,
     /// End of validity, Unix milliseconds (exclusive: at `expires_at` it is expired).
     pub expires_at: i64,
+    /// A pass-through password sealed to the ticket id and scrambler (docs/protocol.md
+    /// §6.8.2), and the hash of the login session it came from (whose sign-out erases it).
+    pub credential: Option<TicketCredential>,
+}
+
+/// A pass-through password sealed to a client ticket.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TicketCredential {
+    /// The box, under the key of the ticket id and scrambler.
+    pub sealed: Vec<u8>,
+    /// The login session that issued the ticket.
+    pub session: TokenHash,
+}
+
+impl fmt::Debug for TicketCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TicketCredential(<{} bytes>)", self.sealed.len())
+    }
 }
 
 /// A live client ticket, as the exchange sees it.
-#[derive(Clone, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct ClientTicket {
     /// The public status id.
     pub status_id: String,
@@ -42,14 +62,46 @@ pub struct ClientTicket {
     pub user_id: UserId,
     /// For which service.
     pub service_id: ServiceId,
-    /// The launch URL's scrambler.
-    pub scrambler: String,
+    /// The hash of the launch URL's scrambler; `None` for a ticket issued before the
+    /// broker kept hashes (it matches no scrambler).
+    pub scrambler_hash: Option<[u8; 32]>,
     /// The client's operating system, when known.
     pub client_os: Option<String>,
     /// Creation time, Unix milliseconds.
     pub created_at: i64,
     /// End of validity, Unix milliseconds.
     pub expires_at: i64,
+    /// The pass-through password sealed to the ticket id and scrambler, if any.
+    pub credential_box: Option<Vec<u8>>,
+}
+
+impl ClientTicket {
+    /// Whether `scrambler` is the launch URL's, compared in constant time.
+    pub fn scrambler_matches(&self, scrambler: &str) -> bool {
+        self.scrambler_hash.is_some_and(|stored| {
+            portcullis_proto::constant_time_eq(
+                &stored,
+                &portcullis_proto::credential::scrambler_hash(scrambler),
+            )
+        })
+    }
+}
+
+impl fmt::Debug for ClientTicket {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientTicket")
+            .field("status_id", &self.status_id)
+            .field("user_id", &self.user_id)
+            .field("service_id", &self.service_id)
+            .field("client_os", &self.client_os)
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field(
+                "credential_box",
+                &self.credential_box.as_ref().map(Vec::len),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 /// Everything an exchange checks before consuming a client ticket, read by
@@ -64,6 +116,8 @@ pub struct ExchangeContext {
     pub username: Option<String>,
     /// Whether the user belongs to a group allowed to use the service.
     pub may_use: bool,
+    /// How the service signs its user in; [`ServiceCredentials::default`] if it is gone.
+    pub credentials: ServiceCredentials,
 }
 
 /// A tunnel ticket to store, made by a successful exchange for a tunneled service.
@@ -207,10 +261,13 @@ fn client_ticket_from_row(row: &AnyRow) -> Result<ClientTicket, StoreError> {
         status_id: row.try_get("status_id")?,
         user_id: UserId(row.try_get("user_id")?),
         service_id: ServiceId(row.try_get("service_id")?),
-        scrambler: row.try_get("scrambler")?,
+        scrambler_hash: row
+            .try_get::<Option<Vec<u8>>, _>("scrambler_hash")?
+            .and_then(|hash| <[u8; 32]>::try_from(hash).ok()),
         client_os: row.try_get("client_os")?,
         created_at: row.try_get("created_at")?,
         expires_at: row.try_get("expires_at")?,
+        credential_box: row.try_get("credential_box")?,
     })
 }
 
@@ -234,11 +291,16 @@ fn exchange_context_from_row(row: &AnyRow) -> Result<ExchangeContext, StoreError
         Some(_) => Some(exchange_service_from_row(row, &EXCHANGE_SERVICE_COLUMNS)?),
     };
     let may_use: i64 = row.try_get("may_use")?;
+    let credentials = match service {
+        Some(_) => service_credentials_from_row(row, "service_")?,
+        None => ServiceCredentials::default(),
+    };
     Ok(ExchangeContext {
         ticket: client_ticket_from_row(row)?,
         service,
         username: row.try_get("username")?,
         may_use: may_use != 0,
+        credentials,
     })
 }
 
@@ -290,17 +352,24 @@ impl Store {
         check_validity(new.created_at, new.expires_at)?;
         let mut writer = self.writer().await?;
         sqlx::query(
-            "INSERT INTO client_tickets (id_hash, status_id, user_id, service_id, scrambler, \
-             client_os, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            "INSERT INTO client_tickets (id_hash, status_id, user_id, service_id, \
+             scrambler_hash, client_os, created_at, expires_at, credential_box, session_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(new.id_hash.as_bytes().as_slice())
         .bind(new.status_id)
         .bind(new.user_id.0)
         .bind(new.service_id.0)
-        .bind(new.scrambler)
+        .bind(portcullis_proto::credential::scrambler_hash(&new.scrambler).to_vec())
         .bind(new.client_os)
         .bind(new.created_at)
         .bind(new.expires_at)
+        .bind(new.credential.as_ref().map(|c| c.sealed.clone()))
+        .bind(
+            new.credential
+                .as_ref()
+                .map(|c| c.session.as_bytes().to_vec()),
+        )
         .execute(writer.conn())
         .await
         .map_err(|e| insert_error(e, "client_tickets"))?;
@@ -318,8 +387,15 @@ impl Store {
     ) -> Result<Option<ExchangeContext>, StoreError> {
         let row = sqlx::query(
             "SELECT client_tickets.status_id, client_tickets.user_id, \
-             client_tickets.service_id, client_tickets.scrambler, client_tickets.client_os, \
-             client_tickets.created_at, client_tickets.expires_at, \
+             client_tickets.service_id, client_tickets.scrambler_hash, \
+             client_tickets.client_os, client_tickets.created_at, client_tickets.expires_at, \
+             client_tickets.credential_box, \
+             services.credential_mode AS service_credential_mode, \
+             services.credential_username AS service_credential_username, \
+             services.credential_domain AS service_credential_domain, \
+             services.credential_secret AS service_credential_secret, \
+             services.ssh_principal AS service_ssh_principal, \
+             services.ssh_source_address AS service_ssh_source_address, \
              services.id AS service_row_id, services.name AS service_name, \
              services.host AS service_host, services.port AS service_port, \
              services.protocol AS service_protocol, services.transport AS service_transport, \

@@ -214,8 +214,9 @@ fn service_of(protocol: Protocol) -> ServiceParams {
         Protocol::Ssh => ServiceParams::Ssh(SshParams {
             username: Some("alice".into()),
             host_key_alias: Some("build.example.com".into()),
+            ssh_certificate: None,
         }),
-        Protocol::Vnc => ServiceParams::Vnc(VncParams {}),
+        Protocol::Vnc => ServiceParams::Vnc(VncParams::default()),
         Protocol::Tcp => ServiceParams::Tcp(TcpParams::default()),
     }
 }
@@ -601,6 +602,7 @@ fn ssh_on_macos_quotes_for_applescript_and_the_shell() {
     let service = ServiceParams::Ssh(SshParams {
         username: Some(tricky.into()),
         host_key_alias: None,
+        ssh_certificate: None,
     });
     let run = sandbox
         .run(
@@ -636,7 +638,11 @@ fn ssh_on_macos_quotes_for_applescript_and_the_shell() {
 #[test]
 fn vnc_scripts_pass_the_address_to_the_viewer() {
     let sandbox = Sandbox::new();
-    let data = direct(ServiceParams::Vnc(VncParams {}), "desk.example.com", 5901);
+    let data = direct(
+        ServiceParams::Vnc(VncParams::default()),
+        "desk.example.com",
+        5901,
+    );
     for (os, programs, path, args) in [
         (
             Os::Linux,

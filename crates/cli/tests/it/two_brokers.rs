@@ -145,6 +145,7 @@ async fn a_tunnel_ticket_is_redeemed_once_across_two_broker_processes() {
             client_os: None,
             created_at: now_ms(),
             expires_at: now_ms() + 60_000,
+            credential: None,
         })
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use rquickjs::{Ctx, Function, Module, Object};
 
 use super::js::{self, method, promise};
 use super::state::Shared;
-use super::{file, process, tasks, utils};
+use super::{file, process, secrets, tasks, utils};
 
 /// The API objects the `runtime` module exports (and the globals of the same names).
 const API: [&str; 5] = ["Process", "Tasks", "File", "Logger", "Utils"];
@@ -68,6 +68,11 @@ fn portcullis<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Result<Obj
     let portcullis = Object::new(ctx.clone())?;
     portcullis.set("version", env!("CARGO_PKG_VERSION"))?;
     portcullis.set("os", os_name())?;
+
+    let s = Arc::clone(shared);
+    method(ctx, &portcullis, "sshIdentity", move |ctx: Ctx<'js>| {
+        secrets::ssh_identity(&ctx, &s)
+    })?;
 
     let s = Arc::clone(shared);
     method(ctx, &portcullis, "message", move |text: String| {

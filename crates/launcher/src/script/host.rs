@@ -5,6 +5,8 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use crate::ssh_key_pair::SshKeyPair;
+
 /// A boxed future, for the host's asynchronous calls.
 pub type HostFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -47,4 +49,10 @@ pub trait ScriptHost: Send + Sync + 'static {
     /// `Portcullis.waitUntilClosed`: shows `text` with a *Disconnect* button; resolves when
     /// the user presses it or closes the window.
     fn wait_until_closed(&self, text: &str) -> HostFuture<()>;
+
+    /// The SSH key pair of this launch's ticket exchange, for `Portcullis.sshIdentity()`;
+    /// `None` where there is none.
+    fn ssh_key(&self) -> Option<&SshKeyPair> {
+        None
+    }
 }

@@ -13,6 +13,7 @@ mod globals;
 mod host;
 mod js;
 mod process;
+mod secrets;
 mod state;
 mod tasks;
 mod utils;
@@ -95,6 +96,8 @@ pub struct Settled {
     early_files: Arc<std::sync::Mutex<Vec<PathBuf>>>,
     /// `Tasks.addLateUnlinkableFile` and every `File.createTempFile`.
     late_files: Vec<PathBuf>,
+    /// The directories the launcher made for the script (its SSH identity).
+    temp_dirs: Vec<PathBuf>,
     /// Every program `Process.launch` started, for [`Settled::kill_started`].
     started: Vec<Proc>,
 }
@@ -131,6 +134,7 @@ impl Settled {
         }
         let early = std::mem::take(&mut *lock(&self.early_files));
         remove_files(early.iter().chain(&self.late_files));
+        remove_dirs(&self.temp_dirs);
     }
 }
 
@@ -165,6 +169,19 @@ fn remove_files<'a>(files: impl IntoIterator<Item = &'a PathBuf>) {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
             Err(err) => {
                 tracing::warn!(target: "script", path = %path.display(), %err, "file not removed");
+            }
+        }
+    }
+}
+
+/// Removes the launcher's own directories with what they hold.
+fn remove_dirs(dirs: &[PathBuf]) {
+    for dir in dirs {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => tracing::debug!(target: "script", dir = %dir.display(), "removed"),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => {}
+            Err(err) => {
+                tracing::warn!(target: "script", dir = %dir.display(), %err, "directory not removed");
             }
         }
     }
@@ -323,6 +340,7 @@ pub async fn run_until(
                 .chain(&tables.late_files)
                 .chain(&tables.temp_files),
         );
+        remove_dirs(&tables.temp_dirs);
         return Err(failure);
     }
 
@@ -349,6 +367,7 @@ pub async fn run_until(
         waitable,
         early_files,
         late_files,
+        temp_dirs: tables.temp_dirs,
         started: tables.procs.into_values().collect(),
     })
 }

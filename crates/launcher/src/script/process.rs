@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use rquickjs::prelude::Opt;
 use rquickjs::{Ctx, IntoJs, Object, Promise, Value};
-use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio::sync::{Notify, watch};
+use zeroize::Zeroizing;
 
 use super::js::{self, method, promise, throw};
 use super::state::{Proc, Shared};
@@ -51,7 +52,13 @@ pub(super) fn object<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Res
         ctx,
         &process,
         "launch",
-        move |ctx: Ctx<'js>, path: String, args: Vec<String>| launch(&ctx, &s, &path, &args),
+        move |ctx: Ctx<'js>, path: String, args: Vec<String>, options: Opt<Object<'js>>| {
+            let stdin = match options.0 {
+                Some(options) => options.get::<_, Option<String>>("stdin")?,
+                None => None,
+            };
+            launch(&ctx, &s, &path, &args, stdin.map(Zeroizing::new))
+        },
     )?;
 
     let s = Arc::clone(shared);
@@ -228,11 +235,22 @@ fn command(shared: &Shared, program: &Path, args: &[String]) -> Command {
     command
 }
 
-/// `Process.launch`: starts the program and returns its handle.
-fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquickjs::Result<u32> {
+/// `Process.launch`: starts the program and returns its handle. With `stdin`, the
+/// program's standard input is a pipe that gets `stdin` and is then closed (how a script
+/// hands over a password without a command line); the text is never logged.
+fn launch(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    path: &str,
+    args: &[String],
+    stdin: Option<Zeroizing<String>>,
+) -> rquickjs::Result<u32> {
     let program = program(ctx, shared, path)?;
     let mut command = command(shared, &program, args);
     command.stdout(Stdio::null()).stderr(Stdio::null());
+    if stdin.is_some() {
+        command.stdin(Stdio::piped());
+    }
     // A group of its own, so that `kill` reaches what it started too (a terminal's shell
     // and ssh); its stdin is null, so it never needs the launcher's terminal.
     #[cfg(unix)]
@@ -243,7 +261,21 @@ fn launch(ctx: &Ctx<'_>, shared: &Shared, path: &str, args: &[String]) -> rquick
             &format!("{} could not be started: {err}", program.display()),
         )
     })?;
-    tracing::debug!(target: "script", program = %program.display(), "started");
+    tracing::debug!(
+        target: "script",
+        program = %program.display(),
+        stdin = stdin.is_some(),
+        "started"
+    );
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        // Written in the background (a program that reads late must not block the script),
+        // then the pipe is closed: the program reads its end of input.
+        tokio::spawn(async move {
+            if let Err(error) = pipe.write_all(text.as_bytes()).await {
+                tracing::debug!(target: "script", %error, "the program did not read its input");
+            }
+        });
+    }
 
     let (ended_tx, ended_rx) = watch::channel(false);
     let kill = Arc::new(Notify::new());

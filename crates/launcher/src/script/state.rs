@@ -113,6 +113,11 @@ pub(super) struct Tables {
     pub(super) early_files: Vec<PathBuf>,
     pub(super) late_files: Vec<PathBuf>,
     pub(super) temp_files: Vec<PathBuf>,
+    /// Directories the launcher made for the script (`Portcullis.sshIdentity`), removed
+    /// with what they hold at the end.
+    pub(super) temp_dirs: Vec<PathBuf>,
+    /// The files `Portcullis.sshIdentity` wrote: key, certificate.
+    pub(super) ssh_identity: Option<(PathBuf, PathBuf)>,
 }
 
 /// Everything the API functions of one run share.

@@ -59,6 +59,7 @@ async fn client_ticket(store: &Store, user: UserId, service: ServiceId) -> Ticke
             client_os: None,
             created_at: T0,
             expires_at: T0 + TTL,
+            credential: None,
         })
         .await
         .unwrap();

@@ -199,6 +199,7 @@ pub mod fixtures {
             client_os: Some("linux".to_owned()),
             created_at: now,
             expires_at: now + CLIENT_TTL,
+            credential: None,
         };
         (id, new)
     }

@@ -248,6 +248,7 @@ impl Stack {
                 client_os: None,
                 created_at: now,
                 expires_at: now + 60_000,
+                credential: None,
             })
             .await
             .unwrap();
