@@ -12,12 +12,27 @@ function joinHostPort(host, port) {
     return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+// Portcullis launchers can write to a program's standard input; OpenUDS 5 launchers cannot.
+const PORTCULLIS = typeof Portcullis !== 'undefined';
+
+/**
+ * What FreeRDP reads on its standard input (`/from-stdin:force`): the answers to its
+ * prompts for what the command line does not give, in its order (domain, then password),
+ * or null when there is no password to hand over. A password never goes on the command
+ * line, where every local user can read it (`ps`); OpenUDS 5 launchers, which cannot write
+ * to a program's input, let FreeRDP ask the user instead.
+ */
+function freerdpInput(params) {
+    if (!PORTCULLIS || !params.password || !params.username) return null;
+    return `${params.domain ? '' : '\n'}${params.password}\n`;
+}
+
 /** FreeRDP's arguments for `params` (the `data` document), connecting to `address`. */
 function freerdpArgs(params, address) {
     const args = [`/v:${address}`, `/t:${params.name}`];
     if (params.username) args.push(`/u:${params.username}`);
     if (params.domain) args.push(`/d:${params.domain}`);
-    if (params.password) args.push(`/p:${params.password}`);
+    if (freerdpInput(params) !== null) args.push('/from-stdin:force');
     if (params.fullscreen) {
         args.push('/f');
     } else if (params.width && params.height) {
@@ -61,5 +76,8 @@ if (!client) {
     );
 }
 Logger.info(`Using the RDP client ${client}`);
-const app = Process.launch(client, freerdpArgs(data, await connectAddress()));
+const args = freerdpArgs(data, await connectAddress());
+const input = freerdpInput(data);
+const app =
+    input === null ? Process.launch(client, args) : Process.launch(client, args, { stdin: input });
 Tasks.addWaitableApp(app);

@@ -77,13 +77,47 @@ async function connectAddress() {
     return joinHostPort(local.host || '127.0.0.1', local.port);
 }
 
+/** The host part of `host:port` (an IPv6 host without its brackets). */
+function hostOf(address) {
+    const host = address.slice(0, address.lastIndexOf(':'));
+    return host.startsWith('[') ? host.slice(1, -1) : host;
+}
+
+/**
+ * Portcullis launchers: stores the account in Windows' credential manager for the
+ * connection's address (`cmdkey /generic:TERMSRV/<host>`), where mstsc finds it; returns
+ * the entry's name, to delete when mstsc ends, or null without a password. cmdkey's command
+ * line holds the password for the moment it runs; on Windows only the same user and
+ * administrators can read another process's command line.
+ */
+async function storeCredential(params, address) {
+    if (typeof Portcullis === 'undefined' || !params.password || !params.username) return null;
+    const cmdkey = Process.findExecutable('cmdkey.exe', ['C:\\Windows\\System32']);
+    if (!cmdkey) {
+        Logger.warn('cmdkey.exe was not found: mstsc will ask for the password');
+        return null;
+    }
+    const target = `TERMSRV/${hostOf(address)}`;
+    const user = params.domain ? `${params.domain}\\${params.username}` : params.username;
+    await Process.launchAndWait(cmdkey, [`/generic:${target}`, `/user:${user}`, `/pass:${params.password}`]);
+    return { cmdkey, target };
+}
+
 const mstsc = Process.findExecutable('mstsc.exe', ['C:\\Windows\\System32']);
 if (!mstsc) {
     throw new Error('The Remote Desktop client (mstsc.exe) was not found on this computer.');
 }
-const content = buildRdpFile(data, await connectAddress(), protectPassword(data.password));
-const rdpFile = File.createTempFile(null, content, 'rdp');
-// mstsc reads the file when it starts; it holds the protected password, so it goes early.
+const address = await connectAddress();
+const stored = await storeCredential(data, address);
+// OpenUDS 5 launchers: the password as a DPAPI blob in the .rdp file, as before.
+const blob = stored || typeof Portcullis !== 'undefined' ? null : protectPassword(data.password);
+const rdpFile = File.createTempFile(null, buildRdpFile(data, address, blob), 'rdp');
+// mstsc reads the file when it starts; it may hold the protected password, so it goes early.
 Tasks.addEarlyUnlinkableFile(rdpFile);
 const app = Process.launch(mstsc, [rdpFile]);
 Tasks.addWaitableApp(app);
+if (stored) {
+    // The credential manager's entry lives as long as the session: removed when mstsc ends.
+    await Process.wait(app);
+    await Process.launchAndWait(stored.cmdkey, [`/delete:${stored.target}`]);
+}

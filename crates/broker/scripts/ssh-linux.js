@@ -15,6 +15,16 @@ const TERMINALS = [
     { name: 'xterm', run: (command) => ['-e', ...command] },
 ];
 
+/**
+ * The key and certificate files of this launch, when the broker signed a certificate for
+ * the Portcullis launcher's own key (`data.ssh_certificate`); null otherwise (OpenUDS 5
+ * launchers: ssh signs in however else the server allows).
+ */
+function sshIdentity(params) {
+    if (typeof Portcullis === 'undefined' || !params.ssh_certificate) return null;
+    return Portcullis.sshIdentity();
+}
+
 /** `ssh`'s arguments for `params` (the `data` document), connecting to `host` and `port`. */
 function sshArgs(params, host, port) {
     if (host.startsWith('-')) {
@@ -22,6 +32,14 @@ function sshArgs(params, host, port) {
     }
     const args = ['-p', String(port)];
     if (params.username) args.push('-l', params.username);
+    const identity = sshIdentity(params);
+    if (identity) {
+        // Only this launch's key and its certificate, valid for minutes, in a private
+        // directory the launcher removes at the end.
+        args.push('-i', identity.identityFile);
+        args.push('-o', `CertificateFile=${identity.certificateFile}`);
+        args.push('-o', 'IdentitiesOnly=yes');
+    }
     if (params.host_key_alias) args.push('-o', `HostKeyAlias=${params.host_key_alias}`);
     args.push('--', host);
     return args;

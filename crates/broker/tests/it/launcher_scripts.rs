@@ -30,6 +30,7 @@ const ALL_PROGRAMS: &[&str] = &[
     "osascript",
     "open",
     "C:\\Windows\\System32\\mstsc.exe",
+    "C:\\Windows\\System32\\cmdkey.exe",
     "C:\\Windows\\System32\\OpenSSH\\ssh.exe",
     "C:\\Program Files\\TigerVNC\\vncviewer.exe",
 ];
@@ -282,7 +283,7 @@ fn rdp_on_linux_passes_the_service_options_to_freerdp() {
             "/t:Test service",
             "/u:alice",
             "/d:CORP",
-            &format!("/p:{PASSWORD}"),
+            "/from-stdin:force",
             "/size:1600x900",
             "/sound",
             "/printer",
@@ -383,13 +384,14 @@ fn assert_valid_rdp_file(content: &str) {
 #[test]
 fn rdp_on_windows_starts_mstsc_with_a_valid_rdp_file() {
     let sandbox = Sandbox::new();
+    // An OpenUDS 5 launcher: the password as a DPAPI blob in the .rdp file.
     let run = sandbox
         .run(
             Protocol::Rdp,
             Os::Windows,
             &tunneled(full_rdp()),
             ALL_PROGRAMS,
-            true,
+            false,
         )
         .ok();
     let content = run.temp_file_content();
@@ -773,4 +775,128 @@ fn missing_client_programs_are_clear_errors() {
         // The check comes before the tunnel: no ticket is spent on a missing client.
         assert!(run.tunnel_options().is_none(), "{protocol}-{os}");
     }
+}
+
+#[test]
+fn rdp_on_linux_hands_the_password_on_stdin_and_never_in_argv() {
+    let sandbox = Sandbox::new();
+    let run = sandbox
+        .run(
+            Protocol::Rdp,
+            Os::Linux,
+            &tunneled(full_rdp()),
+            ALL_PROGRAMS,
+            true,
+        )
+        .ok();
+    let (_, args) = run.launched();
+    assert!(args.iter().all(|arg| !arg.contains(PASSWORD)), "{args:?}");
+    assert!(args.contains(&"/from-stdin:force".to_owned()));
+    // The domain is on the command line, so FreeRDP asks only for the password.
+    assert_eq!(run.calls_of("launch")[0]["stdin"], format!("{PASSWORD}\n"));
+
+    // Without a domain FreeRDP asks for one first: an empty answer.
+    let Value::Object(mut without_domain) = tunneled(full_rdp()) else {
+        unreachable!()
+    };
+    without_domain.remove("domain");
+    let run = sandbox
+        .run(
+            Protocol::Rdp,
+            Os::Linux,
+            &Value::Object(without_domain),
+            ALL_PROGRAMS,
+            true,
+        )
+        .ok();
+    assert_eq!(
+        run.calls_of("launch")[0]["stdin"],
+        format!("\n{PASSWORD}\n")
+    );
+
+    // An OpenUDS 5 launcher cannot write to FreeRDP's input: FreeRDP asks the user.
+    let run = sandbox
+        .run(
+            Protocol::Rdp,
+            Os::Linux,
+            &tunneled(full_rdp()),
+            ALL_PROGRAMS,
+            false,
+        )
+        .ok();
+    let (_, args) = run.launched();
+    assert!(
+        args.iter()
+            .all(|arg| !arg.contains(PASSWORD) && arg != "/from-stdin:force")
+    );
+    assert_eq!(run.calls_of("launch")[0]["stdin"], Value::Null);
+    assert!(args.contains(&"/u:alice".to_owned()));
+}
+
+#[test]
+fn rdp_on_windows_keeps_the_password_in_a_cmdkey_entry_until_mstsc_ends() {
+    let sandbox = Sandbox::new();
+    let run = sandbox
+        .run(
+            Protocol::Rdp,
+            Os::Windows,
+            &tunneled(full_rdp()),
+            ALL_PROGRAMS,
+            true,
+        )
+        .ok();
+    let content = run.temp_file_content();
+    assert_valid_rdp_file(&content);
+    assert!(content.contains("username:s:CORP\\alice"));
+    assert!(!content.contains("password") && !content.contains(PASSWORD));
+    assert!(run.calls_of("cryptProtectData").is_empty());
+    let runs = run.calls_of("launchAndWait");
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["path"], "C:\\Windows\\System32\\cmdkey.exe");
+    assert_eq!(
+        runs[0]["args"],
+        json!([
+            "/generic:TERMSRV/127.0.0.1",
+            "/user:CORP\\alice",
+            format!("/pass:{PASSWORD}")
+        ])
+    );
+    assert_eq!(runs[1]["args"], json!(["/delete:TERMSRV/127.0.0.1"]));
+    // The entry is deleted only once mstsc has ended.
+    let order: Vec<&str> = run
+        .calls
+        .iter()
+        .filter_map(|call| call["fn"].as_str())
+        .filter(|name| ["launch", "wait", "launchAndWait"].contains(name))
+        .collect();
+    assert_eq!(order, ["launchAndWait", "launch", "wait", "launchAndWait"]);
+}
+
+#[test]
+fn ssh_on_linux_uses_the_launchs_certificate_on_portcullis_launchers() {
+    let sandbox = Sandbox::new();
+    let service = ServiceParams::Ssh(SshParams {
+        username: Some("alice".into()),
+        host_key_alias: None,
+        ssh_certificate: Some("ssh-ed25519-cert-v01@openssh.com AAAA portcullis".into()),
+    });
+    let data = direct(service, "build.example.com", 22);
+    let run = sandbox
+        .run(Protocol::Ssh, Os::Linux, &data, ALL_PROGRAMS, true)
+        .ok();
+    let (_, args) = run.launched();
+    let command = args.join(" ");
+    assert!(
+        command.contains("-l alice -i /tmp/portcullis-ssh-mock/id_ed25519 -o CertificateFile=/tmp/portcullis-ssh-mock/id_ed25519-cert.pub -o IdentitiesOnly=yes"),
+        "{command}"
+    );
+    assert!(
+        !command.contains("AAAA"),
+        "the certificate itself is not an argument"
+    );
+    let run = sandbox
+        .run(Protocol::Ssh, Os::Linux, &data, ALL_PROGRAMS, false)
+        .ok();
+    let (_, args) = run.launched();
+    assert!(!args.join(" ").contains("CertificateFile"));
 }

@@ -33,13 +33,24 @@ export const Process = {
         }
         return null;
     },
-    launch(path, args) {
+    launch(path, args, options) {
         expectString(path, 'path');
         if (!Array.isArray(args) || !args.every((arg) => typeof arg === 'string')) {
             throw new TypeError('args must be an array of strings');
         }
-        record({ fn: 'launch', path, args });
+        if (options !== undefined && !portcullis) {
+            throw new TypeError('OpenUDS 5 launchers take no launch options');
+        }
+        record({ fn: 'launch', path, args, stdin: options?.stdin ?? null });
         return 100 + calls.length;
+    },
+    async launchAndWait(path, args) {
+        expectString(path, 'path');
+        record({ fn: 'launchAndWait', path, args });
+        return { stdout: '', stderr: '' };
+    },
+    async wait(handle) {
+        record({ fn: 'wait', handle });
     },
 };
 
@@ -92,6 +103,13 @@ if (portcullis) {
         },
         async waitUntilClosed(text) {
             record({ fn: 'waitUntilClosed', text });
+        },
+        sshIdentity() {
+            record({ fn: 'sshIdentity' });
+            return {
+                identityFile: '/tmp/portcullis-ssh-mock/id_ed25519',
+                certificateFile: '/tmp/portcullis-ssh-mock/id_ed25519-cert.pub',
+            };
         },
     };
 }
