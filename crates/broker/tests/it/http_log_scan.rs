@@ -10,8 +10,11 @@ use std::io;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::support::broker::{
-    Launcher, PASSWORD, TestBroker, assert_access_denied, proof_for, wrong_proof,
+    Launcher, PASSWORD, TestBroker, assert_access_denied, direct_service, proof_for, wrong_proof,
 };
+use portcullis_broker::credentials::seal_stored;
+use portcullis_broker::model::{CredentialMode, Protocol};
+use portcullis_broker::store::{NewService, ServiceCredentials, ServiceId};
 use portcullis_proto::api::ErrorBody;
 use portcullis_proto::{SharedSecret, TicketId, b64};
 use reqwest::StatusCode;
@@ -81,8 +84,18 @@ async fn no_secret_reaches_the_logs() {
         ("wrong password".into(), WRONG_PASSWORD.into()),
     ];
 
-    let broker = TestBroker::start().await;
+    let broker = TestBroker::builder().ssh_ca().start().await;
     let world = broker.world().await;
+    // Credentials: the portal password passed through to an RDP service, a stored one, and
+    // SSH certificates (the CA's private key must not be logged either).
+    let stored_password = "Stored-Svc-Passw0rd!paperclip";
+    secrets.push(("stored password".into(), stored_password.into()));
+    let ca_file = std::fs::read_to_string(broker.data_dir().join("ssh-ca")).unwrap();
+    for line in ca_file.lines().filter(|line| !line.starts_with("-----")) {
+        secrets.push(("SSH CA private key".into(), line.to_owned()));
+    }
+    let (rdp, stored_rdp, ssh) =
+        credential_services(&broker, world.target.port, stored_password).await;
     secrets.push(("dc1 token".into(), world.dc1.token.clone()));
     secrets.push(("legacy token".into(), world.legacy.token.clone()));
     secrets.push(("dc2 token".into(), world.dc2.token.clone()));
@@ -122,6 +135,28 @@ async fn no_secret_reaches_the_logs() {
             .map(|form| ("direct shared secret".to_owned(), form)),
     );
     launcher.exchange(&broker, &direct.url).await.err().unwrap();
+
+    // Credentials of every mode reach the launcher (and only the launcher).
+    for (service, expected) in [(rdp, PASSWORD), (stored_rdp, stored_password)] {
+        let launch = broker.connect(&alice, service).await;
+        ticket("credential client ticket", launch.ticket(), &mut secrets);
+        let opened = launcher.exchange_verified(&broker, &launch.url).await;
+        assert_eq!(opened.params()["password"], expected);
+    }
+    let key = ssh_key::private::Ed25519Keypair::from_seed(&[9; 32]);
+    let line = portcullis_proto::ssh::Ed25519PublicKey::from_bytes(key.public.0).to_openssh();
+    let launch = broker.connect(&alice, ssh).await;
+    let opened = Launcher::with_ssh_key(&line)
+        .exchange_verified(&broker, &launch.url)
+        .await;
+    let certificate = opened.params()["ssh_certificate"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    secrets.push((
+        "SSH certificate".into(),
+        certificate.split(' ').nth(1).unwrap().to_owned(),
+    ));
 
     // A tunneled service: exchange, a wrong proof, the right one, stop, a second stop.
     let tunneled = broker.launch_tunneled(&alice, world.shell, &launcher).await;
@@ -242,6 +277,50 @@ async fn no_secret_reaches_the_logs() {
         text.len(),
         leaks.join("\n")
     );
+}
+
+/// An RDP service passing the portal password through, one with a stored password, and
+/// an SSH service signing certificates, all granted to `staff`.
+async fn credential_services(
+    broker: &TestBroker,
+    port: u16,
+    stored_password: &str,
+) -> (ServiceId, ServiceId, ServiceId) {
+    let rdp = |name: &str, protocol| NewService {
+        protocol,
+        ..direct_service(name, port, &["staff"])
+    };
+    let pass_through = broker.add_service(rdp("rdp-pass", Protocol::Rdp)).await;
+    let stored = broker.add_service(rdp("rdp-stored", Protocol::Rdp)).await;
+    let ssh = broker.add_service(rdp("ssh-cert", Protocol::Ssh)).await;
+    let store = broker.store();
+    store
+        .set_service_credentials(
+            "rdp-pass",
+            &ServiceCredentials::mode(CredentialMode::PassThrough),
+        )
+        .await
+        .unwrap();
+    let sealed = seal_stored(&broker.state().credentials.key, stored, stored_password).unwrap();
+    store
+        .set_service_credentials(
+            "rdp-stored",
+            &ServiceCredentials {
+                username: Some("svc".into()),
+                secret: Some(sealed),
+                ..ServiceCredentials::mode(CredentialMode::Stored)
+            },
+        )
+        .await
+        .unwrap();
+    store
+        .set_service_credentials(
+            "ssh-cert",
+            &ServiceCredentials::mode(CredentialMode::SshCertificate),
+        )
+        .await
+        .unwrap();
+    (pass_through, stored, ssh)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -10,6 +10,7 @@ mod http_abuse;
 mod http_client_refusals;
 mod http_concurrency;
 mod http_control;
+mod http_credentials;
 mod http_exchange;
 mod http_log_scan;
 mod http_ops;

@@ -200,6 +200,14 @@ impl BrokerBuilder {
         })
     }
 
+    /// Creates an SSH user CA in the data directory before the broker starts.
+    pub fn ssh_ca(self) -> Self {
+        self.config(|config| {
+            portcullis_broker::credentials::ssh_ca::SshCa::init(&config.data_dir, false)
+                .expect("an SSH CA");
+        })
+    }
+
     /// Changes the configuration before the broker starts.
     pub fn config(mut self, tweak: impl FnOnce(&mut BrokerConfig) + 'static) -> Self {
         self.tweaks.push(Box::new(tweak));
@@ -873,6 +881,20 @@ impl Launcher {
                 ssh_public_key: None,
             }),
         }
+    }
+
+    /// The Portcullis launcher that also sends this SSH public key (an OpenSSH line) with
+    /// the `ssh-certificate` capability.
+    pub fn with_ssh_key(line: &str) -> Self {
+        let mut launcher = Self::with_capabilities(&[
+            capability::PAYLOAD_SIGNATURE,
+            capability::TUNNEL_V1,
+            capability::SSH_CERTIFICATE,
+        ]);
+        if let Some(client) = &mut launcher.client {
+            client.ssh_public_key = Some(line.to_owned());
+        }
+        launcher
     }
 
     /// An OpenUDS 5 launcher: no `client` extension.
