@@ -30,7 +30,26 @@ impl Sshd {
     /// Generates the keys, starts `sshd` on a free loopback port and waits until it
     /// listens.
     pub fn start() -> Self {
+        Self::start_with(None)
+    }
+
+    /// Like [`Sshd::start`], and `sshd` also trusts the user certificates that the CA of
+    /// this OpenSSH public key line signed (`TrustedUserCAKeys`), for the principals they
+    /// name (a certificate must name the user it signs in as).
+    pub fn trusting_user_ca(ca_public_line: &str) -> Self {
+        Self::start_with(Some(ca_public_line))
+    }
+
+    fn start_with(user_ca: Option<&str>) -> Self {
         let dir = tempfile::tempdir().unwrap();
+        let extra = match user_ca {
+            Some(line) => {
+                let path = dir.path().join("trusted_user_ca_keys");
+                std::fs::write(&path, format!("{line}\n")).unwrap();
+                format!("TrustedUserCAKeys {}\n", path.display())
+            }
+            None => String::new(),
+        };
         let host_key = dir.path().join("host_key");
         let client_key = dir.path().join("client_key");
         keygen(&host_key);
@@ -63,7 +82,7 @@ impl Sshd {
                  PasswordAuthentication no\n\
                  KbdInteractiveAuthentication no\n\
                  PermitRootLogin prohibit-password\n\
-                 LogLevel ERROR\n",
+                 LogLevel ERROR\n{extra}",
                 host_key.display(),
                 authorized.display(),
             ),
@@ -159,6 +178,25 @@ impl Sshd {
         .into_iter()
         .map(str::to_owned)
         .collect()
+    }
+
+    /// [`Sshd::ssh_options`] without the client key: for a client that brings its own
+    /// key (and certificate).
+    pub fn ssh_options_without_key(&self) -> Vec<String> {
+        let mut options = self.ssh_options();
+        options.truncate(options.len() - 2);
+        options
+    }
+
+    /// The `TrustedUserCAKeys` file of [`Sshd::trusting_user_ca`]; `sshd` reads it at each
+    /// sign-in, so a test may write another CA's line into it.
+    pub fn trusted_ca_file(&self) -> PathBuf {
+        self.dir.path().join("trusted_user_ca_keys")
+    }
+
+    /// `sshd`'s log (errors, such as a refused certificate).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sshd.log")).unwrap_or_default()
     }
 
     /// `ssh`'s arguments (after the program) to run `remote_command` on `host`:`port`

@@ -28,7 +28,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
-const PASSWORD: &str = "correct horse battery staple";
+/// Alice's portal password.
+pub(crate) const PASSWORD: &str = "correct horse battery staple";
 
 /// Runs `future` with a bound, so a hung test fails instead of hanging CI.
 pub(crate) async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
@@ -108,6 +109,10 @@ pub(crate) struct Setup {
     pub(crate) max_session_secs: Option<u64>,
     /// The tunnel server speaks TLS, with the broker's self-signed certificate.
     pub(crate) tunnel_tls: bool,
+    /// The broker has an SSH user CA, and its certificates are valid this long.
+    pub(crate) ssh_ca: Option<u64>,
+    /// The broker's `tickets.tunnel_startup_secs`.
+    pub(crate) tunnel_startup_secs: Option<u64>,
 }
 
 pub(crate) struct Stack {
@@ -135,6 +140,13 @@ impl Stack {
         let port = free_port();
         config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
         config.scripts_dir = setup.scripts_dir;
+        if let Some(secs) = setup.ssh_ca {
+            config.credentials.ssh_certificate_secs = secs;
+            portcullis_broker::credentials::ssh_ca::SshCa::init(dir.path(), false).unwrap();
+        }
+        if let Some(secs) = setup.tunnel_startup_secs {
+            config.tickets.tunnel_startup_secs = secs;
+        }
         config.validate().unwrap();
         let broker = server::start(config, system_clock()).await.unwrap();
         let ca = ca_file(&dir);
