@@ -48,6 +48,16 @@ pub enum CredentialKeyError {
         /// Why (never the contents).
         reason: &'static str,
     },
+    /// `ssh-ca init` without `--force` found a CA.
+    #[error(
+        "an SSH CA already exists at {}; replacing it needs --force (every sshd must then \
+         trust the new one)",
+        path.display()
+    )]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
     /// The environment variable `credentials.key_env` names is not set.
     #[error("the environment variable {0} (credentials.key_env) is not set")]
     MissingVariable(String),

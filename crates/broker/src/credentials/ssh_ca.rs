@@ -86,6 +86,9 @@ impl SshCa {
         force: bool,
     ) -> Result<(Self, Option<PathBuf>), CredentialKeyError> {
         let path = ca_path(data_dir);
+        if !force && path.exists() {
+            return Err(CredentialKeyError::AlreadyExists { path });
+        }
         let seed = Zeroizing::new(portcullis_proto::random::array::<32>()?);
         let mut key = PrivateKey::from(Ed25519Keypair::from_seed(&seed));
         key.set_comment(COMMENT);

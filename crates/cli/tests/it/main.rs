@@ -9,6 +9,7 @@
 mod balancer;
 mod browser;
 mod commands;
+mod credentials;
 mod oidc;
 mod support;
 mod two_brokers;
