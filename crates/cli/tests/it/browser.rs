@@ -110,7 +110,13 @@ async fn number(browser: &Browser, selector: &str) -> u64 {
 
 /// The launcher, run on the link the page opened, as the URL handler would.
 fn run_launcher(link: &str, info: &Value, home: &Path) -> Child {
-    Command::new(launcher_binary())
+    run_launcher_with(link, info, home, &[])
+}
+
+/// [`run_launcher`] with `env` besides.
+fn run_launcher_with(link: &str, info: &Value, home: &Path, env: &[(&str, &str)]) -> Child {
+    let mut command = Command::new(launcher_binary());
+    command
         .arg("--trust-fingerprint")
         .arg(info["broker_key_fingerprint"].as_str().unwrap())
         .arg("--ca-file")
@@ -121,9 +127,11 @@ fn run_launcher(link: &str, info: &Value, home: &Path) -> Child {
         .env_remove("WAYLAND_DISPLAY")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
+        .stderr(Stdio::piped());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().unwrap()
 }
 
 /// The `tunnel.stopped` audit event of the dev stack in `dir`.
@@ -314,6 +322,149 @@ async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() 
     // The services page, signed in, for a keyboard user too.
     sign_in_as_demo(&browser, &info).await;
     assert_tab_reaches_every_control(&browser, "the services page").await;
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    browser.quit().await;
+    interrupt(&dev);
+    tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
+        .await
+        .unwrap();
+}
+
+/// A FreeRDP stand-in in a directory of its own: records its arguments (its
+/// `/proc/PID/cmdline`, as every local user could read it) and what it reads on stdin
+/// into `out`, then stays until killed, as a desktop session does.
+fn freerdp_stand_in(bin: &Path, out: &Path) {
+    let fake = bin.join("xfreerdp3");
+    std::fs::write(
+        &fake,
+        format!(
+            "#!/bin/sh\n\
+             tr '\\0' '\\n' < /proc/$$/cmdline > '{out}/cmdline'\n\
+             cat > '{out}/stdin.part'\n\
+             mv '{out}/stdin.part' '{out}/stdin'\n\
+             exec sleep 60\n",
+            out = out.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &fake,
+        <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(0o755),
+    )
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_from_the_portal_sign_in_to_freerdps_stdin() {
+    let shots = screenshot_dir("pass_through");
+    let work = tempfile::tempdir().unwrap();
+    let dev_dir = work.path().join("dev");
+    let (dev, info) = start_dev(&dev_dir, &[]);
+    let echo = &info["services"][0];
+    // The operator adds an RDP service that passes the portal password through.
+    let admin = |args: &[&str], stdin: Option<&str>| {
+        let mut all = vec!["admin", "--data-dir", dev_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        crate::support::stdout(&crate::support::run(&all, stdin))
+    };
+    let port = echo["port"].to_string();
+    admin(
+        &[
+            "service",
+            "add",
+            "Desktop",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port,
+            "--protocol",
+            "rdp",
+            "--transport",
+            "tunneled",
+            "--tunnel-group",
+            "dev",
+            "--group",
+            "demo",
+        ],
+        None,
+    );
+    admin(
+        &[
+            "service",
+            "set-credentials",
+            "Desktop",
+            "--mode",
+            "pass-through",
+            "--domain",
+            "CORP",
+        ],
+        None,
+    );
+
+    let browser = Browser::start().await;
+    browser.goto(info["portal_url"].as_str().unwrap()).await;
+    sign_in_as_demo(&browser, &info).await;
+    let connect = browser
+        .wait_for(r#"[data-service-name="Desktop"] .connect"#, PAGE_WAIT)
+        .await;
+    browser.click(&connect).await;
+    let link = browser.wait_for("#launch-link", PAGE_WAIT).await;
+    let url = browser.attribute(&link, "href").await.unwrap_or_default();
+    assert!(url.starts_with("udssv2://"), "the page opened {url:?}");
+    browser.screenshot(&shots.join("1-connect.png")).await;
+
+    let bin = work.path().join("bin");
+    let out = work.path().join("out");
+    std::fs::create_dir(&bin).unwrap();
+    std::fs::create_dir(&out).unwrap();
+    freerdp_stand_in(&bin, &out);
+    let home = work.path().join("launcher-home");
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let mut launcher = run_launcher_with(
+        &url,
+        &info,
+        &home,
+        &[("PATH", &path), ("RUST_LOG", "trace")],
+    );
+    let stdin = out.join("stdin");
+    let deadline = std::time::Instant::now() + PAGE_WAIT;
+    while !stdin.exists() {
+        if let Ok(Some(status)) = launcher.try_wait() {
+            panic!("the launcher ended with {status} before FreeRDP read its input");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "FreeRDP never read its input"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let password = info["password"].as_str().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&stdin).unwrap(),
+        format!("{password}\n")
+    );
+    let cmdline = std::fs::read_to_string(out.join("cmdline")).unwrap();
+    assert!(!cmdline.contains(password), "{cmdline}");
+    for expected in ["/from-stdin:force", "/u:demo", "/d:CORP"] {
+        assert!(cmdline.contains(expected), "{cmdline}");
+    }
+    wait_for_state(&browser, "preparing").await;
+    browser.screenshot(&shots.join("2-launched.png")).await;
+
+    // The user leaves: the launcher ends the session and FreeRDP with it.
+    interrupt(&launcher);
+    let finished =
+        tokio::task::spawn_blocking(move || wait_with_timeout(launcher, Duration::from_secs(30)))
+            .await
+            .unwrap();
+    assert_eq!(
+        finished.status.code(),
+        Some(1),
+        "stopped by the user: {finished:?}"
+    );
+    let log = std::fs::read_to_string(home.join("launcher.log")).unwrap();
+    assert!(!log.contains(password), "the launcher logged the password");
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
     browser.quit().await;
