@@ -10,10 +10,26 @@ function bracketed(host) {
     return host.includes(':') ? `[${host}]` : host;
 }
 
+/**
+ * TigerVNC's arguments for a password: a password file only this user can read, removed
+ * when the launcher ends (Portcullis launchers). A password never goes on the command line,
+ * and OpenUDS 5 launchers, which cannot write such a file, let the viewer ask.
+ */
+function passwordArgs(params) {
+    if (typeof Portcullis === 'undefined' || !params.password) return [];
+    return ['-passwd', Portcullis.vncPasswordFile(params.password)];
+}
+
 // Viewers in order of preference, with their arguments for a host and port.
 const VIEWERS = [
-    { name: 'vncviewer', args: (host, port) => [`${bracketed(host)}::${port}`] },
-    { name: 'xtigervncviewer', args: (host, port) => [`${bracketed(host)}::${port}`] },
+    {
+        name: 'vncviewer',
+        args: (host, port) => [...passwordArgs(data), `${bracketed(host)}::${port}`],
+    },
+    {
+        name: 'xtigervncviewer',
+        args: (host, port) => [...passwordArgs(data), `${bracketed(host)}::${port}`],
+    },
     { name: 'remmina', args: (host, port) => ['-c', `vnc://${bracketed(host)}:${port}`] },
     { name: 'krdc', args: (host, port) => [`vnc://${bracketed(host)}:${port}`] },
 ];

@@ -20,6 +20,7 @@ pub mod ssh_key_pair;
 pub mod stop;
 pub mod trust;
 pub mod ui;
+pub mod vnc_password;
 pub mod window;
 
 /// This launcher's operating system, as announced to the broker and to scripts.

@@ -900,3 +900,32 @@ fn ssh_on_linux_uses_the_launchs_certificate_on_portcullis_launchers() {
     let (_, args) = run.launched();
     assert!(!args.join(" ").contains("CertificateFile"));
 }
+
+#[test]
+fn vnc_on_linux_gives_tigervnc_a_password_file_never_an_argument() {
+    let sandbox = Sandbox::new();
+    let data = direct(
+        ServiceParams::Vnc(VncParams {
+            password: Some(SecretString::new(PASSWORD.into())),
+        }),
+        "desk.example.com",
+        5901,
+    );
+    let run = sandbox
+        .run(Protocol::Vnc, Os::Linux, &data, ALL_PROGRAMS, true)
+        .ok();
+    let (_, args) = run.launched();
+    assert_eq!(
+        args,
+        [
+            "-passwd",
+            "/tmp/portcullis-vnc-mock/passwd",
+            "desk.example.com::5901"
+        ]
+    );
+    let run = sandbox
+        .run(Protocol::Vnc, Os::Linux, &data, ALL_PROGRAMS, false)
+        .ok();
+    let (_, args) = run.launched();
+    assert_eq!(args, ["desk.example.com::5901"]);
+}

@@ -75,6 +75,17 @@ fn portcullis<'js>(ctx: &Ctx<'js>, shared: &Arc<Shared>) -> rquickjs::Result<Obj
     })?;
 
     let s = Arc::clone(shared);
+    method(
+        ctx,
+        &portcullis,
+        "vncPasswordFile",
+        move |ctx: Ctx<'js>, password: String| {
+            let password = zeroize::Zeroizing::new(password);
+            secrets::vnc_password_file(&ctx, &s, &password)
+        },
+    )?;
+
+    let s = Arc::clone(shared);
     method(ctx, &portcullis, "message", move |text: String| {
         s.host.message(&text)
     })?;

@@ -1,6 +1,7 @@
 //! Where a script's credentials go instead of a command line (docs/launcher-scripts.md §5):
-//! `Portcullis.sshIdentity()`, the launch's SSH key and certificate as files in a private
-//! directory removed at the launcher's end.
+//! `Portcullis.sshIdentity()`, the launch's SSH key and certificate, and
+//! `Portcullis.vncPasswordFile()`, a VNC viewer's password file, as files in private
+//! directories removed at the launcher's end.
 
 use std::fs;
 use std::io::Write as _;
@@ -34,13 +35,8 @@ pub(super) fn ssh_identity<'js>(ctx: &Ctx<'js>, shared: &Shared) -> rquickjs::Re
         return Ok(Value::new_null(ctx.clone()));
     }
     let private = pair.private_openssh().map_err(|error| throw(ctx, &error))?;
-    let dir = tempfile::Builder::new()
-        .prefix("portcullis-ssh-")
-        .tempdir()
-        .map_err(|error| throw(ctx, &format!("No directory for the SSH key: {error}")))?
-        .keep();
-    // Registered first, so that a failure below still removes what was written.
-    shared.tables().temp_dirs.push(dir.clone());
+    // Registered for removal first, so that a failure below still removes what was written.
+    let dir = private_dir(ctx, shared, "portcullis-ssh-")?;
     let key = dir.join(KEY_FILE);
     let certificate = dir.join(CERTIFICATE_FILE);
     write_private(&key, private.as_bytes())
@@ -49,6 +45,38 @@ pub(super) fn ssh_identity<'js>(ctx: &Ctx<'js>, shared: &Shared) -> rquickjs::Re
     tracing::debug!(target: "script", dir = %dir.display(), "SSH identity written");
     shared.tables().ssh_identity = Some((key.clone(), certificate.clone()));
     identity_object(ctx, &key, &certificate)
+}
+
+/// `Portcullis.vncPasswordFile(password)`: a TigerVNC password file (0600, in a 0700
+/// directory removed at the end) for `password`; its path.
+pub(super) fn vnc_password_file(
+    ctx: &Ctx<'_>,
+    shared: &Shared,
+    password: &str,
+) -> rquickjs::Result<String> {
+    let dir = private_dir(ctx, shared, "portcullis-vnc-")?;
+    let file = dir.join("passwd");
+    write_private(&file, &*crate::vnc_password::password_file(password)).map_err(|error| {
+        throw(
+            ctx,
+            &format!("The VNC password file could not be written: {error}"),
+        )
+    })?;
+    Ok(file.to_string_lossy().into_owned())
+}
+
+/// A new directory only the user may enter, removed when the launcher ends.
+fn private_dir(ctx: &Ctx<'_>, shared: &Shared, prefix: &str) -> rquickjs::Result<PathBuf> {
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(prefix);
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o700));
+    let dir = builder
+        .tempdir()
+        .map_err(|error| throw(ctx, &format!("No private directory: {error}")))?
+        .keep();
+    shared.tables().temp_dirs.push(dir.clone());
+    Ok(dir)
 }
 
 fn identity_object<'js>(

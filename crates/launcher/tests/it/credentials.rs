@@ -98,8 +98,12 @@ const result = await Process.launchAndWait(Process.findExecutable('ssh'), [
     '-o', `CertificateFile=${{identity.certificateFile}}`, '-o', 'IdentitiesOnly=yes',
     '-p', String(target.port), '-l', {user}, '--', target.host, 'echo certified',
 ], 60000);
+const modes = await Process.launchAndWait('/usr/bin/stat', ['-c', '%a',
+    identity.identityFile, identity.certificateFile,
+    identity.identityFile.replace(/\/[^/]*$/, '')]);
 File.write({out}, JSON.stringify({{
     identity, principal: data.username, stdout: result.stdout, stderr: result.stderr,
+    modes: modes.stdout,
     key: File.read(identity.identityFile), again: Portcullis.sshIdentity(),
 }}));
 "#,
@@ -181,6 +185,10 @@ async fn ssh_launch(
     assert_eq!(
         output["again"], output["identity"],
         "one identity per launch"
+    );
+    assert_eq!(
+        output["modes"], "600\n600\n700\n",
+        "key, certificate, directory"
     );
     let key = output["key"].as_str().unwrap();
     assert!(key.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));

@@ -306,7 +306,7 @@ async fn rdp_linux_tunneled_runs_freerdp() {
         "/t:Build box",
         "/u:alice",
         "/d:CORP",
-        "/p:pw",
+        "/from-stdin:force",
         "/size:1600x900",
     ] {
         assert!(
@@ -314,10 +314,64 @@ async fn rdp_linux_tunneled_runs_freerdp() {
             "{expected} not in {args:?}"
         );
     }
+    // The password goes to FreeRDP's input, never to its command line.
+    assert!(!args.iter().any(|arg| arg.contains("pw")), "{args:?}");
     assert!(
         !bin.path().join("wlfreerdp.args").exists(),
         "the first client found runs"
     );
+}
+
+#[tokio::test]
+async fn vnc_linux_reads_the_password_from_a_private_file_removed_at_the_end() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = json!({"name": "Desk", "transport": "direct", "protocol": "vnc",
+                      "host": "desk.example.com", "port": 5901, "password": "Pa55w0rd!"});
+    let bin = fake_bin(&[]);
+    // The viewer keeps a copy of the file it was given and its mode.
+    let viewer = bin.path().join("vncviewer");
+    std::fs::write(
+        &viewer,
+        format!(
+            r#"#!/bin/sh
+printf '%s\n' "$@" > '{dir}/vncviewer.args'
+/usr/bin/cp "$2" '{dir}/copy'
+/usr/bin/stat -c %a "$2" > '{dir}/mode'
+/usr/bin/stat -c %a "$(/usr/bin/dirname "$2")" > '{dir}/dir-mode'
+"#,
+            dir = bin.path().display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&viewer, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (result, _host) = run_with(
+        VNC_LINUX,
+        data,
+        &ScriptLimits::default(),
+        &path_env(bin.path()),
+        FakeHost::default(),
+    )
+    .await;
+    let mut settled = result.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), settled.wait_for_apps())
+        .await
+        .unwrap();
+    let args = args_of(bin.path(), "vncviewer");
+    assert_eq!(args[0], "-passwd");
+    assert_eq!(args[2], "desk.example.com::5901");
+    assert!(!args.iter().any(|arg| arg.contains("Pa55")), "{args:?}");
+    let read = |name: &str| std::fs::read(bin.path().join(name)).unwrap();
+    // What TigerVNC's `vncpasswd -f` writes for this password.
+    assert_eq!(
+        read("copy"),
+        [0xd9, 0xe4, 0x0b, 0x51, 0x4e, 0x14, 0xd9, 0x93]
+    );
+    assert_eq!(read("mode"), b"600\n");
+    assert_eq!(read("dir-mode"), b"700\n");
+    assert!(Path::new(&args[1]).exists());
+    settled.cleanup().await;
+    assert!(!Path::new(&args[1]).exists(), "removed at the end");
+    assert!(!Path::new(&args[1]).parent().unwrap().exists());
 }
 
 #[tokio::test]

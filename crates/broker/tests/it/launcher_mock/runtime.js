@@ -104,6 +104,11 @@ if (portcullis) {
         async waitUntilClosed(text) {
             record({ fn: 'waitUntilClosed', text });
         },
+        vncPasswordFile(password) {
+            expectString(password, 'password');
+            record({ fn: 'vncPasswordFile' });
+            return '/tmp/portcullis-vnc-mock/passwd';
+        },
         sshIdentity() {
             record({ fn: 'sshIdentity' });
             return {
