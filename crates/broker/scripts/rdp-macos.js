@@ -14,12 +14,23 @@ function joinHostPort(host, port) {
     return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/**
+ * What FreeRDP reads on its standard input (`/from-stdin:force`): the answers to its
+ * prompts for what the command line does not give (domain, then password), or null. A
+ * password never goes on the command line, where every local user can read it; OpenUDS 5
+ * launchers, which cannot write to a program's input, let FreeRDP ask instead.
+ */
+function freerdpInput(params) {
+    if (typeof Portcullis === 'undefined' || !params.password || !params.username) return null;
+    return `${params.domain ? '' : '\n'}${params.password}\n`;
+}
+
 /** FreeRDP's arguments for `params` (the `data` document), connecting to `address`. */
 function freerdpArgs(params, address) {
     const args = [`/v:${address}`, `/t:${params.name}`];
     if (params.username) args.push(`/u:${params.username}`);
     if (params.domain) args.push(`/d:${params.domain}`);
-    if (params.password) args.push(`/p:${params.password}`);
+    if (freerdpInput(params) !== null) args.push('/from-stdin:force');
     if (params.fullscreen) {
         args.push('/f');
     } else if (params.width && params.height) {
@@ -91,7 +102,12 @@ const freerdp = FREERDP.map((name) => Process.findExecutable(name, HOMEBREW_DIRS
 );
 if (freerdp) {
     Logger.info(`Using the RDP client ${freerdp}`);
-    const app = Process.launch(freerdp, freerdpArgs(data, await connectAddress()));
+    const args = freerdpArgs(data, await connectAddress());
+    const input = freerdpInput(data);
+    const app =
+        input === null
+            ? Process.launch(freerdp, args)
+            : Process.launch(freerdp, args, { stdin: input });
     Tasks.addWaitableApp(app);
 } else {
     const open = Process.findExecutable('open', ['/usr/bin']);

@@ -15,6 +15,9 @@ const TERMINALS = [
     { name: 'xterm', run: (command) => ['-e', ...command] },
 ];
 
+/** How long the launcher keeps the SSH identity at least, for ssh to sign in with it. */
+const IDENTITY_GRACE_MS = 20000;
+
 /**
  * The key and certificate files of this launch, when the broker signed a certificate for
  * the Portcullis launcher's own key (`data.ssh_certificate`); null otherwise (OpenUDS 5
@@ -83,3 +86,8 @@ const app = Process.launch(terminal.path, terminal.run(command));
 // Some terminals hand the window to a server process and exit at once; the tunnel then
 // stays open while ssh's connection does.
 Tasks.addWaitableApp(app);
+if (sshIdentity(data)) {
+    // The key and certificate are removed when the launcher ends: a terminal that handed
+    // ssh to its server and exited must not end the launcher before ssh has signed in.
+    await Process.sleep(IDENTITY_GRACE_MS);
+}

@@ -12,6 +12,18 @@ function sshArgs(params, host, port) {
     }
     const args = ['-p', String(port)];
     if (params.username) args.push('-l', params.username);
+    // The launch's own key and its certificate, valid for minutes, in a directory of the
+    // user's removed when the launcher ends (Portcullis launchers; OpenUDS 5 launchers get
+    // no certificate and ssh signs in however else the server allows).
+    const identity =
+        typeof Portcullis !== 'undefined' && params.ssh_certificate
+            ? Portcullis.sshIdentity()
+            : null;
+    if (identity) {
+        args.push('-i', identity.identityFile);
+        args.push('-o', `CertificateFile=${identity.certificateFile}`);
+        args.push('-o', 'IdentitiesOnly=yes');
+    }
     if (params.host_key_alias) args.push('-o', `HostKeyAlias=${params.host_key_alias}`);
     args.push('--', host);
     return args;

@@ -482,6 +482,10 @@ fn rdp_on_macos_uses_freerdp_else_an_rdp_file_without_the_password() {
     let (path, args) = run.launched();
     assert_eq!(path, "/opt/homebrew/bin/sdl-freerdp3");
     assert_eq!(args[0], "/v:rdp.example.com:3389");
+    // The password on FreeRDP's input, never its command line.
+    assert!(args.contains(&"/from-stdin:force".to_owned()));
+    assert!(args.iter().all(|arg| !arg.contains(PASSWORD)), "{args:?}");
+    assert_eq!(run.calls_of("launch")[0]["stdin"], format!("{PASSWORD}\n"));
 
     let run = sandbox
         .run(Protocol::Rdp, Os::Macos, &data, &["open"], true)
@@ -893,6 +897,18 @@ fn ssh_on_linux_uses_the_launchs_certificate_on_portcullis_launchers() {
     assert!(
         !command.contains("AAAA"),
         "the certificate itself is not an argument"
+    );
+    // The launcher stays a while, for a terminal that handed ssh to its server and exited.
+    assert_eq!(run.calls_of("sleep")[0]["ms"], 20000);
+
+    let (_, args) = sandbox
+        .run(Protocol::Ssh, Os::Windows, &data, ALL_PROGRAMS, true)
+        .ok()
+        .launched();
+    assert!(
+        args.join(" ")
+            .contains("-l alice -i /tmp/portcullis-ssh-mock/id_ed25519 -o CertificateFile="),
+        "{args:?}"
     );
     let run = sandbox
         .run(Protocol::Ssh, Os::Linux, &data, ALL_PROGRAMS, false)

@@ -52,6 +52,9 @@ export const Process = {
     async wait(handle) {
         record({ fn: 'wait', handle });
     },
+    async sleep(ms) {
+        record({ fn: 'sleep', ms });
+    },
 };
 
 export const Tasks = {
