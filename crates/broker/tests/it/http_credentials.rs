@@ -31,9 +31,25 @@ async fn last_exchange_detail(broker: &TestBroker) -> Value {
     serde_json::from_str(&event.event.detail).unwrap()
 }
 
-/// Every file of the broker's data directory, and a `VACUUM INTO` backup, byte for byte:
-/// none may hold `needle`.
-async fn assert_not_at_rest(broker: &TestBroker, needle: &[u8], what: &str) {
+/// The SQLite database, its WAL and a backup, byte for byte: none may hold `needle`.
+async fn assert_not_in_database(broker: &TestBroker, needle: &[u8], what: &str) {
+    sqlx::any::install_default_drivers();
+    backup(broker).await;
+    for entry in std::fs::read_dir(broker.data_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("portcullis.db") || name == "backup.db" {
+            let bytes = std::fs::read(&path).unwrap();
+            assert!(
+                !bytes.windows(needle.len()).any(|window| window == needle),
+                "the {what} is in {name}"
+            );
+        }
+    }
+}
+
+/// A `VACUUM INTO` backup of the database, `backup.db` in the data directory.
+async fn backup(broker: &TestBroker) {
     let backup = broker.data_dir().join("backup.db");
     let _ = std::fs::remove_file(&backup);
     let url = format!(
@@ -47,6 +63,12 @@ async fn assert_not_at_rest(broker: &TestBroker, needle: &[u8], what: &str) {
         .execute(&mut conn)
         .await
         .unwrap();
+}
+
+/// Every file of the broker's data directory, and a `VACUUM INTO` backup, byte for byte:
+/// none may hold `needle`.
+async fn assert_not_at_rest(broker: &TestBroker, needle: &[u8], what: &str) {
+    backup(broker).await;
     let mut scanned = 0;
     for entry in std::fs::read_dir(broker.data_dir()).unwrap() {
         let path = entry.unwrap().path();
@@ -69,7 +91,18 @@ async fn assert_not_at_rest(broker: &TestBroker, needle: &[u8], what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pass_through_reaches_the_launcher_and_rests_nowhere_in_clear() {
     sqlx::any::install_default_drivers();
-    let broker = TestBroker::start().await;
+    pass_through_flow(TestBroker::start().await, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pass_through_on_postgres() {
+    let url = crate::support::postgres_url().await;
+    pass_through_flow(TestBroker::builder().database(&url).start().await, false).await;
+}
+
+/// Pass-through from sign-in to the launcher, a replayed link, sign-out; with `files`,
+/// the SQLite files and a backup scanned for the password and the scrambler.
+async fn pass_through_flow(broker: TestBroker, files: bool) {
     let target = Target::start().await;
     broker.add_user("alice", &["staff"]).await;
     let desktop = broker
@@ -109,13 +142,15 @@ async fn pass_through_reaches_the_launcher_and_rests_nowhere_in_clear() {
     );
 
     // Nothing at rest holds the password or the launch link's scrambler.
-    assert_not_at_rest(&broker, PASSWORD.as_bytes(), "password").await;
-    assert_not_at_rest(
-        &broker,
-        launch.url.scrambler().as_str().as_bytes(),
-        "scrambler",
-    )
-    .await;
+    if files {
+        assert_not_at_rest(&broker, PASSWORD.as_bytes(), "password").await;
+        assert_not_at_rest(
+            &broker,
+            launch.url.scrambler().as_str().as_bytes(),
+            "scrambler",
+        )
+        .await;
+    }
 
     // A link issued before the sign-out yields no password after it.
     let pending = broker.connect(&alice, desktop).await;
@@ -265,6 +300,11 @@ async fn ssh_certificates_are_for_the_launchers_key_its_principal_and_minutes() 
     certificate
         .validate_at(now, [&ca_key.fingerprint(Default::default())])
         .unwrap();
+    // The CA's private key lives in its file only: not in the database, its WAL or a backup.
+    let ca_file = std::fs::read_to_string(broker.data_dir().join("ssh-ca")).unwrap();
+    for line in ca_file.lines().filter(|line| !line.starts_with("-----")) {
+        assert_not_in_database(&broker, line.as_bytes(), "SSH CA private key").await;
+    }
     let detail = last_exchange_detail(&broker).await;
     assert_eq!(detail["credentials"], "ssh-certificate");
     assert_eq!(detail["credential_sent"], true);
