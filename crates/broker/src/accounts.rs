@@ -214,6 +214,16 @@ pub async fn open_session(
     Ok(token)
 }
 
+/// Whether `user` is an administrator: a member of one of `[admin] groups`, not disabled.
+pub async fn is_admin(state: &AppState, user: &User) -> Result<bool, StoreError> {
+    let admins = &state.config.admin.groups;
+    if admins.is_empty() || user.disabled_at.is_some() {
+        return Ok(false);
+    }
+    let groups = state.store.groups_of_user(user.id).await?;
+    Ok(groups.iter().any(|group| admins.contains(group)))
+}
+
 /// Ends the login session of `token`, if there is one, with its pass-through password:
 /// the boxes of its unused client tickets first, then its row (docs/protocol.md §6.8.2).
 pub async fn close_session(state: &AppState, token: &str) -> Result<(), AccountError> {

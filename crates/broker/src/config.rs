@@ -11,6 +11,7 @@
 
 mod auth;
 mod error;
+mod operators;
 mod urls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -25,6 +26,7 @@ use urls::check_http_url;
 
 pub use auth::{AuthConfig, OidcProviderConfig};
 pub use error::ConfigError;
+pub use operators::{AdminConfig, AuditConfig, AuditExport};
 pub use portcullis_proto::IpNetwork as TrustedProxy;
 pub use urls::{DatabaseUrl, PublicUrl};
 
@@ -77,6 +79,10 @@ pub struct BrokerConfig {
     pub auth: AuthConfig,
     /// Credentials the broker hands to launchers (`[credentials]`).
     pub credentials: CredentialsConfig,
+    /// Who may use the admin pages.
+    pub admin: AdminConfig,
+    /// The audit log's export.
+    pub audit: AuditConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -98,6 +104,8 @@ impl Default for BrokerConfig {
             session: SessionConfig::default(),
             auth: AuthConfig::default(),
             credentials: CredentialsConfig::default(),
+            admin: AdminConfig::default(),
+            audit: AuditConfig::default(),
             log: LogConfig::default(),
         }
     }
@@ -390,6 +398,12 @@ impl BrokerConfig {
             check_http_url(link).map_err(|reason| invalid("client.client_link", reason))?;
         }
         self.validate_tls()?;
+        if self.audit.export_queue == 0 {
+            return Err(invalid(
+                "audit.export_queue",
+                "must be greater than 0".to_owned(),
+            ));
+        }
         if let Some(dir) = self.scripts_dir.as_deref().filter(|dir| !dir.is_dir()) {
             return Err(invalid(
                 "scripts_dir",

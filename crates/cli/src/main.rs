@@ -35,7 +35,8 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the whole stack on this machine: a broker on loopback with SQLite serving the
-    /// web portal, a signing key, a TLS certificate, a tunnel server, a demo user and demo
+    /// web portal and its admin pages, a signing key, a TLS certificate, a tunnel server, a
+    /// demo user, an administrator `admin` (both with printed passwords) and demo
     /// services (an echo service, direct and tunneled; SSH through the tunnel to the SSH
     /// server on 127.0.0.1:22 when one listens). Prints the portal's address, the
     /// credentials and the launcher's set-up commands, and writes them to DIR/dev.json.

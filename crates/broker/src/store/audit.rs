@@ -9,6 +9,38 @@ use tokio::sync::mpsc;
 
 use super::{Store, StoreError};
 
+/// Every audit event name, in a stable order (docs/broker.md, "Audit events"). A name is
+/// never renamed or reused for something else; new ones are added.
+pub const AUDIT_KINDS: &[&str] = &[
+    "login",
+    "login.failed",
+    "login.oidc",
+    "login.oidc_refused",
+    "ticket.issued",
+    "ticket.exchanged",
+    "tunnel.started",
+    "tunnel.bad_proof",
+    "tunnel.stopped",
+    "tunnel.unreported",
+    "admin.user.added",
+    "admin.user.disabled",
+    "admin.user.enabled",
+    "admin.user.removed",
+    "admin.user.password_set",
+    "admin.user.groups_set",
+    "admin.group.added",
+    "admin.group.removed",
+    "admin.group.member_added",
+    "admin.group.member_removed",
+    "admin.service.added",
+    "admin.service.changed",
+    "admin.service.removed",
+    "admin.tunnel_server.added",
+    "admin.tunnel_server.token_rotated",
+    "admin.tunnel_server.removed",
+    "admin.connection.ended",
+];
+
 /// One audit event.
 #[derive(Clone, PartialEq, Eq, Debug, Serialize)]
 pub struct AuditEvent {

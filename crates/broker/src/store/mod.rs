@@ -41,7 +41,7 @@ use crate::metrics::StoreMetrics;
 
 /// The service kinds the store validates and keeps, shared with the rest of the broker.
 pub use crate::model::{CredentialMode, Protocol, Readiness, Transport};
-pub use audit::{AuditEvent, AuditFilter, AuditSink, StoredAuditEvent};
+pub use audit::{AUDIT_KINDS, AuditEvent, AuditFilter, AuditSink, StoredAuditEvent};
 pub use connections::{Connection, ConnectionState, RECENT_CONNECTIONS};
 pub use credentials::{MAX_CREDENTIAL_FIELD_LEN, ServiceCredentials, SessionCredential};
 pub use error::StoreError;

@@ -27,7 +27,7 @@ fn assert_portal_headers(reply: &Reply) {
 
 /// Checks a page: HTML, never cached, with the portal's headers and no inline script or style.
 #[track_caller]
-fn assert_page(reply: &Reply) {
+pub(crate) fn assert_page(reply: &Reply) {
     assert_eq!(
         reply.header("content-type"),
         Some("text/html; charset=utf-8")
@@ -48,7 +48,7 @@ fn assert_page(reply: &Reply) {
 }
 
 /// The value of the first `name="NAME" value="…"` in a page.
-fn hidden(body: &str, name: &str) -> String {
+pub(crate) fn hidden(body: &str, name: &str) -> String {
     let marker = format!("name=\"{name}\" value=\"");
     let start = body.find(&marker).expect("the field") + marker.len();
     body[start..].split('"').next().unwrap().to_owned()
@@ -69,7 +69,12 @@ fn set_cookie(reply: &Reply, name: &str) -> Option<(String, String)> {
 }
 
 /// `POST path` as an HTML form with `cookie`.
-async fn form(broker: &TestBroker, path: &str, cookie: &str, fields: &[(&str, &str)]) -> Reply {
+pub(crate) async fn form(
+    broker: &TestBroker,
+    path: &str,
+    cookie: &str,
+    fields: &[(&str, &str)],
+) -> Reply {
     let body = url::form_urlencoded::Serializer::new(String::new())
         .extend_pairs(fields)
         .finish();

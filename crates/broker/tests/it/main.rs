@@ -7,6 +7,7 @@
 mod support;
 
 mod http_abuse;
+mod http_admin;
 mod http_client_refusals;
 mod http_concurrency;
 mod http_control;

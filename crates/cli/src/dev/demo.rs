@@ -16,6 +16,10 @@ use super::tunnel::DEV_TUNNEL_GROUP;
 
 pub(super) const DEMO_USER: &str = "demo";
 const DEMO_GROUP: &str = "demo";
+/// The administrator of the dev stack, in [`ADMIN_GROUP`].
+pub(super) const ADMIN_USER: &str = "admin";
+/// The dev broker's `[admin] groups`.
+pub(super) const ADMIN_GROUP: &str = "portcullis-admins";
 /// The SSH demo service's name: offered only while its target listens.
 const SSH_SERVICE: &str = "SSH (tunneled)";
 /// How long the probe of the SSH target may take.
@@ -28,22 +32,64 @@ pub(super) async fn ensure_demo_user(
     clock: &Clock,
     previous: Option<&DevInfo>,
 ) -> anyhow::Result<String> {
-    match store.add_group(DEMO_GROUP).await {
+    let known = previous.map(|previous| previous.password.as_str());
+    ensure_user(store, clock, DEMO_USER, DEMO_GROUP, known).await
+}
+
+/// The administrator `admin` exists, in the administrators' group, enabled, with a known
+/// password (the previous dev.json's when it still matches).
+pub(super) async fn ensure_admin_user(
+    store: &Store,
+    clock: &Clock,
+    previous: Option<&DevInfo>,
+) -> anyhow::Result<String> {
+    let known = previous
+        .map(|previous| previous.admin_password.as_str())
+        .filter(|password| !password.is_empty());
+    let password = ensure_user(store, clock, ADMIN_USER, ADMIN_GROUP, known).await?;
+    if store
+        .user_by_name(ADMIN_USER)
+        .await?
+        .is_some_and(|user| user.disabled_at.is_some())
+    {
+        store.set_user_disabled(ADMIN_USER, None, None).await?;
+    }
+    Ok(password)
+}
+
+/// `name` exists in `group` (created when missing) with a known password: `known` when it
+/// still matches, a fresh random one otherwise.
+async fn ensure_user(
+    store: &Store,
+    clock: &Clock,
+    name: &str,
+    group: &str,
+    known: Option<&str>,
+) -> anyhow::Result<String> {
+    match store.add_group(group).await {
         Ok(_) | Err(StoreError::Conflict(_)) => {}
         Err(error) => return Err(error.into()),
     }
-    if let (Some(user), Some(previous)) = (store.user_by_name(DEMO_USER).await?, previous) {
-        if verify_password(&previous.password, &user.password_hash).unwrap_or(false) {
-            return Ok(previous.password.clone());
+    let existing = store.user_by_name(name).await?;
+    if let Some(user) = &existing {
+        match store.add_member(group, name).await {
+            Ok(()) | Err(StoreError::Conflict(_)) => {}
+            Err(error) => return Err(error.into()),
+        }
+        if let Some(known) = known {
+            if verify_password(known, &user.password_hash).unwrap_or(false) {
+                return Ok(known.to_owned());
+            }
         }
     }
     let password = random_password()?;
     let hash = hash_password(&password)?;
-    if let Some(user) = store.user_by_name(DEMO_USER).await? {
-        store.set_password_hash(user.id, &hash).await?;
-    } else {
-        store.add_user(DEMO_USER, &hash, clock()).await?;
-        store.add_member(DEMO_GROUP, DEMO_USER).await?;
+    match existing {
+        Some(user) => store.set_password_hash(user.id, &hash).await?,
+        None => {
+            store.add_user(name, &hash, clock()).await?;
+            store.add_member(group, name).await?;
+        }
     }
     Ok(password)
 }

@@ -20,6 +20,12 @@ pub(crate) struct DevInfo {
     pub username: String,
     /// The demo user's password (a dev stack only: never do this in production).
     pub password: String,
+    /// The administrator (the admin pages at `/admin`).
+    #[serde(default)]
+    pub admin_username: String,
+    /// The administrator's password (a dev stack only).
+    #[serde(default)]
+    pub admin_password: String,
     /// Base64 of the broker's raw ML-DSA-65 public key, for launchers to pin.
     pub broker_public_key: String,
     /// Its SHA-256 fingerprint.
@@ -107,6 +113,10 @@ pub(super) fn print_summary(
     println!("Portcullis dev stack is running (Ctrl-C stops it)");
     println!("  portal       {}", info.portal_url);
     println!("  sign in as   {} / {}", info.username, info.password);
+    println!(
+        "  administer   {} / {}  (the admin pages: {}admin)",
+        info.admin_username, info.admin_password, info.portal_url
+    );
     println!(
         "  certificate  {} (self-signed: your browser will ask)",
         info.ca_cert.display()

@@ -1,6 +1,7 @@
 //! `portcullis dev`: the whole stack on one machine — a broker on loopback with SQLite in
 //! DIR (which serves the web portal), its signing key and a self-signed certificate, a
-//! demo user with a random password, an echo service this command runs itself (offered
+//! demo user with a random password, an administrator `admin` (the admin pages at
+//! `/admin`, group `portcullis-admins`), an echo service this command runs itself (offered
 //! direct and tunneled), SSH to a local `sshd` when one listens, and a tunnel server for
 //! the tunneled services. Everything a launcher or a test needs is written to
 //! DIR/dev.json.
@@ -94,12 +95,14 @@ pub(crate) async fn run(options: DevOptions, clock: Clock) -> anyhow::Result<()>
     config.listen = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port(options.port)?));
     config.tls.mode = TlsMode::SelfSigned;
     config.scripts_dir = options.scripts_dir.clone();
+    config.admin.groups = vec![demo::ADMIN_GROUP.to_owned()];
     let broker = server::start(config, clock.clone())
         .await
         .context("the dev broker could not start (is the port taken? try --port 0)")?;
     let store = &broker.state.store;
 
     let password = demo::ensure_demo_user(store, &clock, previous.as_ref()).await?;
+    let admin_password = demo::ensure_admin_user(store, &clock, previous.as_ref()).await?;
     let services = demo::ensure_demo_services(store, &clock, echo_port, ssh).await?;
     let ca_cert = portcullis_broker::tls::self_signed_paths(&dir).0;
     let previous_tunnel_port = previous.as_ref().and_then(DevInfo::tunnel_port);
@@ -130,6 +133,8 @@ pub(crate) async fn run(options: DevOptions, clock: Clock) -> anyhow::Result<()>
         ca_cert,
         username: demo::DEMO_USER.to_owned(),
         password,
+        admin_username: demo::ADMIN_USER.to_owned(),
+        admin_password,
         broker_public_key: key.public_key_b64.clone(),
         broker_key_fingerprint: key.fingerprint.clone(),
         services,

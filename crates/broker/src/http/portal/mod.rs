@@ -26,6 +26,7 @@ use crate::scripts::SecretString;
 use crate::state::AppState;
 use crate::store::{ServiceId, TokenHash, User};
 
+mod admin;
 mod assets;
 mod csrf;
 mod format;
@@ -48,6 +49,7 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
         .route("/download", get(download))
         .route("/assets/{name}", get(asset))
         .route("/favicon.ico", get(assets::favicon))
+        .merge(admin::routes())
 }
 
 /// Who is asking, from the session cookie.
@@ -177,8 +179,10 @@ async fn services_page(
     let services = user_api::service_views(state, user).await?;
     let recent = state.store.recent_connections(user.id, state.now()).await?;
     let csrf = csrf::session_token(token);
+    let is_admin = accounts::is_admin(state, user).await?;
     let page = pages::services(&pages::Services {
         username: &user.username,
+        is_admin,
         csrf: &csrf,
         services: &services,
         started,

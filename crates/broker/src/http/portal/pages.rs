@@ -64,6 +64,8 @@ pub(super) struct Started<'a> {
 pub(super) struct Services<'a> {
     /// The signed-in user's name.
     pub(super) username: &'a str,
+    /// Whether they are an administrator (the header links the admin pages).
+    pub(super) is_admin: bool,
     /// The session's CSRF token for the forms.
     pub(super) csrf: &'a str,
     /// The user's services.
@@ -74,10 +76,12 @@ pub(super) struct Services<'a> {
     pub(super) recent: &'a [Connection],
 }
 
-/// The header's right side for a signed-in user: the name and the sign-out form.
-fn user_header(username: &str, csrf_token: &str) -> Markup {
+/// The header's right side for a signed-in user: the name, the admin pages' link for an
+/// administrator, and the sign-out form.
+fn user_header(username: &str, is_admin: bool, csrf_token: &str) -> Markup {
     html! {
         div.user {
+            @if is_admin { a #admin-link href="/admin" { "Administration" } }
             span { "Signed in as " strong { (username) } }
             form.inline method="post" action="/logout" {
                 input type="hidden" name=(csrf::FIELD) value=(csrf_token);
@@ -123,7 +127,7 @@ pub(super) fn services(view: &Services<'_>) -> Markup {
     };
     page(
         "Your services",
-        Some(user_header(view.username, view.csrf)),
+        Some(user_header(view.username, view.is_admin, view.csrf)),
         body,
     )
 }
@@ -376,6 +380,7 @@ mod tests {
         }];
         let page = services(&Services {
             username: HOSTILE,
+            is_admin: false,
             csrf: HOSTILE,
             services: &list,
             started: Some(started()),
@@ -408,6 +413,7 @@ mod tests {
         }
         let page = services(&Services {
             username: "u",
+            is_admin: false,
             csrf: "c",
             services: &[],
             started: Some(Started {

@@ -165,7 +165,61 @@
     window.setTimeout(function () { poll(panel, url); }, POLL_MS);
   }
 
+  // The admin page of live connections: the figures every 2 s; a reload when sessions
+  // come or go (the rows hold forms).
+  async function refreshLive(table) {
+    let sessions;
+    try {
+      const response = await fetch(table.getAttribute('data-refresh-url'), {
+        credentials: 'same-origin',
+        headers: { Accept: 'application/json' },
+      });
+      if (!response.ok) {
+        return;
+      }
+      sessions = await response.json();
+    } catch (error) {
+      return;
+    }
+    const rows = table.tBodies[0].rows;
+    const shown = Array.from(rows).map(function (row) { return row.getAttribute('data-session'); });
+    const now = sessions.map(function (session) { return session.session; });
+    const states = {};
+    for (const row of rows) {
+      states[row.getAttribute('data-session')] = row.getAttribute('data-state');
+    }
+    const changed = shown.length !== now.length ||
+      sessions.some(function (session) {
+        return shown.indexOf(session.session) < 0 || states[session.session] !== session.state;
+      });
+    if (changed) {
+      window.location.reload();
+      return;
+    }
+    for (const session of sessions) {
+      const row = table.querySelector('tr[data-session="' + session.session + '"]');
+      if (!row) {
+        continue;
+      }
+      const figure = function (className, value, text) {
+        const element = row.querySelector('.' + className);
+        if (element && value !== null && value !== undefined) {
+          element.setAttribute('data-value', String(value));
+          element.textContent = text;
+        }
+      };
+      figure('sent', session.sent, bytes(session.sent));
+      figure('recv', session.recv, bytes(session.recv));
+      const secs = Math.floor((Date.now() - session.started_at) / 1000);
+      figure('duration', Math.max(0, secs), duration(secs));
+    }
+  }
+
   function start() {
+    const live = document.getElementById('live');
+    if (live && live.getAttribute('data-refresh-url')) {
+      window.setInterval(function () { refreshLive(live); }, 2000);
+    }
     const panel = document.getElementById('connection');
     if (!panel) {
       return;

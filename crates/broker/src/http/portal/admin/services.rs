@@ -1,0 +1,398 @@
+//! Services: add one, change one (its name, target, protocol, transport, tunnel group,
+//! readiness check, longest session and the groups granted it), remove one. Taking a grant
+//! away, or the service, ends its users' live connections to it.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use maud::{Markup, html};
+use serde::Deserialize;
+
+use super::{
+    Admin, AdminForm, Message, Section, admin, admin_page, admin_post, csrf_field, encode,
+    internal, refusal, revoked_words, see_other,
+};
+use crate::admin as actions;
+use crate::http::portal::format::duration;
+use crate::http::portal::headers::respond;
+use crate::http::{BodyRefusal, LimitedBody};
+use crate::model::{Protocol, Readiness, Transport};
+use crate::state::AppState;
+use crate::store::{Group, NewService, Revoked, Service, ServiceId, StoreError};
+
+/// What the page says after an action (`?done=…&name=…`), from a fixed set.
+#[derive(Deserialize, Default)]
+pub(super) struct Done {
+    done: Option<String>,
+    name: Option<String>,
+    sessions: Option<u64>,
+}
+
+impl Done {
+    fn message(&self) -> Option<Message> {
+        let name = self.name.as_deref().unwrap_or("");
+        let revoked = Revoked {
+            sessions: self.sessions.unwrap_or(0),
+            ..Revoked::default()
+        };
+        let text = match self.done.as_deref()? {
+            "added" => format!("Added the service {name}."),
+            "saved" => format!("Saved the service {name}: {}.", revoked_words(revoked)),
+            "removed" => format!("Removed the service {name}: {}.", revoked_words(revoked)),
+            _ => return None,
+        };
+        Some(Message::Done(text))
+    }
+}
+
+fn done(code: &str, name: &str, revoked: Revoked) -> Response {
+    see_other(&format!(
+        "/admin/services?done={code}&name={}&sessions={}",
+        encode(name),
+        revoked.sessions
+    ))
+}
+
+/// The default longest session of a new service, in minutes (8 hours).
+const DEFAULT_MAX_MINUTES: u32 = 8 * 60;
+
+/// The service form, filled with `service` (a new one when `None`).
+fn service_form(admin: &Admin, groups: &[Group], service: Option<&Service>) -> Markup {
+    let (action, id, button) = match service {
+        Some(service) => (
+            format!("/admin/services/{}", service.id),
+            format!("s{}", service.id),
+            "Save service",
+        ),
+        None => (
+            "/admin/services".to_owned(),
+            "new".to_owned(),
+            "Add service",
+        ),
+    };
+    let field = |name: &str| format!("{id}-{name}");
+    let protocol = service.map_or(Protocol::Rdp, |service| service.protocol);
+    let transport = service.map_or(Transport::Direct, |service| service.transport);
+    let readiness = service.map_or(Readiness::Tcp, |service| service.readiness);
+    let minutes = service.map_or(DEFAULT_MAX_MINUTES, |service| {
+        service.max_session_secs.div_ceil(60)
+    });
+    let granted: &[String] = service.map_or(&[], |service| &service.allowed_groups);
+    html! {
+        form .admin-form #(format!("{id}-service-form")) method="post" action=(action) {
+            (csrf_field(admin))
+            label for=(field("name")) { "Name (what users see)" }
+            input type="text" id=(field("name")) name="name" required maxlength="128"
+                value=[service.map(|service| service.name.as_str())];
+            label for=(field("host")) { "Target host (as the broker and the tunnel servers reach it)" }
+            input type="text" id=(field("host")) name="host" required maxlength="253"
+                value=[service.map(|service| service.host.as_str())];
+            label for=(field("port")) { "Target port" }
+            input type="number" id=(field("port")) name="port" required min="1" max="65535"
+                value=[service.map(|service| service.port)];
+            label for=(field("protocol")) { "Protocol" }
+            select id=(field("protocol")) name="protocol" {
+                @for option in Protocol::ALL {
+                    option value=(option.as_str()) selected[option == protocol] {
+                        (option.as_str().to_uppercase())
+                    }
+                }
+            }
+            label for=(field("transport")) { "Transport" }
+            select id=(field("transport")) name="transport" {
+                @for option in Transport::ALL {
+                    option value=(option.as_str()) selected[option == transport] {
+                        (match option {
+                            Transport::Direct => "direct (the launcher connects to the target)",
+                            Transport::Tunneled => "tunneled (through a tunnel server)",
+                        })
+                    }
+                }
+            }
+            label for=(field("tunnel-group")) { "Tunnel group (tunneled services)" }
+            input type="text" id=(field("tunnel-group")) name="tunnel_group" maxlength="128"
+                value=[service.and_then(|service| service.tunnel_group.as_deref())];
+            label for=(field("readiness")) { "Readiness check" }
+            select id=(field("readiness")) name="readiness" {
+                option value="tcp" selected[readiness == Readiness::Tcp] {
+                    "tcp: the broker waits until the target accepts a connection"
+                }
+                option value="off" selected[readiness == Readiness::Off] {
+                    "off: no check (the broker cannot reach the target)"
+                }
+            }
+            label for=(field("max")) { "Longest session (minutes)" }
+            input type="number" id=(field("max")) name="max_session_minutes" required min="1"
+                max="71582788" value=(minutes);
+            fieldset {
+                legend { "Groups that may use it" }
+                @for group in groups {
+                    @let box_id = format!("{id}-group-{}", group.id);
+                    label.check for=(box_id) {
+                        input type="checkbox" id=(box_id) name="group" value=(group.name)
+                            checked[granted.contains(&group.name)];
+                        " " (group.name)
+                    }
+                }
+            }
+            // Credentials per service (issue 19) are set here once that feature lands.
+            button type="submit" #(format!("{id}-save")) { (button) }
+        }
+    }
+}
+
+/// A service from the form's fields.
+fn new_service(form: &AdminForm) -> Result<NewService, StoreError> {
+    let invalid = |text: &str| StoreError::Invalid(text.to_owned());
+    let port = form
+        .text("port")
+        .parse::<u16>()
+        .map_err(|_| invalid("the port must be a number from 1 to 65535"))?;
+    let protocol: Protocol = form
+        .text("protocol")
+        .parse()
+        .map_err(|_| invalid("choose a protocol"))?;
+    let transport: Transport = form
+        .text("transport")
+        .parse()
+        .map_err(|_| invalid("choose a transport"))?;
+    let readiness: Readiness = form
+        .text("readiness")
+        .parse()
+        .map_err(|_| invalid("choose a readiness check"))?;
+    let minutes = form
+        .text("max_session_minutes")
+        .parse::<u32>()
+        .ok()
+        .filter(|minutes| *minutes > 0 && *minutes <= u32::MAX / 60)
+        .ok_or_else(|| invalid("the longest session must be a number of minutes above 0"))?;
+    let tunnel_group = Some(form.text("tunnel_group").to_owned()).filter(|group| !group.is_empty());
+    let tunnel_group = match transport {
+        Transport::Tunneled if tunnel_group.is_none() => {
+            return Err(invalid("a tunneled service needs a tunnel group"));
+        }
+        Transport::Tunneled => tunnel_group,
+        Transport::Direct => None,
+    };
+    Ok(NewService {
+        name: form.text("name").to_owned(),
+        host: form.text("host").to_owned(),
+        port,
+        protocol,
+        transport,
+        tunnel_group,
+        max_session_secs: minutes * 60,
+        readiness,
+        allowed_groups: form.all("group"),
+    })
+}
+
+fn list(admin: &Admin, services: &[Service], groups: &[Group]) -> Markup {
+    html! {
+        table #services .admin-table aria-label="Services" {
+            thead { tr {
+                th scope="col" { "Service" }
+                th scope="col" { "Target" }
+                th scope="col" { "Protocol" }
+                th scope="col" { "Transport" }
+                th scope="col" { "Readiness" }
+                th scope="col" { "Longest session" }
+                th scope="col" { "Groups" }
+                th scope="col" { "Change" }
+            } }
+            tbody {
+                @for service in services {
+                    tr data-service=(service.name) {
+                        td data-label="Service" { (service.name) }
+                        td data-label="Target" { (service.host) ":" (service.port) }
+                        td data-label="Protocol" { (service.protocol.as_str().to_uppercase()) }
+                        td data-label="Transport" {
+                            (service.transport.as_str())
+                            @if let Some(group) = &service.tunnel_group { " (" (group) ")" }
+                        }
+                        td data-label="Readiness" { (service.readiness.as_str()) }
+                        td data-label="Longest session" {
+                            (duration(i64::from(service.max_session_secs)))
+                        }
+                        td data-label="Groups" { (service.allowed_groups.join(", ")) }
+                        td data-label="Change" {
+                            a href={ "/admin/services/" (service.id) }
+                                aria-label={ "Change " (service.name) } { "Change" }
+                        }
+                    }
+                }
+            }
+        }
+        @if services.is_empty() { p { "No services yet." } }
+        section aria-labelledby="add-service-title" {
+            h2 #add-service-title { "Add a service" }
+            (service_form(admin, groups, None))
+        }
+    }
+}
+
+async fn render(
+    state: &AppState,
+    admin: &Admin,
+    status: StatusCode,
+    message: Option<Message>,
+) -> Response {
+    let view = async {
+        Ok::<_, StoreError>((
+            state.store.list_services().await?,
+            state.store.list_groups().await?,
+        ))
+    };
+    match view.await {
+        Ok((services, groups)) => respond(
+            status,
+            admin_page(
+                admin,
+                Section::Services,
+                message.as_ref(),
+                list(admin, &services, &groups),
+            ),
+        ),
+        Err(error) => internal(&error),
+    }
+}
+
+/// The list again with the failure of an action (nothing was changed), or the error page.
+async fn failed(state: &AppState, admin: &Admin, error: &StoreError) -> Response {
+    match refusal(error) {
+        Some(text) => {
+            render(
+                state,
+                admin,
+                StatusCode::BAD_REQUEST,
+                Some(Message::Failed(text)),
+            )
+            .await
+        }
+        None => internal(error),
+    }
+}
+
+/// `GET /admin/services`.
+pub(super) async fn page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    done: Result<Query<Done>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // A query that does not parse is no message.
+    let done = done.map(|Query(done)| done).unwrap_or_default();
+    match admin(&state, &headers).await {
+        Ok(admin) => render(&state, &admin, StatusCode::OK, done.message()).await,
+        Err(response) => response,
+    }
+}
+
+/// `GET /admin/services/{id}`: the service's form and its removal.
+pub(super) async fn edit_page(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let admin = match admin(&state, &headers).await {
+        Ok(admin) => admin,
+        Err(response) => return response,
+    };
+    let Ok(id) = id.parse::<i64>() else {
+        return crate::http::portal::pages::not_found();
+    };
+    let found = async {
+        Ok::<_, StoreError>((
+            state.store.service_by_id(ServiceId(id)).await?,
+            state.store.list_groups().await?,
+        ))
+    };
+    let (service, groups) = match found.await {
+        Ok((Some(service), groups)) => (service, groups),
+        Ok((None, _)) => return crate::http::portal::pages::not_found(),
+        Err(error) => return internal(&error),
+    };
+    let body = html! {
+        h2 { "Change " (service.name) }
+        p.meta {
+            "Live connections keep their target; users who lose the service lose their \
+             live connections to it at once."
+        }
+        (service_form(&admin, &groups, Some(&service)))
+        h2 { "Remove " (service.name) }
+        form.admin-form method="post" action={ "/admin/services/" (service.id) "/remove" } {
+            (csrf_field(&admin))
+            p { "Its users lose it, and their live connections to it end." }
+            button type="submit" #remove-service .secondary .danger { "Remove service" }
+        }
+        p { a href="/admin/services" { "Back to the services" } }
+    };
+    respond(
+        StatusCode::OK,
+        admin_page(&admin, Section::Services, None, body),
+    )
+}
+
+/// `POST /admin/services`.
+pub(super) async fn add(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<LimitedBody, BodyRefusal>,
+) -> Response {
+    action!(state, headers, body, |admin, form| async {
+        let service = new_service(&form)?;
+        let name = service.name.clone();
+        actions::add_service(&state.store, state.now(), &admin.actor(), service).await?;
+        Ok(done("added", &name, Revoked::default()))
+    })
+}
+
+/// `POST /admin/services/{id}`.
+pub(super) async fn save(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<LimitedBody, BodyRefusal>,
+) -> Response {
+    action!(state, headers, body, |admin, form| async {
+        let id = id
+            .parse::<i64>()
+            .map_err(|_| StoreError::NotFound("service"))?;
+        let service = new_service(&form)?;
+        let name = service.name.clone();
+        let revoked = actions::update_service(
+            &state.store,
+            state.now(),
+            &admin.actor(),
+            ServiceId(id),
+            service,
+        )
+        .await?;
+        Ok(done("saved", &name, revoked))
+    })
+}
+
+/// `POST /admin/services/{id}/remove`.
+pub(super) async fn remove(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<LimitedBody, BodyRefusal>,
+) -> Response {
+    action!(state, headers, body, |admin, form| async {
+        let _ = &form;
+        let id = id
+            .parse::<i64>()
+            .map_err(|_| StoreError::NotFound("service"))?;
+        let service = state
+            .store
+            .service_by_id(ServiceId(id))
+            .await?
+            .ok_or(StoreError::NotFound("service"))?;
+        let revoked =
+            actions::remove_service(&state.store, state.now(), &admin.actor(), &service.name)
+                .await?;
+        Ok(done("removed", &service.name, revoked))
+    })
+}
