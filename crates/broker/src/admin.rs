@@ -372,6 +372,15 @@ pub async fn update_service(
         .service_by_id(id)
         .await?
         .ok_or(StoreError::NotFound("service"))?;
+    if let Some(credentials) = store.service_credentials(id).await? {
+        if !credentials.mode.suits(service.protocol) {
+            return Err(StoreError::Invalid(format!(
+                "{} signs its users in with the {} mode, which a {} service cannot use: \
+                 change its credentials first",
+                before.name, credentials.mode, service.protocol
+            )));
+        }
+    }
     let detail = merged(
         service_detail(&service),
         json!({ "renamed_from": before.name }),

@@ -35,6 +35,8 @@ pub const AUDIT_KINDS: &[&str] = &[
     "admin.service.added",
     "admin.service.changed",
     "admin.service.removed",
+    "admin.service.credentials",
+    "admin.credential_key.rotated",
     "admin.tunnel_server.added",
     "admin.tunnel_server.token_rotated",
     "admin.tunnel_server.removed",

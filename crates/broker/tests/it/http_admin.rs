@@ -111,6 +111,7 @@ fn routes() -> Vec<Route> {
         ),
         post("/admin/services/1", &[("name", "renamed")]),
         post("/admin/services/1/remove", &[]),
+        post("/admin/services/1/credentials", &[("mode", "none")]),
         post(
             "/admin/tunnels",
             &[("name", "evil"), ("address", "x:1"), ("group", "dc1")],
@@ -712,4 +713,81 @@ async fn hostile_names_are_escaped_on_every_admin_page() {
         assert!(!page.body.contains("\"x\""), "{path}");
         assert!(page.body.contains(escaped), "{path}: {}", page.body);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_services_sign_in_is_set_from_its_page_and_a_stored_password_never_shows() {
+    let (broker, _world) = broker_with_admins().await;
+    let bob = broker.login("bob", PASSWORD).await;
+    let token = csrf(&broker, &bob).await;
+    let mut desktop = crate::support::broker::tunneled_service("desktop", 3389, "dc1", &["staff"]);
+    desktop.protocol = portcullis_broker::model::Protocol::Rdp;
+    let id = broker.add_service(desktop).await;
+    let path = format!("/admin/services/{id}/credentials");
+    let reply = form(
+        &broker,
+        &path,
+        &bob.cookie(),
+        &[
+            ("csrf", &token),
+            ("mode", "stored"),
+            ("username", "svc-desk"),
+            ("password", "Desk-Passw0rd-stored"),
+            ("domain", "CORP"),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let stored = broker
+        .store()
+        .service_credentials(id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.username.as_deref(), Some("svc-desk"));
+    let sealed = stored.secret.clone().unwrap();
+    // The page shows the account, never the password; an empty password keeps it.
+    let page = broker
+        .get(&format!("/admin/services/{id}"), Some(&bob))
+        .await
+        .body;
+    assert!(page.contains("value=\"svc-desk\"") && !page.contains("Desk-Passw0rd"));
+    let reply = form(
+        &broker,
+        &path,
+        &bob.cookie(),
+        &[
+            ("csrf", &token),
+            ("mode", "stored"),
+            ("username", "svc-desk2"),
+            ("password", ""),
+        ],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::SEE_OTHER, "{}", reply.body);
+    let kept = broker
+        .store()
+        .service_credentials(id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.secret, Some(sealed));
+    // A mode the protocol cannot use is refused with the reason.
+    let reply = form(
+        &broker,
+        &path,
+        &bob.cookie(),
+        &[("csrf", &token), ("mode", "ssh-certificate")],
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::BAD_REQUEST);
+    assert!(reply.body.contains("cannot use"), "{}", reply.body);
+    let events = audit(&broker, "admin.service.credentials").await;
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0].event.actor.as_deref(), Some("bob"));
+    assert!(
+        !serde_json::to_string(&events)
+            .unwrap()
+            .contains("Desk-Passw0rd")
+    );
 }

@@ -72,6 +72,10 @@ pub(super) fn routes() -> Router<Arc<AppState>> {
             get(services::edit_page).post(services::save),
         )
         .route("/admin/services/{id}/remove", post(services::remove))
+        .route(
+            "/admin/services/{id}/credentials",
+            post(services::credentials),
+        )
         .route("/admin/tunnels", get(tunnels::page).post(tunnels::add))
         .route("/admin/tunnels/rotate", post(tunnels::rotate))
         .route("/admin/tunnels/remove", post(tunnels::remove))

@@ -15,12 +15,16 @@ use super::{
     internal, refusal, revoked_words, see_other,
 };
 use crate::admin as actions;
+use crate::credentials::{seal_stored, ssh_ca::render_principal};
 use crate::http::portal::format::duration;
 use crate::http::portal::headers::respond;
 use crate::http::{BodyRefusal, LimitedBody};
+use crate::model::CredentialMode;
 use crate::model::{Protocol, Readiness, Transport};
 use crate::state::AppState;
-use crate::store::{Group, NewService, Revoked, Service, ServiceId, StoreError};
+use crate::store::{
+    Group, NewService, Revoked, Service, ServiceCredentials, ServiceId, StoreError,
+};
 
 /// What the page says after an action (`?done=…&name=…`), from a fixed set.
 #[derive(Deserialize, Default)]
@@ -41,6 +45,7 @@ impl Done {
             "added" => format!("Added the service {name}."),
             "saved" => format!("Saved the service {name}: {}.", revoked_words(revoked)),
             "removed" => format!("Removed the service {name}: {}.", revoked_words(revoked)),
+            "credentials" => format!("Saved how {name} signs its users in."),
             _ => return None,
         };
         Some(Message::Done(text))
@@ -137,10 +142,147 @@ fn service_form(admin: &Admin, groups: &[Group], service: Option<&Service>) -> M
                     }
                 }
             }
-            // Credentials per service (issue 19) are set here once that feature lands.
             button type="submit" #(format!("{id}-save")) { (button) }
         }
     }
+}
+
+/// How the service signs its users in (docs/broker.md, "Credentials"): the mode and its
+/// fields. A stored password is never shown; an empty password field keeps it.
+fn credentials_form(admin: &Admin, service: &Service, credentials: &ServiceCredentials) -> Markup {
+    let field = |name: &str| format!("credentials-{name}");
+    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    html! {
+        h2 #credentials-title { "How " (service.name) " signs its users in" }
+        form #credentials-form .admin-form method="post"
+            action={ "/admin/services/" (service.id) "/credentials" } {
+            (csrf_field(admin))
+            label for=(field("mode")) { "Mode" }
+            select id=(field("mode")) name="mode" {
+                @for mode in CredentialMode::ALL {
+                    @if mode == CredentialMode::None || mode.suits(service.protocol) {
+                        option value=(mode.as_str()) selected[mode == credentials.mode] {
+                            (match mode {
+                                CredentialMode::None => "none: the client program asks the user",
+                                CredentialMode::PassThrough => "pass-through: the portal user's own name and password",
+                                CredentialMode::Stored => "stored: a service account",
+                                CredentialMode::SshCertificate => "ssh-certificate: a short-lived certificate from the broker's SSH CA",
+                            })
+                        }
+                    }
+                }
+            }
+            @if matches!(service.protocol, crate::model::Protocol::Rdp | crate::model::Protocol::Vnc) {
+                label for=(field("username")) { "Account (stored)" }
+                input type="text" id=(field("username")) name="username" maxlength="256"
+                    value=(text(&credentials.username)) autocomplete="off";
+                label for=(field("password")) {
+                    "Account password (stored; empty keeps the one stored)"
+                }
+                input type="password" id=(field("password")) name="password"
+                    autocomplete="new-password";
+                label for=(field("domain")) { "Domain (pass-through, stored)" }
+                input type="text" id=(field("domain")) name="domain" maxlength="256"
+                    value=(text(&credentials.domain));
+            }
+            @if service.protocol == crate::model::Protocol::Ssh {
+                label for=(field("principal")) { "Principal ({username} is the portal user's name)" }
+                input type="text" id=(field("principal")) name="ssh_principal" maxlength="256"
+                    value=(credentials.ssh_principal.clone().unwrap_or_else(|| "{username}".to_owned()));
+                label for=(field("source")) {
+                    "Source addresses (client, none, or addresses and networks)"
+                }
+                input type="text" id=(field("source")) name="ssh_source_address" maxlength="256"
+                    value=(text(&credentials.ssh_source_address));
+            }
+            button type="submit" #save-credentials { "Save sign-in" }
+        }
+    }
+}
+
+/// `POST /admin/services/{id}/credentials`.
+pub(super) async fn credentials(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Result<LimitedBody, BodyRefusal>,
+) -> Response {
+    action!(state, headers, body, |admin, form| async {
+        let id = ServiceId(
+            id.parse::<i64>()
+                .map_err(|_| StoreError::NotFound("service"))?,
+        );
+        let service = state
+            .store
+            .service_by_id(id)
+            .await?
+            .ok_or(StoreError::NotFound("service"))?;
+        let current = state
+            .store
+            .service_credentials(id)
+            .await?
+            .unwrap_or_default();
+        let mode: CredentialMode = form
+            .text("mode")
+            .parse()
+            .map_err(|_| StoreError::Invalid("choose a mode".to_owned()))?;
+        let given = |name: &str| Some(form.text(name).to_owned()).filter(|text| !text.is_empty());
+        let credentials = match mode {
+            CredentialMode::None => ServiceCredentials::default(),
+            CredentialMode::PassThrough => ServiceCredentials {
+                domain: given("domain"),
+                ..ServiceCredentials::mode(mode)
+            },
+            CredentialMode::Stored => {
+                let username = given("username").ok_or_else(|| {
+                    StoreError::Invalid("the stored mode needs an account".to_owned())
+                })?;
+                let password = form.get("password").unwrap_or_default();
+                let secret = if password.is_empty() {
+                    current
+                        .secret
+                        .clone()
+                        .filter(|_| current.mode == CredentialMode::Stored)
+                        .ok_or_else(|| {
+                            StoreError::Invalid(
+                                "the stored mode needs the account's password".to_owned(),
+                            )
+                        })?
+                } else {
+                    seal_stored(&state.credentials.key, id, password)
+                        .map_err(|error| StoreError::Invalid(error.to_string()))?
+                };
+                ServiceCredentials {
+                    username: Some(username),
+                    domain: given("domain"),
+                    secret: Some(secret),
+                    ..ServiceCredentials::mode(mode)
+                }
+            }
+            CredentialMode::SshCertificate => {
+                let template = given("ssh_principal").unwrap_or_else(|| "{username}".to_owned());
+                if render_principal(&template, "user").is_none() {
+                    return Err(StoreError::Invalid(
+                        "the principal must give a name without spaces or commas".to_owned(),
+                    ));
+                }
+                ServiceCredentials {
+                    ssh_principal: Some(template),
+                    ssh_source_address: given("ssh_source_address"),
+                    ..ServiceCredentials::mode(mode)
+                }
+            }
+        };
+        actions::set_service_credentials(
+            &state.store,
+            state.now(),
+            &admin.actor(),
+            &service.name,
+            &credentials,
+        )
+        .await?;
+        Ok(done("credentials", &service.name, Revoked::default()))
+    })
 }
 
 /// A service from the form's fields.
@@ -189,7 +331,7 @@ fn new_service(form: &AdminForm) -> Result<NewService, StoreError> {
     })
 }
 
-fn list(admin: &Admin, services: &[Service], groups: &[Group]) -> Markup {
+fn list(admin: &Admin, services: &[(Service, CredentialMode)], groups: &[Group]) -> Markup {
     html! {
         table #services .admin-table aria-label="Services" {
             thead { tr {
@@ -200,10 +342,11 @@ fn list(admin: &Admin, services: &[Service], groups: &[Group]) -> Markup {
                 th scope="col" { "Readiness" }
                 th scope="col" { "Longest session" }
                 th scope="col" { "Groups" }
+                th scope="col" { "Sign-in" }
                 th scope="col" { "Change" }
             } }
             tbody {
-                @for service in services {
+                @for (service, mode) in services {
                     tr data-service=(service.name) {
                         td data-label="Service" { (service.name) }
                         td data-label="Target" { (service.host) ":" (service.port) }
@@ -217,6 +360,7 @@ fn list(admin: &Admin, services: &[Service], groups: &[Group]) -> Markup {
                             (duration(i64::from(service.max_session_secs)))
                         }
                         td data-label="Groups" { (service.allowed_groups.join(", ")) }
+                        td data-label="Sign-in" { (mode.as_str()) }
                         td data-label="Change" {
                             a href={ "/admin/services/" (service.id) }
                                 aria-label={ "Change " (service.name) } { "Change" }
@@ -240,10 +384,17 @@ async fn render(
     message: Option<Message>,
 ) -> Response {
     let view = async {
-        Ok::<_, StoreError>((
-            state.store.list_services().await?,
-            state.store.list_groups().await?,
-        ))
+        let mut services = Vec::new();
+        for service in state.store.list_services().await? {
+            let mode = state
+                .store
+                .service_credentials(service.id)
+                .await?
+                .map(|credentials| credentials.mode)
+                .unwrap_or_default();
+            services.push((service, mode));
+        }
+        Ok::<_, StoreError>((services, state.store.list_groups().await?))
     };
     match view.await {
         Ok((services, groups)) => respond(
@@ -313,6 +464,10 @@ pub(super) async fn edit_page(
         Ok((None, _)) => return crate::http::portal::pages::not_found(),
         Err(error) => return internal(&error),
     };
+    let credentials = match state.store.service_credentials(service.id).await {
+        Ok(credentials) => credentials.unwrap_or_default(),
+        Err(error) => return internal(&error),
+    };
     let body = html! {
         h2 { "Change " (service.name) }
         p.meta {
@@ -320,6 +475,7 @@ pub(super) async fn edit_page(
              live connections to it at once."
         }
         (service_form(&admin, &groups, Some(&service)))
+        (credentials_form(&admin, &service, &credentials))
         h2 { "Remove " (service.name) }
         form.admin-form method="post" action={ "/admin/services/" (service.id) "/remove" } {
             (csrf_field(&admin))
