@@ -48,6 +48,34 @@ async fn assert_not_in_database(broker: &TestBroker, needle: &[u8], what: &str) 
     }
 }
 
+/// How many login sessions and client tickets hold a pass-through box (SQLite).
+async fn boxes(broker: &TestBroker) -> (i64, i64) {
+    let url = format!(
+        "sqlite://{}",
+        broker.data_dir().join("portcullis.db").display()
+    );
+    let mut conn = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    let mut count = async |sql: &str| -> i64 {
+        use sqlx::Row;
+        sqlx::query(sql)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap()
+            .try_get::<i64, _>(0)
+            .unwrap()
+    };
+    let sessions = count(
+        "SELECT COUNT(*) FROM login_sessions WHERE credential_box IS NOT NULL \
+         OR credential_share IS NOT NULL",
+    )
+    .await;
+    let tickets =
+        count("SELECT COUNT(*) FROM client_tickets WHERE credential_box IS NOT NULL").await;
+    (sessions, tickets)
+}
+
 /// A `VACUUM INTO` backup of the database, `backup.db` in the data directory.
 async fn backup(broker: &TestBroker) {
     let backup = broker.data_dir().join("backup.db");
@@ -152,12 +180,27 @@ async fn pass_through_flow(broker: TestBroker, files: bool) {
         .await;
     }
 
+    // A used ticket keeps no box.
+    if files {
+        assert_eq!(
+            boxes(&broker).await,
+            (1, 0),
+            "(sessions, tickets) with a box"
+        );
+    }
+
     // A link issued before the sign-out yields no password after it.
     let pending = broker.connect(&alice, desktop).await;
+    if files {
+        assert_eq!(boxes(&broker).await, (1, 1));
+    }
     let reply = broker
         .post_json("/api/logout", &serde_json::json!({}), Some(&alice))
         .await;
     assert_eq!(reply.status, reqwest::StatusCode::OK);
+    if files {
+        assert_eq!(boxes(&broker).await, (0, 0), "sign-out erased both");
+    }
     let after = launcher.exchange_verified(&broker, &pending.url).await;
     assert_eq!(after.params()["username"], "alice");
     assert!(
