@@ -4,6 +4,19 @@
 // Runs on Portcullis and OpenUDS 5 launchers. API and params: docs/launcher-scripts.md.
 import { Process, Tasks, Logger } from 'runtime';
 
+/** How long the launcher keeps the SSH identity at least, for ssh to sign in with it. */
+const IDENTITY_GRACE_MS = 20000;
+
+/**
+ * The key and certificate files of this launch, when the broker signed a certificate for
+ * the Portcullis launcher's own key (`data.ssh_certificate`); null otherwise (OpenUDS 5
+ * launchers: ssh signs in however else the server allows).
+ */
+function sshIdentity(params) {
+    if (typeof Portcullis === 'undefined' || !params.ssh_certificate) return null;
+    return Portcullis.sshIdentity();
+}
+
 /** `ssh`'s arguments for `params` (the `data` document), connecting to `host` and `port`. */
 function sshArgs(params, host, port) {
     if (host.startsWith('-')) {
@@ -11,6 +24,12 @@ function sshArgs(params, host, port) {
     }
     const args = ['-p', String(port)];
     if (params.username) args.push('-l', params.username);
+    const identity = sshIdentity(params);
+    if (identity) {
+        args.push('-i', identity.identityFile);
+        args.push('-o', `CertificateFile=${identity.certificateFile}`);
+        args.push('-o', 'IdentitiesOnly=yes');
+    }
     if (params.host_key_alias) args.push('-o', `HostKeyAlias=${params.host_key_alias}`);
     args.push('--', host);
     return args;
@@ -63,3 +82,8 @@ Logger.info('Running ssh in Terminal');
 // osascript returns once Terminal has the command; the tunnel then stays open while ssh's
 // connection does.
 Process.launch(osascript, terminalScript(command));
+if (sshIdentity(data)) {
+    // osascript returns at once, and the key and certificate go when the launcher ends:
+    // stay until ssh has signed in with them.
+    await Process.sleep(IDENTITY_GRACE_MS);
+}

@@ -901,6 +901,26 @@ fn ssh_on_linux_uses_the_launchs_certificate_on_portcullis_launchers() {
     // The launcher stays a while, for a terminal that handed ssh to its server and exited.
     assert_eq!(run.calls_of("sleep")[0]["ms"], 20000);
 
+    // macOS: the same options inside Terminal's command; the launcher stays a while too.
+    let run = sandbox
+        .run(Protocol::Ssh, Os::Macos, &data, ALL_PROGRAMS, true)
+        .ok();
+    let (_, args) = run.launched();
+    let literal = args[5].strip_prefix("do script ").unwrap();
+    let words = shell_words(&applescript_unescape(literal));
+    assert_eq!(
+        words[3..9],
+        [
+            "-l",
+            "alice",
+            "-i",
+            "/tmp/portcullis-ssh-mock/id_ed25519",
+            "-o",
+            "CertificateFile=/tmp/portcullis-ssh-mock/id_ed25519-cert.pub"
+        ]
+    );
+    assert_eq!(run.calls_of("sleep")[0]["ms"], 20000);
+
     let (_, args) = sandbox
         .run(Protocol::Ssh, Os::Windows, &data, ALL_PROGRAMS, true)
         .ok()
