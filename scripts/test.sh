@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole Portcullis test suite. Installs what the build and the tests need when it is
 # missing (gcc, g++, cmake and the X11 headers for the launcher's window, Node.js and the
-# npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server and client,
+# npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server and client, rsyslog,
 # Chromium and its WebDriver, Xvfb, xdotool and ImageMagick for the window's tests,
 # HAProxy), then runs every test of the workspace and a short smoke run of each fuzz
 # target.
@@ -112,6 +112,9 @@ need ssh openssh-client
 need ssh-keygen openssh-client
 need_sshd
 need_postgres
+# The audit export's test runs its own rsyslogd (loopback UDP and a socket in a temporary
+# directory; the package's system service is not needed).
+need_file /usr/sbin/rsyslogd rsyslog
 # Two tunnel servers behind a real HAProxy (crates/cli/tests/it/balancer.rs); the test
 # starts its own instance, the package's service is not needed.
 need haproxy haproxy

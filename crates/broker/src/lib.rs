@@ -13,6 +13,7 @@ pub use portcullis_proto as proto;
 
 pub mod accounts;
 pub mod admin;
+pub mod audit_export;
 pub mod client_addr;
 pub mod clock;
 pub mod config;

@@ -129,6 +129,19 @@ pub struct Metrics {
     pub store: StoreMetrics,
     /// Busy sign-ins and refused connections.
     pub connections: ConnectionMetrics,
+    /// The audit log's export.
+    pub export: ExportMetrics,
+}
+
+/// The counters of the audit export (`[audit] export`).
+#[derive(Clone, Debug, Default)]
+pub struct ExportMetrics {
+    /// Events written.
+    pub exported: Counter,
+    /// Events dropped because the export's queue was full.
+    pub dropped: Counter,
+    /// Events the destination did not take (a write failed).
+    pub failed: Counter,
 }
 
 impl Default for Metrics {
@@ -200,9 +213,26 @@ impl Metrics {
             "Connections closed at once because limits.max_connections were open",
             connections.refused.clone(),
         );
+        let export = ExportMetrics::default();
+        registry.register(
+            "audit_exported",
+            "Audit events written to the export",
+            export.exported.clone(),
+        );
+        registry.register(
+            "audit_export_dropped",
+            "Audit events dropped from the export: its queue was full (the database keeps them)",
+            export.dropped.clone(),
+        );
+        registry.register(
+            "audit_export_failed",
+            "Audit events the export's destination did not take (the database keeps them)",
+            export.failed.clone(),
+        );
         Self {
             registry,
             connections,
+            export,
             tickets_issued,
             tickets_exchanged,
             tickets_refused,

@@ -80,6 +80,7 @@ pub struct RunningBroker {
     shutdown: watch::Sender<Option<Duration>>,
     server: JoinHandle<()>,
     sweeper: JoinHandle<()>,
+    export: Option<crate::audit_export::RunningExport>,
 }
 
 /// Loads everything `config` names and starts serving.
@@ -92,10 +93,14 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
     tracing::info!(?status, "broker signing key ready");
     let credentials = load_credential_keys(&config)?;
     let metrics = Metrics::new();
+    let export = crate::audit_export::start(&config.audit, &metrics.export);
     let store = Store::connect_with(
         config.database_url().expose(),
         &StoreOptions {
             metrics: metrics.store.clone(),
+            audit_sink: export
+                .as_ref()
+                .map(crate::audit_export::RunningExport::sink),
             ..StoreOptions::default()
         },
     )
@@ -180,6 +185,7 @@ pub async fn start(config: BrokerConfig, clock: Clock) -> Result<RunningBroker, 
         shutdown,
         server,
         sweeper,
+        export,
     })
 }
 
@@ -308,6 +314,9 @@ impl RunningBroker {
         match self.server.await {
             Ok(()) => tracing::info!("broker stopped"),
             Err(error) => tracing::error!(%error, "broker server task failed"),
+        }
+        if let Some(export) = self.export {
+            export.finish(Duration::from_secs(5)).await;
         }
     }
 

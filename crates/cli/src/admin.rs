@@ -17,7 +17,7 @@ use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::{hash_password, read_password};
 use portcullis_broker::proto::credential::CredentialKey;
 use portcullis_broker::store::{
-    CredentialMode, NewService, Readiness, Revoked, ServiceCredentials, Store,
+    CredentialMode, NewService, Readiness, Revoked, ServiceCredentials, Store, StoreOptions,
 };
 
 /// Options shared by every admin command.
@@ -300,6 +300,27 @@ enum AuditCommand {
         #[arg(long, value_name = "DAYS")]
         older_than_days: u32,
     },
+    /// Print every event since a time, oldest first, one a line, in the export's schema
+    /// (docs/broker.md, "Audit export"): to fill a SIEM after an outage of the live export,
+    /// or to load it for the first time.
+    Export {
+        /// The first time to include: a date (2026-12-01, UTC), an RFC 3339 time
+        /// (2026-12-01T08:00:00Z) or Unix milliseconds.
+        #[arg(long, value_name = "TIME")]
+        since: String,
+        /// jsonl (the export's JSON lines) or rfc5424 (the syslog messages).
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: ExportFormat,
+    },
+}
+
+/// The line formats of `audit export`.
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum ExportFormat {
+    /// One JSON object a line (`[audit] export = "jsonl:…"`).
+    Jsonl,
+    /// RFC 5424 syslog messages with structured data (`syslog:…`).
+    Rfc5424,
 }
 
 /// Events read per poll while following the audit log.
@@ -320,7 +341,13 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     }
     portcullis_broker::files::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-    let store = Store::connect(config.database_url().expose())
+    // What this command audits goes to the broker's export too, as it happens.
+    let export = portcullis_broker::audit_export::start(&config.audit, &Default::default());
+    let options = StoreOptions {
+        audit_sink: export.as_ref().map(|export| export.sink()),
+        ..StoreOptions::default()
+    };
+    let store = Store::connect_with(config.database_url().expose(), &options)
         .await
         .context("cannot open the database")?;
     let actor = Actor::cli(&system_user());
@@ -338,6 +365,9 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
         AdminCommand::Keys(_) | AdminCommand::SshCa(_) => Ok(()),
     };
     store.close().await;
+    if let Some(export) = export {
+        export.finish(Duration::from_secs(5)).await;
+    }
     result
 }
 
@@ -632,7 +662,7 @@ async fn run_service(
                     }
                 }
             };
-            store.set_service_credentials(&name, &credentials).await?;
+            actions::set_service_credentials(store, clock(), actor, &name, &credentials).await?;
             println!(
                 "service {name} now signs users in with {}",
                 credentials.mode
@@ -711,6 +741,7 @@ async fn run_tunnel(
 async fn run_audit(store: &Store, clock: &Clock, command: AuditCommand) -> anyhow::Result<()> {
     let (lines, follow) = match command {
         AuditCommand::Tail { lines, follow } => (lines, follow),
+        AuditCommand::Export { since, format } => return export_audit(store, &since, format).await,
         AuditCommand::Prune { older_than_days } => {
             let day_ms = 24 * 3_600_000;
             let before = clock().saturating_sub(i64::from(older_than_days).saturating_mul(day_ms));
@@ -737,6 +768,38 @@ async fn run_audit(store: &Store, clock: &Clock, command: AuditCommand) -> anyho
             last = event.id;
         }
     }
+}
+
+/// `audit export`: every event at or after `since`, a page at a time.
+async fn export_audit(store: &Store, since: &str, format: ExportFormat) -> anyhow::Result<()> {
+    use portcullis_broker::audit_export::{host_name, jsonl_line, rfc5424_line};
+    use std::io::Write;
+    let since = portcullis_broker::clock::parse_time(since).with_context(|| {
+        format!(
+            "--since {since:?} is not a date (2026-12-01), an RFC 3339 time or Unix milliseconds"
+        )
+    })?;
+    let host = host_name();
+    let pid = std::process::id();
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut last = 0;
+    loop {
+        let events = store.audit_since(since, last, AUDIT_PAGE).await?;
+        for event in &events {
+            let line = match format {
+                ExportFormat::Jsonl => jsonl_line(event, &host),
+                ExportFormat::Rfc5424 => rfc5424_line(event, &host, pid),
+            };
+            writeln!(out, "{line}")?;
+            last = event.id;
+        }
+        if events.len() < AUDIT_PAGE as usize {
+            break;
+        }
+    }
+    out.flush()?;
+    Ok(())
 }
 
 fn password_from_stdin(user: &str) -> anyhow::Result<String> {

@@ -1,5 +1,6 @@
 //! Fixtures for Portcullis's integration tests: the real programs the tests run against (an
-//! OpenSSH server with keys generated per test, a PostgreSQL server per test process),
+//! OpenSSH server with keys generated per test, a PostgreSQL server per test process, an
+//! rsyslog per test),
 //! found or reported missing with the Debian package that provides them.
 //!
 //! A fixture that cannot be set up fails the test with a message that says how to fix it:
@@ -11,8 +12,10 @@
 mod net;
 pub mod postgres;
 mod program;
+mod rsyslog;
 mod sshd;
 
 pub use net::unused_loopback_addr;
 pub use program::program;
+pub use rsyslog::Rsyslog;
 pub use sshd::Sshd;

@@ -120,6 +120,8 @@ fn the_example_file_sets_every_setting() {
     assert_eq!(config.limits, defaults.limits);
     assert_eq!(config.session, defaults.session);
     assert_eq!(config.log, defaults.log);
+    assert_eq!(config.audit, defaults.audit);
+    assert_eq!(config.admin.groups, ["portcullis-admins"]);
     assert_eq!(config.client.required_version, PROTOCOL_VERSION);
 
     // Its paths do not exist here; with real files in their place it validates.
@@ -558,4 +560,23 @@ fn the_tunnel_startup_time_is_at_most_the_tunnel_tickets_lifetime() {
     assert_eq!(tickets.tunnel_startup(), Duration::from_secs(30));
     tickets.tunnel_ticket_ttl_secs = 20;
     assert_eq!(tickets.tunnel_startup(), Duration::from_secs(20));
+}
+
+#[test]
+fn the_audit_export_and_the_admin_groups_are_read_and_checked() {
+    let config =
+        parse("[admin]\ngroups = [\"ops\"]\n[audit]\nexport = \"syslog:udp://127.0.0.1:514\"\n")
+            .unwrap();
+    assert_eq!(config.admin.groups, ["ops"]);
+    assert_eq!(
+        config.audit.export,
+        Some(crate::config::AuditExport::SyslogUdp(
+            "127.0.0.1:514".parse().unwrap()
+        ))
+    );
+    let error = parse_error("[audit]\nexport = \"syslog:tcp://siem:514\"\n");
+    assert!(error.contains("audit.export"), "{error}");
+    assert!(error.contains("none of"), "{error}");
+    let config = parse("[audit]\nexport_queue = 0\n").unwrap();
+    assert_eq!(validation_error(&config).0, "audit.export_queue");
 }

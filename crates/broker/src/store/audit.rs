@@ -84,6 +84,8 @@ const AUDIT_COLUMNS: &str = "id, at, kind, username, service, source_ip, actor, 
 pub struct AuditSink {
     sender: mpsc::Sender<StoredAuditEvent>,
     dropped: prometheus_client::metrics::counter::Counter,
+    /// Set by the writer while it writes an event it took from the queue.
+    writing: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl AuditSink {
@@ -93,7 +95,30 @@ impl AuditSink {
         dropped: prometheus_client::metrics::counter::Counter,
     ) -> (Self, mpsc::Receiver<StoredAuditEvent>) {
         let (sender, receiver) = mpsc::channel(capacity.max(1));
-        (Self { sender, dropped }, receiver)
+        let writing = std::sync::Arc::default();
+        (
+            Self {
+                sender,
+                dropped,
+                writing,
+            },
+            receiver,
+        )
+    }
+
+    /// Whether no event waits in the queue.
+    pub fn is_empty(&self) -> bool {
+        self.sender.capacity() == self.sender.max_capacity()
+    }
+
+    /// Whether the writer is writing an event now.
+    pub fn writing(&self) -> bool {
+        self.writing.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The flag the writer sets while it writes.
+    pub fn writing_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        std::sync::Arc::clone(&self.writing)
     }
 
     fn send(&self, events: Vec<StoredAuditEvent>) {

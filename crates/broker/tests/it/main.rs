@@ -6,6 +6,7 @@
 
 mod support;
 
+mod audit_export;
 mod http_abuse;
 mod http_admin;
 mod http_client_refusals;

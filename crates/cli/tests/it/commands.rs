@@ -145,9 +145,62 @@ fn admin_commands_on_a_fresh_data_dir() {
     let duplicate = admin(&["group", "add", "staff"], None);
     assert!(!duplicate.status.success());
 
+    let rotated = stdout(&admin(&["tunnel", "rotate-token", "t1"], None));
+    assert!(
+        rotated.trim().starts_with("sk-") && rotated != token,
+        "{rotated}"
+    );
+    let disabled = stdout(&admin(&["user", "disable", "alice"], None));
+    assert!(
+        disabled.contains("0 live connection(s) ending"),
+        "{disabled}"
+    );
     stdout(&admin(&["user", "remove", "alice"], None));
     assert!(!stdout(&admin(&["user", "list"], None)).contains("alice"));
     stdout(&admin(&["audit", "tail", "-n", "5"], None));
+    // Every change above, audited as done by `cli:<system user>`, exported again.
+    let exported = stdout(&admin(&["audit", "export", "--since", "2000-01-01"], None));
+    let events: Vec<serde_json::Value> = exported
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "admin.group.added",
+        "admin.user.added",
+        "admin.tunnel_server.added",
+        "admin.tunnel_server.token_rotated",
+        "admin.service.added",
+        "admin.user.disabled",
+        "admin.user.removed",
+    ] {
+        assert!(kinds.contains(&kind), "{kind}: {exported}");
+    }
+    assert!(events.iter().all(|event| {
+        event["schema"] == "portcullis.audit.v1"
+            && event["actor"]
+                .as_str()
+                .is_some_and(|actor| actor.starts_with("cli:"))
+    }));
+    assert!(!exported.contains("correct horse") && !exported.contains(token.trim()));
+    let syslog = stdout(&admin(
+        &["audit", "export", "--since", "0", "--format", "rfc5424"],
+        None,
+    ));
+    assert!(
+        syslog.lines().all(|line| line.starts_with("<85>1 ")
+            && line.contains(" portcullis ")
+            && line.contains("[portcullis@32473 event=\"admin.")),
+        "{syslog}"
+    );
+    let later = stdout(&admin(&["audit", "export", "--since", "2999-01-01"], None));
+    assert!(later.is_empty(), "{later}");
+    let bad = admin(&["audit", "export", "--since", "yesterday"], None);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a date"));
     let pruned = stdout(&admin(&["audit", "prune", "--older-than-days", "1"], None));
     assert!(
         pruned.starts_with("deleted 0 audit events older than 1 days"),
