@@ -269,7 +269,7 @@ async fn expire_tickets(
 impl Store {
     /// Records what `server` reported on its control channel: the bytes so far of each of
     /// its live sessions (others are ignored), and that it was seen. One statement per
-    /// [`REPORT_CHUNK`] sessions, in one transaction.
+    /// 512 sessions (`REPORT_CHUNK`), in one transaction.
     pub async fn record_session_reports(
         &self,
         server: TunnelServerId,
