@@ -19,9 +19,9 @@ pub(super) const DEV_TUNNEL_NAME: &str = "dev-tunnel";
 /// Its broker token, in DIR (mode 0600).
 const DEV_TUNNEL_TOKEN_FILE: &str = "dev-tunnel.token";
 
-/// Starts the dev tunnel server on 127.0.0.1 (`previous_port`, the previous run's, when it
-/// is free) and registers it at the broker as `dev-tunnel` in tunnel group `dev`, with its
-/// real listen address as the public address and the token kept in DIR.
+/// Registers the dev tunnel server at the broker as `dev-tunnel` in tunnel group `dev`, with
+/// its listen address as the public address and the token kept in DIR, and starts it on
+/// 127.0.0.1 (`previous_port`, the previous run's, when it is free).
 pub(super) async fn start_dev_tunnel(
     dir: &Path,
     broker: &RunningBroker,
@@ -42,34 +42,31 @@ pub(super) async fn start_dev_tunnel(
     config
         .validate()
         .context("the dev tunnel server's configuration")?;
-    let tunnel = match previous_port {
-        Some(port) => {
-            let mut wanted = config.clone();
-            wanted.listen = vec![SocketAddr::from((Ipv4Addr::LOCALHOST, port))];
-            match portcullis_tunnel::server::start(wanted, token_copy(&token)?).await {
-                // The port was taken meanwhile: any free one will do.
-                Err(StartError::Bind { .. }) => None,
-                other => Some(other),
-            }
+    // Registered before it starts, so that its control channel's first request finds its
+    // token: the previous run's port when it is free, else any free one (registered again
+    // if another program takes it meanwhile).
+    let mut port = previous_port
+        .filter(|port| port_is_free(*port))
+        .unwrap_or(0);
+    for _ in 0..3 {
+        if port == 0 {
+            port = super::free_port(0).context("no free port for the dev tunnel server")?;
         }
-        None => None,
-    };
-    let tunnel = match tunnel {
-        Some(started) => started,
-        None => portcullis_tunnel::server::start(config, token_copy(&token)?).await,
+        let address = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        register_dev_tunnel(&broker.state.store, &token, address, broker.state.now()).await?;
+        let mut wanted = config.clone();
+        wanted.listen = vec![address];
+        match portcullis_tunnel::server::start(wanted, token_copy(&token)?).await {
+            Err(StartError::Bind { .. }) => port = 0,
+            started => return started.context("the dev tunnel server could not start"),
+        }
     }
-    .context("the dev tunnel server could not start")?;
-    let Some(address) = tunnel.local_addrs().first().copied() else {
-        tunnel.shutdown().await;
-        anyhow::bail!("the dev tunnel server has no listen address");
-    };
-    let registered =
-        register_dev_tunnel(&broker.state.store, &token, address, broker.state.now()).await;
-    if let Err(error) = registered {
-        tunnel.shutdown().await;
-        return Err(error);
-    }
-    Ok(tunnel)
+    anyhow::bail!("the dev tunnel server found no free port on 127.0.0.1")
+}
+
+/// Whether `port` on 127.0.0.1 can be bound now.
+fn port_is_free(port: u16) -> bool {
+    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
 /// The dev tunnel server's token: the one in `path` when it is readable and well formed,
