@@ -8,13 +8,14 @@
 //! Screenshots go to `$CARGO_TARGET_TMPDIR/screenshots/<test>/`; any browser console
 //! error fails the test.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use portcullis_testkit::Sshd;
 use serde_json::Value;
 
+use crate::support::operator::launcher_binary;
 use crate::support::webdriver::{Browser, screenshot_dir};
 use crate::support::{interrupt, start_dev, wait_with_timeout};
 
@@ -23,18 +24,6 @@ use crate::support::{interrupt, start_dev, wait_with_timeout};
 const REMOTE_COMMAND: &str = "sleep 4; echo through-the-post-quantum-tunnel; uname -s";
 /// How long the page may take to show a state change.
 const PAGE_WAIT: Duration = Duration::from_secs(30);
-
-/// The launcher built beside `portcullis` (`cargo test --workspace` builds every binary).
-fn launcher_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_portcullis")).with_file_name("portcullis-launcher");
-    assert!(
-        path.is_file(),
-        "{} is missing: build it with `cargo build -p portcullis-launcher` \
-         (bash scripts/test.sh builds every binary)",
-        path.display()
-    );
-    path
-}
 
 /// A launcher script replacing the built-in `ssh-linux.js`: `ssh` in batch mode through
 /// the service's tunnel, its output written to `output`.

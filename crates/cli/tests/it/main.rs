@@ -1,8 +1,9 @@
 //! The `portcullis` binary as operators and users meet it, in one test binary: the admin
 //! commands and `portcullis dev` (`commands`), two brokers on one PostgreSQL
-//! (`two_brokers`), the whole product in a real headless Chromium (`browser`), and
-//! OpenID Connect sign-in against a real provider (`oidc`), and two tunnel servers behind a
-//! real HAProxy (`balancer`).
+//! (`two_brokers`), the whole product in a real headless Chromium (`browser`),
+//! OpenID Connect sign-in against a real provider (`oidc`), two tunnel servers behind a
+//! real HAProxy (`balancer`), and live connections ended by an administrator
+//! (`operators`).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -11,5 +12,6 @@ mod browser;
 mod commands;
 mod credentials;
 mod oidc;
+mod operators;
 mod support;
 mod two_brokers;

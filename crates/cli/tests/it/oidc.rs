@@ -17,19 +17,12 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 
 use crate::support::oidc_provider::{CLIENT_SECRET, OidcProvider};
+use crate::support::operator::free_port;
 use crate::support::webdriver::{Browser, screenshot_dir};
 use crate::support::{run, stdout, wait_healthy};
 
 const PAGE_WAIT: Duration = Duration::from_secs(30);
 const SLUG: &str = "test-idp";
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// A broker process, killed on drop.
 struct Broker {

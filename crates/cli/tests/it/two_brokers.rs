@@ -22,6 +22,7 @@ use portcullis_proto::{Scrambler, TicketId, payload};
 
 use portcullis_testkit::postgres;
 
+use crate::support::operator::free_port;
 use crate::support::wait_healthy;
 
 const TOKEN: &str = "sk-two-brokers-test-token-0123456789abcdefghij";
@@ -36,14 +37,6 @@ impl Drop for Broker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_broker(dir: &Path, name: &str, database_url: &str) -> Broker {

@@ -1,6 +1,7 @@
 //! What the tests of the `portcullis` binary share.
 
 pub(crate) mod oidc_provider;
+pub(crate) mod operator;
 mod process;
 pub(crate) mod webdriver;
 
