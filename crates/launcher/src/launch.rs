@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::payload::VerifyingKey;
-use portcullis_proto::tunnel::{EndReason, derive_tunnel_secret};
+use portcullis_proto::tunnel::{EndReason, TunnelParams, TunnelProtocol, derive_tunnel_secret};
 use portcullis_proto::{SharedSecret, TicketId};
 use portcullis_tunnel::client::{ClientConfig, Forwarder, SessionEnd, TunnelAddress, test_server};
 use rustls::pki_types::CertificateDer;
@@ -91,10 +91,15 @@ pub async fn launch_until(
     };
     let Prepared { launch, ca_file } = prepared;
 
+    // The only tunnel ticket a script may open; a malformed `tunnel` member is the broker's
+    // fault, said before any script runs.
+    let expected_ticket = TunnelParams::of_launch(&launch.params)
+        .map_err(|error| Failure::tampered(format_args!("the tunnel member ({error})")))?
+        .map(|tunnel| tunnel.ticket);
     let ssh_key = Arc::new(launch.ssh_key);
     let tunnels = Arc::new(Tunnels::new(
         launch.kem_secret,
-        expected_ticket(&launch.params),
+        expected_ticket,
         ca_file,
         Arc::clone(&ui),
     ));
@@ -327,11 +332,6 @@ fn normalize_fingerprint(text: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// The tunnel ticket the params name, if any: the only one a script may open.
-fn expected_ticket(params: &serde_json::Value) -> Option<String> {
-    params["tunnel"]["ticket"].as_str().map(str::to_owned)
-}
-
 /// One local tunnel endpoint.
 struct Endpoint {
     forwarder: Forwarder,
@@ -363,7 +363,8 @@ fn session_ended_sentence(end: SessionEnd) -> String {
 /// The tunnels a script opened.
 struct Tunnels {
     kem_secret: SharedSecret,
-    expected_ticket: Option<String>,
+    /// The params' tunnel ticket, if any: the only one a script may open.
+    expected_ticket: Option<TicketId>,
     ca_file: Option<PathBuf>,
     ui: Arc<dyn Ui>,
     endpoints: Mutex<Vec<Endpoint>>,
@@ -376,7 +377,7 @@ struct Tunnels {
 impl Tunnels {
     fn new(
         kem_secret: SharedSecret,
-        expected_ticket: Option<String>,
+        expected_ticket: Option<TicketId>,
         ca_file: Option<PathBuf>,
         ui: Arc<dyn Ui>,
     ) -> Self {
@@ -511,16 +512,16 @@ impl Tunnels {
     }
 
     async fn open(&self, options: TunnelOptions) -> Result<SocketAddr, String> {
-        if options.protocol != "v1" {
+        if options.protocol != TunnelProtocol::V1 {
             return Err(format!(
-                "this launcher speaks tunnel protocol v1 only, not {:?}",
+                "this launcher speaks tunnel protocol v1 only, not {}",
                 options.protocol
             ));
         }
-        if self.expected_ticket.as_deref() != Some(options.ticket.as_str()) {
+        if self.expected_ticket.as_ref() != Some(&options.ticket) {
             return Err("the script asked for a tunnel ticket this launch did not receive".into());
         }
-        let ticket = TicketId::parse(&options.ticket).map_err(|error| error.to_string())?;
+        let ticket = options.ticket.clone();
         let loopback = if options.enable_ipv6 {
             IpAddr::from(Ipv6Addr::LOCALHOST)
         } else {

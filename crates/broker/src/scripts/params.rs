@@ -12,8 +12,8 @@
 use core::fmt;
 use std::io;
 
-use portcullis_proto::TicketId;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+pub use portcullis_proto::tunnel::{TunnelParams, TunnelProtocol};
+use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
 use crate::model::{Protocol, Transport};
@@ -81,64 +81,6 @@ impl Route {
             Self::Tunneled { .. } => Transport::Tunneled,
         }
     }
-}
-
-/// The `tunnel` member: where the tunnel server is and the ticket that opens the tunnel.
-///
-/// The target's address is not here: the tunnel server learns it from the broker when it
-/// redeems the ticket. Neither is the shared secret: the launcher has it from its own
-/// ticket exchange.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct TunnelParams {
-    /// The tunnel server's host name or address.
-    pub host: String,
-    /// The tunnel server's TCP port.
-    pub port: u16,
-    /// The tunnel ticket: a secret (redacted by `Debug`).
-    #[serde(serialize_with = "ticket_to_str", deserialize_with = "ticket_from_str")]
-    pub ticket: TicketId,
-    /// Milliseconds the local listener waits for its first connection.
-    pub startup_time: u32,
-    /// Whether the launcher verifies the tunnel server's TLS certificate.
-    pub verify_ssl: bool,
-    /// Whether the tunnel server speaks TLS.
-    pub tls: bool,
-    /// The tunnel server's protocol.
-    pub protocol: TunnelProtocol,
-}
-
-impl fmt::Debug for TunnelParams {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("TunnelParams")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("ticket", &format_args!("<redacted>"))
-            .field("startup_time", &self.startup_time)
-            .field("verify_ssl", &self.verify_ssl)
-            .field("tls", &self.tls)
-            .field("protocol", &self.protocol)
-            .finish()
-    }
-}
-
-fn ticket_to_str<S: Serializer>(ticket: &TicketId, serializer: S) -> Result<S::Ok, S::Error> {
-    serializer.serialize_str(ticket.expose())
-}
-
-fn ticket_from_str<'de, D: Deserializer<'de>>(deserializer: D) -> Result<TicketId, D::Error> {
-    let text = Zeroizing::new(String::deserialize(deserializer)?);
-    TicketId::parse(&text).map_err(serde::de::Error::custom)
-}
-
-/// The protocol a tunnel server speaks.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TunnelProtocol {
-    /// Portcullis tunnel protocol v1 (`"v1"`).
-    V1,
-    /// OpenUDS 5's tunnel protocol, spoken by tunnel servers registered as legacy
-    /// (`"openuds5"`).
-    Openuds5,
 }
 
 /// The `protocol` member and the options of that protocol.

@@ -5,6 +5,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 
+use portcullis_proto::TicketId;
+use portcullis_proto::tunnel::TunnelProtocol;
+
 use crate::ssh_key_pair::SshKeyPair;
 
 /// A boxed future, for the host's asynchronous calls.
@@ -19,8 +22,8 @@ pub struct TunnelOptions {
     pub addr: String,
     /// The tunnel server's port.
     pub port: u16,
-    /// The tunnel ticket (48 characters); never logged.
-    pub ticket: String,
+    /// The tunnel ticket; `Debug` shows its first characters only.
+    pub ticket: TicketId,
     /// How long the listener waits for its first connection (0 means 30,000 ms).
     pub startup_time_ms: u64,
     /// Verify the tunnel server's TLS certificate.
@@ -33,8 +36,8 @@ pub struct TunnelOptions {
     pub enable_ipv6: bool,
     /// Wrap the tunnel connection in TLS.
     pub tls: bool,
-    /// `"v1"` or `"openuds5"`.
-    pub protocol: String,
+    /// The tunnel server's protocol.
+    pub protocol: TunnelProtocol,
 }
 
 /// The launcher's side of a script run.

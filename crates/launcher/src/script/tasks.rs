@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use portcullis_proto::TicketId;
+use portcullis_proto::tunnel::TunnelProtocol;
 use rquickjs::{Ctx, FromJs, Object, Value};
 
 use super::host::TunnelOptions;
@@ -123,6 +125,12 @@ fn tunnel_options<'js>(ctx: &Ctx<'js>, options: Value<'js>) -> rquickjs::Result<
         1,
     )?;
     let ticket: String = required(ctx, o, "ticket", "string")?;
+    let ticket = TicketId::parse(&ticket).map_err(|_| {
+        throw_type(
+            ctx,
+            "startTunnel: the option ticket must be a tunnel ticket (48 letters and digits)",
+        )
+    })?;
     let startup_time_ms = match option::<f64>(ctx, o, "startup_time_ms", "number")? {
         None => 0,
         Some(ms) => {
@@ -140,15 +148,12 @@ fn tunnel_options<'js>(ctx: &Ctx<'js>, options: Value<'js>) -> rquickjs::Result<
         option(ctx, o, "keep_listening_after_timeout", "boolean")?.unwrap_or(false);
     let enable_ipv6 = option(ctx, o, "enable_ipv6", "boolean")?.unwrap_or(false);
     let tls = option(ctx, o, "tls", "boolean")?.unwrap_or(true);
-    let protocol: String = option(ctx, o, "protocol", "string")?.unwrap_or_else(|| "v1".into());
-    if protocol != "v1" && protocol != "openuds5" {
-        return Err(throw_type(
-            ctx,
-            &format!(
-                "startTunnel: the option protocol must be \"v1\" or \"openuds5\", not {protocol:?}"
-            ),
-        ));
-    }
+    let protocol = match option::<String>(ctx, o, "protocol", "string")? {
+        None => TunnelProtocol::V1,
+        Some(name) => name
+            .parse()
+            .map_err(|error| throw_type(ctx, &format!("startTunnel: {error}")))?,
+    };
     Ok(TunnelOptions {
         addr,
         port,

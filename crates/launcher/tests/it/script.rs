@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use portcullis_launcher::script::{
     HostFuture, ScriptEnv, ScriptError, ScriptHost, ScriptLimits, Settled, TunnelOptions, run,
 };
+use portcullis_proto::TicketId;
+use portcullis_proto::tunnel::TunnelProtocol;
 use serde_json::{Value, json};
 
 const TCP_LINUX: &str = include_str!("../../../broker/scripts/tcp-linux.js");
@@ -168,14 +170,14 @@ fn expected_tunnel(local_port: Option<u16>, keep_listening_after_timeout: bool) 
     TunnelOptions {
         addr: "tunnel.example.com".into(),
         port: 4443,
-        ticket: "t".repeat(48),
+        ticket: TicketId::parse(&"t".repeat(48)).unwrap(),
         startup_time_ms: 30000,
         check_certificate: true,
         local_port,
         keep_listening_after_timeout,
         enable_ipv6: false,
         tls: true,
-        protocol: "v1".into(),
+        protocol: TunnelProtocol::V1,
     }
 }
 
@@ -446,7 +448,7 @@ async fn start_tunnel_options_are_typed() {
             check_certificate: false, local_port: 0, keep_listening_after_timeout: true,
             enable_ipv6: true, shared_secret: { anything: 1 }, tls: false, protocol: 'openuds5' });
         check(local.host === '127.0.0.1' && typeof local.port === 'number', 'endpoint');
-        for (const [name, bad] of [['addr', 1], ['port', '4443'], ['port', 70000], ['ticket', null],
+        for (const [name, bad] of [['addr', 1], ['port', '4443'], ['port', 70000], ['ticket', null], ['ticket', 'short'],
                 ['startup_time_ms', '1'], ['check_certificate', 'yes'], ['local_port', true],
                 ['keep_listening_after_timeout', 1], ['enable_ipv6', 'no'], ['tls', 0],
                 ['protocol', 'v2']]) {
@@ -464,14 +466,14 @@ async fn start_tunnel_options_are_typed() {
     let expected = TunnelOptions {
         addr: "tunnel.example.com".into(),
         port: 4443,
-        ticket: "x".repeat(48),
+        ticket: TicketId::parse(&"x".repeat(48)).unwrap(),
         startup_time_ms: 0,
         check_certificate: false,
         local_port: None,
         keep_listening_after_timeout: true,
         enable_ipv6: true,
         tls: false,
-        protocol: "openuds5".into(),
+        protocol: TunnelProtocol::Openuds5,
     };
     assert_eq!(host.tunnels(), vec![expected]);
     settled.cleanup().await;

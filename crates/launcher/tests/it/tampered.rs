@@ -34,6 +34,8 @@ enum Tamper {
     PayloadSignature,
     /// One base64 character of the encrypted payload.
     Ciphertext,
+    /// Correctly signed params whose `tunnel` member holds no valid ticket.
+    TunnelMember,
 }
 
 /// A broker that answers the ticket exchange itself, signing with `key`.
@@ -147,7 +149,15 @@ fn answer(head: &str, body: &[u8], key: &SigningKey, tamper: Tamper, marker: &Pa
         .unwrap();
         serde_json::from_slice(&built).unwrap()
     };
-    let mut good = build(&script, r#"{"protocol":"tcp","transport":"direct"}"#);
+    let params = match tamper {
+        Tamper::TunnelMember => {
+            r#"{"protocol":"tcp","transport":"tunneled","tunnel":{"host":"127.0.0.1","port":1,
+                "ticket":"not-a-ticket","startup_time":0,"verify_ssl":true,"tls":false,
+                "protocol":"v1"}}"#
+        }
+        _ => r#"{"protocol":"tcp","transport":"direct"}"#,
+    };
+    let mut good = build(&script, params);
     let other = build(
         "// another script\n",
         r#"{"protocol":"tcp","name":"other"}"#,
@@ -157,7 +167,7 @@ fn answer(head: &str, body: &[u8], key: &SigningKey, tamper: Tamper, marker: &Pa
         Tamper::PayloadSignature => {
             good["payload_signature"] = other["payload_signature"].clone();
         }
-        Tamper::Ciphertext => {}
+        Tamper::Ciphertext | Tamper::TunnelMember => {}
     }
     let plaintext = serde_json::to_vec(&good).unwrap();
     let (mut envelope, _secret) = Envelope::seal(&request.client_key, &ticket, &plaintext).unwrap();
@@ -234,5 +244,14 @@ async fn a_tampered_ciphertext_is_refused_before_anything_runs() {
     assert_eq!(failure.kind, Kind::Tampered, "{failure}");
     assert_eq!(failure.kind.exit_code(), 6);
     assert!(failure.message.contains("does not decrypt"), "{failure}");
+    assert!(!ran, "the script ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_tunnel_member_is_refused_before_anything_runs() {
+    let (failure, ran) = launch_tampered(Tamper::TunnelMember).await;
+    assert_eq!(failure.kind, Kind::Tampered, "{failure}");
+    assert_eq!(failure.kind.exit_code(), 6);
+    assert!(failure.message.contains("the tunnel member"), "{failure}");
     assert!(!ran, "the script ran");
 }

@@ -46,6 +46,7 @@ mod error_code;
 mod hello;
 mod hold;
 mod key_schedule;
+mod params;
 mod record;
 mod replay;
 pub mod server;
@@ -66,6 +67,7 @@ pub use key_schedule::{
     SessionCredentials, SessionKey, TUNNEL_SECRET_LABEL, compute_open_proof, derive_tunnel_secret,
     verify_open_proof,
 };
+pub use params::{TunnelParams, TunnelProtocol, UnknownTunnelProtocol};
 pub use record::{
     Control, DEFAULT_PLAINTEXT, DEFAULT_RECORD_LIMIT, HEADER_LEN, MAX_ERROR_MESSAGE, MAX_PLAINTEXT,
     MAX_RECORD_LEN, OVERHEAD, PAYLOAD_OFFSET, Record, RecordOpener, RecordSealer, TAG_LEN,
