@@ -22,6 +22,8 @@ pub mod trust;
 pub mod ui;
 pub mod vnc_password;
 pub mod window;
+#[cfg(unix)]
+pub mod x_display;
 
 /// This launcher's operating system, as announced to the broker and to scripts.
 pub const OS: &str = if cfg!(windows) {

@@ -54,13 +54,21 @@ pub fn detect() -> Interface {
     }
 }
 
-/// Whether this session can show a window: a desktop session on Linux (an X display;
-/// a Wayland desktop runs X programs through XWayland), always on Windows and macOS.
+/// Whether this session can show a window: on Linux an X display that answers (a Wayland
+/// desktop runs X programs through XWayland), always on Windows and macOS.
 fn display_available() -> bool {
     if cfg!(any(windows, target_os = "macos")) {
         return true;
     }
-    std::env::var_os("DISPLAY").is_some_and(|display| !display.is_empty())
+    #[cfg(unix)]
+    if let Some(display) = std::env::var_os("DISPLAY").filter(|display| !display.is_empty()) {
+        let name = display.to_string_lossy();
+        if crate::x_display::answers(&name) {
+            return true;
+        }
+        tracing::warn!(display = %name, "the X display does not answer: messages go to stderr");
+    }
+    false
 }
 
 /// Passes every text through [`safe_text`] before `U` shows it.

@@ -48,6 +48,31 @@ async fn a_malformed_link_says_why_on_stderr_with_exit_2() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_display_that_does_not_answer_falls_back_to_stderr() {
+    // A display number no X server here uses: the window toolkit would end the process
+    // with "Can't open display" before the launcher said anything.
+    let display = (7900..8000)
+        .find(|number| !Path::new(&format!("/tmp/.X11-unix/X{number}")).exists())
+        .map(|number| format!(":{number}"))
+        .unwrap();
+    let home = TempDir::new().unwrap();
+    let exit = LauncherProcess::spawn(
+        ["udssv2://broker/not-a-ticket/x"],
+        home.path(),
+        &[("DISPLAY", &display)],
+    )
+    .exit()
+    .await;
+    assert_eq!(exit.code, Some(2), "{exit:?}");
+    assert!(
+        exit.stderr.contains("That is not a Portcullis link"),
+        "{exit:?}"
+    );
+    let log = std::fs::read_to_string(home.path().join("launcher.log")).unwrap();
+    assert!(log.contains("the X display does not answer"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_file_found_readable_by_others_becomes_private() {
     use std::os::unix::fs::PermissionsExt;
     let home = TempDir::new().unwrap();
