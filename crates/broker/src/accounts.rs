@@ -307,10 +307,13 @@ pub async fn issue_ticket(
         })
         .await?;
     state.metrics.tickets_issued.inc();
-    audit(
+    // The service in its column too, so that the audit log filtered by service shows the
+    // Connect.
+    audit_about(
         state,
         "ticket.issued",
         Some(user.username.clone()),
+        Some(service.name.clone()),
         client,
         json!({ "service": service.name }),
     )
@@ -327,6 +330,18 @@ pub async fn audit(
     client: &ClientAddr,
     detail: serde_json::Value,
 ) -> Result<(), StoreError> {
+    audit_about(state, kind, username, None, client, detail).await
+}
+
+/// [`audit`] for an event that concerns `service` too.
+async fn audit_about(
+    state: &AppState,
+    kind: &str,
+    username: Option<String>,
+    service: Option<String>,
+    client: &ClientAddr,
+    detail: serde_json::Value,
+) -> Result<(), StoreError> {
     state
         .store
         .audit(AuditEvent {
@@ -334,7 +349,7 @@ pub async fn audit(
             at: state.now(),
             kind: kind.to_owned(),
             username,
-            service: None,
+            service,
             source_ip: Some(client.describe()),
             detail: detail.to_string(),
         })
