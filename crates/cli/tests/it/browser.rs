@@ -23,7 +23,7 @@ use crate::support::{interrupt, start_dev, wait_with_timeout};
 /// (It lasts a few seconds, so that the page shows the session connected while it runs.)
 const REMOTE_COMMAND: &str = "sleep 4; echo through-the-post-quantum-tunnel; uname -s";
 /// How long the page may take to show a state change.
-const PAGE_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const PAGE_WAIT: Duration = Duration::from_secs(30);
 
 /// A launcher script replacing the built-in `ssh-linux.js`: `ssh` in batch mode through
 /// the service's tunnel, its output written to `output`.
@@ -49,7 +49,7 @@ fn ssh_script(sshd: &Sshd, output: &Path) -> String {
 }
 
 /// Signs in through the form, as a person does.
-async fn sign_in(browser: &Browser, username: &str, password: &str) {
+pub(crate) async fn sign_in(browser: &Browser, username: &str, password: &str) {
     let user = browser.wait_for("#username", PAGE_WAIT).await;
     browser.type_into(&user, username).await;
     let field = browser.find("#password").await.unwrap();
