@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -81,9 +82,9 @@ pub async fn launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> Result<(), Failu
 pub async fn launch_until(
     options: LaunchOptions,
     ui: Arc<dyn Ui>,
-    stop: impl Future<Output = StopReason> + Send,
+    stop: impl Future<Output = StopReason> + Send + 'static,
 ) -> Result<(), Failure> {
-    tokio::pin!(stop);
+    let mut stop = Box::pin(stop);
     // Until the instructions arrive nothing runs: a stop ends the launch at once.
     let prepared = tokio::select! {
         prepared = prepare(&options, ui.as_ref()) => prepared?,
@@ -96,22 +97,66 @@ pub async fn launch_until(
     let expected_ticket = TunnelParams::of_launch(&launch.params)
         .map_err(|error| Failure::tampered(format_args!("the tunnel member ({error})")))?
         .map(|tunnel| tunnel.ticket);
-    let ssh_key = Arc::new(launch.ssh_key);
     let tunnels = Arc::new(Tunnels::new(
         launch.kem_secret,
         expected_ticket,
         ca_file,
         Arc::clone(&ui),
     ));
+    // The script and the wait run as a task of their own, so that a panic inside them
+    // (logged by the panic hook) still ends the sessions here; the programs the script
+    // started died with the task (they are killed when dropped).
+    let running = Running {
+        script: launch.script,
+        params: launch.params,
+        ssh_key: launch.ssh_key,
+        limits: options.limits,
+        env: options.env,
+    };
+    let run = tokio::spawn(run_script(running, Arc::clone(&tunnels), ui, stop));
+    match run.await {
+        Ok(result) => result,
+        Err(_) => {
+            tunnels.end_all().await;
+            Err(stopped(StopReason::Panic))
+        }
+    }
+}
+
+/// What [`run_script`] runs: the verified script, its params and bounds.
+struct Running {
+    script: String,
+    params: serde_json::Value,
+    ssh_key: SshKeyPair,
+    limits: ScriptLimits,
+    env: ScriptEnv,
+}
+
+/// Runs the script and waits until the launch ends (docs/launcher-scripts.md §3), then
+/// ends the tunnels, kills what the script started unless the launch ended by itself, and
+/// removes the script's files.
+async fn run_script(
+    running: Running,
+    tunnels: Arc<Tunnels>,
+    ui: Arc<dyn Ui>,
+    mut stop: Pin<Box<impl Future<Output = StopReason> + Send>>,
+) -> Result<(), Failure> {
+    let Running {
+        script: source,
+        params,
+        ssh_key,
+        limits,
+        env,
+    } = running;
     // A stop or a failed tunnel while the script runs (a `waitUntilClosed` window is
     // open) aborts the script: its programs are killed, its files removed.
     let mut aborted_by = None;
     let settled = script::run_until(
-        &launch.script,
-        &launch.params,
-        Arc::new(Host(Arc::clone(&tunnels), ssh_key)) as Arc<dyn ScriptHost>,
-        &options.limits,
-        &options.env,
+        &source,
+        &params,
+        Arc::new(Host(Arc::clone(&tunnels), Arc::new(ssh_key))) as Arc<dyn ScriptHost>,
+        &limits,
+        &env,
         async {
             aborted_by = Some(tokio::select! {
                 reason = &mut stop => End::Stopped(reason),
@@ -134,7 +179,7 @@ pub async fn launch_until(
     };
     // The launch runs on (a client program, open tunnels): a window says so, with
     // Disconnect.
-    let service = launch.params["name"].as_str().unwrap_or("the service");
+    let service = params["name"].as_str().unwrap_or("the service");
     let keeps_running = settled.apps_running() || tunnels.any_open();
     let connected = if keeps_running && !tunnels.disconnect_requested() {
         ui.connected(service)

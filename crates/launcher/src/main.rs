@@ -4,6 +4,7 @@
 // The command line is where the launcher talks to the user.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -151,14 +152,16 @@ fn runtime() -> Result<tokio::runtime::Runtime, Failure> {
         .map_err(|error| Failure::internal(format!("The launcher cannot start: {error}.")))
 }
 
-/// Takes over the signals (within a runtime) and injects the test faults of a debug build.
-fn watch_for_stops() -> Result<StopWatch, Failure> {
+/// Takes over the signals (within a runtime) and injects the test faults of a debug build:
+/// what resolves with the first reason to stop.
+fn watch_for_stops() -> Result<impl Future<Output = StopReason> + Send + 'static, Failure> {
     let stop = StopWatch::install().map_err(|error| {
         Failure::internal(format!("cannot watch for termination signals: {error}"))
     })?;
     #[cfg(debug_assertions)]
-    fault::install();
-    Ok(stop)
+    return Ok(fault::install(stop.stopped()));
+    #[cfg(not(debug_assertions))]
+    Ok(stop.stopped())
 }
 
 /// The exit code of a launch's result (its failure already shown).
@@ -169,12 +172,25 @@ fn exit_code(result: &Result<(), Failure>) -> ExitCode {
     }
 }
 
+/// Runs `launch_until` as a task of its own: a panic inside it (logged by the panic hook)
+/// ends the launch with the internal error's sentence and exit code instead of taking the
+/// process or the window's loop with it.
+async fn launch_task(
+    options: LaunchOptions,
+    ui: Arc<dyn Ui>,
+    stop: impl Future<Output = StopReason> + Send + 'static,
+) -> Result<(), Failure> {
+    tokio::spawn(launch_until(options, ui, stop))
+        .await
+        .unwrap_or_else(|_| Err(Failure::internal(StopReason::Panic.sentence())))
+}
+
 /// Runs a launch on a Tokio runtime with the signals taken over from the start.
 fn run_launch(options: LaunchOptions, ui: Arc<dyn Ui>) -> ExitCode {
     let result = runtime().and_then(|runtime| {
         let result = runtime.block_on(async {
             let stop = watch_for_stops()?;
-            launch_until(options, Arc::clone(&ui), stop.stopped()).await
+            launch_task(options, Arc::clone(&ui), stop).await
         });
         // A prompt may still block a thread on stdin: do not wait for it.
         runtime.shutdown_background();
@@ -212,11 +228,11 @@ fn run_in_window(options: LaunchOptions) -> ExitCode {
             Ok(stop) => {
                 let stopped = async move {
                     tokio::select! {
-                        reason = stop.stopped() => reason,
+                        reason = stop => reason,
                         () = closed_early.notified() => StopReason::WindowClosed,
                     }
                 };
-                launch_until(options, Arc::clone(&ui), stopped).await
+                launch_task(options, Arc::clone(&ui), stopped).await
             }
             Err(failure) => Err(failure),
         };
@@ -238,22 +254,46 @@ fn run_in_window(options: LaunchOptions) -> ExitCode {
     exit_code(&result)
 }
 
-/// Faults the tests inject into a debug build (release builds have none):
-/// `PORTCULLIS_LAUNCHER_FAULT=panic-on-sigusr1` makes a task panic at SIGUSR1.
+/// Faults the tests inject into a debug build (release builds have none), at SIGUSR1:
+/// `PORTCULLIS_LAUNCHER_FAULT=panic-on-sigusr1` makes a task of its own panic,
+/// `panic-in-launch-on-sigusr1` the launch's own task (through the stop future it polls).
 #[cfg(debug_assertions)]
 mod fault {
-    pub(crate) fn install() {
+    use std::future::Future;
+    use std::pin::Pin;
+
+    use portcullis_launcher::stop::StopReason;
+
+    pub(crate) fn install(
+        stop: impl Future<Output = StopReason> + Send + 'static,
+    ) -> Pin<Box<dyn Future<Output = StopReason> + Send>> {
         #[cfg(unix)]
-        if std::env::var("PORTCULLIS_LAUNCHER_FAULT").as_deref() == Ok("panic-on-sigusr1") {
+        {
             use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut user1) = signal(SignalKind::user_defined1()) {
-                tokio::spawn(async move {
-                    if user1.recv().await.is_some() {
-                        panic!("injected fault: a task panics at SIGUSR1");
-                    }
-                });
+            let fault = std::env::var("PORTCULLIS_LAUNCHER_FAULT").unwrap_or_default();
+            let user1 = || signal(SignalKind::user_defined1()).ok();
+            match (fault.as_str(), user1()) {
+                ("panic-on-sigusr1", Some(mut user1)) => {
+                    tokio::spawn(async move {
+                        if user1.recv().await.is_some() {
+                            panic!("injected fault: a task panics at SIGUSR1");
+                        }
+                    });
+                }
+                ("panic-in-launch-on-sigusr1", Some(mut user1)) => {
+                    return Box::pin(async move {
+                        tokio::select! {
+                            reason = stop => reason,
+                            Some(()) = user1.recv() => {
+                                panic!("injected fault: the launch panics at SIGUSR1")
+                            }
+                        }
+                    });
+                }
+                _ => {}
             }
         }
+        Box::pin(stop)
     }
 }
 

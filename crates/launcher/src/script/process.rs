@@ -305,6 +305,7 @@ fn launch(
         Proc {
             ended: ended_rx,
             kill,
+            group,
         },
     );
     Ok(h)
@@ -312,7 +313,7 @@ fn launch(
 
 /// What [`signal_group`] sends.
 #[derive(Clone, Copy)]
-enum GroupSignal {
+pub(super) enum GroupSignal {
     /// SIGTERM: end cleanly.
     Terminate,
     /// SIGKILL.
@@ -321,7 +322,7 @@ enum GroupSignal {
 
 /// Signals the process group a launched program leads (Unix); elsewhere only the program
 /// itself is killed, by the caller.
-fn signal_group(group: Option<u32>, signal: GroupSignal) {
+pub(super) fn signal_group(group: Option<u32>, signal: GroupSignal) {
     #[cfg(unix)]
     {
         use rustix::process::{Pid, Signal, kill_process_group};

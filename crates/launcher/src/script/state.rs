@@ -88,6 +88,19 @@ pub(super) struct Proc {
     pub(super) ended: watch::Receiver<bool>,
     /// Wakes the watcher to kill the child.
     pub(super) kill: Arc<Notify>,
+    /// The process group the child leads (its pid), for a kill while unwinding.
+    pub(super) group: Option<u32>,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        // A launch that panics cannot end its programs in order (its tunnels are gone):
+        // they are told to end as it unwinds, rather than left running.
+        if std::thread::panicking() && self.is_running() {
+            super::process::signal_group(self.group, super::process::GroupSignal::Terminate);
+            self.kill.notify_one();
+        }
+    }
 }
 
 impl Proc {

@@ -1,5 +1,5 @@
 //! Every way a running launcher ends early — SIGTERM, SIGHUP, SIGINT (Ctrl-C), a panic in
-//! one of its tasks, its script failing, its tunnel lost — measured on the real binary with
+//! one of its tasks or in the launch itself, its script failing, its tunnel lost — measured on the real binary with
 //! a local connection open through the tunnel: the launcher sends `EndSession` (the tunnel
 //! server ends the session for that reason), kills the program its script started, closes
 //! the local connection and exits with the documented code.
@@ -168,11 +168,38 @@ async fn ctrl_c_ends_the_session_and_the_programs_with_exit_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_signal_does_not_cut_the_cleanup_short() {
+    let (running, launcher) = running(ScriptEnd::WaitsForTheWindow, Setup::default(), &[]).await;
+    launcher.signal(Signal::TERM);
+    // Apart, so that the first to arrive is SIGTERM (pending signals of one kind merge).
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    launcher.signal(Signal::INT);
+    launcher.signal(Signal::TERM);
+    let exit = launcher.exit().await;
+    assert!(exit.stderr.contains("stopped (SIGTERM)"), "{exit:?}");
+    assert_ended_everything(running, &exit, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_a_task_ends_the_session_and_the_programs_with_exit_1() {
     let (running, launcher) = running(
         ScriptEnd::WaitsForTheWindow,
         Setup::default(),
         &[("PORTCULLIS_LAUNCHER_FAULT", "panic-on-sigusr1")],
+    )
+    .await;
+    launcher.signal(Signal::USR1);
+    let exit = launcher.exit().await;
+    assert!(exit.stderr.contains("internal error"), "{exit:?}");
+    assert_ended_everything(running, &exit, 1).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_the_launch_itself_ends_the_session_and_the_programs_with_exit_1() {
+    let (running, launcher) = running(
+        ScriptEnd::WaitsForTheWindow,
+        Setup::default(),
+        &[("PORTCULLIS_LAUNCHER_FAULT", "panic-in-launch-on-sigusr1")],
     )
     .await;
     launcher.signal(Signal::USR1);
