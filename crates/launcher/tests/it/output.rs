@@ -34,10 +34,9 @@ fn assert_no_ticket(exit: &Exit, home: &Path, ticket: &str) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_malformed_link_says_why_on_stderr_with_exit_2() {
-    let home = TempDir::new().unwrap();
-    let exit = LauncherProcess::spawn(["udssv2://broker/not-a-ticket/x"], home.path(), &[])
+/// A malformed link with `env`: it says why on stderr and exits 2.
+async fn a_malformed_link(home: &Path, env: &[(&str, &str)]) {
+    let exit = LauncherProcess::spawn(["udssv2://broker/not-a-ticket/x"], home, env)
         .exit()
         .await;
     assert_eq!(exit.code, Some(2), "{exit:?}");
@@ -45,6 +44,11 @@ async fn a_malformed_link_says_why_on_stderr_with_exit_2() {
         exit.stderr.contains("That is not a Portcullis link"),
         "{exit:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_malformed_link_says_why_on_stderr_with_exit_2() {
+    a_malformed_link(TempDir::new().unwrap().path(), &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -56,18 +60,7 @@ async fn a_display_that_does_not_answer_falls_back_to_stderr() {
         .map(|number| format!(":{number}"))
         .unwrap();
     let home = TempDir::new().unwrap();
-    let exit = LauncherProcess::spawn(
-        ["udssv2://broker/not-a-ticket/x"],
-        home.path(),
-        &[("DISPLAY", &display)],
-    )
-    .exit()
-    .await;
-    assert_eq!(exit.code, Some(2), "{exit:?}");
-    assert!(
-        exit.stderr.contains("That is not a Portcullis link"),
-        "{exit:?}"
-    );
+    a_malformed_link(home.path(), &[("DISPLAY", &display)]).await;
     let log = std::fs::read_to_string(home.path().join("launcher.log")).unwrap();
     assert!(log.contains("the X display does not answer"), "{log}");
 }
@@ -79,10 +72,7 @@ async fn a_log_file_found_readable_by_others_becomes_private() {
     let log = home.path().join("launcher.log");
     std::fs::write(&log, "an older launch\n").unwrap();
     std::fs::set_permissions(&log, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let exit = LauncherProcess::spawn(["udssv2://broker/not-a-ticket/x"], home.path(), &[])
-        .exit()
-        .await;
-    assert_eq!(exit.code, Some(2), "{exit:?}");
+    a_malformed_link(home.path(), &[]).await;
     let mode = std::fs::metadata(&log).unwrap().permissions().mode();
     assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     let text = std::fs::read_to_string(&log).unwrap();

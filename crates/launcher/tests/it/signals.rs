@@ -180,12 +180,12 @@ async fn a_second_signal_does_not_cut_the_cleanup_short() {
     assert_ended_everything(running, &exit, 1).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_panic_in_a_task_ends_the_session_and_the_programs_with_exit_1() {
+/// A debug build's injected `fault` (a panic at SIGUSR1) ends everything with exit 1.
+async fn a_panic_ends_the_session(fault: &str) {
     let (running, launcher) = running(
         ScriptEnd::WaitsForTheWindow,
         Setup::default(),
-        &[("PORTCULLIS_LAUNCHER_FAULT", "panic-on-sigusr1")],
+        &[("PORTCULLIS_LAUNCHER_FAULT", fault)],
     )
     .await;
     launcher.signal(Signal::USR1);
@@ -195,17 +195,13 @@ async fn a_panic_in_a_task_ends_the_session_and_the_programs_with_exit_1() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panic_in_a_task_ends_the_session_and_the_programs_with_exit_1() {
+    a_panic_ends_the_session("panic-on-sigusr1").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_the_launch_itself_ends_the_session_and_the_programs_with_exit_1() {
-    let (running, launcher) = running(
-        ScriptEnd::WaitsForTheWindow,
-        Setup::default(),
-        &[("PORTCULLIS_LAUNCHER_FAULT", "panic-in-launch-on-sigusr1")],
-    )
-    .await;
-    launcher.signal(Signal::USR1);
-    let exit = launcher.exit().await;
-    assert!(exit.stderr.contains("internal error"), "{exit:?}");
-    assert_ended_everything(running, &exit, 1).await;
+    a_panic_ends_the_session("panic-in-launch-on-sigusr1").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
