@@ -370,8 +370,10 @@ impl BrokerConfig {
 
     /// Parses configuration text; `path` only names it in errors. Does not validate.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|error| ConfigError::parse(path, text, &error))
+        portcullis_config_file::from_toml(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            error,
+        })
     }
 
     /// The configuration of `portcullis dev`: every default, with the data directory `dir`.

@@ -16,6 +16,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use portcullis_config_file::{TomlError, file_prefix};
 use portcullis_proto::{IpNetwork, NodeId, SessionId};
 use serde::Deserialize;
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
@@ -259,18 +260,12 @@ pub enum ConfigError {
         cause: std::io::Error,
     },
     /// The file is not valid TOML or does not match the settings.
-    #[error("{}{}: {message}", path.display(), location(*line, *column, field.as_deref()))]
+    #[error("{}", error.in_file(path))]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The setting, such as `limits.record_size`, when the error is about one.
-        field: Option<String>,
-        /// 1-based line of the error, 0 if unknown.
-        line: usize,
-        /// 1-based column of the error, 0 if unknown.
-        column: usize,
-        /// The parser's message (it names settings and types, never quotes a line).
-        message: String,
+        /// Where and why (never the line's text).
+        error: TomlError,
     },
     /// A setting's value is not acceptable.
     #[error("{}invalid `{field}`: {reason}", file_prefix(path.as_deref()))]
@@ -293,33 +288,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    fn parse(path: &Path, text: &str, error: &serde_path_to_error::Error<toml::de::Error>) -> Self {
-        let inner = error.inner();
-        let (line, column) = inner
-            .span()
-            .map_or((0, 0), |span| line_and_column(text, span.start));
-        let field = error.path().to_string();
-        // toml's messages may span lines ("invalid array\nexpected `]`"): keep one line.
-        let message = inner
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
-        Self::Parse {
-            path: path.to_owned(),
-            field: (field != ".").then_some(field),
-            line,
-            column,
-            message: if message.is_empty() {
-                "invalid TOML".to_owned()
-            } else {
-                message
-            },
-        }
-    }
-
     /// Adds the configuration file's name to a validation error.
     fn in_file(self, file: &Path) -> Self {
         match self {
@@ -345,34 +313,6 @@ fn invalid(field: &'static str, reason: impl Into<String>) -> ConfigError {
     }
 }
 
-fn location(line: usize, column: usize, field: Option<&str>) -> String {
-    let mut out = String::new();
-    if line > 0 {
-        out = format!(", line {line}, column {column}");
-    }
-    if let Some(field) = field {
-        out.push_str(&format!(", `{field}`"));
-    }
-    out
-}
-
-fn file_prefix(path: Option<&Path>) -> String {
-    path.map(|path| format!("{}: ", path.display()))
-        .unwrap_or_default()
-}
-
-/// 1-based line and column (in characters) of byte `offset` of `text`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .get(line_start..)
-        .map_or(0, |rest| rest.chars().count())
-        + 1;
-    (line, column)
-}
-
 impl TunnelConfig {
     /// Reads, parses and [validates](Self::validate) the configuration file at `path`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
@@ -387,8 +327,10 @@ impl TunnelConfig {
 
     /// Parses configuration text; `path` only names it in errors. Does not validate.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        serde_path_to_error::deserialize(toml::Deserializer::new(text))
-            .map_err(|error| ConfigError::parse(path, text, &error))
+        portcullis_config_file::from_toml(text).map_err(|error| ConfigError::Parse {
+            path: path.to_owned(),
+            error,
+        })
     }
 
     /// Checks what parsing cannot: a listen address, the broker URL, non-zero limits and
@@ -929,14 +871,11 @@ mod tests {
     fn parse_errors_name_the_file_the_setting_and_the_line() {
         let error = parse("[broker]\nurl = \"https://b\"\n\n[limits]\nrecord_size = \"big\"\n")
             .unwrap_err();
-        let ConfigError::Parse {
-            field, line, path, ..
-        } = &error
-        else {
+        let ConfigError::Parse { error: at, path } = &error else {
             panic!("{error:?}");
         };
-        assert_eq!(field.as_deref(), Some("limits.record_size"));
-        assert_eq!(*line, 5);
+        assert_eq!(at.field.as_deref(), Some("limits.record_size"));
+        assert_eq!(at.line, 5);
         assert_eq!(path, Path::new("tunnel.toml"));
         let message = error.to_string();
         assert!(message.starts_with("tunnel.toml, line 5"), "{message}");

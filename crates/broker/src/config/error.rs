@@ -2,6 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
+use portcullis_config_file::{TomlError, file_prefix};
+
 /// Why a configuration was refused.
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
@@ -16,18 +18,12 @@ pub enum ConfigError {
         source: std::io::Error,
     },
     /// The file is not valid TOML or does not match the settings.
-    #[error("{}{}: {message}", path.display(), location(*line, *column, field.as_deref()))]
+    #[error("{}", error.in_file(path))]
     Parse {
         /// The file.
         path: PathBuf,
-        /// The setting, such as `limits.body_limit_bytes`, when the error is about one.
-        field: Option<String>,
-        /// 1-based line of the error, 0 if unknown.
-        line: usize,
-        /// 1-based column of the error, 0 if unknown.
-        column: usize,
-        /// The parser's message (it names settings and types, never quotes a value's line).
-        message: String,
+        /// Where and why (never the line's text).
+        error: TomlError,
     },
     /// A setting's value is not acceptable.
     #[error("{}invalid `{field}`: {reason}", file_prefix(path.as_deref()))]
@@ -42,37 +38,6 @@ pub enum ConfigError {
 }
 
 impl ConfigError {
-    pub(super) fn parse(
-        path: &Path,
-        text: &str,
-        error: &serde_path_to_error::Error<toml::de::Error>,
-    ) -> Self {
-        let inner = error.inner();
-        let (line, column) = inner
-            .span()
-            .map_or((0, 0), |span| line_and_column(text, span.start));
-        let field = error.path().to_string();
-        // toml's messages may span lines ("invalid array\nexpected `]`"): keep one line.
-        let message = inner
-            .message()
-            .lines()
-            .map(str::trim)
-            .filter(|line| !line.is_empty())
-            .collect::<Vec<_>>()
-            .join(": ");
-        Self::Parse {
-            path: path.to_owned(),
-            field: (field != ".").then_some(field),
-            line,
-            column,
-            message: if message.is_empty() {
-                "invalid TOML".to_owned()
-            } else {
-                message
-            },
-        }
-    }
-
     /// Adds the file name to a validation error.
     pub(super) fn in_file(self, file: &Path) -> Self {
         match self {
@@ -96,32 +61,4 @@ pub(super) fn invalid(field: &'static str, reason: String) -> ConfigError {
         field,
         reason,
     }
-}
-
-fn location(line: usize, column: usize, field: Option<&str>) -> String {
-    let mut out = String::new();
-    if line > 0 {
-        out = format!(", line {line}, column {column}");
-    }
-    if let Some(field) = field {
-        out.push_str(&format!(", `{field}`"));
-    }
-    out
-}
-
-fn file_prefix(path: Option<&Path>) -> String {
-    path.map(|path| format!("{}: ", path.display()))
-        .unwrap_or_default()
-}
-
-/// 1-based line and column (in characters) of byte `offset` of `text`.
-fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line_start = before.rfind('\n').map_or(0, |newline| newline + 1);
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .get(line_start..)
-        .map_or(0, |rest| rest.chars().count())
-        + 1;
-    (line, column)
 }
