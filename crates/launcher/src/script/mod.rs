@@ -13,6 +13,7 @@ mod globals;
 mod host;
 mod js;
 mod process;
+mod process_group;
 mod secrets;
 mod state;
 mod tasks;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Notify, Semaphore, watch};
 
 use super::host::ScriptHost;
+use super::process_group::{self, GroupSignal};
 
 /// The deadline of the script's synchronous code: reset whenever the script resumes after
 /// waiting for the launcher (an `await` on an API promise), checked by the engine's
@@ -97,7 +98,7 @@ impl Drop for Proc {
         // A launch that panics cannot end its programs in order (its tunnels are gone):
         // they are told to end as it unwinds, rather than left running.
         if std::thread::panicking() && self.is_running() {
-            super::process::signal_group(self.group, super::process::GroupSignal::Terminate);
+            process_group::signal_group(self.group, GroupSignal::Terminate);
             self.kill.notify_one();
         }
     }
