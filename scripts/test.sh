@@ -3,8 +3,8 @@
 # missing (gcc, g++, cmake and the X11 headers for the launcher's window, Node.js and the
 # npm package oidc-provider, PostgreSQL's server binaries, OpenSSH server and client, rsyslog,
 # Chromium and its WebDriver, Xvfb, xdotool and ImageMagick for the window's tests,
-# HAProxy), then runs every test of the workspace and a short smoke run of each fuzz
-# target.
+# HAProxy; iperf3, socat and perf for the tunnel benchmark), then runs every test of the
+# workspace and a short smoke run of each fuzz target.
 #
 #   bash scripts/test.sh            # everything
 #   FUZZ_SECONDS=0 bash scripts/test.sh   # skip the fuzz smoke run (local iterations only)
@@ -118,6 +118,11 @@ need_file /usr/sbin/rsyslogd rsyslog
 # Two tunnel servers behind a real HAProxy (crates/cli/tests/it/balancer.rs); the test
 # starts its own instance, the package's service is not needed.
 need haproxy haproxy
+# The tunnel benchmark's process phases (cargo bench -p portcullis-tunnel --bench tunnel):
+# iperf3 and socat are the reference an operator compares with, perf profiles the relays.
+need iperf3 iperf3
+need socat socat
+need perf linux-perf
 
 if [ "${1:-}" = "--install-only" ]; then
     exit 0

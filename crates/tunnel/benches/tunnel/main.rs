@@ -7,19 +7,26 @@
 //! 2. open latency (local connect at the forwarder → first byte at the target), for a full
 //!    `Open` (broker `start` over HTTP, SQLite) and for an `Attach`;
 //! 3. resident memory per idle connection;
-//! 4. aborted handshakes: nothing left behind.
+//! 4. aborted handshakes: nothing left behind;
+//! 5. throughput with real processes on loopback: iperf3 through `portcullis-launcher` and
+//!    `portcullis tunnel`, beside two `socat` relays and plain TCP, with CPU per end;
+//! 6. the same over a hop with 25 ms and 100 ms one-way delay, beside the hop alone.
 //!
-//! Everything runs in this one process on 127.0.0.1 — a real broker (SQLite), the tunnel
+//! Phases 1–4 run in this one process on 127.0.0.1 — a real broker (SQLite), the tunnel
 //! server, the launcher's forwarder, the targets and the bench's sockets — on one tokio
-//! runtime with as many workers as CPUs, so they share the cores.
+//! runtime with as many workers as CPUs, so they share the cores. Phases 5 and 6 run the
+//! binaries (`portcullis dev`, `portcullis tunnel`, `portcullis-launcher`, built here in the
+//! bench's profile) and iperf3 and socat (Debian packages) as separate processes.
 //!
-//! Run it with `cargo bench -p portcullis-tunnel --bench tunnel` (under a minute);
-//! `cargo bench -p portcullis-tunnel --bench tunnel -- --quick` (or
-//! `PORTCULLIS_BENCH_QUICK=1`) makes a short run. Without the `--bench` argument (as under
-//! `cargo test --all-targets`) it is a smoke run with tiny sizes.
+//! Run it with `cargo bench -p portcullis-tunnel --bench tunnel` (about 6 minutes);
+//! `-- --quick` (or `PORTCULLIS_BENCH_QUICK=1`) makes a short run, and the phase names
+//! `in-process`, `loopback` and `latency` after `--` run only those phases. Without the
+//! `--bench` argument (as under `cargo test --all-targets`) it is a smoke run of phases 1–4
+//! with tiny sizes.
 
 #![allow(
     clippy::print_stdout,
+    clippy::print_stderr,
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::cast_precision_loss,
@@ -29,8 +36,13 @@
 
 mod aborted;
 mod idle;
+mod iperf;
 mod latency;
 mod measure;
+mod process_report;
+mod processes;
+mod programs;
+mod real_stack;
 mod records;
 mod table;
 mod targets;
@@ -41,9 +53,12 @@ mod throughput;
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use portcullis_tunnel::config::TunnelConfig;
+
+use crate::iperf::Length;
+use crate::processes::ProcessPlan;
 
 /// File descriptors one idle tunneled connection costs here: the bench's socket, the
 /// forwarder's local and tunnel sockets, the server's tunnel and target sockets, and the
@@ -71,6 +86,8 @@ struct Plan {
     idle_connections: usize,
     aborted_warmup: usize,
     aborted: usize,
+    /// The phases with real processes (none in smoke mode).
+    processes: Option<ProcessPlan>,
 }
 
 impl Plan {
@@ -84,6 +101,30 @@ impl Plan {
                 idle_connections: 10_000,
                 aborted_warmup: 200,
                 aborted: 1_000,
+                processes: Some(ProcessPlan {
+                    loopback: Some(Length {
+                        secs: 5,
+                        omit_secs: 0,
+                    }),
+                    rounds: 3,
+                    hops: vec![
+                        (
+                            Duration::from_millis(25),
+                            Length {
+                                secs: 8,
+                                omit_secs: 2,
+                            },
+                        ),
+                        (
+                            Duration::from_millis(100),
+                            Length {
+                                secs: 8,
+                                omit_secs: 4,
+                            },
+                        ),
+                    ],
+                    tunnel_limits: String::new(),
+                }),
             },
             Mode::Quick => Self {
                 bytes: 32 * MIB,
@@ -92,6 +133,30 @@ impl Plan {
                 idle_connections: 2_000,
                 aborted_warmup: 200,
                 aborted: 1_000,
+                processes: Some(ProcessPlan {
+                    loopback: Some(Length {
+                        secs: 3,
+                        omit_secs: 0,
+                    }),
+                    rounds: 1,
+                    hops: vec![
+                        (
+                            Duration::from_millis(25),
+                            Length {
+                                secs: 4,
+                                omit_secs: 1,
+                            },
+                        ),
+                        (
+                            Duration::from_millis(100),
+                            Length {
+                                secs: 5,
+                                omit_secs: 2,
+                            },
+                        ),
+                    ],
+                    tunnel_limits: String::new(),
+                }),
             },
             Mode::Smoke => Self {
                 bytes: 2 * MIB,
@@ -100,6 +165,7 @@ impl Plan {
                 idle_connections: 20,
                 aborted_warmup: 10,
                 aborted: 20,
+                processes: None,
             },
         }
     }
@@ -116,8 +182,11 @@ fn bench_config(config: &mut TunnelConfig, connections: usize) {
     limits.max_connections_per_session = PER_SESSION;
 }
 
+/// Phase names a run may be limited to (after `--`).
+const PHASES: [&str; 3] = ["in-process", "loopback", "latency"];
+
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
+    let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = args.iter().any(|arg| arg == "--quick")
         || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
     let mode = match (args.iter().any(|arg| arg == "--bench"), quick) {
@@ -125,17 +194,73 @@ fn main() {
         (true, true) => Mode::Quick,
         (true, false) => Mode::Full,
     };
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|arg| !arg.starts_with("--"))
+        .collect();
+    if let Some(unknown) = named.iter().find(|name| !PHASES.contains(name)) {
+        eprintln!(
+            "unknown phase {unknown:?}: the phases are {}",
+            PHASES.join(", ")
+        );
+        std::process::exit(2);
+    }
+    let wants = |phase: &str| named.is_empty() || named.contains(&phase);
     let mut plan = Plan::for_mode(mode);
+    if let Some(processes) = &mut plan.processes {
+        if !wants("loopback") {
+            processes.loopback = None;
+        }
+        if !wants("latency") {
+            processes.hops.clear();
+        }
+    }
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!("Portcullis tunnel server benchmark ({mode:?} mode)");
-    println!(
-        "machine: {cpus} CPU(s); the bench's client and targets, the forwarder (launcher side), \
-         the tunnel server and the broker (SQLite) run in this one process on one tokio \
-         runtime with {cpus} workers and share these cores, all on 127.0.0.1."
-    );
     if mode == Mode::Smoke {
         println!("(no --bench argument: smoke run with tiny sizes; use `cargo bench` for numbers)");
     }
+    let started = Instant::now();
+    // The tools first: a missing one fails the run before anything is measured.
+    let binaries = plan
+        .processes
+        .as_ref()
+        .filter(|processes| processes.loopback.is_some() || !processes.hops.is_empty())
+        .map(|_| {
+            programs::require_tools(std::env::var_os(processes::PROFILE_ENV).is_some())
+                .and_then(|()| programs::Binaries::build())
+                .unwrap_or_else(|error| {
+                    eprintln!("error: {error}");
+                    std::process::exit(1);
+                })
+        });
+    if wants("in-process") {
+        in_process(&mut plan, cpus);
+    }
+    if let (Some(binaries), Some(processes)) = (binaries, &plan.processes) {
+        println!();
+        println!(
+            "machine: {cpus} CPU(s); separate processes: portcullis dev (the broker), portcullis \
+             tunnel, portcullis-launcher, iperf3 client and server, socat; the hop runs in this \
+             process. Load now: {}",
+            measure::load_average()
+        );
+        processes::run(binaries, processes);
+        println!("load at the end: {}", measure::load_average());
+    }
+    println!();
+    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+}
+
+/// Phases 1–4, in this process.
+fn in_process(plan: &mut Plan, cpus: usize) {
+    println!(
+        "machine: {cpus} CPU(s); the bench's client and targets, the forwarder (launcher side), \
+         the tunnel server and the broker (SQLite) run in this one process on one tokio \
+         runtime with {cpus} workers and share these cores, all on 127.0.0.1. Load now: {}",
+        measure::load_average()
+    );
     let wanted = plan.idle_connections as u64 * FDS_PER_CONNECTION + FD_RESERVE;
     let limit = measure::raise_fd_limit(wanted);
     if limit < wanted {
@@ -147,18 +272,15 @@ fn main() {
         );
         plan.idle_connections = fit;
     }
-    let started = Instant::now();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(cpus)
         .enable_all()
         .build()
         .unwrap();
-    let mut report = runtime.block_on(run(&plan));
+    let mut report = runtime.block_on(run(plan));
     report.records_secs_per_gib = records::seal_and_open_secs_per_gib(plan.bytes);
     println!();
-    report.print(&plan);
-    println!();
-    println!("finished in {:.1} s", started.elapsed().as_secs_f64());
+    report.print(plan);
 }
 
 /// Every phase's results.

@@ -35,6 +35,19 @@ pub(crate) fn cpu_seconds() -> f64 {
     ticks as f64 / rustix::param::clock_ticks_per_second() as f64
 }
 
+/// The 1, 5 and 15 minute load averages (`/proc/loadavg`), to print beside the numbers:
+/// other work on the machine lowers them.
+pub(crate) fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|text| {
+            text.split_whitespace()
+                .take(3)
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
 /// Raises `RLIMIT_NOFILE` to `wanted` (soft and hard: allowed as root), or else the soft
 /// limit to the hard one; returns the soft limit in force.
 pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {

@@ -19,14 +19,14 @@ const RSS_DRIFT_PERCENT: f64 = 5.0;
 const GIB: f64 = 1024.0 * 1024.0 * 1024.0;
 const MIB: f64 = 1024.0 * 1024.0;
 
-struct Table {
-    title: String,
-    header: &'static [&'static str],
-    rows: Vec<Vec<String>>,
+pub(crate) struct Table {
+    pub(crate) title: String,
+    pub(crate) header: &'static [&'static str],
+    pub(crate) rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn print(&self) {
+    pub(crate) fn print(&self) {
         let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
         for row in &self.rows {
             for (width, cell) in widths.iter_mut().zip(row) {
@@ -53,7 +53,7 @@ impl Table {
     }
 }
 
-fn verdict(ok: bool, budget: &str) -> String {
+pub(crate) fn verdict(ok: bool, budget: &str) -> String {
     format!("{} ({budget})", if ok { "ok" } else { "MISSED" })
 }
 

@@ -11,6 +11,7 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 pub mod cutter;
+pub mod hop;
 pub mod targets;
 
 use std::future::Future;
