@@ -465,11 +465,12 @@ const TUNNEL_TOKEN: &str = "sk-operators-test-token-0123456789abcdefghijklm";
 /// password `alice-password`) may use the service `echo` to a target through tunnel group
 /// `dc1`; `bob` (group `admins`, password `bob-password`) administers.
 pub(crate) struct TwoBrokers {
+    /// The tunnel server, stopped on drop before the brokers (its control channel would
+    /// complain of them gone).
+    _tunnel: Process,
     pub(crate) store: Store,
     pub(crate) a: Process,
     pub(crate) b: Process,
-    /// The tunnel server, stopped on drop.
-    _tunnel: Process,
     /// The service's id.
     pub(crate) service: i64,
     pub(crate) fingerprint: String,
