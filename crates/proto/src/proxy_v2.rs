@@ -73,6 +73,14 @@ pub enum ProxyHeader {
     },
 }
 
+/// The whole length of the header whose fixed part starts `buf`, as its length field says
+/// (`None` until the [`FIXED_LEN`] bytes are there). Check the fixed part with [`decode`]
+/// first: it refuses a length over [`MAX_DATA_LEN`].
+pub fn header_len(buf: &[u8]) -> Option<usize> {
+    let (&high, &low) = (buf.get(FIXED_LEN - 2)?, buf.get(FIXED_LEN - 1)?);
+    Some(FIXED_LEN + usize::from(u16::from_be_bytes([high, low])))
+}
+
 /// Decodes the PROXY v2 header at the start of `buf`.
 ///
 /// Returns `Ok(None)` while `buf` is a proper prefix of an acceptable header (more bytes
@@ -287,6 +295,16 @@ mod tests {
                       9c40 1d13";
     /// LOCAL with AF_UNSPEC and no address block: a load balancer's health check.
     const LOCAL: &str = "0d0a0d0a000d0a515549540a 20 00 0000";
+
+    #[test]
+    fn the_fixed_part_names_the_whole_length() {
+        for (header, whole) in [(V4, 28), (V6, 52), (LOCAL, 16)] {
+            let bytes = hex(header);
+            assert_eq!(header_len(&bytes[..FIXED_LEN]), Some(whole));
+            assert_eq!(bytes.len(), whole);
+        }
+        assert_eq!(header_len(&hex(V4)[..FIXED_LEN - 1]), None);
+    }
 
     #[test]
     fn a_tcp4_header_decodes() {

@@ -561,7 +561,7 @@ async fn read_hello(stream: &mut TunnelStream) -> Result<ClientHello, Failure> {
                 return Err(Failure::Refuse(code, reason));
             }
         }
-        let want = needed_hello_len(&buf[..len]);
+        let want = ClientHello::wanted_len(&buf[..len]);
         if want <= len || want > buf.len() {
             return Err(Failure::Refuse(ErrorCode::Malformed, "malformed"));
         }
@@ -571,15 +571,6 @@ async fn read_hello(stream: &mut TunnelStream) -> Result<ClientHello, Failure> {
         }
         len += read;
     }
-}
-
-/// How many hello bytes to have before decoding again: the prefix, then the command's size.
-fn needed_hello_len(seen: &[u8]) -> usize {
-    const PREFIX: usize = 6;
-    if seen.len() < PREFIX {
-        return PREFIX;
-    }
-    Command::from_u8(seen[5]).map_or(0, Command::hello_len)
 }
 
 /// Reads a PROXY v2 header: for PROXY, the launcher's and the destination's addresses and
@@ -594,11 +585,10 @@ async fn read_proxy_header(
     if proxy_v2::decode(&buf).is_err() {
         return Err(Failure::Close("proxy_header"));
     }
-    let rest = usize::from(u16::from_be_bytes([buf[14], buf[15]]));
-    if rest > proxy_v2::MAX_DATA_LEN {
-        return Err(Failure::Close("proxy_header"));
-    }
-    buf.resize(proxy_v2::FIXED_LEN + rest, 0);
+    let whole = proxy_v2::header_len(&buf)
+        .filter(|whole| *whole <= proxy_v2::MAX_HEADER_LEN)
+        .ok_or(Failure::Close("proxy_header"))?;
+    buf.resize(whole, 0);
     tcp.read_exact(&mut buf[proxy_v2::FIXED_LEN..]).await?;
     match proxy_v2::decode(&buf) {
         Ok(Some((

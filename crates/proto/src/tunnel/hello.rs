@@ -129,6 +129,17 @@ impl ClientHello {
         }
     }
 
+    /// How many bytes of a hello a reader needs before it decodes again, given the bytes
+    /// `seen` so far: the fixed prefix (magic, version, command), then the command's whole
+    /// length; 0 for an unknown command (which [`Self::decode`] refuses).
+    pub fn wanted_len(seen: &[u8]) -> usize {
+        const PREFIX: usize = MAGIC.len() + 2;
+        match seen.get(PREFIX - 1) {
+            None => PREFIX,
+            Some(&command) => Command::from_u8(command).map_or(0, Command::hello_len),
+        }
+    }
+
     /// The encoded length.
     pub fn encoded_len(&self) -> usize {
         self.command().hello_len()
@@ -272,6 +283,21 @@ mod tests {
                 client_random: [10; 32],
             },
         ]
+    }
+
+    #[test]
+    fn a_reader_wants_the_prefix_then_the_whole_hello() {
+        for hello in samples() {
+            let mut bytes = Vec::new();
+            hello.encode(&mut bytes);
+            for seen in 0..6 {
+                assert_eq!(ClientHello::wanted_len(&bytes[..seen]), 6);
+            }
+            for seen in 6..=bytes.len() {
+                assert_eq!(ClientHello::wanted_len(&bytes[..seen]), bytes.len());
+            }
+        }
+        assert_eq!(ClientHello::wanted_len(b"PCTN\x01\xff"), 0);
     }
 
     #[test]
