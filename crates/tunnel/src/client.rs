@@ -72,7 +72,12 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            connection: ConnectionConfig::default(),
+            // A fixed window while the relay stops reading behind a slow local program (a
+            // larger one needs the read-ahead of docs/protocol.md §8.12.2).
+            connection: ConnectionConfig {
+                max_window: portcullis_proto::tunnel::DEFAULT_REPLAY_CAPACITY,
+                ..ConnectionConfig::default()
+            },
             handshake_timeout: CLIENT_HANDSHAKE_TIMEOUT,
             resume_attempts: 8,
             resume_backoff: Duration::from_millis(100),

@@ -188,7 +188,8 @@ async fn inbound<C: RelayContext>(
     let outcome = 'link: loop {
         // Open every complete record received.
         loop {
-            let step = lock(connection).handle_input(&mut inbox[start..end]);
+            let now = tokio::time::Instant::now().into_std();
+            let step = lock(connection).handle_input(&mut inbox[start..end], now);
             let (event, used) = match step {
                 Ok(Some(opened)) => opened,
                 Ok(None) => break,
@@ -203,10 +204,13 @@ async fn inbound<C: RelayContext>(
                     if *target_closed {
                         break 'link LinkEnd::LocalFailed("data after the peer's close".into());
                     }
+                    let len = data.len();
                     if let Err(error) = target.write_all(data).await {
                         break 'link LinkEnd::LocalFailed(error.to_string());
                     }
-                    context.received(data.len());
+                    // Only what the local side took is acknowledged (§8.12.2).
+                    lock(connection).delivered(len);
+                    context.received(len);
                 }
                 Event::PeerClosed => {
                     *target_closed = true;
@@ -353,7 +357,8 @@ async fn outbound<C: RelayContext>(
             lock(connection).close();
             continue;
         }
-        let sealed = lock(connection).seal_data(&mut frame, read);
+        let now = tokio::time::Instant::now().into_std();
+        let sealed = lock(connection).seal_data(&mut frame, read, now);
         let frame_len = match sealed {
             Ok(frame_len) => frame_len,
             Err(error) => {

@@ -85,6 +85,9 @@ impl Shared {
     pub fn connection_config(&self) -> ConnectionConfig {
         ConnectionConfig {
             replay_capacity: self.config.limits.replay_buffer_bytes,
+            // A fixed window while the relay stops reading behind a slow target (a larger
+            // one needs the read-ahead of docs/protocol.md §8.12.2).
+            max_window: self.config.limits.replay_buffer_bytes,
             data_record_size: self.config.limits.record_size,
             ..ConnectionConfig::default()
         }

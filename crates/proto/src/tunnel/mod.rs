@@ -28,7 +28,8 @@
 //! connection derives fresh AES-256-GCM keys and base IVs from it and both randoms, so no
 //! (key, nonce) pair ever repeats. Records are sealed and opened in place in the caller's
 //! buffers by a [`RecordSealer`] and a [`RecordOpener`]; a [`ReplayBuffer`] keeps sent but
-//! unacknowledged bytes for resume. After the handshake a [`Connection`] drives one
+//! unacknowledged bytes for resume, at most a send window that grows with the measured
+//! bandwidth-delay product within a [`WindowBudget`]. After the handshake a [`Connection`] drives one
 //! connection id's data stream (acknowledgements, ping, close, resume) on both sides.
 //!
 //! Handshake states ([`client`], [`server`]) consume `self` at every step, so an error ends
@@ -57,6 +58,7 @@ mod tests;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used)]
 mod vectors;
+mod window;
 
 pub use connection::{Connection, ConnectionConfig, Event};
 pub use end_reason::EndReason;
@@ -74,6 +76,7 @@ pub use record::{
 };
 pub use replay::{DEFAULT_REPLAY_CAPACITY, ReplayBuffer};
 pub use server_message::ServerMessage;
+pub use window::{BudgetReservation, DEFAULT_WINDOW_BUDGET, MAX_WINDOW, WindowBudget};
 
 /// The four bytes every client hello starts with: `"PCTN"`.
 pub const MAGIC: [u8; 4] = *b"PCTN";

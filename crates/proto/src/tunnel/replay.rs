@@ -16,8 +16,9 @@ pub const DEFAULT_REPLAY_CAPACITY: usize = 256 * 1024;
 /// local socket until an `Ack` makes room (backpressure).
 ///
 /// No memory is held until the first byte is pushed; the first push reserves the whole
-/// capacity at once (so the hot path never reallocates), and [`ReplayBuffer::shrink`] gives
-/// it back once everything is acknowledged.
+/// capacity at once (so the hot path never reallocates), a push beyond it after the
+/// capacity grew ([`ReplayBuffer::set_capacity`]: the send window) reserves the new one,
+/// and [`ReplayBuffer::shrink`] gives it back once everything is acknowledged.
 #[derive(Debug)]
 pub struct ReplayBuffer {
     bytes: VecDeque<u8>,
@@ -38,6 +39,13 @@ impl ReplayBuffer {
     /// The most unacknowledged bytes this buffer keeps.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Changes the most unacknowledged bytes kept (the send window grew or went back); a
+    /// capacity below what is kept now only stops further pushes until acknowledgements
+    /// bring it below. Memory follows at the next push.
+    pub fn set_capacity(&mut self, capacity: usize) {
+        self.capacity = capacity;
     }
 
     /// How many bytes are sent but not acknowledged.
@@ -76,8 +84,8 @@ impl ReplayBuffer {
                 max: self.capacity,
             });
         }
-        if self.bytes.capacity() == 0 && !data.is_empty() {
-            self.bytes.reserve_exact(self.capacity);
+        if self.bytes.capacity() < self.bytes.len() + data.len() {
+            self.bytes.reserve_exact(self.capacity - self.bytes.len());
         }
         self.bytes.extend(data);
         Ok(())
@@ -233,6 +241,24 @@ mod tests {
         buffer.acknowledge(9).unwrap();
         buffer.shrink();
         assert_eq!(buffer.allocated(), 0);
+    }
+
+    #[test]
+    fn a_larger_capacity_is_reserved_at_the_next_push_and_never_more() {
+        let mut buffer = ReplayBuffer::new(4);
+        buffer.push(b"abc").unwrap();
+        let first = buffer.allocated();
+        assert!((4..8).contains(&first), "{first}");
+        buffer.set_capacity(10);
+        assert_eq!(buffer.allocated(), first, "memory follows the next push");
+        buffer.push(b"defghij").unwrap();
+        assert!((10..20).contains(&buffer.allocated()));
+        assert!(matches!(buffer.push(b"k"), Err(Error::TooLarge { .. })));
+        buffer.set_capacity(4);
+        assert_eq!(buffer.available(), 0, "above the new capacity: no room");
+        buffer.acknowledge(7).unwrap();
+        assert_eq!(buffer.available(), 1);
+        assert_eq!(joined(buffer.retransmit_from(7).unwrap()), b"hij");
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //! handshake (a half-close), Close across link drops, the counter limit, backpressure,
 //! memory of idle connections, and recovery from a tampered record.
 
+use std::time::Instant;
+
 use crate::tunnel_support::{Dir, Link, Side, World, honest};
 use portcullis_proto::tunnel::{
     ConnectionConfig, Control, DEFAULT_PLAINTEXT, DEFAULT_REPLAY_CAPACITY, ErrorCode,
@@ -231,7 +233,10 @@ fn tampered_byte_failure_sticks_then_link_lost_and_resume_recovers() {
     );
     let server = world.connection(Side::Server, ID);
     assert!(!server.has_link());
-    assert_eq!(server.handle_input(&mut []), Err(Error::DecryptFailed));
+    assert_eq!(
+        server.handle_input(&mut [], Instant::now()),
+        Err(Error::DecryptFailed)
+    );
     let mut out = Vec::new();
     assert_eq!(server.poll_transmit(&mut out), Err(Error::DecryptFailed));
     assert!(out.is_empty(), "a record failure sends nothing");

@@ -1,6 +1,8 @@
 //! End-to-end: launcher and tunnel server as an in-memory pair, through Open, Attach and
 //! Resume, with a hook that tampers with bytes in flight.
 
+use std::time::Instant;
+
 use crate::tunnel_support::{Dir, Side, World, honest};
 use portcullis_proto::tunnel::{Control, ErrorCode};
 use portcullis_proto::{ConnectionId, Error};
@@ -221,13 +223,13 @@ fn connections_of_one_session_never_share_keys() {
     assert_eq!(
         world
             .connection(Side::Server, second.id)
-            .handle_input(&mut a.clone()),
+            .handle_input(&mut a.clone(), Instant::now()),
         Err(Error::DecryptFailed)
     );
     assert!(
         world
             .connection(Side::Server, first.id)
-            .handle_input(&mut b.clone())
+            .handle_input(&mut b.clone(), Instant::now())
             .is_err()
     );
     // The resumed connection retransmits the same record (counter 0) under fresh keys.

@@ -10,21 +10,26 @@
 //! 1. after a handshake: [`Connection::attach_link`], then [`Connection::poll_transmit`]
 //!    (retransmissions) and write what it appended;
 //! 2. input: call [`Connection::handle_input`] on the buffered bytes until it returns
-//!    `Ok(None)`, drop the bytes it used, then [`Connection::poll_transmit`];
+//!    `Ok(None)`, drop the bytes it used, then [`Connection::poll_transmit`]; once the Data
+//!    it returned is written to the local side, [`Connection::delivered`] (only delivered
+//!    bytes are acknowledged). A slow local side must not stop the input: keep handling it
+//!    (the peer's `Ack`s are in it) while the Data waits, up to the peer's window;
 //! 3. local data: read at most [`Connection::send_window`] bytes into a frame at
 //!    [`PAYLOAD_OFFSET`](super::PAYLOAD_OFFSET), [`Connection::seal_data`], write the frame;
 //!    at end of stream [`Connection::close`] and [`Connection::poll_transmit`];
 //! 4. any error, EOF or I/O failure: [`Connection::link_lost`] and close the TCP connection;
 //!    once [`Connection::is_finished`], close it and forget the connection.
 //!
-//! Nothing here reads a clock or performs I/O; timers (keep-alive pings, idle timeouts) are
-//! the caller's.
+//! The send window (§8.12.2) grows with the bandwidth-delay product measured from the time
+//! Data is sealed to the time its `Ack` arrives: both calls take `now`. Nothing here reads a
+//! clock or performs I/O; timers (keep-alive pings, idle timeouts) are the caller's.
 
 use core::fmt;
 
+use super::window::SendWindow;
 use super::{
     DEFAULT_PLAINTEXT, DEFAULT_RECORD_LIMIT, DEFAULT_REPLAY_CAPACITY, ErrorCode, MAX_PLAINTEXT,
-    RecordOpener, RecordSealer, ReplayBuffer,
+    MAX_WINDOW, RecordOpener, RecordSealer, ReplayBuffer, WindowBudget,
 };
 use crate::{ConnectionId, Error};
 
@@ -35,11 +40,19 @@ mod tests;
 mod transmit;
 
 /// Settings of a [`Connection`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConnectionConfig {
-    /// Most sent but unacknowledged Data bytes kept for resume (default
-    /// [`DEFAULT_REPLAY_CAPACITY`]); while it is full, [`Connection::send_window`] is 0.
+    /// The initial send window: the most sent but unacknowledged Data bytes kept for
+    /// resume at first (default [`DEFAULT_REPLAY_CAPACITY`]); while the replay buffer holds
+    /// the window, [`Connection::send_window`] is 0.
     pub replay_capacity: usize,
+    /// The largest send window (default and at most [`MAX_WINDOW`]); below
+    /// `replay_capacity` it counts as `replay_capacity` (a fixed window).
+    pub max_window: usize,
+    /// Where window growth beyond `replay_capacity` comes from, shared with the other
+    /// connections given a clone of it (default: a fresh
+    /// [`DEFAULT_WINDOW_BUDGET`](super::DEFAULT_WINDOW_BUDGET)).
+    pub window_budget: WindowBudget,
     /// Records each direction of a link may carry (default [`DEFAULT_RECORD_LIMIT`]),
     /// applied to the sealer and the opener of every attached link.
     pub record_limit: u64,
@@ -52,6 +65,8 @@ impl Default for ConnectionConfig {
     fn default() -> Self {
         Self {
             replay_capacity: DEFAULT_REPLAY_CAPACITY,
+            max_window: MAX_WINDOW,
+            window_budget: WindowBudget::default(),
             record_limit: DEFAULT_RECORD_LIMIT,
             data_record_size: DEFAULT_PLAINTEXT,
         }
@@ -141,8 +156,13 @@ pub struct Connection {
     data_record_size: usize,
     link: Link,
     replay: ReplayBuffer,
-    /// Data bytes received and delivered.
+    window: SendWindow,
+    /// Where the window's growth comes from; also lent to the caller for read-ahead.
+    budget: WindowBudget,
+    /// Data bytes received and delivered (reported by [`Connection::delivered`]).
     received: u64,
+    /// Data bytes returned as [`Event::Data`] on this link and not reported delivered yet.
+    undelivered: u64,
     /// The `received` value the peer knows (last Ack sent, or stated in the handshake).
     ack_sent: u64,
     /// Stream offset of the first byte not yet sealed on the current link.
@@ -180,7 +200,14 @@ impl Connection {
             data_record_size: config.data_record_size.clamp(1, MAX_PLAINTEXT),
             link: Link::None,
             replay: ReplayBuffer::new(config.replay_capacity),
+            window: SendWindow::new(
+                config.replay_capacity,
+                config.max_window,
+                &config.window_budget,
+            ),
+            budget: config.window_budget.clone(),
             received: 0,
+            undelivered: 0,
             ack_sent: 0,
             unsent: 0,
             pong: None,
@@ -216,7 +243,9 @@ impl Connection {
     /// Checks it as [`Connection::check_resume`] does (an error changes nothing), drops
     /// replay bytes below it, and queues for [`Connection::poll_transmit`] the
     /// retransmission of `[peer_received, sent)` and, if this side sent `Close` and has not
-    /// received the peer's, `Close` again. Any previous link is replaced.
+    /// received the peer's, `Close` again. Any previous link is replaced, and Data it
+    /// returned but the caller did not report [`Connection::delivered`] is forgotten: the
+    /// peer sends it again (the caller drops what it still holds).
     pub fn attach_link(
         &mut self,
         mut sealer: RecordSealer,
@@ -228,9 +257,11 @@ impl Connection {
         sealer.set_record_limit(self.record_limit);
         opener.set_record_limit(self.record_limit);
         self.link = Link::Up { sealer, opener };
+        self.window.new_link();
         self.unsent = peer_received;
         // The handshake told the peer our `received`.
         self.ack_sent = self.received;
+        self.undelivered = 0;
         self.pong = None;
         if self.local_close == LocalClose::Sent {
             self.local_close = LocalClose::Pending;
@@ -252,6 +283,7 @@ impl Connection {
     pub fn link_lost(&mut self) {
         self.link = Link::None;
         self.pong = None;
+        self.window.link_lost();
     }
 
     /// Whether a link is attached and has not failed.
@@ -259,12 +291,19 @@ impl Connection {
         matches!(self.link, Link::Up { .. })
     }
 
-    /// How many application bytes the caller may read from its local source now:
-    /// `min(free replay space, data_record_size)`.
+    /// How many application bytes the caller may read from its local source now, for one
+    /// record: `min(`[`Connection::sendable`]`, data_record_size)`.
+    pub fn send_window(&self) -> usize {
+        self.sendable().min(self.data_record_size)
+    }
+
+    /// How many application bytes the caller may read from its local source now in all
+    /// (several records' worth, each sealed with [`Connection::seal_data`]): the free send
+    /// window.
     ///
     /// 0 without a working link, while retransmissions wait for
     /// [`Connection::poll_transmit`], after [`Connection::close`], and once finished.
-    pub fn send_window(&self) -> usize {
+    pub fn sendable(&self) -> usize {
         if !self.has_link()
             || self.local_close != LocalClose::Open
             || self.ended.is_some()
@@ -272,7 +311,12 @@ impl Connection {
         {
             return 0;
         }
-        self.replay.available().min(self.data_record_size)
+        self.replay.available()
+    }
+
+    /// The largest Data body this side sends.
+    pub fn data_record_size(&self) -> usize {
+        self.data_record_size
     }
 
     /// Whether the connection is over: both `Close`s exchanged, an `Error` sent or
@@ -292,10 +336,19 @@ impl Connection {
         self.close_sent && !self.peer_closed && self.ended.is_none()
     }
 
-    /// Data bytes received and returned as [`Event::Data`] over all links (application
-    /// bytes, each counted once).
+    /// Data bytes received and delivered over all links (application bytes, each counted
+    /// once): what `Ack` and a resume state.
     pub fn received(&self) -> u64 {
         self.received
+    }
+
+    /// The caller wrote `bytes` more of the Data that [`Connection::handle_input`] returned
+    /// to its local side: they count as received and the next `Ack` covers them. More than
+    /// was returned and not yet reported counts as that much.
+    pub fn delivered(&mut self, bytes: usize) {
+        let bytes = (bytes as u64).min(self.undelivered);
+        self.undelivered -= bytes;
+        self.received += bytes;
     }
 
     /// Data bytes sent (accepted by [`Connection::seal_data`]) over all links.
@@ -308,11 +361,27 @@ impl Connection {
         self.replay.acknowledged()
     }
 
-    /// Releases the memory of empty buffers (the replay buffer once everything is
-    /// acknowledged). Call it when a connection goes idle, not after every batch: the next
-    /// Data allocates the replay buffer again.
+    /// Once everything sent is acknowledged: releases the replay buffer's memory and returns
+    /// the send window to its initial size (its growth to the budget). Call it when a
+    /// connection goes idle, not after every batch: the next Data allocates the replay buffer
+    /// again, and the window grows again with the next round trips.
     pub fn shrink(&mut self) {
-        self.replay.shrink();
+        if self.replay.is_empty() {
+            self.replay.shrink();
+            self.window.reset();
+            self.replay.set_capacity(self.window.size());
+        }
+    }
+
+    /// The send window now (§8.12.2): the most unacknowledged Data bytes this side keeps.
+    pub fn window(&self) -> usize {
+        self.window.size()
+    }
+
+    /// The memory budget this connection's window grows from, for the caller's read-ahead
+    /// of Data its local side has not taken yet (up to [`MAX_WINDOW`]).
+    pub fn window_budget(&self) -> &WindowBudget {
+        &self.budget
     }
 
     /// Heap bytes held by this connection's buffers (the replay buffer), for memory
@@ -343,6 +412,7 @@ impl fmt::Debug for Connection {
             .field("received", &self.received)
             .field("sent", &self.sent())
             .field("acknowledged", &self.acknowledged())
+            .field("window", &self.window.size())
             .field("local_close", &self.local_close)
             .field("peer_closed", &self.peer_closed)
             .field("ended", &self.ended)

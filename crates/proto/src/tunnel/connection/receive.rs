@@ -1,11 +1,14 @@
 //! Receiving: opening records and what each one means for the stream.
 
+use std::time::Instant;
+
 use super::{Connection, Ended, Event, Link, Role};
 use crate::Error;
 use crate::tunnel::{Control, Record};
 
 impl Connection {
-    /// Opens the record at the start of `input` in place.
+    /// Opens the record at the start of `input` in place; `now` is when it arrived (an
+    /// `Ack` may end a round-trip sample of the send window).
     ///
     /// `Ok(None)`: `input` does not hold a whole record yet. Otherwise the event and the
     /// number of bytes used. `Ack` (releases replay bytes), `Ping` (queues a `Pong`), a
@@ -17,6 +20,7 @@ impl Connection {
     pub fn handle_input<'a>(
         &mut self,
         input: &'a mut [u8],
+        now: Instant,
     ) -> Result<Option<(Event<'a>, usize)>, Error> {
         let opened = match &mut self.link {
             Link::Up { opener, .. } => opener.open_in_place(input),
@@ -28,13 +32,13 @@ impl Connection {
             Ok(None) => return Ok(None),
             Err(error) => return Err(self.fail(error)),
         };
-        match self.on_record(record) {
+        match self.on_record(record, now) {
             Ok(event) => Ok(Some((event, used))),
             Err(error) => Err(self.fail(error)),
         }
     }
 
-    fn on_record<'a>(&mut self, record: Record<'a>) -> Result<Event<'a>, Error> {
+    fn on_record<'a>(&mut self, record: Record<'a>, now: Instant) -> Result<Event<'a>, Error> {
         let control = match record {
             Record::Data(data) => {
                 if self.peer_closed {
@@ -43,7 +47,7 @@ impl Connection {
                 if data.is_empty() {
                     return Ok(Event::Nothing);
                 }
-                self.received += data.len() as u64;
+                self.undelivered += data.len() as u64;
                 return Ok(Event::Data(data));
             }
             Record::Control(control) => control,
@@ -53,6 +57,8 @@ impl Connection {
                 self.replay.acknowledge(received)?;
                 // Acknowledged bytes never need sending again.
                 self.unsent = self.unsent.max(received);
+                self.window.on_ack(received, now);
+                self.replay.set_capacity(self.window.size());
                 Event::Nothing
             }
             Control::Ping(value) => {

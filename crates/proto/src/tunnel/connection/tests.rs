@@ -1,5 +1,7 @@
 //! A client and a server `Connection` joined by in-memory links with test keys.
 
+use std::time::Instant;
+
 use super::*;
 use crate::tunnel::record::{IV_LEN, KEY_LEN};
 use crate::tunnel::{Control, OVERHEAD, PAYLOAD_OFFSET};
@@ -47,6 +49,8 @@ fn opener(link: u8, to_server: bool) -> RecordOpener {
 struct Pair {
     client: Connection,
     server: Connection,
+    /// The time both sides are given; it moves only when a test moves it.
+    now: Instant,
     link: u8,
     to_server: Vec<u8>,
     to_client: Vec<u8>,
@@ -57,6 +61,7 @@ impl Pair {
         let mut pair = Self {
             client: Connection::new_client(ConnectionId(1), config),
             server: Connection::new(ConnectionId(1), config),
+            now: Instant::now(),
             link: 0,
             to_server: Vec::new(),
             to_client: Vec::new(),
@@ -100,7 +105,7 @@ impl Pair {
         let len = data.len().min(connection.send_window());
         let mut frame = vec![0u8; OVERHEAD + len];
         frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len].copy_from_slice(&data[..len]);
-        let frame_len = connection.seal_data(&mut frame, len)?;
+        let frame_len = connection.seal_data(&mut frame, len, self.now)?;
         wire.extend_from_slice(&frame[..frame_len]);
         Ok(len)
     }
@@ -108,8 +113,19 @@ impl Pair {
     /// Delivers what is in flight once each way (server first); returns what each side
     /// saw: (client's events, server's events).
     fn step(&mut self) -> Result<(Vec<Got>, Vec<Got>), Error> {
-        let server = deliver(&mut self.server, &mut self.to_server, &mut self.to_client)?;
-        let client = deliver(&mut self.client, &mut self.to_client, &mut self.to_server)?;
+        let now = self.now;
+        let server = deliver_at(
+            &mut self.server,
+            &mut self.to_server,
+            &mut self.to_client,
+            now,
+        )?;
+        let client = deliver_at(
+            &mut self.client,
+            &mut self.to_client,
+            &mut self.to_server,
+            now,
+        )?;
         Ok((client, server))
     }
 
@@ -131,9 +147,22 @@ fn deliver(
     wire: &mut Vec<u8>,
     reply: &mut Vec<u8>,
 ) -> Result<Vec<Got>, Error> {
+    deliver_at(connection, wire, reply, Instant::now())
+}
+
+/// [`deliver`] at `now`.
+fn deliver_at(
+    connection: &mut Connection,
+    wire: &mut Vec<u8>,
+    reply: &mut Vec<u8>,
+    now: Instant,
+) -> Result<Vec<Got>, Error> {
     let mut events = Vec::new();
     let mut offset = 0;
-    while let Some((event, used)) = connection.handle_input(&mut wire[offset..])? {
+    while let Some((event, used)) = connection.handle_input(&mut wire[offset..], now)? {
+        if let Event::Data(data) = &event {
+            connection.delivered(data.len());
+        }
         events.push(event.into());
         offset += used;
     }
@@ -253,7 +282,10 @@ fn half_close_keeps_data_flowing_the_other_way() {
             .unwrap();
     }
     raw.seal_data(b"late", &mut forged).unwrap();
-    let error = pair.server.handle_input(&mut forged).unwrap_err();
+    let error = pair
+        .server
+        .handle_input(&mut forged, Instant::now())
+        .unwrap_err();
     assert_eq!(ErrorCode::for_error(&error), ErrorCode::Malformed);
 }
 
@@ -309,7 +341,10 @@ fn acks_beyond_sent_or_decreasing_are_malformed() {
         }
         let mut offset = 0;
         let error = loop {
-            match pair.server.handle_input(&mut forged[offset..]) {
+            match pair
+                .server
+                .handle_input(&mut forged[offset..], Instant::now())
+            {
                 Ok(Some((_, used))) => offset += used,
                 Ok(None) => panic!("every Ack accepted"),
                 Err(error) => break error,
@@ -322,7 +357,7 @@ fn acks_beyond_sent_or_decreasing_are_malformed() {
         );
         assert!(!pair.server.has_link());
         assert_eq!(
-            pair.server.handle_input(&mut []),
+            pair.server.handle_input(&mut [], Instant::now()),
             Err(error),
             "the failure sticks"
         );
@@ -342,7 +377,7 @@ fn counter_limit_is_exact_and_data_survives_it() {
     let mut frame = [0u8; OVERHEAD + 4];
     frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + 4].copy_from_slice(b"four");
     assert_eq!(
-        pair.client.seal_data(&mut frame, 4),
+        pair.client.seal_data(&mut frame, 4, Instant::now()),
         Err(Error::CounterExhausted)
     );
     assert!(!pair.client.has_link());
@@ -373,10 +408,14 @@ fn receiver_fails_the_record_beyond_its_limit() {
     }
     let mut offset = 0;
     for _ in 0..2 {
-        offset += server.handle_input(&mut wire[offset..]).unwrap().unwrap().1;
+        offset += server
+            .handle_input(&mut wire[offset..], Instant::now())
+            .unwrap()
+            .unwrap()
+            .1;
     }
     assert_eq!(
-        server.handle_input(&mut wire[offset..]),
+        server.handle_input(&mut wire[offset..], Instant::now()),
         Err(Error::CounterExhausted)
     );
 }
@@ -406,7 +445,10 @@ fn end_session_received_by_a_client_is_malformed() {
     sealer(pair.link, false)
         .seal_control(&Control::EndSession, &mut forged)
         .unwrap();
-    let error = pair.client.handle_input(&mut forged).unwrap_err();
+    let error = pair
+        .client
+        .handle_input(&mut forged, Instant::now())
+        .unwrap_err();
     assert_eq!(ErrorCode::for_error(&error), ErrorCode::Malformed);
     assert!(!pair.client.has_link() && !pair.client.is_finished());
 }
@@ -455,7 +497,11 @@ fn pings_are_answered_on_their_link_and_pongs_are_opaque() {
         .unwrap();
     raw.seal_control(&Control::Pong(99), &mut forged).unwrap();
     assert_eq!(
-        pair.server.handle_input(&mut forged).unwrap().unwrap().0,
+        pair.server
+            .handle_input(&mut forged, Instant::now())
+            .unwrap()
+            .unwrap()
+            .0,
         Event::Pong(99)
     );
     // A Ping whose link drops is not answered on the next one.
@@ -485,7 +531,7 @@ fn send_window_closes_when_the_replay_buffer_is_full_and_reopens_on_ack() {
     assert_eq!(written, 10);
     let mut frame = [0u8; OVERHEAD + 1];
     assert!(matches!(
-        pair.client.seal_data(&mut frame, 1),
+        pair.client.seal_data(&mut frame, 1, Instant::now()),
         Err(Error::Misuse(_))
     ));
     pair.settle().unwrap();
@@ -557,6 +603,112 @@ fn shrink_releases_the_replay_buffer_of_an_idle_connection() {
 }
 
 #[test]
+fn the_send_window_grows_over_a_long_round_trip_to_its_cap_and_shrinks_when_idle() {
+    const KIB: usize = 1024;
+    let budget = WindowBudget::new(16 * 1024 * KIB);
+    let config = ConnectionConfig {
+        replay_capacity: 64 * KIB,
+        max_window: 1024 * KIB,
+        window_budget: budget.clone(),
+        ..ConnectionConfig::default()
+    };
+    let mut pair = Pair::new(&config);
+    let rtt = core::time::Duration::from_millis(50);
+    let mut windows = Vec::new();
+    for _ in 0..6 {
+        // The client sends its whole window; the Ack for it comes back a round trip later.
+        while pair.client.send_window() > 0 {
+            pair.write(true, &[7; 16 * 1024]).unwrap();
+        }
+        assert_eq!(
+            pair.client.sent() - pair.client.acknowledged(),
+            pair.client.window() as u64
+        );
+        pair.now += rtt;
+        pair.settle().unwrap();
+        windows.push(pair.client.window() / KIB);
+        assert!(pair.client.buffered_memory() <= pair.client.window());
+    }
+    assert_eq!(
+        windows,
+        [128, 256, 512, 1024, 1024, 1024],
+        "doubling, then the cap"
+    );
+    assert_eq!(budget.in_use(), (1024 - 64) * KIB);
+    assert_eq!(
+        pair.server.window(),
+        64 * KIB,
+        "the other direction sent nothing"
+    );
+    pair.client.shrink();
+    assert_eq!(pair.client.window(), 64 * KIB);
+    assert_eq!(pair.client.buffered_memory(), 0);
+    assert_eq!(budget.in_use(), 0, "the growth went back to the budget");
+}
+
+#[test]
+fn a_window_without_a_budget_left_stays_at_its_initial_size() {
+    let config = ConnectionConfig {
+        replay_capacity: 4096,
+        window_budget: WindowBudget::new(0),
+        ..ConnectionConfig::default()
+    };
+    let mut pair = Pair::new(&config);
+    for _ in 0..3 {
+        while pair.client.send_window() > 0 {
+            pair.write(true, &[1; 1024]).unwrap();
+        }
+        pair.now += core::time::Duration::from_millis(50);
+        pair.settle().unwrap();
+    }
+    assert_eq!(pair.client.window(), 4096);
+    assert_eq!(
+        pair.client.sent(),
+        3 * 4096,
+        "it still sends, one window per round trip"
+    );
+}
+
+#[test]
+fn only_delivered_data_is_acknowledged_and_undelivered_data_comes_again_after_a_resume() {
+    let mut pair = Pair::new(&ConnectionConfig::default());
+    pair.write(true, b"first").unwrap();
+    pair.write(true, b"second").unwrap();
+    // The server opens both records, but its local side takes only the first so far.
+    let mut wire = core::mem::take(&mut pair.to_server);
+    let (event, used) = pair
+        .server
+        .handle_input(&mut wire, pair.now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(event, Event::Data(&b"first"[..]));
+    pair.server.delivered(5);
+    let (event, _) = pair
+        .server
+        .handle_input(&mut wire[used..], pair.now)
+        .unwrap()
+        .unwrap();
+    assert_eq!(event, Event::Data(&b"second"[..]));
+    pair.server.poll_transmit(&mut pair.to_client).unwrap();
+    pair.settle().unwrap();
+    assert_eq!(pair.server.received(), 5);
+    assert_eq!(
+        pair.client.acknowledged(),
+        5,
+        "the Ack covers delivered bytes only"
+    );
+    // The link drops before "second" reached the local side: it comes again, once.
+    pair.drop_link();
+    pair.resume().unwrap();
+    let (_, server) = pair.settle().unwrap();
+    assert_eq!(data(&server), b"second");
+    assert_eq!(pair.server.received(), 11);
+    assert_eq!(pair.client.acknowledged(), 11);
+    pair.server.delivered(100);
+    assert_eq!(pair.server.received(), 11, "never more than was returned");
+}
+
+#[test]
 fn without_a_link_nothing_is_sent() {
     let mut connection = Connection::new(ConnectionId(5), &ConnectionConfig::default());
     assert_eq!(connection.id(), ConnectionId(5));
@@ -570,7 +722,7 @@ fn without_a_link_nothing_is_sent() {
         Err(Error::Misuse(_))
     ));
     assert!(matches!(
-        connection.handle_input(&mut []),
+        connection.handle_input(&mut [], Instant::now()),
         Err(Error::Misuse(_))
     ));
 }

@@ -1,19 +1,27 @@
 //! Sending: Data on the hot path, pending control records, retransmissions and Close.
 
+use std::time::Instant;
+
 use super::{Connection, Ended, Link, LocalClose, Role};
 use crate::Error;
 use crate::tunnel::{Control, ErrorCode, OVERHEAD, PAYLOAD_OFFSET};
 
 impl Connection {
     /// Hot path: seals `len` application bytes the caller read into
-    /// `frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len]` as one Data record, in place, and
-    /// returns the length of the frame to write in one piece.
+    /// `frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len]` as one Data record, in place, at `now`
+    /// (it may start a round-trip sample of the send window), and returns the length of the
+    /// frame to write in one piece.
     ///
     /// `len` must be in `1..=send_window()` and `frame` at least `OVERHEAD + len` long
     /// ([`Error::Misuse`] otherwise, and nothing changes). The bytes enter the replay buffer
     /// before they are sealed: if sealing fails (e.g. [`Error::CounterExhausted`]) the link
     /// ends, and the bytes go out after the resume.
-    pub fn seal_data(&mut self, frame: &mut [u8], len: usize) -> Result<usize, Error> {
+    pub fn seal_data(
+        &mut self,
+        frame: &mut [u8],
+        len: usize,
+        now: Instant,
+    ) -> Result<usize, Error> {
         if len == 0 || len > self.send_window() {
             return Err(Error::Misuse("Data length outside 1..=send_window()"));
         }
@@ -30,6 +38,8 @@ impl Connection {
         match sealer.seal_in_place(frame, len) {
             Ok(frame_len) => {
                 self.unsent = self.replay.sent_total();
+                self.window
+                    .on_sent(self.unsent, self.replay.acknowledged(), now);
                 Ok(frame_len)
             }
             Err(error) => Err(self.fail(error)),

@@ -6,6 +6,7 @@
 #![allow(unreachable_pub)]
 
 use std::collections::HashMap;
+use std::time::Instant;
 
 use portcullis_proto::tunnel::{
     ClientHello, Connection, ConnectionConfig, Control, ErrorCode, Event, MAC_LEN, OVERHEAD,
@@ -69,12 +70,18 @@ impl Stream {
     fn process(&mut self, inbox: &mut Vec<u8>, reply: &mut Vec<u8>) -> Result<(), Error> {
         let mut offset = 0;
         let result = loop {
-            match self.connection.handle_input(&mut inbox[offset..]) {
+            match self
+                .connection
+                .handle_input(&mut inbox[offset..], Instant::now())
+            {
                 Ok(Some((event, used))) => {
                     offset += used;
                     self.records += 1;
                     match event {
-                        Event::Data(data) => self.delivered.extend_from_slice(data),
+                        Event::Data(data) => {
+                            self.delivered.extend_from_slice(data);
+                            self.connection.delivered(data.len());
+                        }
                         Event::PeerClosed => self.controls.push(Control::Close),
                         Event::EndSession => self.controls.push(Control::EndSession),
                         Event::PeerError { code, message } => {
@@ -384,7 +391,7 @@ impl World {
             self.client.credentials = Some(credentials);
         }
         let id = client.connection_id;
-        let config = self.config;
+        let config = self.config.clone();
         let mut link = Link {
             id,
             to_server: Vec::new(),
@@ -450,7 +457,7 @@ impl World {
             }
             frame.resize(OVERHEAD + len, 0);
             frame[PAYLOAD_OFFSET..PAYLOAD_OFFSET + len].copy_from_slice(&data[taken..taken + len]);
-            let sealed = stream.connection.seal_data(&mut frame, len);
+            let sealed = stream.connection.seal_data(&mut frame, len, Instant::now());
             if !matches!(sealed, Err(Error::Misuse(_))) {
                 // In the replay buffer even if sealing failed: sent after the resume.
                 stream.written.extend_from_slice(&data[taken..taken + len]);
