@@ -17,13 +17,14 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use portcullis_testkit::EchoTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[path = "../tests/it/support/operator.rs"]
 #[allow(dead_code)]
 mod operator;
 
-use operator::{EchoTarget, LauncherRun, Portal, TwoBrokers};
+use operator::{LauncherRun, Portal, STEP, TwoBrokers};
 
 /// The goal: the target's socket closed within a second of the click.
 const GOAL: Duration = Duration::from_secs(1);
@@ -54,11 +55,11 @@ async fn one_try(setup: &Setup<'_>, echo: &mut EchoTarget) -> Duration {
     let csrf = setup.admin_portal.csrf(setup.admin).await;
     let clicked = Instant::now();
     setup.admin_portal.end(setup.admin, &csrf, &session).await;
-    let closed = echo.closed_after(clicked).await;
+    let closed = echo.closed_after(clicked, STEP).await;
     let (code, stderr) = launcher.finish().await;
     assert_eq!(code, Some(12), "{stderr}");
     // The session's end must reach the database before the next try lists sessions.
-    let deadline = Instant::now() + operator::STEP;
+    let deadline = Instant::now() + STEP;
     while !setup
         .admin_portal
         .live_sessions(setup.admin)
@@ -102,7 +103,7 @@ async fn dev_stack(tries: usize, echo: &mut EchoTarget) -> Vec<Duration> {
         .spawn()
         .unwrap();
     let info_path = dir.join("dev.json");
-    let deadline = Instant::now() + operator::STEP * 2;
+    let deadline = Instant::now() + STEP * 2;
     while !info_path.is_file() {
         assert!(dev.try_wait().unwrap().is_none(), "portcullis dev exited");
         assert!(

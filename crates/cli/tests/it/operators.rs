@@ -9,11 +9,12 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use portcullis_testkit::EchoTarget;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::operator::{EchoTarget, LauncherRun, Portal, STEP, TwoBrokers};
+use crate::support::operator::{LauncherRun, Portal, STEP, TwoBrokers};
 use crate::support::{interrupt, run, start_dev, stdout, wait_with_timeout};
 
 /// The sentence and the exit code of a launcher whose connection an administrator ended.
@@ -161,7 +162,7 @@ async fn an_end_asked_on_one_broker_reaches_a_tunnel_server_held_by_the_other() 
     let csrf = on_b.csrf(&bob).await;
     let clicked = Instant::now();
     on_b.end(&bob, &csrf, &session).await;
-    let closed = echo.closed_after(clicked).await;
+    let closed = echo.closed_after(clicked, STEP).await;
     let took = closed.saturating_duration_since(clicked);
     eprintln!("the target's connection closed {took:?} after the click on the other broker");
     assert!(took < Duration::from_secs(10), "{took:?}");

@@ -2,7 +2,6 @@
 //! certificate, SQLite), a real tunnel server registered at it (optionally behind a
 //! cuttable relay), an echo target, and a test UI that answers the prompts.
 
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -20,6 +19,8 @@ use portcullis_launcher::launch::LaunchOptions;
 use portcullis_launcher::paths::Dirs;
 use portcullis_launcher::script::{HostFuture, ScriptEnv, ScriptLimits};
 use portcullis_launcher::ui::Ui;
+use portcullis_testkit::EchoTarget;
+pub(crate) use portcullis_testkit::bounded;
 use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
 use serde_json::{Value, json};
@@ -30,13 +31,6 @@ use tokio::sync::Notify;
 
 /// Alice's portal password.
 pub(crate) const PASSWORD: &str = "correct horse battery staple";
-
-/// Runs `future` with a bound, so a hung test fails instead of hanging CI.
-pub(crate) async fn bounded<T>(what: &str, limit: Duration, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(limit, future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
-}
 
 /// A test user: records messages, answers the first-contact prompt, and closes the
 /// `waitUntilClosed` window when told.
@@ -150,7 +144,7 @@ impl Stack {
         config.validate().unwrap();
         let broker = server::start(config, system_clock()).await.unwrap();
         let ca = ca_file(&dir);
-        let echo = echo().await;
+        let echo = EchoTarget::start().await.addr;
 
         let token = format!(
             "sk-{}",
@@ -400,21 +394,6 @@ pub(crate) fn free_port() -> u16 {
         .local_addr()
         .unwrap()
         .port()
-}
-
-async fn echo() -> SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let address = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let (mut read, mut write) = stream.into_split();
-                let _ = tokio::io::copy(&mut read, &mut write).await;
-                let _ = write.shutdown().await;
-            });
-        }
-    });
-    address
 }
 
 /// The `host:port` the script's message names.

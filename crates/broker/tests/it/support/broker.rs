@@ -63,10 +63,7 @@ pub const CLIENT_TICKET_TTL: Duration = Duration::from_secs(60);
 
 /// Awaits `future`, failing the test if it takes longer than [`IO_TIMEOUT`].
 pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(IO_TIMEOUT, future).await {
-        Ok(value) => value,
-        Err(_) => panic!("{what} did not finish within {IO_TIMEOUT:?}"),
-    }
+    portcullis_testkit::bounded(what, IO_TIMEOUT, future).await
 }
 
 // ---------------------------------------------------------------------------------------

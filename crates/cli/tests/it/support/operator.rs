@@ -1,6 +1,5 @@
 //! A live connection as its user and its administrator see it: the `portcullis-launcher`
-//! binary run on a link, the portal's user API and admin forms over HTTPS, and an echo
-//! target that says when its connection closed. Shared by the operators' tests and the
+//! binary run on a link and the portal's user API and admin forms over HTTPS. Shared by the operators' tests and the
 //! `end_connection` benchmark (which includes this file).
 
 use std::io::{BufRead, BufReader};
@@ -13,62 +12,11 @@ use std::time::{Duration, Instant};
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::hash_password;
 use portcullis_broker::store::{NewService, NewTunnelServer, Readiness, Store, TokenHash};
+use portcullis_tunnel::client::{TunnelAddress, test_server};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 
 /// How long any one step may take.
 pub(crate) const STEP: Duration = Duration::from_secs(30);
-
-/// An echo server on 127.0.0.1 that reports when each connection's peer closed it.
-pub(crate) struct EchoTarget {
-    pub(crate) addr: SocketAddr,
-    closed: mpsc::UnboundedReceiver<Instant>,
-}
-
-impl EchoTarget {
-    pub(crate) async fn start() -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tell, closed) = mpsc::unbounded_channel();
-        tokio::spawn(async move {
-            while let Ok((mut stream, _)) = listener.accept().await {
-                let tell = tell.clone();
-                tokio::spawn(async move {
-                    let mut buf = vec![0u8; 16 * 1024];
-                    loop {
-                        match stream.read(&mut buf).await {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => {
-                                if stream.write_all(&buf[..n]).await.is_err() {
-                                    break;
-                                }
-                            }
-                        }
-                    }
-                    let _ = tell.send(Instant::now());
-                });
-            }
-        });
-        Self { addr, closed }
-    }
-
-    /// When a connection next closed at or after `since` (waiting at most [`STEP`]);
-    /// earlier closes (the broker's readiness checks) are passed over.
-    pub(crate) async fn closed_after(&mut self, since: Instant) -> Instant {
-        let deadline = tokio::time::Instant::now() + STEP;
-        loop {
-            let closed = tokio::time::timeout_at(deadline, self.closed.recv())
-                .await
-                .expect("the target's connection never closed")
-                .unwrap();
-            if closed >= since {
-                return closed;
-            }
-        }
-    }
-}
 
 /// The launcher built beside `portcullis` (`cargo build --workspace` builds it).
 pub(crate) fn launcher_binary() -> PathBuf {
@@ -434,17 +382,17 @@ pub(crate) async fn start_tunnel(
         .unwrap();
     let deadline = Instant::now() + STEP;
     loop {
-        if let Ok(mut stream) = tokio::net::TcpStream::connect(listen).await {
-            let mut answer = [0u8; 2];
-            if stream.write_all(b"PCTN\x01\x01").await.is_ok()
-                && stream.read_exact(&mut answer).await.is_ok()
-                && &answer == b"OK"
-            {
-                return Process {
-                    child,
-                    url: String::new(),
-                };
-            }
+        let address = TunnelAddress {
+            host: listen.ip().to_string(),
+            port: listen.port(),
+            tls: None,
+        };
+        // The protocol's Test command: the server answers once it is up.
+        if test_server(&address, STEP).await.is_ok() {
+            return Process {
+                child,
+                url: String::new(),
+            };
         }
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the tunnel server exited early with {status}");
