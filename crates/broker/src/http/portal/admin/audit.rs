@@ -93,55 +93,71 @@ fn filters(query: &AuditQuery) -> Markup {
     let event = value(&query.event);
     html! {
         form #audit-filter .admin-form .filters method="get" action="/admin/audit" role="search" {
-            label for="filter-user" { "User" }
-            input type="text" #filter-user name="user" value=(value(&query.user));
-            label for="filter-service" { "Service" }
-            input type="text" #filter-service name="service" value=(value(&query.service));
-            label for="filter-event" { "Event" }
-            select #filter-event name="event" {
-                option value="" selected[event.is_empty()] { "any" }
-                @for kind in AUDIT_KINDS {
-                    option value=(kind) selected[event == *kind] { (kind) }
+            div {
+                label for="filter-user" { "User" }
+                input type="text" #filter-user name="user" value=(value(&query.user));
+            }
+            div {
+                label for="filter-service" { "Service" }
+                input type="text" #filter-service name="service" value=(value(&query.service));
+            }
+            div {
+                label for="filter-event" { "Event" }
+                select #filter-event name="event" {
+                    option value="" selected[event.is_empty()] { "any" }
+                    @for kind in AUDIT_KINDS {
+                        option value=(kind) selected[event == *kind] { (kind) }
+                    }
                 }
             }
-            label for="filter-actor" { "Administrator" }
-            input type="text" #filter-actor name="actor" value=(value(&query.actor));
-            label for="filter-from" { "From (UTC)" }
-            input type="text" #filter-from name="from" placeholder="2026-12-01"
-                value=(value(&query.from));
-            label for="filter-to" { "Up to (UTC)" }
-            input type="text" #filter-to name="to" placeholder="2026-12-01T18:00:00Z"
-                value=(value(&query.to));
-            button type="submit" #filter { "Show" }
-            " "
-            a href="/admin/audit" { "Clear" }
+            div {
+                label for="filter-actor" { "Administrator" }
+                input type="text" #filter-actor name="actor" value=(value(&query.actor));
+            }
+            div {
+                label for="filter-from" { "From (UTC)" }
+                input type="text" #filter-from name="from" placeholder="2026-12-01"
+                    value=(value(&query.from));
+            }
+            div {
+                label for="filter-to" { "Up to (UTC)" }
+                input type="text" #filter-to name="to" placeholder="2026-12-01T18:00:00Z"
+                    value=(value(&query.to));
+            }
+            div {
+                button type="submit" #filter { "Show" }
+                " "
+                a href="/admin/audit" { "Clear" }
+            }
         }
     }
 }
 
 fn table(events: &[StoredAuditEvent]) -> Markup {
     html! {
-        table #audit .admin-table aria-label="Audit events, newest first" {
-            thead { tr {
-                th scope="col" { "Time (UTC)" }
-                th scope="col" { "Event" }
-                th scope="col" { "User" }
-                th scope="col" { "Service" }
-                th scope="col" { "Administrator" }
-                th scope="col" { "Address" }
-                th scope="col" { "Details" }
-            } }
-            tbody {
-                @for stored in events {
-                    @let event = &stored.event;
-                    tr data-id=(stored.id) data-kind=(event.kind) {
-                        td data-label="Time" { time datetime=(rfc3339(event.at)) { (rfc3339(event.at)) } }
-                        td data-label="Event" { (event.kind) }
-                        td data-label="User" { (event.username.as_deref().unwrap_or("")) }
-                        td data-label="Service" { (event.service.as_deref().unwrap_or("")) }
-                        td data-label="Administrator" { (event.actor.as_deref().unwrap_or("")) }
-                        td data-label="Address" { (event.source_ip.as_deref().unwrap_or("")) }
-                        td data-label="Details" { code.detail { (event.detail) } }
+        div.table-scroll {
+            table #audit .admin-table aria-label="Audit events, newest first" {
+                thead { tr {
+                    th scope="col" { "Time (UTC)" }
+                    th scope="col" { "Event" }
+                    th scope="col" { "User" }
+                    th scope="col" { "Service" }
+                    th scope="col" { "Administrator" }
+                    th scope="col" { "Address" }
+                    th scope="col" { "Details" }
+                } }
+                tbody {
+                    @for stored in events {
+                        @let event = &stored.event;
+                        tr data-id=(stored.id) data-kind=(event.kind) {
+                            td data-label="Time" { time datetime=(rfc3339(event.at)) { (rfc3339(event.at)) } }
+                            td data-label="Event" { (event.kind) }
+                            td data-label="User" { (event.username.as_deref().unwrap_or("")) }
+                            td data-label="Service" { (event.service.as_deref().unwrap_or("")) }
+                            td data-label="Administrator" { (event.actor.as_deref().unwrap_or("")) }
+                            td data-label="Address" { (event.source_ip.as_deref().unwrap_or("")) }
+                            td data-label="Details" { code.detail { (event.detail) } }
+                        }
                     }
                 }
             }

@@ -119,20 +119,22 @@ fn body(admin: &Admin, sessions: &[LiveSession], now: Millis) -> Markup {
              seconds); this page refreshes them. Direct connections do not pass through \
              Portcullis and are not listed (the audit log has their exchanges)."
         }
-        table #live .admin-table aria-label="Live connections"
-            data-refresh-url="/admin/connections.json" {
-            thead { tr {
-                th scope="col" { "User" }
-                th scope="col" { "Service" }
-                th scope="col" { "Tunnel server" }
-                th scope="col" { "Started" }
-                th scope="col" { "Duration" }
-                th scope="col" { "Sent to the user" }
-                th scope="col" { "Received from the user" }
-                th scope="col" { "End" }
-            } }
-            tbody {
-                @for session in sessions { (row(admin, session, now)) }
+        div.table-scroll {
+            table #live .admin-table aria-label="Live connections"
+                data-refresh-url="/admin/connections.json" {
+                thead { tr {
+                    th scope="col" { "User" }
+                    th scope="col" { "Service" }
+                    th scope="col" { "Tunnel server" }
+                    th scope="col" { "Started" }
+                    th scope="col" { "Duration" }
+                    th scope="col" { "Sent to the user" }
+                    th scope="col" { "Received from the user" }
+                    th scope="col" { "End" }
+                } }
+                tbody {
+                    @for session in sessions { (row(admin, session, now)) }
+                }
             }
         }
         p #live-empty hidden[!sessions.is_empty()] { "No live connection." }

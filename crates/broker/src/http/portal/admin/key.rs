@@ -29,7 +29,7 @@ pub(super) async fn page(State(state): State<Arc<AppState>>, headers: HeaderMap)
              compare the fingerprint below with the one their launcher shows."
         }
         h2 { "Fingerprint (SHA-256 of the public key)" }
-        pre #key-fingerprint { (key.fingerprint) }
+        pre #key-fingerprint .wrap { (key.fingerprint) }
         h2 { "Public key (base64)" }
         pre #key-public .wrap { (key.public_key_b64) }
         p {

@@ -106,13 +106,15 @@ fn service_form(admin: &Admin, groups: &[Group], service: Option<&Service>) -> M
                 }
             }
             label for=(field("transport")) { "Transport" }
-            select id=(field("transport")) name="transport" {
+            p.hint id=(field("transport-hint")) {
+                "direct: the launcher connects to the target; tunneled: through a tunnel \
+                 server of the tunnel group."
+            }
+            select id=(field("transport")) name="transport"
+                aria-describedby=(field("transport-hint")) {
                 @for option in Transport::ALL {
                     option value=(option.as_str()) selected[option == transport] {
-                        (match option {
-                            Transport::Direct => "direct (the launcher connects to the target)",
-                            Transport::Tunneled => "tunneled (through a tunnel server)",
-                        })
+                        (option.as_str())
                     }
                 }
             }
@@ -120,13 +122,14 @@ fn service_form(admin: &Admin, groups: &[Group], service: Option<&Service>) -> M
             input type="text" id=(field("tunnel-group")) name="tunnel_group" maxlength="128"
                 value=[service.and_then(|service| service.tunnel_group.as_deref())];
             label for=(field("readiness")) { "Readiness check" }
-            select id=(field("readiness")) name="readiness" {
-                option value="tcp" selected[readiness == Readiness::Tcp] {
-                    "tcp: the broker waits until the target accepts a connection"
-                }
-                option value="off" selected[readiness == Readiness::Off] {
-                    "off: no check (the broker cannot reach the target)"
-                }
+            p.hint id=(field("readiness-hint")) {
+                "tcp: the broker waits until the target accepts a connection; off: no check \
+                 (when the broker cannot reach the target)."
+            }
+            select id=(field("readiness")) name="readiness"
+                aria-describedby=(field("readiness-hint")) {
+                option value="tcp" selected[readiness == Readiness::Tcp] { "tcp" }
+                option value="off" selected[readiness == Readiness::Off] { "off" }
             }
             label for=(field("max")) { "Longest session (minutes)" }
             input type="number" id=(field("max")) name="max_session_minutes" required min="1"
@@ -152,23 +155,33 @@ fn service_form(admin: &Admin, groups: &[Group], service: Option<&Service>) -> M
 fn credentials_form(admin: &Admin, service: &Service, credentials: &ServiceCredentials) -> Markup {
     let field = |name: &str| format!("credentials-{name}");
     let text = |value: &Option<String>| value.clone().unwrap_or_default();
+    let modes: Vec<CredentialMode> = CredentialMode::ALL
+        .into_iter()
+        .filter(|mode| mode.suits(service.protocol))
+        .collect();
     html! {
         h2 #credentials-title { "How " (service.name) " signs its users in" }
         form #credentials-form .admin-form method="post"
             action={ "/admin/services/" (service.id) "/credentials" } {
             (csrf_field(admin))
             label for=(field("mode")) { "Mode" }
-            select id=(field("mode")) name="mode" {
-                @for mode in CredentialMode::ALL {
-                    @if mode == CredentialMode::None || mode.suits(service.protocol) {
-                        option value=(mode.as_str()) selected[mode == credentials.mode] {
-                            (match mode {
-                                CredentialMode::None => "none: the client program asks the user",
-                                CredentialMode::PassThrough => "pass-through: the portal user's own name and password",
-                                CredentialMode::Stored => "stored: a service account",
-                                CredentialMode::SshCertificate => "ssh-certificate: a short-lived certificate from the broker's SSH CA",
-                            })
-                        }
+            ul.hint id=(field("mode-hint")) {
+                @for mode in &modes {
+                    li {
+                        (mode.as_str()) ": "
+                        (match mode {
+                            CredentialMode::None => "the client program asks the user",
+                            CredentialMode::PassThrough => "the portal user's own name and password",
+                            CredentialMode::Stored => "a service account",
+                            CredentialMode::SshCertificate => "a short-lived certificate from the broker's SSH CA",
+                        })
+                    }
+                }
+            }
+            select id=(field("mode")) name="mode" aria-describedby=(field("mode-hint")) {
+                @for mode in &modes {
+                    option value=(mode.as_str()) selected[*mode == credentials.mode] {
+                        (mode.as_str())
                     }
                 }
             }
@@ -333,37 +346,39 @@ fn new_service(form: &AdminForm) -> Result<NewService, StoreError> {
 
 fn list(admin: &Admin, services: &[(Service, CredentialMode)], groups: &[Group]) -> Markup {
     html! {
-        table #services .admin-table aria-label="Services" {
-            thead { tr {
-                th scope="col" { "Service" }
-                th scope="col" { "Target" }
-                th scope="col" { "Protocol" }
-                th scope="col" { "Transport" }
-                th scope="col" { "Readiness" }
-                th scope="col" { "Longest session" }
-                th scope="col" { "Groups" }
-                th scope="col" { "Sign-in" }
-                th scope="col" { "Change" }
-            } }
-            tbody {
-                @for (service, mode) in services {
-                    tr data-service=(service.name) {
-                        td data-label="Service" { (service.name) }
-                        td data-label="Target" { (service.host) ":" (service.port) }
-                        td data-label="Protocol" { (service.protocol.as_str().to_uppercase()) }
-                        td data-label="Transport" {
-                            (service.transport.as_str())
-                            @if let Some(group) = &service.tunnel_group { " (" (group) ")" }
-                        }
-                        td data-label="Readiness" { (service.readiness.as_str()) }
-                        td data-label="Longest session" {
-                            (duration(i64::from(service.max_session_secs)))
-                        }
-                        td data-label="Groups" { (service.allowed_groups.join(", ")) }
-                        td data-label="Sign-in" { (mode.as_str()) }
-                        td data-label="Change" {
-                            a href={ "/admin/services/" (service.id) }
-                                aria-label={ "Change " (service.name) } { "Change" }
+        div.table-scroll {
+            table #services .admin-table aria-label="Services" {
+                thead { tr {
+                    th scope="col" { "Service" }
+                    th scope="col" { "Target" }
+                    th scope="col" { "Protocol" }
+                    th scope="col" { "Transport" }
+                    th scope="col" { "Readiness" }
+                    th scope="col" { "Longest session" }
+                    th scope="col" { "Groups" }
+                    th scope="col" { "Sign-in" }
+                    th scope="col" { "Change" }
+                } }
+                tbody {
+                    @for (service, mode) in services {
+                        tr data-service=(service.name) {
+                            td data-label="Service" { (service.name) }
+                            td data-label="Target" { (service.host) ":" (service.port) }
+                            td data-label="Protocol" { (service.protocol.as_str().to_uppercase()) }
+                            td data-label="Transport" {
+                                (service.transport.as_str())
+                                @if let Some(group) = &service.tunnel_group { " (" (group) ")" }
+                            }
+                            td data-label="Readiness" { (service.readiness.as_str()) }
+                            td data-label="Longest session" {
+                                (duration(i64::from(service.max_session_secs)))
+                            }
+                            td data-label="Groups" { (service.allowed_groups.join(", ")) }
+                            td data-label="Sign-in" { (mode.as_str()) }
+                            td data-label="Change" {
+                                a href={ "/admin/services/" (service.id) }
+                                    aria-label={ "Change " (service.name) } { "Change" }
+                            }
                         }
                     }
                 }

@@ -57,56 +57,58 @@ fn table(
     now: Millis,
 ) -> Markup {
     html! {
-        table #tunnel-servers .admin-table aria-label="Tunnel servers" {
-            thead { tr {
-                th scope="col" { "Tunnel server" }
-                th scope="col" { "Address for launchers" }
-                th scope="col" { "Tunnel group" }
-                th scope="col" { "Last seen" }
-                th scope="col" { "Control channel" }
-                th scope="col" { "Live sessions" }
-                th scope="col" { "Token" }
-            } }
-            tbody {
-                @for server in servers {
-                    tr data-tunnel-server=(server.name) {
-                        td data-label="Tunnel server" {
-                            (server.name)
-                            @if server.legacy { " " span.badge { "OpenUDS 5" } }
-                        }
-                        td data-label="Address" { (server.public_address) }
-                        td data-label="Tunnel group" { (server.group) }
-                        td data-label="Last seen" {
-                            @match server.last_seen_at {
-                                Some(at) => (utc_minute(at)),
-                                None => "never",
+        div.table-scroll {
+            table #tunnel-servers .admin-table aria-label="Tunnel servers" {
+                thead { tr {
+                    th scope="col" { "Tunnel server" }
+                    th scope="col" { "Address for launchers" }
+                    th scope="col" { "Tunnel group" }
+                    th scope="col" { "Last seen" }
+                    th scope="col" { "Control channel" }
+                    th scope="col" { "Live sessions" }
+                    th scope="col" { "Token" }
+                } }
+                tbody {
+                    @for server in servers {
+                        tr data-tunnel-server=(server.name) {
+                            td data-label="Tunnel server" {
+                                (server.name)
+                                @if server.legacy { " " span.badge { "OpenUDS 5" } }
                             }
-                        }
-                        td data-label="Control channel" data-channel=(if channel_up(server.control_seen_at, now) { "up" } else { "down" }) {
-                            @if server.legacy {
-                                "none: an OpenUDS 5 server's sessions cannot be ended from here"
-                            } @else if channel_up(server.control_seen_at, now) {
-                                "up"
-                            } @else {
-                                "down: ends wait until it connects"
+                            td data-label="Address" { (server.public_address) }
+                            td data-label="Tunnel group" { (server.group) }
+                            td data-label="Last seen" {
+                                @match server.last_seen_at {
+                                    Some(at) => (utc_minute(at)),
+                                    None => "never",
+                                }
                             }
-                        }
-                        td data-label="Live sessions" .number {
-                            (live.get(&server.id).copied().unwrap_or(0))
-                        }
-                        td data-label="Token" {
-                            form.inline method="post" action="/admin/tunnels/rotate" {
-                                (csrf_field(admin))
-                                input type="hidden" name="server" value=(server.name);
-                                button type="submit" .secondary
-                                    aria-label={ "New token for " (server.name) } { "New token" }
+                            td data-label="Control channel" data-channel=(if channel_up(server.control_seen_at, now) { "up" } else { "down" }) {
+                                @if server.legacy {
+                                    "none: an OpenUDS 5 server's sessions cannot be ended from here"
+                                } @else if channel_up(server.control_seen_at, now) {
+                                    "up"
+                                } @else {
+                                    "down: ends wait until it connects"
+                                }
                             }
-                            " "
-                            form.inline method="post" action="/admin/tunnels/remove" {
-                                (csrf_field(admin))
-                                input type="hidden" name="server" value=(server.name);
-                                button type="submit" .secondary .danger
-                                    aria-label={ "Remove " (server.name) } { "Remove" }
+                            td data-label="Live sessions" .number {
+                                (live.get(&server.id).copied().unwrap_or(0))
+                            }
+                            td data-label="Token" {
+                                form.inline method="post" action="/admin/tunnels/rotate" {
+                                    (csrf_field(admin))
+                                    input type="hidden" name="server" value=(server.name);
+                                    button type="submit" .secondary
+                                        aria-label={ "New token for " (server.name) } { "New token" }
+                                }
+                                " "
+                                form.inline method="post" action="/admin/tunnels/remove" {
+                                    (csrf_field(admin))
+                                    input type="hidden" name="server" value=(server.name);
+                                    button type="submit" .secondary .danger
+                                        aria-label={ "Remove " (server.name) } { "Remove" }
+                                }
                             }
                         }
                     }

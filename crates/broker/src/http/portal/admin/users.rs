@@ -157,18 +157,20 @@ fn body(admin: &Admin, view: &View, admin_groups: &[String]) -> Markup {
             }
         }
         h2 #users-title { "Users" }
-        table #users .admin-table aria-labelledby="users-title" {
-            thead { tr {
-                th scope="col" { "User" }
-                th scope="col" { "Signs in with" }
-                th scope="col" { "Groups" }
-                th scope="col" { "State" }
-                th scope="col" { "Added" }
-                th scope="col" { "Manage" }
-            } }
-            tbody {
-                @for row in &view.rows {
-                    (user_row(admin, view, row, admin_groups))
+        div.table-scroll {
+            table #users .admin-table aria-labelledby="users-title" {
+                thead { tr {
+                    th scope="col" { "User" }
+                    th scope="col" { "Signs in with" }
+                    th scope="col" { "Groups" }
+                    th scope="col" { "State" }
+                    th scope="col" { "Added" }
+                    th scope="col" { "Manage" }
+                } }
+                tbody {
+                    @for row in &view.rows {
+                        (user_row(admin, view, row, admin_groups))
+                    }
                 }
             }
         }
@@ -179,25 +181,27 @@ fn body(admin: &Admin, view: &View, admin_groups: &[String]) -> Markup {
             @else { (admin_groups.join(", ")) }
             " are administrators."
         }
-        table #groups .admin-table aria-labelledby="groups-title" {
-            thead { tr {
-                th scope="col" { "Group" }
-                th scope="col" { "Members" }
-                th scope="col" { "Remove" }
-            } }
-            tbody {
-                @for group in &view.groups {
-                    tr data-group=(group.name) {
-                        td data-label="Group" { (group.name) }
-                        td data-label="Members" {
-                            (view.members.get(&group.name).map(|m| m.join(", ")).unwrap_or_default())
-                        }
-                        td data-label="Remove" {
-                            form.inline method="post" action="/admin/groups/remove" {
-                                (csrf_field(admin))
-                                input type="hidden" name="group" value=(group.name);
-                                button type="submit" .secondary
-                                    aria-label={ "Remove the group " (group.name) } { "Remove" }
+        div.table-scroll {
+            table #groups .admin-table aria-labelledby="groups-title" {
+                thead { tr {
+                    th scope="col" { "Group" }
+                    th scope="col" { "Members" }
+                    th scope="col" { "Remove" }
+                } }
+                tbody {
+                    @for group in &view.groups {
+                        tr data-group=(group.name) {
+                            td data-label="Group" { (group.name) }
+                            td data-label="Members" {
+                                (view.members.get(&group.name).map(|m| m.join(", ")).unwrap_or_default())
+                            }
+                            td data-label="Remove" {
+                                form.inline method="post" action="/admin/groups/remove" {
+                                    (csrf_field(admin))
+                                    input type="hidden" name="group" value=(group.name);
+                                    button type="submit" .secondary
+                                        aria-label={ "Remove the group " (group.name) } { "Remove" }
+                                }
                             }
                         }
                     }
