@@ -6,6 +6,13 @@
 //! `ssh` ends, the launcher says why and exits with code 12; the audit page, filtered by
 //! the service, tells the whole story. A screenshot of every admin page goes to
 //! `$CARGO_TARGET_TMPDIR/screenshots/admin_ends_a_connection/`.
+//!
+//! And every admin page (with a live connection, a tunneled RDP service, the token page of
+//! a tunnel server registered from a phone-sized window) in three window widths — 1280,
+//! 1040 (just wider than where tables turn into lists) and 400 CSS pixels — with its
+//! disclosures closed and open: Tab reaches each control, and the page fits the window
+//! (`support::page_checks`). Whole-page screenshots go to
+//! `$CARGO_TARGET_TMPDIR/screenshots/admin_narrow_window/`.
 
 use std::io::Read;
 use std::path::Path;
@@ -14,9 +21,13 @@ use std::time::{Duration, Instant};
 
 use portcullis_testkit::{Sshd, program};
 use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::browser::{PAGE_WAIT, sign_in};
 use crate::support::operator::{LauncherRun, Portal};
+use crate::support::page_checks::{
+    assert_fits_the_window, assert_tab_reaches_every_control, open_every_disclosure,
+};
 use crate::support::webdriver::{Browser, screenshot_dir};
 use crate::support::{interrupt, start_dev, wait_with_timeout};
 
@@ -342,6 +353,202 @@ async fn an_admin_adds_a_service_watches_its_connection_and_ends_it() {
     let errors = browser.console_errors().await;
     assert!(errors.is_empty(), "browser console errors: {errors:#?}");
     browser.quit().await;
+    interrupt(&dev);
+    let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
+        .await
+        .unwrap();
+    assert!(stopped.status.success(), "{stopped:?}");
+}
+
+/// The window widths (CSS pixels) the admin pages are checked in: a desktop's, a window
+/// just wider than where tables turn into lists of labelled fields (64 em, 1024 px), and a
+/// phone's held upright (or half of a small laptop's screen).
+const WIDTHS: [(u32, &str); 3] = [(1280, "wide"), (1040, "medium"), (400, "narrow")];
+/// The window's height while the pages are checked.
+const HEIGHT: u32 = 860;
+
+/// An admin page to check: its path, an element that shows it is there, and its name.
+struct AdminPage {
+    path: String,
+    ready: &'static str,
+    name: &'static str,
+}
+
+/// Opens `page` and waits for it.
+async fn open(browser: &Browser, base: &str, page: &AdminPage) {
+    browser.goto(&format!("{base}{}", page.path)).await;
+    browser.wait_for(page.ready, PAGE_WAIT).await;
+}
+
+/// The page open in the window's current width, with every disclosure closed and then
+/// open: Tab reaches each control, the page fits the window, and its screenshot (the whole
+/// page) is saved as `shot` (and `shot` with `.open` when it had closed disclosures).
+async fn check_page(browser: &Browser, page: &str, shot: &Path) {
+    assert_tab_reaches_every_control(browser, page).await;
+    assert_fits_the_window(browser, page).await;
+    shoot_whole(browser, shot).await;
+    if open_every_disclosure(browser).await > 0 {
+        let page = format!("{page}, disclosures open");
+        assert_tab_reaches_every_control(browser, &page).await;
+        assert_fits_the_window(browser, &page).await;
+        shoot_whole(browser, &shot.with_extension("open.png")).await;
+    }
+}
+
+/// Saves a screenshot of the whole page as `shot` and says where.
+#[allow(clippy::print_stderr)] // The test output is where the screenshots are named.
+async fn shoot_whole(browser: &Browser, shot: &Path) {
+    browser.full_page_screenshot(shot).await;
+    eprintln!("screenshot: {}", shot.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_admin_page_is_keyboard_reachable_and_fits_narrow_and_wide_windows() {
+    let shots = screenshot_dir("admin_narrow_window");
+    let work = tempfile::tempdir().unwrap();
+    let dev_dir = work.path().join("dev");
+    let (dev, info) = start_dev(&dev_dir, &[]);
+    let base = info["broker_url"].as_str().unwrap().trim_end_matches('/');
+    let text = |field: &str| info[field].as_str().unwrap().to_owned();
+
+    // An RDP service signing its users in (the longest form of the service page), at a
+    // long host name (the widest table cell).
+    let admin_cli = |args: &[&str]| {
+        let mut all = vec!["admin", "--data-dir", dev_dir.to_str().unwrap()];
+        all.extend_from_slice(args);
+        crate::support::stdout(&crate::support::run(&all, None))
+    };
+    admin_cli(&[
+        "service",
+        "add",
+        "Desktop",
+        "--host",
+        "rdp-gateway-01.eu-west.corp.example.com",
+        "--port",
+        "3389",
+        "--readiness",
+        "off",
+        "--protocol",
+        "rdp",
+        "--transport",
+        "tunneled",
+        "--tunnel-group",
+        "dev",
+        "--group",
+        "demo",
+    ]);
+    admin_cli(&[
+        "service",
+        "set-credentials",
+        "Desktop",
+        "--mode",
+        "pass-through",
+        "--domain",
+        "CORP",
+    ]);
+
+    // A live connection for the connections page: the demo user through the launcher to
+    // the tunneled echo service, held open.
+    let echo = info["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|service| service["transport"] == "tunneled")
+        .expect("dev.json's tunneled echo service");
+    let ca = Path::new(&text("ca_cert")).to_owned();
+    let portal = Portal::new(base, &ca);
+    let demo = portal.sign_in(&text("username"), &text("password")).await;
+    let url = portal.connect(&demo, echo["id"].as_i64().unwrap()).await;
+    let launcher = LauncherRun::start(
+        &url,
+        &text("broker_key_fingerprint"),
+        &ca,
+        &work.path().join("launcher-home"),
+    );
+    let mut held = tokio::net::TcpStream::connect(launcher.local_address().await)
+        .await
+        .unwrap();
+    held.write_all(b"hello through the tunnel\n").await.unwrap();
+    let mut echoed = [0u8; 25];
+    held.read_exact(&mut echoed).await.unwrap();
+
+    let browser = Browser::start().await;
+    browser.goto(&text("portal_url")).await;
+    sign_in(&browser, &text("admin_username"), &text("admin_password")).await;
+    browser.wait_for("#admin-link", PAGE_WAIT).await;
+    browser.goto(&format!("{base}/admin/services")).await;
+    let change = browser
+        .wait_for("tr[data-service=\"Desktop\"] a", PAGE_WAIT)
+        .await;
+    let service_page = browser.attribute(&change, "href").await.unwrap();
+    let service_page = service_page.trim_start_matches(base).to_owned();
+    let pages = [
+        AdminPage {
+            path: "/admin".into(),
+            ready: "#overview",
+            name: "overview",
+        },
+        AdminPage {
+            path: "/admin/connections".into(),
+            ready: "#live tr[data-session][data-state=\"live\"]",
+            name: "connections",
+        },
+        AdminPage {
+            path: "/admin/users".into(),
+            ready: "#users",
+            name: "users",
+        },
+        AdminPage {
+            path: "/admin/services".into(),
+            ready: "#services",
+            name: "services",
+        },
+        AdminPage {
+            path: service_page,
+            ready: "#credentials-form",
+            name: "service",
+        },
+        AdminPage {
+            path: "/admin/tunnels".into(),
+            ready: "#tunnel-servers",
+            name: "tunnels",
+        },
+        AdminPage {
+            path: "/admin/key".into(),
+            ready: "#key-fingerprint",
+            name: "key",
+        },
+        AdminPage {
+            path: "/admin/audit".into(),
+            ready: "#audit tbody tr",
+            name: "audit",
+        },
+    ];
+    for (width, window) in WIDTHS {
+        browser.set_window_size(width, HEIGHT).await;
+        for (number, page) in pages.iter().enumerate() {
+            open(&browser, base, page).await;
+            let shot = shots.join(format!("{window}-{}-{}.png", number + 1, page.name));
+            check_page(&browser, &format!("{} ({window})", page.path), &shot).await;
+        }
+    }
+    // A form used in the narrow window: a new tunnel server, and its token page.
+    open(&browser, base, &pages[5]).await;
+    fill(&browser, "#tunnel-name", "edge-2").await;
+    fill(&browser, "#tunnel-address", "edge-2.example.com:7443").await;
+    fill(&browser, "#tunnel-group", "edge").await;
+    browser
+        .click(&browser.find("#add-tunnel").await.unwrap())
+        .await;
+    browser.wait_for("#new-token", PAGE_WAIT).await;
+    let shot = shots.join(format!("narrow-{}-tunnel-token.png", pages.len() + 1));
+    check_page(&browser, "the new tunnel server's token (narrow)", &shot).await;
+
+    let errors = browser.console_errors().await;
+    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+    browser.quit().await;
+    drop(held);
+    drop(launcher);
     interrupt(&dev);
     let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
         .await

@@ -16,6 +16,7 @@ use portcullis_testkit::Sshd;
 use serde_json::Value;
 
 use crate::support::operator::launcher_binary;
+use crate::support::page_checks::assert_tab_reaches_every_control;
 use crate::support::webdriver::{Browser, screenshot_dir};
 use crate::support::{interrupt, start_dev, wait_with_timeout};
 
@@ -233,46 +234,6 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
         .unwrap();
     assert!(stopped.status.success(), "{stopped:?}");
     eprintln!("screenshots: {}", shots.display());
-}
-
-/// Pressing Tab from the top of the page focuses every visible control of the page.
-async fn assert_tab_reaches_every_control(browser: &Browser, page: &str) {
-    let controls = browser
-        .execute(
-            "document.activeElement && document.activeElement.blur();\n\
-             const all = document.querySelectorAll('a[href], button, input, select, textarea');\n\
-             return Array.from(all)\n\
-                 .filter((e) => !e.disabled && e.type !== 'hidden' && e.getClientRects().length > 0)\n\
-                 .map((e, i) => { e.dataset.tabProbe = String(i); return String(i); });",
-        )
-        .await;
-    let controls: Vec<String> = serde_json::from_value(controls).unwrap();
-    assert!(
-        controls.len() >= 3,
-        "{page} has too few controls: {controls:?}"
-    );
-    let mut reached = Vec::new();
-    for _ in 0..controls.len() + 2 {
-        browser.press_tab().await;
-        let focused = browser
-            .execute(
-                "return document.activeElement && document.activeElement.dataset.tabProbe || null;",
-            )
-            .await;
-        if let Some(probe) = focused.as_str() {
-            if !reached.iter().any(|seen| seen == probe) {
-                reached.push(probe.to_owned());
-            }
-        }
-    }
-    let mut sorted = reached.clone();
-    sorted.sort();
-    let mut expected = controls.clone();
-    expected.sort();
-    assert_eq!(
-        sorted, expected,
-        "on {page}, Tab reached {reached:?} of {controls:?}"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

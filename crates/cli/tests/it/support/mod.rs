@@ -2,6 +2,7 @@
 
 pub(crate) mod oidc_provider;
 pub(crate) mod operator;
+pub(crate) mod page_checks;
 mod process;
 pub(crate) mod webdriver;
 

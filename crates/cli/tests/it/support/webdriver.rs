@@ -1,6 +1,6 @@
 //! Just enough of the W3C WebDriver protocol to drive a real headless Chromium through
-//! Debian's `chromedriver`: sessions, navigation, elements, keys, screenshots, and the
-//! browser's console log.
+//! Debian's `chromedriver`: sessions, navigation, elements, keys, the window's size,
+//! screenshots, and the browser's console log.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -221,7 +221,12 @@ impl Browser {
 
     /// Runs `script` (a function body) in the page and returns its value.
     pub(crate) async fn execute(&self, script: &str) -> Value {
-        self.post("/execute/sync", json!({ "script": script, "args": [] }))
+        self.execute_with(script, json!([])).await
+    }
+
+    /// Runs `script` (a function body) with `args` (a JSON array: its `arguments`).
+    pub(crate) async fn execute_with(&self, script: &str, args: Value) -> Value {
+        self.post("/execute/sync", json!({ "script": script, "args": args }))
             .await
     }
 
@@ -239,12 +244,53 @@ impl Browser {
         .await;
     }
 
+    /// Resizes the window to `width` × `height` CSS pixels (headless, the window is all
+    /// viewport) and checks that the page sees that width.
+    pub(crate) async fn set_window_size(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({ "width": width, "height": height }))
+            .await;
+        let seen = self.execute("return window.innerWidth;").await;
+        assert_eq!(
+            seen.as_u64(),
+            Some(u64::from(width)),
+            "the page is not {width} px wide"
+        );
+    }
+
     /// Saves a PNG screenshot of the page as `path`.
     pub(crate) async fn screenshot(&self, path: &Path) {
         let png = self.get("/screenshot").await;
-        let bytes =
-            portcullis_proto::b64::decode(png.as_str().unwrap_or_default(), "screenshot").unwrap();
-        std::fs::write(path, bytes).unwrap();
+        write_png(&png, path);
+    }
+
+    /// Saves a PNG screenshot of the whole page, beyond the window's height, as `path`
+    /// (Chromium's DevTools command through chromedriver: WebDriver shoots the window only).
+    /// The page is laid out for the shot without a scroll bar, as a phone shows it: the
+    /// shot is as wide as the window.
+    pub(crate) async fn full_page_screenshot(&self, path: &Path) {
+        let metrics = self.devtools("Page.getLayoutMetrics", json!({})).await;
+        let height = &metrics["cssContentSize"]["height"];
+        let width = self.execute("return window.innerWidth;").await;
+        let shot = self
+            .devtools(
+                "Page.captureScreenshot",
+                json!({
+                    "format": "png",
+                    "captureBeyondViewport": true,
+                    "clip": { "x": 0, "y": 0, "width": width, "height": height, "scale": 1 },
+                }),
+            )
+            .await;
+        write_png(&shot["data"], path);
+    }
+
+    /// Runs the Chrome DevTools Protocol command `command` (chromedriver's extension).
+    async fn devtools(&self, command: &str, params: Value) -> Value {
+        self.post(
+            "/goog/cdp/execute",
+            json!({ "cmd": command, "params": params }),
+        )
+        .await
     }
 
     /// The browser console's messages at level SEVERE (errors) since the last call.
@@ -281,6 +327,13 @@ impl Drop for Browser {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// Writes `png` (a PNG in base64, as WebDriver and DevTools answer) to `path`.
+fn write_png(png: &Value, path: &Path) {
+    let bytes =
+        portcullis_proto::b64::decode(png.as_str().unwrap_or_default(), "screenshot").unwrap();
+    std::fs::write(path, bytes).unwrap();
 }
 
 /// Where a browser test keeps its screenshots: under cargo's directory for test output.
