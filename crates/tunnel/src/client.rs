@@ -604,6 +604,12 @@ async fn resume(
                 tracing::debug!(connection = id.0, "closed by the server during the drop");
                 return None;
             }
+            Err(ClientError::Refused(ErrorCode::SessionUnknown)) => {
+                // The session is gone (the server restarted, or ended it while this
+                // connection was down): the session's end, said once, not a tunnel failure.
+                shared.session_ended(SessionEnd::Unknown);
+                return None;
+            }
             Err(ClientError::Refused(code)) if !code.is_retryable() => {
                 shared.fail(format!("resume refused: {code}"));
                 return None;

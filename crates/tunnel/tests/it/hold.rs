@@ -174,6 +174,36 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_server_ends_the_session_for_an_open_connection_too() {
+    let mut stack = Stack::start().await;
+    let echo = Echo::start().await;
+    let switch = Cutter::start(stack.tunnel_addr()).await;
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let mut address = stack.address();
+    address.port = switch.addr.port();
+    let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
+        .await
+        .unwrap();
+    let mut open = TcpStream::connect(forwarder.local_addr()).await.unwrap();
+    echo_round_trip(&mut open, b"open across the restart").await;
+    held(&forwarder).await;
+    // The server crashes and a new process takes its place: the open connection's resume
+    // is refused with SessionUnknown, like the hold.
+    let old = stack.tunnel.take().unwrap();
+    stack.start_tunnel().await;
+    switch.switch_to(stack.tunnel_addr());
+    switch.cut_all();
+    let mut rest = Vec::new();
+    let read = bounded("the local connection's end", open.read_to_end(&mut rest)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?} {rest:?}");
+    let end = bounded("the end of the session", forwarder.ended()).await;
+    assert_eq!(end, SessionEnd::Unknown);
+    // The session's end, not a failed tunnel: the launcher says why and exits 0.
+    assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
+    drop(old);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_hold_replaces_the_older_one() {
     let stack = Stack::start().await;
     let echo = Echo::start().await;
