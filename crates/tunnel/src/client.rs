@@ -72,12 +72,7 @@ pub struct ClientConfig {
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
-            // A fixed window while the relay stops reading behind a slow local program (a
-            // larger one needs the read-ahead of docs/protocol.md §8.12.2).
-            connection: ConnectionConfig {
-                max_window: portcullis_proto::tunnel::DEFAULT_REPLAY_CAPACITY,
-                ..ConnectionConfig::default()
-            },
+            connection: ConnectionConfig::default(),
             handshake_timeout: CLIENT_HANDSHAKE_TIMEOUT,
             resume_attempts: 8,
             resume_backoff: Duration::from_millis(100),
@@ -727,4 +722,20 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn lock_connection(connection: &Mutex<Connection>) -> MutexGuard<'_, Connection> {
     lock(connection)
+}
+
+#[cfg(test)]
+mod tests {
+    use portcullis_proto::tunnel::MAX_WINDOW;
+
+    use super::ClientConfig;
+
+    /// An upload over a long round trip needs the launcher's window to grow as the server's
+    /// does (docs/protocol.md §8.12.2); a fixed default kept it at 256 KiB per round trip.
+    #[test]
+    fn the_launchers_windows_grow_by_default() {
+        let config = ClientConfig::default();
+        assert_eq!(config.connection.max_window, MAX_WINDOW);
+        assert!(config.connection.window_budget.limit() >= MAX_WINDOW);
+    }
 }

@@ -151,8 +151,16 @@ pub struct TunnelLimits {
     pub max_sessions: usize,
     /// Connections per session (connected or held for resume). Default 16.
     pub max_connections_per_session: usize,
-    /// Sent but unacknowledged bytes kept per connection for resume. Default 262,144.
+    /// The initial send window: sent but unacknowledged bytes kept per connection for
+    /// resume at first (docs/protocol.md §8.12.2). Default 262,144.
     pub replay_buffer_bytes: usize,
+    /// The largest send window of a connection, to which it grows with the measured
+    /// bandwidth-delay product; at least `replay_buffer_bytes`, at most the protocol's
+    /// 16,777,216 (the default).
+    pub max_window_bytes: usize,
+    /// Window growth beyond `replay_buffer_bytes` of all connections together; 0: windows
+    /// never grow. Default 268,435,456.
+    pub window_budget_bytes: usize,
     /// Largest Data record this server sends. Default 16,384.
     pub record_size: usize,
 }
@@ -168,6 +176,8 @@ impl Default for TunnelLimits {
             max_sessions: 4096,
             max_connections_per_session: portcullis_proto::tunnel::DEFAULT_MAX_CONNECTIONS,
             replay_buffer_bytes: portcullis_proto::tunnel::DEFAULT_REPLAY_CAPACITY,
+            max_window_bytes: portcullis_proto::tunnel::MAX_WINDOW,
+            window_budget_bytes: portcullis_proto::tunnel::DEFAULT_WINDOW_BUDGET,
             record_size: portcullis_proto::tunnel::DEFAULT_PLAINTEXT,
         }
     }
@@ -455,6 +465,7 @@ impl TunnelConfig {
                 limits.max_connections_per_session,
             ),
             ("limits.replay_buffer_bytes", limits.replay_buffer_bytes),
+            ("limits.max_window_bytes", limits.max_window_bytes),
             ("limits.record_size", limits.record_size),
         ] {
             if value == 0 {
@@ -477,6 +488,25 @@ impl TunnelConfig {
                 format!(
                     "{} is below limits.record_size {}: one record must fit",
                     limits.replay_buffer_bytes, limits.record_size
+                ),
+            ));
+        }
+        let max_window = portcullis_proto::tunnel::MAX_WINDOW;
+        if limits.max_window_bytes > max_window {
+            return Err(invalid(
+                "limits.max_window_bytes",
+                format!(
+                    "{} is above the protocol's {max_window}",
+                    limits.max_window_bytes
+                ),
+            ));
+        }
+        if limits.max_window_bytes < limits.replay_buffer_bytes {
+            return Err(invalid(
+                "limits.max_window_bytes",
+                format!(
+                    "{} is below limits.replay_buffer_bytes {}, the initial window",
+                    limits.max_window_bytes, limits.replay_buffer_bytes
                 ),
             ));
         }
@@ -827,6 +857,16 @@ mod tests {
                 default_limits.replay_buffer_bytes,
             ),
             (
+                "max_window_bytes",
+                limits.max_window_bytes,
+                default_limits.max_window_bytes,
+            ),
+            (
+                "window_budget_bytes",
+                limits.window_budget_bytes,
+                default_limits.window_budget_bytes,
+            ),
+            (
                 "record_size",
                 limits.record_size,
                 default_limits.record_size,
@@ -959,7 +999,7 @@ mod tests {
 
     #[test]
     fn every_limit_must_be_positive() {
-        let zeroes: [(&str, SetLimit); 9] = [
+        let zeroes: [(&str, SetLimit); 10] = [
             ("limits.max_connections", |l| l.max_connections = 0),
             ("limits.max_connections_per_source", |l| {
                 l.max_connections_per_source = 0
@@ -976,6 +1016,7 @@ mod tests {
                 l.max_connections_per_session = 0
             }),
             ("limits.replay_buffer_bytes", |l| l.replay_buffer_bytes = 0),
+            ("limits.max_window_bytes", |l| l.max_window_bytes = 0),
             ("limits.record_size", |l| l.record_size = 0),
         ];
         for (field, zero) in zeroes {
@@ -999,6 +1040,20 @@ mod tests {
         config.limits.record_size = 16_384;
         config.limits.replay_buffer_bytes = 16_383;
         assert_eq!(refused_field(&config), "limits.replay_buffer_bytes");
+    }
+
+    #[test]
+    fn the_window_cap_is_between_the_initial_window_and_16_mib_and_the_budget_may_be_zero() {
+        let mut config = minimal();
+        assert_eq!(config.limits.max_window_bytes, 16 * 1024 * 1024);
+        assert_eq!(config.limits.window_budget_bytes, 256 * 1024 * 1024);
+        config.limits.max_window_bytes = config.limits.replay_buffer_bytes;
+        config.limits.window_budget_bytes = 0;
+        config.validate().unwrap();
+        config.limits.max_window_bytes = config.limits.replay_buffer_bytes - 1;
+        assert_eq!(refused_field(&config), "limits.max_window_bytes");
+        config.limits.max_window_bytes = 16 * 1024 * 1024 + 1;
+        assert_eq!(refused_field(&config), "limits.max_window_bytes");
     }
 
     #[test]

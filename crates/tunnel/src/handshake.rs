@@ -486,7 +486,8 @@ impl Handshake {
             .handshakes
             .get_or_create(&label(command))
             .inc();
-        let mut connection = Connection::new(id, &shared.connection_config());
+        let mut connection =
+            Connection::new(id, &shared.connection_config(session.window_budget()));
         if let Err(error) = connection.attach_link(sealer, opener, 0) {
             tracing::error!(session = %session.id(), %error, "cannot start the connection's record layer");
             session.release_connection(id);

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_proto::tunnel::ConnectionConfig;
+use portcullis_proto::tunnel::{ConnectionConfig, WindowBudget};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -81,15 +81,15 @@ impl Shared {
             .any(|network| network.contains(peer))
     }
 
-    /// The record layer's settings for new connections.
-    pub fn connection_config(&self) -> ConnectionConfig {
+    /// The record layer's settings for a new connection of a session whose share of the
+    /// window budget is `budget`.
+    pub fn connection_config(&self, budget: &WindowBudget) -> ConnectionConfig {
         ConnectionConfig {
             replay_capacity: self.config.limits.replay_buffer_bytes,
-            // A fixed window while the relay stops reading behind a slow target (a larger
-            // one needs the read-ahead of docs/protocol.md §8.12.2).
-            max_window: self.config.limits.replay_buffer_bytes,
+            max_window: self.config.limits.max_window_bytes,
+            window_budget: budget.clone(),
             data_record_size: self.config.limits.record_size,
-            ..ConnectionConfig::default()
+            record_limit: portcullis_proto::tunnel::DEFAULT_RECORD_LIMIT,
         }
     }
 }
@@ -115,6 +115,9 @@ pub async fn start(config: TunnelConfig, token: BrokerToken) -> Result<RunningTu
         idle: config.timeouts.idle(),
         max_duration: config.timeouts.max_session(),
         drain: DRIVER_DRAIN,
+        window_budget: WindowBudget::new(config.limits.window_budget_bytes),
+        // A quarter per session, so that one session never spends everyone's.
+        window_share: config.limits.window_budget_bytes / 4,
     });
     let mut listeners = Vec::new();
     for address in &config.listen {

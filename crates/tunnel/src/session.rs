@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use portcullis_proto::api::{Remote, SessionRef};
-use portcullis_proto::tunnel::{EMPTY_SESSION_LINGER, ErrorCode, SessionKey, server};
+use portcullis_proto::tunnel::{EMPTY_SESSION_LINGER, ErrorCode, SessionKey, WindowBudget, server};
 use portcullis_proto::{ConnectionId, SessionId, TicketId};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -158,10 +158,17 @@ pub struct Session {
     /// Wakes the supervisor when the deadline may have come closer (a connection ended).
     changed: tokio::sync::Notify,
     drivers: TaskTracker,
+    /// Its connections' share of the server's window budget.
+    window_budget: WindowBudget,
     state: Mutex<State>,
 }
 
 impl Session {
+    /// Its connections' share of the server's window budget (docs/protocol.md §8.12.2).
+    pub fn window_budget(&self) -> &WindowBudget {
+        &self.window_budget
+    }
+
     /// The session id.
     pub fn id(&self) -> SessionId {
         self.id
@@ -376,6 +383,10 @@ pub struct SessionEnv {
     pub max_duration: Duration,
     /// How long a session waits for its drivers after its end before it reports anyway.
     pub drain: Duration,
+    /// The memory every connection's send window grows from (`limits.window_budget_bytes`).
+    pub window_budget: WindowBudget,
+    /// The most of it one session's connections take together (docs/protocol.md §8.12.2).
+    pub window_share: usize,
 }
 
 /// The live sessions of one server.
@@ -455,6 +466,7 @@ impl SessionTable {
             end: CancellationToken::new(),
             changed: tokio::sync::Notify::new(),
             drivers: TaskTracker::new(),
+            window_budget: env.window_budget.share(env.window_share),
             state: Mutex::new(State {
                 connections: HashMap::new(),
                 next_id: 1,

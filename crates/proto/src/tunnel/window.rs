@@ -224,9 +224,14 @@ impl SendWindow {
     }
 
     /// New Data up to stream offset `offset` was sealed at `now`, with `acked` bytes
-    /// acknowledged: times it unless an offset is being timed already.
+    /// acknowledged: times it if it filled the window and no offset is being timed already.
+    ///
+    /// Only a full window is timed: the Acks of one round trip then cover the whole window,
+    /// and only a sender held back by its window needs a larger one. (Timed at the start of
+    /// a flight, the first Ack would cover only what the receiver read first.)
     pub(crate) fn on_sent(&mut self, offset: u64, acked: u64, now: Instant) {
-        if self.timing.is_none() {
+        let full = offset.saturating_sub(acked) >= self.size() as u64;
+        if full && self.timing.is_none() {
             self.timing = Some(Timing {
                 offset,
                 at: now,
@@ -366,17 +371,25 @@ mod tests {
     }
 
     #[test]
-    fn one_offset_is_timed_at_a_time_and_only_a_covering_ack_ends_it() {
+    fn only_a_full_window_is_timed_one_offset_at_a_time_until_an_ack_covers_it() {
         let mut window = SendWindow::new(256 * KIB, 16 * MIB, &WindowBudget::default());
         let now = Instant::now();
+        // Data that leaves room in the window is not timed: its Ack would come back at once.
         window.on_sent(100, 0, now);
-        // A later seal does not restart the timing.
-        window.on_sent(256 * 1024, 0, now + Duration::from_millis(10));
+        window.on_ack(100, now + Duration::from_millis(1));
+        assert_eq!(window.size(), 256 * KIB);
+        // The seal that fills the window is timed; a later one does not restart the timing.
+        window.on_sent(100 + 256 * 1024, 100, now + Duration::from_millis(10));
+        window.on_sent(
+            100 + 272 * 1024,
+            16 * 1024 + 100,
+            now + Duration::from_millis(20),
+        );
         // An Ack below the timed offset ends nothing.
-        window.on_ack(99, now + Duration::from_millis(20));
+        window.on_ack(99 * 1024, now + Duration::from_millis(30));
         assert_eq!(window.size(), 256 * KIB);
         // The covering Ack: 256 KiB in 50 ms with min_rtt 50 ms → 512 KiB.
-        window.on_ack(256 * 1024, now + Duration::from_millis(50));
+        window.on_ack(100 + 256 * 1024, now + Duration::from_millis(60));
         assert_eq!(window.size(), 512 * KIB);
         // Nothing is timed now: a further Ack changes nothing.
         window.on_ack(300 * 1024, now + Duration::from_millis(51));

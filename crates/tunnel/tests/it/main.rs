@@ -8,6 +8,7 @@ mod support;
 mod cluster;
 mod control;
 mod faults;
+mod flow;
 mod hold;
 mod lifecycle;
 mod relay;
