@@ -5,12 +5,12 @@
 //!
 //! While a link is up, two futures run in the caller's task:
 //!
-//! - **inbound** ([`inbound`]): tunnel → records opened in place → local side, in vectored
+//! - **inbound** (module `inbound`): tunnel → records opened in place → local side, in vectored
 //!   writes; only Data the local side took is acknowledged, so a slow reader slows the
 //!   sender (backpressure end to end). Behind a slow local side it keeps reading and
 //!   opening records (up to the largest window), so the peer's `Ack`s for the other
 //!   direction are never stuck behind Data.
-//! - **outbound** ([`outbound`]): local side → one vectored read into the body slots of up
+//! - **outbound** (module `outbound`): local side → one vectored read into the body slots of up
 //!   to [`BATCH_RECORDS`] records of a buffer laid out like the wire → each sealed in place
 //!   → one write for all. It reads only what the send window allows, so a peer that does
 //!   not acknowledge slows the local side. It also flushes the acknowledgements, pongs and
