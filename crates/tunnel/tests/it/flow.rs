@@ -288,3 +288,86 @@ async fn a_download_over_a_long_round_trip_grows_the_window_to_its_cap_and_no_fu
         "the server's window grew to its cap, and not beyond it"
     );
 }
+
+/// A target that reads everything and counts it.
+async fn counting_sink() -> (SocketAddr, Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                while let Ok(n @ 1..) = stream.read(&mut buf).await {
+                    counted.fetch_add(n as u64, std::sync::atomic::Ordering::SeqCst);
+                }
+            });
+        }
+    });
+    (addr, count)
+}
+
+/// The launcher's window grows over a long round trip too (docs/protocol.md §8.12.2): with
+/// its records held back on the way to the server while the server's Acks still come
+/// back, the launcher sends exactly what its window allows beyond what was acknowledged,
+/// its cap, not the initial 256 KiB of a fixed window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upload_over_a_long_round_trip_grows_the_launchers_window_to_its_cap() {
+    const CAP: usize = 1024 * 1024;
+    let stack = Stack::start().await;
+    let (sink, received) = counting_sink().await;
+    let hop = Hop::spawn(stack.tunnel_addr(), Duration::from_millis(50), 4 << 20).await;
+    let (ticket, secret) = stack.ticket_to(sink).await;
+    let mut address = stack.address();
+    address.port = hop.addr.port();
+    let config = ClientConfig {
+        connection: ConnectionConfig {
+            max_window: CAP,
+            ..ConnectionConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let forwarder = portcullis_tunnel::client::Forwarder::start(address, ticket, secret, config)
+        .await
+        .unwrap();
+    let local = tokio::net::TcpStream::connect(forwarder.local_addr())
+        .await
+        .unwrap();
+    let (_read, mut write) = local.into_split();
+    let writer = tokio::spawn(async move {
+        let chunk = vec![0x5au8; 1 << 16];
+        while write.write_all(&chunk).await.is_ok() {}
+    });
+    bounded("12 MiB uploaded", async {
+        while received.load(std::sync::atomic::Ordering::SeqCst) < 12 << 20 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Everything that got through is acknowledged; what the launcher sends beyond it waits
+    // in the hop, and it stops there once its window is full.
+    hop.hold_upstream(true);
+    let mut queued = hop.queued_upstream();
+    bounded("the launcher stops", async {
+        loop {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let now = hop.queued_upstream();
+            if now == queued {
+                break;
+            }
+            queued = now;
+        }
+    })
+    .await;
+    // Records: 21 bytes of header, type and tag per Data record of at most 16 KiB.
+    let records = CAP.div_ceil(16 * 1024) as u64;
+    assert!(
+        (CAP as u64..=CAP as u64 + 21 * records + 1024).contains(&queued),
+        "{queued} bytes of records beyond what was acknowledged: the window is not its \
+         cap of {CAP}"
+    );
+    writer.abort();
+    hop.hold_upstream(false);
+}
