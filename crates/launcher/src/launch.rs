@@ -9,11 +9,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use portcullis_link::client::{ClientConfig, Forwarder, SessionEnd, TunnelAddress, test_server};
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::payload::VerifyingKey;
 use portcullis_proto::tunnel::{EndReason, TunnelParams, TunnelProtocol, derive_tunnel_secret};
 use portcullis_proto::{SharedSecret, TicketId};
-use portcullis_tunnel::client::{ClientConfig, Forwarder, SessionEnd, TunnelAddress, test_server};
 use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio::sync::watch;

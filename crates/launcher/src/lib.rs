@@ -4,7 +4,7 @@
 //! ([`trust`], pinned per broker host), exchanges the ticket under a fresh ML-KEM-768 key
 //! ([`exchange`]), verifies the script and payload signatures, runs the script
 //! ([`script`], rquickjs with memory and time limits) and opens the tunnels it asks for
-//! (`portcullis_tunnel::client`), until docs/launcher-scripts.md §3 says it ends. Every
+//! (`portcullis_link::client`: the tunnel link, not the tunnel server), until docs/launcher-scripts.md §3 says it ends. Every
 //! failure is a [`failure::Failure`]: one sentence for the user and a distinct exit code.
 
 #![forbid(unsafe_code)]

@@ -29,7 +29,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use portcullis_tunnel::client::{ClientConfig, Forwarder};
+use portcullis_link::client::{ClientConfig, Forwarder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -14,8 +14,8 @@ use portcullis_proto::api::{ControlAnswer, ControlRequest, MAX_CONTROL_SESSIONS,
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::ReasonLabels;
-use crate::server::Shared;
 use crate::session::{EndReason, SessionTable};
+use crate::shared::Shared;
 
 /// How long the broker may hold a control request without news: the byte reports'
 /// interval.

@@ -12,12 +12,12 @@ use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::handshake::TunnelStream;
 use crate::limits::ConnectionPermit;
 use crate::metrics::{DirectionLabels, ReasonLabels};
-use crate::relay::{self, Farewell, LinkEnd, LocalState, RelayContext};
-use crate::server::Shared;
 use crate::session::{EndReason, ResumeRequest, Session};
+use crate::shared::Shared;
+use portcullis_link::TunnelStream;
+use portcullis_link::relay::{self, Farewell, LinkEnd, LocalState, RelayContext};
 
 /// A tunnel TCP connection carrying one connection id.
 #[derive(Debug)]

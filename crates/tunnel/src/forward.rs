@@ -13,10 +13,10 @@ use portcullis_proto::tunnel::{ClientHello, ErrorCode, FORWARD_CONNECT_TIMEOUT, 
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use crate::handshake::TunnelStream;
 use crate::limits::ConnectionPermit;
 use crate::metrics::ReasonLabels;
-use crate::server::Shared;
+use crate::shared::Shared;
+use portcullis_link::TunnelStream;
 
 /// The session a hello names, for the commands that join an existing one.
 fn session_of(hello: &ClientHello) -> Option<SessionId> {
@@ -79,7 +79,7 @@ pub async fn forward(
             return refuse(&shared, stream, ErrorCode::Busy).await;
         }
     };
-    crate::relay::tune(&upstream);
+    portcullis_link::relay::tune(&upstream);
     let mut head = proxy_v2::encode(&ProxyHeader::Proxy {
         source: ends.client,
         destination: ends.destination,

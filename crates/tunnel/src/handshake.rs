@@ -10,28 +10,22 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Instant;
 
+use portcullis_link::TunnelStream;
 use portcullis_proto::ConnectionId;
 use portcullis_proto::api::StartProof;
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{
     ClientHello, Command, Connection, ErrorCode, HoldLink, MAC_LEN, server,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::broker::BrokerError;
 use crate::driver::{self, Link};
 use crate::limits::{ConnectionPermit, Refusal};
 use crate::metrics::{CallLabels, ReasonLabels};
-use crate::server::Shared;
 use crate::session::{EndReason, ResumeRequest, Session, SessionTable};
-
-/// A byte stream to a launcher: plain TCP or TLS over TCP.
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send + Sync + std::fmt::Debug> AsyncStream for T {}
-
-/// A tunnel connection after the PROXY header and TLS.
-pub type TunnelStream = Box<dyn AsyncStream>;
+use crate::shared::Shared;
 
 /// How a handshake failed before anything was kept.
 #[derive(Debug)]

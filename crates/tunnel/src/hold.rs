@@ -9,9 +9,9 @@ use portcullis_proto::tunnel::{HoldEvent, HoldLink};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::handshake::TunnelStream;
 use crate::limits::ConnectionPermit;
 use crate::session::{EndReason, HoldClaim, Session};
+use portcullis_link::TunnelStream;
 
 /// How long the server tries to write `SessionEnded` before it closes the hold anyway.
 const FAREWELL_TIMEOUT: Duration = Duration::from_secs(2);

@@ -10,19 +10,18 @@
 //! - [`limits`]: what one source address, and everyone together, can make the server hold;
 //! - [`session`]: live sessions, their connections and their end (`stop` with byte counts);
 //! - [`handshake`]: Test, Open, Attach and Resume on one accepted connection;
-//! - [`relay`]: one tunnel link's records between the tunnel and a local socket (both ends);
-//! - [`client`]: the launcher's end: a local listener whose connections open, attach and
-//!   resume tunnel connections;
+//! - `portcullis_link::relay` (a crate of its own, which the launcher uses too): one tunnel
+//!   link's records between the tunnel and the target;
 //! - [`driver`]: the server's side of one connection id across links (resume);
 //! - [`hold`]: the server's side of a session's hold (keeps it alive, tells its end);
 //! - [`forward`]: a cluster member forwarding a connection to the session's member;
 //! - [`tls`], [`metrics`], [`ops`]: TLS, Prometheus metrics, `/health` and `/metrics`;
+//! - [`shared`]: what every connection of one server shares;
 //! - [`server`]: listeners, the connection cap, two-phase shutdown.
 
 #![forbid(unsafe_code)]
 
 pub mod broker;
-pub mod client;
 pub mod config;
 pub mod control;
 pub mod driver;
@@ -32,9 +31,9 @@ pub mod hold;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
-pub mod relay;
 pub mod server;
 pub mod session;
+pub mod shared;
 pub mod tls;
 
 pub use portcullis_proto as proto;

@@ -11,7 +11,7 @@ use axum::routing::get;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::server::Shared;
+use crate::shared::Shared;
 
 /// The ops routes over `shared`.
 pub fn router(shared: Arc<Shared>) -> Router {

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-use portcullis_proto::tunnel::{ConnectionConfig, WindowBudget};
+use portcullis_proto::tunnel::WindowBudget;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -19,8 +19,9 @@ use crate::config::{BrokerToken, TunnelConfig};
 use crate::handshake;
 use crate::limits::Limits;
 use crate::metrics::{Metrics, ReasonLabels};
-use crate::relay;
 use crate::session::{EndReason, SessionEnv, SessionTable};
+pub use crate::shared::Shared;
+use portcullis_link::relay;
 
 /// How long a session waits for its connection drivers after its end.
 const DRIVER_DRAIN: std::time::Duration = std::time::Duration::from_secs(5);
@@ -42,56 +43,6 @@ pub enum StartError {
     /// The broker client could not be set up.
     #[error(transparent)]
     Broker(#[from] BrokerError),
-}
-
-/// What every connection of one server shares.
-pub struct Shared {
-    /// The configuration.
-    pub config: TunnelConfig,
-    /// The broker's tunnel-server API.
-    pub broker: BrokerClient,
-    /// TLS, when configured.
-    pub tls: Option<crate::tls::TlsAcceptor>,
-    /// Connection and handshake limits.
-    pub limits: Arc<Limits>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Live sessions.
-    pub sessions: Arc<SessionTable>,
-    /// What sessions need at their end.
-    pub env: Arc<SessionEnv>,
-}
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("listen", &self.config.listen)
-            .field("tls", &self.tls.is_some())
-            .field("sessions", &self.sessions.len())
-            .finish_non_exhaustive()
-    }
-}
-
-impl Shared {
-    /// Whether `peer` may send a PROXY v2 header (`proxy_protocol_trusted`).
-    pub fn trusts_proxy(&self, peer: std::net::IpAddr) -> bool {
-        self.config
-            .proxy_protocol_trusted
-            .iter()
-            .any(|network| network.contains(peer))
-    }
-
-    /// The record layer's settings for a new connection of a session whose share of the
-    /// window budget is `budget`.
-    pub fn connection_config(&self, budget: &WindowBudget) -> ConnectionConfig {
-        ConnectionConfig {
-            replay_capacity: self.config.limits.replay_buffer_bytes,
-            max_window: self.config.limits.max_window_bytes,
-            window_budget: budget.clone(),
-            data_record_size: self.config.limits.record_size,
-            record_limit: portcullis_proto::tunnel::DEFAULT_RECORD_LIMIT,
-        }
-    }
 }
 
 /// A running tunnel server.

@@ -21,8 +21,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::broker::BrokerClient;
-use crate::handshake::TunnelStream;
 use crate::metrics::Metrics;
+use portcullis_link::TunnelStream;
 
 /// Why a session ended.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

@@ -12,8 +12,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
+use portcullis_link::client::{ClientConfig, Forwarder, test_server};
 use portcullis_testkit::{program, unused_loopback_addr};
-use portcullis_tunnel::client::{ClientConfig, Forwarder, test_server};
 use tokio::net::TcpStream;
 
 /// The tunnel integration tests' loopback stack: a broker on SQLite with tickets issued
@@ -147,7 +147,7 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
         tunnel_member(dir.path(), &broker, &token_b, (2, b, b_ops), (1, a)),
         haproxy(dir.path(), front, &[a, b]),
     ]);
-    let haproxy_address = portcullis_tunnel::client::TunnelAddress {
+    let haproxy_address = portcullis_link::client::TunnelAddress {
         host: front.ip().to_string(),
         port: front.port(),
         tls: None,
@@ -169,7 +169,7 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
 
     let cutter = Cutter::start(front).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
-    let address = portcullis_tunnel::client::TunnelAddress {
+    let address = portcullis_link::client::TunnelAddress {
         host: cutter.addr.ip().to_string(),
         port: cutter.addr.port(),
         tls: None,

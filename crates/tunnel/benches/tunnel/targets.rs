@@ -108,8 +108,8 @@ pub(crate) async fn plain_relay(target: SocketAddr) -> SocketAddr {
         let Ok(mut upstream) = TcpStream::connect(target).await else {
             return;
         };
-        portcullis_tunnel::relay::tune(&client);
-        portcullis_tunnel::relay::tune(&upstream);
+        portcullis_link::relay::tune(&client);
+        portcullis_link::relay::tune(&upstream);
         let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
     })
     .await

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use portcullis_link::client::{ClientConfig, ClientError, Forwarder, handshake_at};
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{ErrorCode, client};
 use portcullis_testkit::unused_loopback_addr;
-use portcullis_tunnel::client::{ClientConfig, ClientError, Forwarder, handshake_at};
 use portcullis_tunnel::config::{ClusterPeer, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,8 +6,8 @@
 
 use std::time::{Duration, Instant};
 
+use portcullis_link::client::SessionEnd;
 use portcullis_proto::tunnel::EndReason;
-use portcullis_tunnel::client::SessionEnd;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,7 +21,7 @@ const LIMIT: Duration = Duration::from_secs(20);
 async fn live_session(
     stack: &Stack,
     echo: &Echo,
-) -> (portcullis_tunnel::client::Forwarder, TcpStream) {
+) -> (portcullis_link::client::Forwarder, TcpStream) {
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, b"seventeen bytes..").await;

@@ -5,10 +5,10 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
-use portcullis_tunnel::client::{
+use portcullis_link::client::{
     ClientConfig, ClientError, connect, handshake_at, read_server_message,
 };
+use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -242,14 +242,10 @@ async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() 
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
     address.port = cutter.addr.port();
-    let forwarder = portcullis_tunnel::client::Forwarder::start(
-        address,
-        ticket,
-        secret,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
+    let forwarder =
+        portcullis_link::client::Forwarder::start(address, ticket, secret, ClientConfig::default())
+            .await
+            .unwrap();
     let local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     let total: usize = 64 << 20;
     // Cut three times along the way.

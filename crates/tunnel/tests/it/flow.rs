@@ -6,8 +6,8 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_link::client::{ClientConfig, handshake_at};
 use portcullis_proto::tunnel::{Connection, ConnectionConfig, Event, client};
-use portcullis_tunnel::client::{ClientConfig, handshake_at};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -118,19 +118,15 @@ async fn endless_source() -> (SocketAddr, tokio::sync::mpsc::UnboundedReceiver<(
 async fn forwarder_over_a_hop(
     stack: &Stack,
     target: SocketAddr,
-) -> (portcullis_tunnel::client::Forwarder, Hop) {
+) -> (portcullis_link::client::Forwarder, Hop) {
     let hop = Hop::spawn(stack.tunnel_addr(), Duration::from_millis(10), 4 << 20).await;
     let (ticket, secret) = stack.ticket_to(target).await;
     let mut address = stack.address();
     address.port = hop.addr.port();
-    let forwarder = portcullis_tunnel::client::Forwarder::start(
-        address,
-        ticket,
-        secret,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
+    let forwarder =
+        portcullis_link::client::Forwarder::start(address, ticket, secret, ClientConfig::default())
+            .await
+            .unwrap();
     (forwarder, hop)
 }
 
@@ -184,7 +180,7 @@ async fn a_program_that_resets_its_connection_mid_download_ends_the_target_conne
 
 /// What the launcher's side of one connection has received and acknowledged.
 struct RawReceiver {
-    stream: portcullis_tunnel::handshake::TunnelStream,
+    stream: portcullis_link::TunnelStream,
     connection: Connection,
     inbox: Vec<u8>,
     filled: usize,
@@ -329,7 +325,7 @@ async fn an_upload_over_a_long_round_trip_grows_the_launchers_window_to_its_cap(
         },
         ..ClientConfig::default()
     };
-    let forwarder = portcullis_tunnel::client::Forwarder::start(address, ticket, secret, config)
+    let forwarder = portcullis_link::client::Forwarder::start(address, ticket, secret, config)
         .await
         .unwrap();
     let local = tokio::net::TcpStream::connect(forwarder.local_addr())

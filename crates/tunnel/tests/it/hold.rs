@@ -10,8 +10,8 @@
 
 use std::time::Duration;
 
+use portcullis_link::client::{ClientConfig, ClientError, Forwarder, SessionEnd, handshake_at};
 use portcullis_proto::tunnel::{EndReason, ErrorCode, client};
-use portcullis_tunnel::client::{ClientConfig, ClientError, Forwarder, SessionEnd, handshake_at};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 

@@ -7,11 +7,11 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
+use portcullis_link::client::{ClientConfig, ClientError, handshake_at, read_server_message};
 use portcullis_proto::ConnectionId;
 use portcullis_proto::tunnel::{
     Connection, ConnectionConfig, ErrorCode, MAC_LEN, SessionCredentials, client, fresh_random,
 };
-use portcullis_tunnel::client::{ClientConfig, ClientError, handshake_at, read_server_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -27,7 +27,7 @@ async fn open_session(
     stack: &Stack,
     target: SocketAddr,
 ) -> (
-    portcullis_tunnel::handshake::TunnelStream,
+    portcullis_link::TunnelStream,
     Connection,
     Arc<SessionCredentials>,
 ) {
@@ -101,7 +101,7 @@ async fn a_client_gone_right_after_its_proof_leaves_no_session_and_stop_comes_at
     let mut hello = Vec::new();
     let state = client::open(&ticket, &secret, fresh_random().unwrap(), &mut hello);
     stream.write_all(&hello).await.unwrap();
-    let mut boxed: portcullis_tunnel::handshake::TunnelStream = Box::new(stream);
+    let mut boxed: portcullis_link::TunnelStream = Box::new(stream);
     let challenge = read_server_message(&mut boxed).await.unwrap();
     let mut proof = Vec::new();
     let _ = state.handle(challenge, &mut proof).unwrap();
@@ -268,14 +268,10 @@ async fn parallel_local_connections_handshake_in_parallel() {
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
     address.port = gate.addr.port();
-    let forwarder = portcullis_tunnel::client::Forwarder::start(
-        address,
-        ticket,
-        secret,
-        ClientConfig::default(),
-    )
-    .await
-    .unwrap();
+    let forwarder =
+        portcullis_link::client::Forwarder::start(address, ticket, secret, ClientConfig::default())
+            .await
+            .unwrap();
     // The session is open first (an Open must finish before anything attaches).
     let mut first = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut first, b"open").await;

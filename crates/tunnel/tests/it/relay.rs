@@ -2,8 +2,8 @@
 
 use std::time::Duration;
 
+use portcullis_link::client::{TunnelAddress, connect, read_server_message};
 use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
-use portcullis_tunnel::client::{TunnelAddress, connect, read_server_message};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -204,11 +204,11 @@ async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
     let mut address = stack.address();
     address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
-    let forwarder = portcullis_tunnel::client::Forwarder::start(
+    let forwarder = portcullis_link::client::Forwarder::start(
         address,
         ticket,
         secret,
-        portcullis_tunnel::client::ClientConfig::default(),
+        portcullis_link::client::ClientConfig::default(),
     )
     .await
     .unwrap();
@@ -227,7 +227,7 @@ async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_client_health_check_and_connection_counts() {
     let stack = Stack::start().await;
-    portcullis_tunnel::client::test_server(&stack.address(), Duration::from_secs(5))
+    portcullis_link::client::test_server(&stack.address(), Duration::from_secs(5))
         .await
         .unwrap();
     let echo = Echo::start().await;

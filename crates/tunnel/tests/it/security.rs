@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use portcullis_broker::tickets::crypto::ticket_hash;
+use portcullis_link::client::{ClientError, connect, handshake_at, read_server_message};
 use portcullis_proto::tunnel::{ErrorCode, MAC_LEN, ServerMessage, client};
 use portcullis_proto::{SharedSecret, TicketId};
-use portcullis_tunnel::client::{ClientError, connect, handshake_at, read_server_message};
 use tokio::io::AsyncWriteExt;
 
 use crate::support::targets::Echo;

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use portcullis_broker::model::{Protocol, Transport};
 use portcullis_broker::password::hash_password;
 use portcullis_broker::store::{NewService, NewTunnelServer, Readiness, Store, TokenHash};
-use portcullis_tunnel::client::{TunnelAddress, test_server};
+use portcullis_link::client::{TunnelAddress, test_server};
 use serde_json::{Value, json};
 
 /// How long any one step may take.

@@ -1,6 +1,6 @@
 //! A whole tunneled stack on loopback for the tests: a real broker (SQLite, plain HTTP on
 //! 127.0.0.1), a tunnel server registered at it, and TCP targets; the launcher's side is
-//! [`portcullis_tunnel::client`].
+//! [`portcullis_link::client`].
 //!
 //! Tunnel tickets are issued the way an exchange commits them (client ticket consumed,
 //! tunnel ticket stored with the KEM secret sealed under the ticket id), without the HTTP
@@ -26,9 +26,9 @@ use portcullis_broker::store::{
     ServiceId, StoredAuditEvent, TokenHash, Transport, UserId,
 };
 use portcullis_broker::tickets::crypto::{seal_secret, ticket_hash};
+use portcullis_link::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_proto::tunnel::derive_tunnel_secret;
 use portcullis_proto::{Scrambler, SharedSecret, TicketId};
-use portcullis_tunnel::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
 use portcullis_tunnel::server::{RunningTunnel, start};
 use tempfile::TempDir;

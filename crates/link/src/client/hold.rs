@@ -14,7 +14,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
 use super::{ClientError, ClientShared, SessionEnd, handshake};
-use crate::handshake::TunnelStream;
+use crate::stream::TunnelStream;
 
 /// The first wait before re-establishing a hold that could not be re-established at once.
 const BACKOFF_START: Duration = Duration::from_millis(100);

@@ -27,8 +27,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::handshake::TunnelStream;
 use crate::relay::{self, Farewell, LinkEnd, LocalState, RelayContext};
+use crate::stream::TunnelStream;
 
 mod hold;
 

@@ -32,7 +32,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::handshake::TunnelStream;
+use crate::stream::TunnelStream;
 
 mod inbound;
 mod outbound;

@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{IDLE_RELEASE, LinkEnd, RelayContext, lock};
-use crate::handshake::TunnelStream;
+use crate::stream::TunnelStream;
 
 /// Records read from the local side with one vectored read and written with one write.
 pub const BATCH_RECORDS: usize = 4;

@@ -23,7 +23,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use super::{IDLE_RELEASE, LinkEnd, RelayContext, lock};
-use crate::handshake::TunnelStream;
+use crate::stream::TunnelStream;
 
 /// The inbox starts this small and grows only when a larger frame arrives.
 const INBOX_START: usize = 4 * 1024;
