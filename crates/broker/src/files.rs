@@ -9,6 +9,8 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
+use crate::clock::Millis;
+
 /// Mode of the data directory when the broker creates it.
 pub const DIR_MODE: u32 = 0o700;
 /// Mode of the SQLite database and its `-wal` and `-shm` files.
@@ -104,6 +106,34 @@ pub fn write_atomically(
     }
     .map_err(|error| error.error)?;
     fs::File::open(dir)?.sync_all()
+}
+
+/// Keeps the file at `path` under a free name beside it, `NAME.<unix-seconds>.old` (or
+/// `NAME.<unix-seconds>-<n>.old` when that is taken), as a hard link: the file a key
+/// rotation is about to replace stays readable by its operator. `now` is the caller's
+/// clock ([`crate::clock`]). A missing `path` is [`io::ErrorKind::NotFound`].
+pub fn keep_previous(path: &Path, now: Millis) -> io::Result<PathBuf> {
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "not a file name"))?
+        .to_string_lossy()
+        .into_owned();
+    let seconds = now.div_euclid(1000);
+    for attempt in 1..=1000u32 {
+        let kept = path.with_file_name(match attempt {
+            1 => format!("{name}.{seconds}.old"),
+            n => format!("{name}.{seconds}-{n}.old"),
+        });
+        match fs::hard_link(path, &kept) {
+            Ok(()) => return Ok(kept),
+            Err(error) if error.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        "1000 kept copies with this time already",
+    ))
 }
 
 /// The database file and the files SQLite keeps beside it.

@@ -17,17 +17,17 @@
 //! refused, like `ssh` refuses such private keys.
 
 use core::fmt;
-use std::fs::{self, DirBuilder, File};
+use std::fs::{DirBuilder, File};
 use std::io::{self, Read as _};
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_proto::hex;
 use portcullis_proto::payload::{SEED_LEN, SigningKey, VerifyingKey};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::clock::Millis;
 use crate::files::{Existing, write_atomically};
 
 /// The name of the key file inside the data directory.
@@ -158,8 +158,8 @@ pub fn load_or_create(data_dir: &Path) -> Result<(SigningKey, KeyStatus), KeyErr
 /// `force` the existing file, valid or not, is first kept as
 /// `signing-key.<unix-time>.old` (`signing-key.<unix-time>-<n>.old` if that name is taken)
 /// and the new key replaces it atomically: launchers that pinned the old key must be given
-/// the new one.
-pub fn init(data_dir: &Path, force: bool) -> Result<KeyInit, KeyError> {
+/// the new one. `now` dates the kept file.
+pub fn init(data_dir: &Path, force: bool, now: Millis) -> Result<KeyInit, KeyError> {
     if !force {
         return create(data_dir).map(|key| KeyInit {
             key,
@@ -169,7 +169,7 @@ pub fn init(data_dir: &Path, force: bool) -> Result<KeyInit, KeyError> {
     ensure_dir(data_dir)?;
     let key = SigningKey::generate()?;
     let path = key_path(data_dir);
-    let previous = match keep_old_key(data_dir, &path) {
+    let previous = match crate::files::keep_previous(&path, now) {
         Ok(previous) => Some(previous),
         Err(error) if error.kind() == io::ErrorKind::NotFound => None,
         Err(source) => return Err(io_error("keep the old key", &path, source)),
@@ -247,28 +247,6 @@ fn write_key_file(path: &Path, key: &SigningKey, existing: Existing) -> Result<(
     contents.push('\n');
     write_atomically(path, contents.as_bytes(), KEY_FILE_MODE, existing)
         .map_err(|source| io_error("write", path, source))
-}
-
-/// Links the current key file to a free `signing-key.<unix-time>[-<n>].old` name.
-fn keep_old_key(data_dir: &Path, path: &Path) -> io::Result<PathBuf> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs());
-    let mut attempt = 1u32;
-    loop {
-        let name = match attempt {
-            1 => format!("{KEY_FILE_NAME}.{now}.old"),
-            n => format!("{KEY_FILE_NAME}.{now}-{n}.old"),
-        };
-        let old = data_dir.join(name);
-        match fs::hard_link(path, &old) {
-            Ok(()) => return Ok(old),
-            Err(error) if error.kind() == io::ErrorKind::AlreadyExists && attempt < 1000 => {
-                attempt += 1;
-            }
-            Err(error) => return Err(error),
-        }
-    }
 }
 
 /// Creates `data_dir` (mode `0700`, parents as needed) if it does not exist.

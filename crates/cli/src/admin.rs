@@ -334,10 +334,10 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
         None => BrokerConfig::for_dev(&args.data_dir),
     };
     if let AdminCommand::Keys(command) = &args.command {
-        return run_keys(&config, command);
+        return run_keys(&config, clock, command);
     }
     if let AdminCommand::SshCa(command) = &args.command {
-        return run_ssh_ca(&config, command);
+        return run_ssh_ca(&config, clock, command);
     }
     portcullis_broker::files::ensure_private_dir(&config.data_dir)
         .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
@@ -371,10 +371,10 @@ pub(crate) async fn run(args: AdminArgs, clock: &Clock) -> anyhow::Result<()> {
     result
 }
 
-fn run_keys(config: &BrokerConfig, command: &KeysCommand) -> anyhow::Result<()> {
+fn run_keys(config: &BrokerConfig, clock: &Clock, command: &KeysCommand) -> anyhow::Result<()> {
     match command {
         KeysCommand::Init { force } => {
-            let info = keys::init(&config.data_dir, *force)?;
+            let info = keys::init(&config.data_dir, *force, clock())?;
             println!("created the signing key in {}", config.data_dir.display());
             println!("{info}");
         }
@@ -404,12 +404,12 @@ fn revoked_text(revoked: Revoked) -> String {
     )
 }
 
-fn run_ssh_ca(config: &BrokerConfig, command: &SshCaCommand) -> anyhow::Result<()> {
+fn run_ssh_ca(config: &BrokerConfig, clock: &Clock, command: &SshCaCommand) -> anyhow::Result<()> {
     match command {
         SshCaCommand::Init { force } => {
             portcullis_broker::files::ensure_private_dir(&config.data_dir)
                 .with_context(|| format!("cannot create {}", config.data_dir.display()))?;
-            let (ca, previous) = SshCa::init(&config.data_dir, *force)?;
+            let (ca, previous) = SshCa::init(&config.data_dir, *force, clock())?;
             eprintln!(
                 "created the SSH user CA in {}; put this line in every sshd's \
                  TrustedUserCAKeys file, then restart the broker:",
@@ -449,7 +449,7 @@ async fn rotate_credential_key(
     actor: &Actor,
 ) -> anyhow::Result<()> {
     let (key, source) = credential_key(config)?;
-    let rotation = credentials::rotate(&config.data_dir, &key, &source, store).await?;
+    let rotation = credentials::rotate(&config.data_dir, &key, &source, store, clock()).await?;
     actions::credential_key_rotated(store, clock(), actor, rotation.resealed).await?;
     eprintln!(
         "re-sealed {} stored password(s) under a new credential key",

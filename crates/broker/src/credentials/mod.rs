@@ -15,12 +15,12 @@ use std::fs::File;
 use std::io::{self, Read as _};
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use portcullis_proto::credential::{CredentialKey, box_key_id};
 use portcullis_proto::hex;
 use zeroize::Zeroizing;
 
+use crate::clock::Millis;
 use crate::files::{Existing, write_atomically};
 use crate::store::{ServiceId, Store, StoreError};
 
@@ -165,7 +165,7 @@ pub struct Rotation {
 
 /// Rotates the credential key: opens every stored password under `current`, seals it
 /// under a new key in one transaction, then stores the new key (a file: the old one is
-/// kept as `credential-key.<unix-time>.old`; an environment variable: the new key is
+/// kept as `credential-key.<unix-time>.old`, dated by `now`; an environment variable: the new key is
 /// returned for the operator to set). The new key is first written to
 /// `credential-key.next`, so an interrupted rotation loses no key.
 pub async fn rotate(
@@ -173,6 +173,7 @@ pub async fn rotate(
     current: &CredentialKey,
     source: &KeySource,
     store: &Store,
+    now: Millis,
 ) -> Result<Rotation, CredentialKeyError> {
     let new_key = CredentialKey::generate()?;
     let next = data_dir.join(format!("{CREDENTIAL_KEY_FILE}.next"));
@@ -196,11 +197,8 @@ pub async fn rotate(
             })
         }
         KeySource::File(path) => {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_secs());
-            let old = data_dir.join(format!("{CREDENTIAL_KEY_FILE}.{now}.old"));
-            std::fs::hard_link(path, &old).map_err(|source| io_error("keep", path, source))?;
+            let old = crate::files::keep_previous(path, now)
+                .map_err(|source| io_error("keep", path, source))?;
             std::fs::rename(&next, path).map_err(|source| io_error("replace", path, source))?;
             Ok(Rotation {
                 resealed,

@@ -13,6 +13,7 @@ use ssh_key::{LineEnding, PrivateKey};
 use zeroize::Zeroizing;
 
 use super::{CredentialKeyError, PRIVATE_MODE, read_private};
+use crate::clock::Millis;
 use crate::files::{Existing, write_atomically};
 
 /// The CA's file name in the data directory.
@@ -79,11 +80,13 @@ impl SshCa {
     }
 
     /// Creates the CA in `data_dir` (`portcullis admin ssh-ca init`). An existing CA is
-    /// kept unless `force`, which keeps the old file as `ssh-ca.<unix-time>.old`: every
+    /// kept unless `force`, which keeps the old file as `ssh-ca.<unix-time>.old` (dated by
+    /// `now`): every
     /// `sshd` must then trust the new public key.
     pub fn init(
         data_dir: &Path,
         force: bool,
+        now: Millis,
     ) -> Result<(Self, Option<PathBuf>), CredentialKeyError> {
         let path = ca_path(data_dir);
         if !force && path.exists() {
@@ -100,14 +103,12 @@ impl SshCa {
             })?;
         let mut previous = None;
         if force && path.exists() {
-            let now = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |elapsed| elapsed.as_secs());
-            let old = data_dir.join(format!("{SSH_CA_FILE}.{now}.old"));
-            std::fs::hard_link(&path, &old).map_err(|source| CredentialKeyError::Io {
-                action: "keep",
-                path: path.clone(),
-                source,
+            let old = crate::files::keep_previous(&path, now).map_err(|source| {
+                CredentialKeyError::Io {
+                    action: "keep",
+                    path: path.clone(),
+                    source,
+                }
             })?;
             previous = Some(old);
         }

@@ -62,7 +62,7 @@ fn stored_boxes_are_bound_to_their_service_and_key() {
 fn the_ssh_ca_is_created_once_and_signs_certificates() {
     let dir = tempfile::tempdir().unwrap();
     assert!(SshCa::load(dir.path()).unwrap().is_none());
-    let (ca, previous) = SshCa::init(dir.path(), false).unwrap();
+    let (ca, previous) = SshCa::init(dir.path(), false, 1_765_000_000_000).unwrap();
     assert!(previous.is_none());
     assert!(ca.public_line().starts_with("ssh-ed25519 "));
     let mode = std::fs::metadata(ssh_ca::ca_path(dir.path()))
@@ -71,7 +71,7 @@ fn the_ssh_ca_is_created_once_and_signs_certificates() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
     assert!(
-        SshCa::init(dir.path(), false).is_err(),
+        SshCa::init(dir.path(), false, 1_765_000_000_000).is_err(),
         "never replaced without force"
     );
     let loaded = SshCa::load(dir.path()).unwrap().unwrap();
@@ -112,7 +112,7 @@ fn the_ssh_ca_is_created_once_and_signs_certificates() {
         .validate_at(1_000_100, [&ca_key.fingerprint(Default::default())])
         .unwrap();
 
-    let (rotated, previous) = SshCa::init(dir.path(), true).unwrap();
+    let (rotated, previous) = SshCa::init(dir.path(), true, 1_765_000_000_000).unwrap();
     assert!(previous.unwrap().exists());
     assert_ne!(rotated.public_line(), ca.public_line());
 }

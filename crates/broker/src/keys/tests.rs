@@ -6,6 +6,9 @@ use std::path::Path;
 
 use super::*;
 
+/// The clock's reading in these tests: 2025-12-06T05:46:40Z.
+const NOW: crate::clock::Millis = 1_765_000_000_000;
+
 /// The seed and fingerprint of the payload known-answer vector
 /// (`docs/protocol.md` §10.3).
 const KNOWN_SEED: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
@@ -161,7 +164,7 @@ fn a_directory_in_place_of_the_key_is_refused() {
 #[test]
 fn init_creates_a_key_in_an_empty_dir() {
     let dir = tempfile::tempdir().unwrap();
-    let init = init(dir.path(), false).unwrap();
+    let init = init(dir.path(), false, NOW).unwrap();
     assert!(init.previous.is_none());
     assert_eq!(
         init.to_string(),
@@ -178,7 +181,7 @@ fn init_creates_a_key_in_an_empty_dir() {
 fn init_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_key_file(dir.path(), &format!("{KNOWN_SEED}\n"), 0o600);
-    let error = init(dir.path(), false).unwrap_err();
+    let error = init(dir.path(), false, NOW).unwrap_err();
     assert!(matches!(error, KeyError::AlreadyExists { .. }), "{error:?}");
     assert!(error.to_string().contains("--force"), "{error}");
     assert_eq!(
@@ -197,14 +200,14 @@ fn init_with_force_rotates_and_keeps_the_old_key() {
     let dir = tempfile::tempdir().unwrap();
     write_key_file(dir.path(), &format!("{KNOWN_SEED}\n"), 0o600);
 
-    let first = init(dir.path(), true).unwrap();
+    let first = init(dir.path(), true, NOW).unwrap();
     let previous = first.previous.clone().unwrap();
     let name = previous.file_name().unwrap().to_str().unwrap().to_owned();
     let time = name
         .strip_prefix("signing-key.")
         .and_then(|rest| rest.strip_suffix(".old"))
         .unwrap();
-    assert!(time.parse::<u64>().unwrap() > 1_600_000_000, "{name}");
+    assert_eq!(time, "1765000000", "{name}");
     assert_eq!(
         fs::read_to_string(&previous).unwrap(),
         format!("{KNOWN_SEED}\n")
@@ -225,7 +228,7 @@ fn init_with_force_rotates_and_keeps_the_old_key() {
     );
 
     // A second rotation within the same second keeps both old keys.
-    let second = init(dir.path(), true).unwrap();
+    let second = init(dir.path(), true, NOW).unwrap();
     let kept = second.previous.unwrap();
     assert_ne!(kept, previous);
     assert_eq!(
@@ -247,13 +250,13 @@ fn init_with_force_rotates_and_keeps_the_old_key() {
 fn init_with_force_replaces_a_broken_key_and_works_without_one() {
     let dir = tempfile::tempdir().unwrap();
     write_key_file(dir.path(), "garbage", 0o644);
-    let init_result = init(dir.path(), true).unwrap();
+    let init_result = init(dir.path(), true, NOW).unwrap();
     assert!(init_result.previous.is_some());
     assert_eq!(mode_of(&key_path(dir.path())), 0o600);
     load(dir.path()).unwrap();
 
     let empty = tempfile::tempdir().unwrap();
-    let fresh = init(empty.path(), true).unwrap();
+    let fresh = init(empty.path(), true, NOW).unwrap();
     assert!(fresh.previous.is_none());
     load(empty.path()).unwrap();
 }

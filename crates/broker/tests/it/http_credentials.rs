@@ -265,6 +265,7 @@ async fn stored_credentials_open_only_under_the_credential_key_and_survive_its_r
         &broker.state().credentials.key,
         &source,
         broker.store(),
+        broker.state().now(),
     )
     .await
     .unwrap();

@@ -200,7 +200,8 @@ impl BrokerBuilder {
     /// Creates an SSH user CA in the data directory before the broker starts.
     pub fn ssh_ca(self) -> Self {
         self.config(|config| {
-            portcullis_broker::credentials::ssh_ca::SshCa::init(&config.data_dir, false)
+            let now = portcullis_broker::clock::unix_millis(std::time::SystemTime::now());
+            portcullis_broker::credentials::ssh_ca::SshCa::init(&config.data_dir, false, now)
                 .expect("an SSH CA");
         })
     }
