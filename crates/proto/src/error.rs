@@ -1,5 +1,7 @@
 //! The one error type of the protocol crate.
 
+use crate::error_code::ErrorCode;
+
 /// Everything that can go wrong in `portcullis-proto`.
 ///
 /// Variants fall into the kinds reported by [`Error::kind`]: malformed input, a peer that
@@ -59,7 +61,7 @@ pub enum Error {
     },
     /// A tunnel hello of another protocol version than this implementation's. A variant of
     /// its own because tunnel servers answer it with a code of its own
-    /// ([`crate::tunnel::ErrorCode::UnsupportedVersion`]).
+    /// ([`ErrorCode::UnsupportedVersion`]).
     #[error("unsupported tunnel protocol version: {0}")]
     UnsupportedTunnelVersion(u8),
     /// AEAD decryption failed: wrong key, wrong ticket salt, or tampered data.
@@ -92,7 +94,7 @@ pub enum Error {
     CounterExhausted,
     /// The peer refused the handshake with this error code.
     #[error("the tunnel server refused the connection: {0}")]
-    Refused(crate::tunnel::ErrorCode),
+    Refused(ErrorCode),
     /// The peer asked for bytes this side no longer keeps (or never sent).
     #[error("cannot resume: {0}")]
     Resume(&'static str),
@@ -105,6 +107,41 @@ pub enum Error {
     /// The peer sent nothing for longer than the protocol allows (a hold's keep-alive).
     #[error("the peer was silent too long: {0}")]
     Silent(&'static str),
+}
+
+impl ErrorCode {
+    /// The code a tunnel server sends (in `Refuse` or an `Error` record) for a protocol
+    /// error: the one place errors map to wire codes.
+    ///
+    /// The code follows from the variant alone, never from its text, and the match lists
+    /// every variant so that a new one needs a decision here.
+    pub fn for_error(error: &Error) -> Self {
+        match error {
+            Error::UnsupportedTunnelVersion(_) => Self::UnsupportedVersion,
+            Error::BadProof(_) => Self::AccessDenied,
+            Error::Resume(_) => Self::ResumeImpossible,
+            Error::CounterExhausted => Self::CounterExhausted,
+            Error::Refused(code) => *code,
+            Error::Invalid { .. }
+            | Error::WrongLength { .. }
+            | Error::Unsupported { .. }
+            | Error::TooLarge { .. }
+            | Error::DecryptFailed
+            | Error::Unexpected(_) => Self::Malformed,
+            // Not errors of a tunnel message: they come from the broker's answer (JSON,
+            // base64, payload signatures) or from this side, which the client cannot fix.
+            Error::Base64(_)
+            | Error::Json { .. }
+            | Error::Decompress(_)
+            | Error::DecompressedTooLarge { .. }
+            | Error::BadSignature(_)
+            | Error::MissingSignature(_)
+            | Error::Misuse(_)
+            | Error::Crypto(_)
+            // A silent peer is closed, never told: no code goes on the wire.
+            | Error::Silent(_) => Self::Internal,
+        }
+    }
 }
 
 /// Coarse classification of an [`Error`], for logging and mapping to wire codes.
@@ -147,5 +184,39 @@ impl Error {
             Self::Misuse(_) => ErrorKind::Misuse,
             Self::Crypto(_) => ErrorKind::Internal,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_codes() {
+        let version = Error::UnsupportedTunnelVersion(7);
+        assert_eq!(
+            ErrorCode::for_error(&version),
+            ErrorCode::UnsupportedVersion
+        );
+        // The variant decides, not the text: another error that happens to name the
+        // tunnel protocol version is not an unsupported version.
+        let lookalike = Error::Unsupported {
+            what: "tunnel protocol version",
+            value: "7".into(),
+        };
+        assert_eq!(lookalike.to_string(), version.to_string());
+        assert_eq!(ErrorCode::for_error(&lookalike), ErrorCode::Malformed);
+        assert_eq!(
+            ErrorCode::for_error(&Error::BadProof("proof")),
+            ErrorCode::AccessDenied
+        );
+        assert_eq!(
+            ErrorCode::for_error(&Error::Resume("x")),
+            ErrorCode::ResumeImpossible
+        );
+        assert_eq!(
+            ErrorCode::for_error(&Error::Crypto("x")),
+            ErrorCode::Internal
+        );
     }
 }

@@ -24,6 +24,7 @@ pub mod api;
 pub mod b64;
 pub mod credential;
 mod error;
+mod error_code;
 pub mod hex;
 mod ids;
 mod kdf;

@@ -43,7 +43,6 @@ pub mod client;
 mod codec;
 mod connection;
 mod end_reason;
-mod error_code;
 mod hello;
 mod hold;
 mod key_schedule;
@@ -60,9 +59,9 @@ mod tests;
 mod vectors;
 mod window;
 
+pub use crate::error_code::ErrorCode;
 pub use connection::{Connection, ConnectionConfig, Event};
 pub use end_reason::EndReason;
-pub use error_code::ErrorCode;
 pub use hello::{ClientHello, Command};
 pub use hold::{HOLD_PING_INTERVAL, HOLD_TIMEOUT, HoldEvent, HoldLink};
 pub use key_schedule::{

@@ -1,8 +1,10 @@
-//! The error codes carried by `Refuse` handshake messages and `Error` control records.
+//! The error codes of the tunnel protocol, carried by `Refuse` handshake messages and
+//! `Error` control records (re-exported as `tunnel::ErrorCode`). A module of its own at
+//! the crate's ground floor, so that [`crate::Error`] can name a refusal's code without the
+//! error type depending on the tunnel module. Which code an [`crate::Error`] maps to is
+//! decided beside the error type (`ErrorCode::for_error`).
 
 use core::fmt;
-
-use crate::Error;
 
 /// Why a tunnel server refused a handshake or ended a connection. Sent as a `u16`.
 #[non_exhaustive]
@@ -87,39 +89,6 @@ impl ErrorCode {
         }
     }
 
-    /// The code a tunnel server sends (in `Refuse` or an `Error` record) for a protocol
-    /// error: the one place errors map to wire codes.
-    ///
-    /// The code follows from the variant alone, never from its text, and the match lists
-    /// every variant so that a new one needs a decision here.
-    pub fn for_error(error: &Error) -> Self {
-        match error {
-            Error::UnsupportedTunnelVersion(_) => Self::UnsupportedVersion,
-            Error::BadProof(_) => Self::AccessDenied,
-            Error::Resume(_) => Self::ResumeImpossible,
-            Error::CounterExhausted => Self::CounterExhausted,
-            Error::Refused(code) => *code,
-            Error::Invalid { .. }
-            | Error::WrongLength { .. }
-            | Error::Unsupported { .. }
-            | Error::TooLarge { .. }
-            | Error::DecryptFailed
-            | Error::Unexpected(_) => Self::Malformed,
-            // Not errors of a tunnel message: they come from the broker's answer (JSON,
-            // base64, payload signatures) or from this side, which the client cannot fix.
-            Error::Base64(_)
-            | Error::Json { .. }
-            | Error::Decompress(_)
-            | Error::DecompressedTooLarge { .. }
-            | Error::BadSignature(_)
-            | Error::MissingSignature(_)
-            | Error::Misuse(_)
-            | Error::Crypto(_)
-            // A silent peer is closed, never told: no code goes on the wire.
-            | Error::Silent(_) => Self::Internal,
-        }
-    }
-
     /// Whether the client may try the same operation again later.
     pub fn is_retryable(self) -> bool {
         matches!(
@@ -171,36 +140,5 @@ mod tests {
         assert!(!ErrorCode::EndedByAdministrator.is_retryable());
         assert!(!ErrorCode::Unknown(15).is_retryable());
         assert_eq!(ErrorCode::Unknown(999).to_string(), "error code 999");
-    }
-
-    #[test]
-    fn errors_map_to_codes() {
-        let version = crate::tunnel::ClientHello::decode(b"PCTN\x07").unwrap_err();
-        assert_eq!(
-            ErrorCode::for_error(&version),
-            ErrorCode::UnsupportedVersion
-        );
-        // The variant decides, not the text: another error that happens to name the
-        // tunnel protocol version is not an unsupported version.
-        let lookalike = Error::Unsupported {
-            what: "tunnel protocol version",
-            value: "7".into(),
-        };
-        assert_eq!(lookalike.to_string(), version.to_string());
-        assert_eq!(ErrorCode::for_error(&lookalike), ErrorCode::Malformed);
-        let magic = crate::tunnel::ClientHello::decode(b"XXXX").unwrap_err();
-        assert_eq!(ErrorCode::for_error(&magic), ErrorCode::Malformed);
-        assert_eq!(
-            ErrorCode::for_error(&Error::BadProof("proof")),
-            ErrorCode::AccessDenied
-        );
-        assert_eq!(
-            ErrorCode::for_error(&Error::Resume("x")),
-            ErrorCode::ResumeImpossible
-        );
-        assert_eq!(
-            ErrorCode::for_error(&Error::Crypto("x")),
-            ErrorCode::Internal
-        );
     }
 }
