@@ -28,16 +28,11 @@
     clippy::cast_possible_truncation
 )]
 
-/// The launcher tests' loopback stack (it has more than the bench uses).
+/// The launcher tests' loopback stack (included: it needs portcullis-broker and the tunnel
+/// server, which portcullis-testkit must not depend on; it has more than the bench uses).
 #[allow(dead_code)]
 #[path = "../tests/it/support.rs"]
 mod support;
-
-/// The tunnel benchmark's sink and source, so both benches measure against the same ends
-/// (it has more than this bench uses).
-#[allow(dead_code)]
-#[path = "../../tunnel/benches/tunnel/targets.rs"]
-mod targets;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -52,6 +47,7 @@ use portcullis_link::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::tunnel::derive_tunnel_secret;
+use portcullis_testkit::targets::{self, CHUNK};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -59,7 +55,6 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use support::{Stack, local_address};
-use targets::CHUNK;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Mode {

@@ -21,6 +21,12 @@ pub fn unused_loopback_addr() -> SocketAddr {
         .unwrap_or_else(|error| panic!("no local address for {ip}: {error}"))
 }
 
+/// A loopback address where nothing listens (bound, then closed): a target that refuses.
+pub fn closed_port() -> SocketAddr {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    listener.local_addr().unwrap()
+}
+
 /// Four bytes that differ between calls and between test processes.
 fn rand_bytes() -> [u8; 4] {
     use std::collections::hash_map::RandomState;

@@ -23,18 +23,19 @@
 )]
 
 /// The tunnel integration tests' loopback stack: broker on SQLite, a registered tunnel
-/// server, tickets issued through the store, forwarders.
+/// server, tickets issued through the store, forwarders (included: it needs
+/// portcullis-broker, which portcullis-testkit must not depend on).
 #[path = "../tests/it/support/mod.rs"]
 mod support;
 
 use std::time::{Duration, Instant};
 
 use portcullis_link::client::{ClientConfig, Forwarder};
+use portcullis_testkit::EchoTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use support::Stack;
-use support::targets::Echo;
 
 /// One scenario's set-up.
 struct Scenario {
@@ -83,7 +84,7 @@ async fn connection(forwarder: &Forwarder, data: &[u8]) -> Result<(), String> {
 
 async fn run(scenario: Scenario, gap: Duration) -> Outcome {
     let stack = Stack::with(|config| config.timeouts.idle_secs = scenario.idle_secs).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let config = ClientConfig {
         hold: scenario.hold,
         ..ClientConfig::default()

@@ -13,17 +13,18 @@ use std::time::Duration;
 
 use aws_lc_rs::digest::{Context, SHA256};
 use portcullis_link::client::{ClientConfig, Forwarder, test_server};
-use portcullis_testkit::{program, unused_loopback_addr};
+use portcullis_testkit::{
+    Cutter, EchoTarget, bounded, echo_through_cuts, program, unused_loopback_addr,
+};
 use tokio::net::TcpStream;
 
 /// The tunnel integration tests' loopback stack: a broker on SQLite with tickets issued
-/// through its store, and TCP targets.
+/// through its store (included: it needs portcullis-broker and the tunnel server, which
+/// portcullis-testkit must not depend on).
 #[path = "../../../tunnel/tests/it/support/mod.rs"]
 mod tunnel_support;
 
-use tunnel_support::cutter::{Cutter, echo_through_cuts};
-use tunnel_support::targets::Echo;
-use tunnel_support::{Stack, bounded, detail};
+use tunnel_support::{STEP, Stack, detail};
 
 /// 64 MiB through the tunnel.
 const TOTAL: usize = 64 << 20;
@@ -129,7 +130,7 @@ fn sha256(bytes: &[u8]) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunnel_servers() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let dir = tempfile::tempdir().unwrap();
     let broker = stack.broker.base_url();
     // Each on an address of its own, so no other test takes a port in between.
@@ -153,7 +154,7 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
         tls: None,
     };
     // Both members answer the health check through HAProxy (round-robin: two in a row).
-    bounded("the members and HAProxy to start", async {
+    bounded("the members and HAProxy to start", STEP, async {
         let mut answered = 0;
         while answered < 2 {
             match test_server(&haproxy_address, Duration::from_secs(2)).await {

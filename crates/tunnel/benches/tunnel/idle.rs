@@ -80,7 +80,7 @@ pub(crate) async fn run(stack: &Stack, connections: usize, per_session: usize) -
         assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
         let _ = forwarder.end_session().await;
     }
-    crate::support::eventually("idle sessions ended", Duration::from_secs(60), || {
+    portcullis_testkit::eventually("idle sessions ended", Duration::from_secs(60), || {
         shared.sessions.is_empty() && shared.metrics.connections.get() == 0
     })
     .await;

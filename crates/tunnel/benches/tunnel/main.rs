@@ -49,7 +49,9 @@ mod targets;
 mod throughput;
 
 /// The tunnel integration tests' loopback stack: broker on SQLite, a registered tunnel
-/// server, tickets issued through the store, forwarders (it allows its own unused items).
+/// server, tickets issued through the store, forwarders (included: it needs
+/// portcullis-broker, which portcullis-testkit must not depend on; it allows its own unused
+/// items).
 #[path = "../../tests/it/support/mod.rs"]
 mod support;
 

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use crate::iperf::{self, Direction, IperfServer, Length, Run};
 use crate::programs::{Binaries, Process, has_no_children};
 use crate::real_stack::{RealStack, fresh_addr};
-use crate::support::hop::Hop;
+use portcullis_testkit::Hop;
 
 /// What the hop lets be in flight per direction: a TCP path with Linux's usual window.
 pub(crate) const HOP_WINDOW: usize = 4 * 1024 * 1024;

@@ -1,75 +1,18 @@
-//! The far ends on 127.0.0.1: a sink, a source, a listener that timestamps first bytes, a
-//! small echo server, and the plain two-hop relay the tunnel is compared with.
+//! The far ends on 127.0.0.1: a sink and a source (portcullis-testkit's), a listener that
+//! timestamps first bytes, a small echo server, and the plain two-hop relay the tunnel is
+//! compared with.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::time::Instant;
 
+use portcullis_testkit::targets::serve_each;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 
-/// Buffer size of the bench's own readers and writers.
-pub(crate) const CHUNK: usize = 64 * 1024;
-
-async fn listen() -> (TcpListener, SocketAddr) {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    (listener, addr)
-}
-
-/// Accepts forever, running `serve` on each connection in its own task.
-async fn serve_each<F, Fut>(serve: F) -> SocketAddr
-where
-    F: Fn(TcpStream) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = ()> + Send + 'static,
-{
-    let (listener, addr) = listen().await;
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(serve(stream));
-        }
-    });
-    addr
-}
-
-/// Reads every connection to its end; reports each connection's byte count at EOF.
-pub(crate) async fn sink() -> (SocketAddr, mpsc::UnboundedReceiver<u64>) {
-    let (report, reports) = mpsc::unbounded_channel();
-    let addr = serve_each(move |mut stream| {
-        let report = report.clone();
-        async move {
-            let mut buf = vec![0u8; CHUNK];
-            let mut total = 0u64;
-            while let Ok(n @ 1..) = stream.read(&mut buf).await {
-                total += n as u64;
-            }
-            let _ = report.send(total);
-        }
-    })
-    .await;
-    (addr, reports)
-}
-
-/// Reads an 8-byte big-endian length, writes that many bytes, then closes.
-pub(crate) async fn source() -> SocketAddr {
-    serve_each(|mut stream| async move {
-        let mut len = [0u8; 8];
-        if stream.read_exact(&mut len).await.is_err() {
-            return;
-        }
-        let mut left = u64::from_be_bytes(len);
-        let buf = vec![0x5Au8; CHUNK];
-        while left > 0 {
-            let n = left.min(CHUNK as u64) as usize;
-            if stream.write_all(&buf[..n]).await.is_err() {
-                return;
-            }
-            left -= n as u64;
-        }
-        let _ = stream.shutdown().await;
-    })
-    .await
-}
+/// The sink and the source, shared with the launcher's bench so both measure against the
+/// same ends.
+pub(crate) use portcullis_testkit::targets::{CHUNK, sink, source};
 
 /// Reports the instant each connection's first bytes arrive, then drains it.
 pub(crate) async fn first_byte() -> (SocketAddr, mpsc::UnboundedReceiver<Instant>) {

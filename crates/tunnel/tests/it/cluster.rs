@@ -13,14 +13,14 @@ use portcullis_link::client::{ClientConfig, ClientError, Forwarder, handshake_at
 use portcullis_proto::proxy_v2::{self, ProxyHeader};
 use portcullis_proto::tunnel::{ErrorCode, client};
 use portcullis_testkit::unused_loopback_addr;
+use portcullis_testkit::{EchoTarget, bounded, eventually};
 use portcullis_tunnel::config::{ClusterPeer, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::relay::echo_round_trip;
-use crate::support::targets::Echo;
-use crate::support::{Stack, bounded, detail, eventually};
+use crate::support::{STEP, Stack, detail};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -112,7 +112,7 @@ fn forwarded(member: &RunningTunnel) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_landing_on_another_member_reach_the_session() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (a, b, balancer) = cluster(&stack).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
@@ -142,7 +142,7 @@ async fn connections_landing_on_another_member_reach_the_session() {
     for mut local in connections {
         local.shutdown().await.unwrap();
         let mut rest = Vec::new();
-        bounded("the close", local.read_to_end(&mut rest))
+        bounded("the close", STEP, local.read_to_end(&mut rest))
             .await
             .unwrap();
     }

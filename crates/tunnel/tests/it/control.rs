@@ -8,19 +8,19 @@ use std::time::{Duration, Instant};
 
 use portcullis_link::client::SessionEnd;
 use portcullis_proto::tunnel::EndReason;
+use portcullis_testkit::{EchoTarget, bounded, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::relay::echo_round_trip;
-use crate::support::targets::Echo;
-use crate::support::{Stack, bounded, detail, eventually, now_ms};
+use crate::support::{STEP, Stack, detail, now_ms};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
 /// A live session with one local connection open (after a round trip), held.
 async fn live_session(
     stack: &Stack,
-    echo: &Echo,
+    echo: &EchoTarget,
 ) -> (portcullis_link::client::Forwarder, TcpStream) {
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
@@ -55,14 +55,19 @@ async fn reported(stack: &Stack) -> portcullis_broker::store::LiveSession {
 async fn ended_within(local: &mut TcpStream) -> Duration {
     let started = Instant::now();
     let mut rest = Vec::new();
-    let _ = bounded("the local connection's end", local.read_to_end(&mut rest)).await;
+    let _ = bounded(
+        "the local connection's end",
+        STEP,
+        local.read_to_end(&mut rest),
+    )
+    .await;
     started.elapsed()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_broker_has_the_bytes_and_an_end_asked_for_reaches_the_launcher_and_the_target() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (forwarder, mut local) = live_session(&stack, &echo).await;
 
     let session = reported(&stack).await;
@@ -82,7 +87,7 @@ async fn the_broker_has_the_bytes_and_an_end_asked_for_reaches_the_launcher_and_
     let took = ended_within(&mut local).await;
     eprintln!("the local connection ended {took:?} after the request");
     assert_eq!(
-        bounded("the session's end", forwarder.ended()).await,
+        bounded("the session's end", STEP, forwarder.ended()).await,
         SessionEnd::Ended(EndReason::EndedByAdministrator)
     );
     eventually("the target connection is closed", LIMIT, || {
@@ -114,7 +119,7 @@ async fn the_broker_has_the_bytes_and_an_end_asked_for_reaches_the_launcher_and_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_end_written_by_another_broker_is_noticed_by_the_watcher() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (forwarder, mut local) = live_session(&stack, &echo).await;
     let session = reported(&stack).await;
     // Another broker of the database (or `portcullis admin`) writes the request: nothing
@@ -130,7 +135,7 @@ async fn an_end_written_by_another_broker_is_noticed_by_the_watcher() {
     let took = ended_within(&mut local).await;
     eprintln!("the local connection ended {took:?} after the request");
     assert_eq!(
-        bounded("the session's end", forwarder.ended()).await,
+        bounded("the session's end", STEP, forwarder.ended()).await,
         SessionEnd::Ended(EndReason::EndedByAdministrator)
     );
     local.write_all(b"x").await.ok();

@@ -9,6 +9,7 @@ use portcullis_link::client::{
     ClientConfig, ClientError, connect, handshake_at, read_server_message,
 };
 use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
+use portcullis_testkit::{Cutter, EchoTarget, bounded, closed_port, echo_through_cuts, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
@@ -16,9 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::relay::echo_round_trip;
-use crate::support::cutter::{Cutter, echo_through_cuts};
-use crate::support::targets::{Echo, closed_port};
-use crate::support::{Stack, bounded, detail, eventually};
+use crate::support::{STEP, Stack, detail};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -33,9 +32,9 @@ async fn open_code(stack: &Stack, target: SocketAddr) -> Result<(), ClientError>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_broker_is_broker_unavailable() {
-    let closed = closed_port().await;
+    let closed = closed_port();
     let stack = Stack::with(|config| config.broker.url = format!("http://{closed}")).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let result = open_code(&stack, echo.addr).await;
     assert!(
         matches!(
@@ -63,7 +62,7 @@ async fn a_broker_slower_than_the_call_timeout_is_broker_unavailable() {
         config.timeouts.broker_call_secs = 1;
     })
     .await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     // No bound on the wall time here: the broker call is real HTTP, so tokio's paused clock
     // cannot stand in for it. The refusal is the proof that the call timed out: the silent
     // broker never answers, so without the timeout the handshake would run into LIMIT.
@@ -84,7 +83,7 @@ async fn a_broker_slower_than_the_call_timeout_is_broker_unavailable() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_maximum_duration_ends_the_session_and_stop_counts_what_was_relayed() {
     let stack = Stack::with(|config| config.timeouts.max_session_secs = 2).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, &[5u8; 12_345]).await;
@@ -94,7 +93,7 @@ async fn the_maximum_duration_ends_the_session_and_stop_counts_what_was_relayed(
     tokio::time::resume();
     // The session expired: the local connection is closed.
     let mut rest = Vec::new();
-    let read = bounded("the expiry", local.read_to_end(&mut rest)).await;
+    let read = bounded("the expiry", STEP, local.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(0) | Err(_)));
     let stops = stack.wait_for_stops(1).await;
     let stop = detail(&stops[0]);
@@ -112,7 +111,7 @@ async fn a_silent_client_is_closed_at_the_handshake_timeout() {
     let mut silent = TcpStream::connect(stack.tunnel_addr()).await.unwrap();
     let started = Instant::now();
     let mut buf = [0u8; 8];
-    let read = bounded("the handshake timeout", silent.read(&mut buf)).await;
+    let read = bounded("the handshake timeout", STEP, silent.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     let waited = started.elapsed();
     assert!(
@@ -122,7 +121,7 @@ async fn a_silent_client_is_closed_at_the_handshake_timeout() {
     // Half a hello, then silence: the same.
     let mut slow = TcpStream::connect(stack.tunnel_addr()).await.unwrap();
     slow.write_all(b"PCTN\x01\x02abc").await.unwrap();
-    let read = bounded("the handshake timeout", slow.read(&mut buf)).await;
+    let read = bounded("the handshake timeout", STEP, slow.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
     eventually("connections released", Duration::from_secs(5), || {
         stack.tunnel().shared().limits.connections() == 0
@@ -167,7 +166,7 @@ async fn handshakes_over_the_per_source_rate_are_busy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_and_aborted_handshakes_leave_nothing_behind() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     // A live session must survive everything below.
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
@@ -219,7 +218,7 @@ async fn garbage_and_aborted_handshakes_leave_nothing_behind() {
             tasks.join_next().await;
         }
     }
-    bounded("the garbage rounds", async {
+    bounded("the garbage rounds", STEP, async {
         while tasks.join_next().await.is_some() {}
     })
     .await;
@@ -249,7 +248,7 @@ async fn garbage_and_aborted_handshakes_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let cutter = Cutter::start(stack.tunnel_addr()).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
@@ -281,7 +280,7 @@ async fn a_link_cut_mid_transfer_resumes_without_losing_or_duplicating_a_byte() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_ends_live_sessions_and_sends_every_stop() {
     let mut stack = Stack::with(|config| config.timeouts.shutdown_grace_secs = 1).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let mut forwarders = Vec::new();
     let mut locals = Vec::new();
     for n in 0..3u8 {
@@ -292,7 +291,7 @@ async fn shutdown_ends_live_sessions_and_sends_every_stop() {
         forwarders.push(forwarder);
     }
     let tunnel = stack.tunnel.take().unwrap();
-    bounded("the shutdown", tunnel.shutdown()).await;
+    bounded("the shutdown", STEP, tunnel.shutdown()).await;
     let stops = stack.audit("tunnel.stopped").await;
     assert_eq!(
         stops.len(),
@@ -308,7 +307,7 @@ async fn shutdown_ends_live_sessions_and_sends_every_stop() {
     }
     for local in &mut locals {
         let mut rest = Vec::new();
-        let read = bounded("the closed connection", local.read_to_end(&mut rest)).await;
+        let read = bounded("the closed connection", STEP, local.read_to_end(&mut rest)).await;
         assert!(matches!(read, Ok(0) | Err(_)));
     }
 }
@@ -316,7 +315,7 @@ async fn shutdown_ends_live_sessions_and_sends_every_stop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opens_beyond_max_sessions_are_busy_and_consume_nothing() {
     let stack = Stack::with(|config| config.limits.max_sessions = 1).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     open_code(&stack, echo.addr).await.unwrap();
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let second = handshake_at(&stack.address(), LIMIT, |random, out| {

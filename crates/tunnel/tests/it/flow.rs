@@ -8,11 +8,11 @@ use std::time::Duration;
 
 use portcullis_link::client::{ClientConfig, handshake_at};
 use portcullis_proto::tunnel::{Connection, ConnectionConfig, Event, client};
+use portcullis_testkit::{Hop, bounded};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::support::hop::Hop;
-use crate::support::{Stack, bounded};
+use crate::support::{STEP, Stack};
 
 /// A fixed send window far above the TCP buffers on the way.
 const WINDOW: usize = 4 * 1024 * 1024;
@@ -76,7 +76,7 @@ async fn an_echo_that_stops_reading_while_it_cannot_write_never_blocks_both_dire
         })
     };
     let mut back = Vec::with_capacity(total);
-    bounded("32 MiB through an echo that stops reading", async {
+    bounded("32 MiB through an echo that stops reading", STEP, async {
         let mut buf = vec![0u8; 1 << 16];
         loop {
             let n = read.read(&mut buf).await.unwrap();
@@ -135,7 +135,9 @@ async fn read_some(local: &mut tokio::net::TcpStream) {
     let mut buf = vec![0u8; 1 << 16];
     let mut got = 0;
     while got < 8 << 20 {
-        got += bounded("the download", local.read(&mut buf)).await.unwrap();
+        got += bounded("the download", STEP, local.read(&mut buf))
+            .await
+            .unwrap();
     }
 }
 
@@ -150,12 +152,12 @@ async fn end_session_in_the_middle_of_a_download_reaches_the_server() {
     read_some(&mut local).await;
     // The launcher stops reading and ends the session while the server still sends: its
     // EndSession must not be lost when it closes the connection.
-    bounded("end_session", forwarder.end_session())
+    bounded("end_session", STEP, forwarder.end_session())
         .await
         .unwrap();
     let stops = stack.wait_for_stops(1).await;
     assert_eq!(stops.len(), 1);
-    bounded("the target's connection closed", ends.recv())
+    bounded("the target's connection closed", STEP, ends.recv())
         .await
         .unwrap();
 }
@@ -172,7 +174,7 @@ async fn a_program_that_resets_its_connection_mid_download_ends_the_target_conne
     // Closed with bytes unread: a reset. The launcher's Error record must reach the server,
     // which closes the target connection rather than holding it for a resume.
     drop(local);
-    bounded("the target's connection closed", ends.recv())
+    bounded("the target's connection closed", STEP, ends.recv())
         .await
         .unwrap();
     assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
@@ -258,7 +260,7 @@ async fn a_download_over_a_long_round_trip_grows_the_window_to_its_cap_and_no_fu
         filled: 0,
     };
     // A download acknowledged as the protocol says: after each read's records.
-    bounded("12 MiB acknowledged read by read", async {
+    bounded("12 MiB acknowledged read by read", STEP, async {
         while receiver.connection.received() < 12 << 20 {
             assert!(receiver.read(Duration::from_secs(10)).await, "stalled");
             receiver.acknowledge().await;
@@ -268,7 +270,7 @@ async fn a_download_over_a_long_round_trip_grows_the_window_to_its_cap_and_no_fu
     // No more Acks: the server sends what its window allows, then stops.
     let acknowledged = receiver.connection.received();
     let unacknowledged = |receiver: &RawReceiver| receiver.connection.received() - acknowledged;
-    bounded("the window's worth", async {
+    bounded("the window's worth", STEP, async {
         while unacknowledged(&receiver) < CAP as u64 {
             if !receiver.read(Duration::from_secs(5)).await {
                 break;
@@ -336,7 +338,7 @@ async fn an_upload_over_a_long_round_trip_grows_the_launchers_window_to_its_cap(
         let chunk = vec![0x5au8; 1 << 16];
         while write.write_all(&chunk).await.is_ok() {}
     });
-    bounded("12 MiB uploaded", async {
+    bounded("12 MiB uploaded", STEP, async {
         while received.load(std::sync::atomic::Ordering::SeqCst) < 12 << 20 {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
@@ -346,7 +348,7 @@ async fn an_upload_over_a_long_round_trip_grows_the_launchers_window_to_its_cap(
     // in the hop, and it stops there once its window is full.
     hop.hold_upstream(true);
     let mut queued = hop.queued_upstream();
-    bounded("the launcher stops", async {
+    bounded("the launcher stops", STEP, async {
         loop {
             tokio::time::sleep(Duration::from_millis(300)).await;
             let now = hop.queued_upstream();

@@ -12,13 +12,12 @@ use std::time::Duration;
 
 use portcullis_link::client::{ClientConfig, ClientError, Forwarder, SessionEnd, handshake_at};
 use portcullis_proto::tunnel::{EndReason, ErrorCode, client};
+use portcullis_testkit::{Cutter, EchoTarget, bounded, eventually};
 use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::relay::echo_round_trip;
-use crate::support::cutter::Cutter;
-use crate::support::targets::Echo;
-use crate::support::{Stack, bounded, close_local, detail, eventually};
+use crate::support::{STEP, Stack, close_local, detail};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -37,7 +36,7 @@ async fn held(forwarder: &Forwarder) {
 #[tokio::test(flavor = "current_thread")]
 async fn a_held_session_takes_connections_after_0_s_and_after_15_s() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     one_connection(&forwarder, b"first").await;
     held(&forwarder).await;
@@ -73,7 +72,7 @@ async fn a_held_session_takes_connections_after_0_s_and_after_15_s() {
 #[tokio::test(flavor = "current_thread")]
 async fn without_a_hold_the_session_ends_10_s_after_its_last_connection() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let config = ClientConfig {
         hold: false,
         ..ClientConfig::default()
@@ -91,7 +90,7 @@ async fn without_a_hold_the_session_ends_10_s_after_its_last_connection() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_idle_timeout_counts_only_time_without_a_connection() {
     let stack = Stack::with(|config| config.timeouts.idle_secs = 60).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     let mut open = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut open, b"a terminal nobody types in").await;
@@ -105,7 +104,7 @@ async fn the_idle_timeout_counts_only_time_without_a_connection() {
     // Held but unused: the idle timeout ends it, pings or not, and the launcher is told.
     tokio::time::sleep(Duration::from_secs(59)).await;
     assert_eq!(forwarder.session_end(), None, "not idle yet");
-    let end = bounded("the end of the idle session", forwarder.ended()).await;
+    let end = bounded("the end of the idle session", STEP, forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Ended(EndReason::IdleTimeout));
     // The listener is closed instead of accepting connections that would fail.
     tokio::task::yield_now().await;
@@ -115,14 +114,14 @@ async fn the_idle_timeout_counts_only_time_without_a_connection() {
 #[tokio::test(flavor = "current_thread")]
 async fn the_maximum_duration_reaches_the_launcher_over_the_hold() {
     let stack = Stack::with(|config| config.timeouts.max_session_secs = 100).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     one_connection(&forwarder, b"first").await;
     held(&forwarder).await;
     tokio::time::pause();
     tokio::time::sleep(Duration::from_secs(95)).await;
     assert_eq!(forwarder.session_end(), None);
-    let end = bounded("the end of the session", forwarder.ended()).await;
+    let end = bounded("the end of the session", STEP, forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Ended(EndReason::MaxDuration));
     assert!(TcpStream::connect(forwarder.local_addr()).await.is_err());
 }
@@ -130,19 +129,24 @@ async fn the_maximum_duration_reaches_the_launcher_over_the_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_reaches_the_launcher_over_the_hold() {
     let mut stack = Stack::with(|config| config.timeouts.shutdown_grace_secs = 1).await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     one_connection(&forwarder, b"first").await;
     held(&forwarder).await;
-    bounded("the shutdown", stack.tunnel.take().unwrap().shutdown()).await;
-    let end = bounded("the end of the session", forwarder.ended()).await;
+    bounded(
+        "the shutdown",
+        STEP,
+        stack.tunnel.take().unwrap().shutdown(),
+    )
+    .await;
+    let end = bounded("the end of the session", STEP, forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Ended(EndReason::ShuttingDown));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_session() {
     let mut stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let switch = Cutter::start(stack.tunnel_addr()).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
@@ -167,7 +171,7 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
     stack.start_tunnel().await;
     switch.switch_to(stack.tunnel_addr());
     switch.cut_all();
-    let end = bounded("the end of the session", forwarder.ended()).await;
+    let end = bounded("the end of the session", STEP, forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Unknown);
     assert!(TcpStream::connect(forwarder.local_addr()).await.is_err());
     drop(old);
@@ -176,7 +180,7 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_ends_the_session_for_an_open_connection_too() {
     let mut stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let switch = Cutter::start(stack.tunnel_addr()).await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut address = stack.address();
@@ -194,9 +198,14 @@ async fn a_restarted_server_ends_the_session_for_an_open_connection_too() {
     switch.switch_to(stack.tunnel_addr());
     switch.cut_all();
     let mut rest = Vec::new();
-    let read = bounded("the local connection's end", open.read_to_end(&mut rest)).await;
+    let read = bounded(
+        "the local connection's end",
+        STEP,
+        open.read_to_end(&mut rest),
+    )
+    .await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?} {rest:?}");
-    let end = bounded("the end of the session", forwarder.ended()).await;
+    let end = bounded("the end of the session", STEP, forwarder.ended()).await;
     assert_eq!(end, SessionEnd::Unknown);
     // The session's end, not a failed tunnel: the launcher says why and exits 0.
     assert!(forwarder.errors().is_empty(), "{:?}", forwarder.errors());
@@ -206,7 +215,7 @@ async fn a_restarted_server_ends_the_session_for_an_open_connection_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_hold_replaces_the_older_one() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let (_open, mut established) = handshake_at(&stack.address(), LIMIT, |random, out| {
         client::open(&ticket, &secret, random, out)
@@ -227,7 +236,7 @@ async fn a_newer_hold_replaces_the_older_one() {
     .unwrap();
     // The server closed the first one without a record.
     let mut rest = Vec::new();
-    let read = bounded("the older hold's end", first.read_to_end(&mut rest)).await;
+    let read = bounded("the older hold's end", STEP, first.read_to_end(&mut rest)).await;
     assert!(matches!(read, Ok(0) | Err(_)), "{read:?} {rest:?}");
     eventually("one hold", LIMIT, || {
         stack.metric("portcullis_tunnel_holds") == 1.0

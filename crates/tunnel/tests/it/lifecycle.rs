@@ -12,13 +12,13 @@ use portcullis_proto::ConnectionId;
 use portcullis_proto::tunnel::{
     Connection, ConnectionConfig, ErrorCode, MAC_LEN, SessionCredentials, client, fresh_random,
 };
+use portcullis_testkit::{CLOSE_TARGET, EchoTarget, bounded, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
 use crate::relay::echo_round_trip;
-use crate::support::targets::{CLOSE_TARGET, Echo};
-use crate::support::{Stack, bounded, close_local, detail, eventually};
+use crate::support::{STEP, Stack, close_local, detail};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -63,7 +63,7 @@ async fn resume_code(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_resume_ends_the_connection_id_and_closes_its_target() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (stream, connection, credentials) = open_session(&stack, echo.addr).await;
     let id = connection.id();
     eventually("the target is dialled", LIMIT, || echo.accepted() == 1).await;
@@ -95,7 +95,7 @@ async fn a_refused_resume_ends_the_connection_id_and_closes_its_target() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_gone_right_after_its_proof_leaves_no_session_and_stop_comes_at_once() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let mut stream = TcpStream::connect(stack.tunnel_addr()).await.unwrap();
     let mut hello = Vec::new();
@@ -111,7 +111,7 @@ async fn a_client_gone_right_after_its_proof_leaves_no_session_and_stop_comes_at
     drop(boxed);
     // The ticket was redeemed, so the broker hears stop(0/0) at once, not at the idle
     // timeout; no session, no target connection.
-    let stops = bounded("the stop report", stack.wait_for_stops(1)).await;
+    let stops = bounded("the stop report", STEP, stack.wait_for_stops(1)).await;
     let stop = detail(&stops[0]);
     assert_eq!(
         (stop["sent"].as_u64(), stop["recv"].as_u64()),
@@ -124,7 +124,7 @@ async fn a_client_gone_right_after_its_proof_leaves_no_session_and_stop_comes_at
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ending_a_session_with_no_connection_open_dials_nothing() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, b"one connection").await;
@@ -180,7 +180,7 @@ async fn max_sessions_holds_while_opens_wait_on_a_slow_broker() {
     stack.config.broker.url = format!("http://{relay}");
     stack.tunnel.take().unwrap().shutdown().await;
     stack.start_tunnel().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let mut opens = JoinSet::new();
     for _ in 0..3 {
         let (ticket, secret) = stack.ticket_to(echo.addr).await;
@@ -195,7 +195,7 @@ async fn max_sessions_holds_while_opens_wait_on_a_slow_broker() {
     }
     let mut accepted = Vec::new();
     let mut busy = 0;
-    while let Some(result) = bounded("the racing opens", opens.join_next()).await {
+    while let Some(result) = bounded("the racing opens", STEP, opens.join_next()).await {
         match result.unwrap() {
             Ok(stream) => accepted.push(stream),
             Err(ClientError::Refused(ErrorCode::Busy)) => busy += 1,
@@ -217,7 +217,7 @@ async fn a_finished_close_handshake_is_never_taken_for_a_drop() {
         config.limits.handshakes_per_second_per_source = 10_000;
     })
     .await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     for round in 0..200u32 {
         let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
@@ -230,7 +230,7 @@ async fn a_finished_close_handshake_is_never_taken_for_a_drop() {
             local.write_all(CLOSE_TARGET).await.unwrap();
         }
         let mut rest = Vec::new();
-        bounded("the close handshake", local.read_to_end(&mut rest))
+        bounded("the close handshake", STEP, local.read_to_end(&mut rest))
             .await
             .unwrap_or_else(|error| {
                 panic!(
@@ -261,7 +261,7 @@ async fn a_finished_close_handshake_is_never_taken_for_a_drop() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parallel_local_connections_handshake_in_parallel() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     // Between the launcher and the tunnel server: a relay that holds every server answer
     // until four handshakes wait at once (or 3 s pass), and records the most seen waiting.
     let gate = HandshakeGate::start(stack.tunnel_addr(), 4).await;
@@ -284,7 +284,7 @@ async fn parallel_local_connections_handshake_in_parallel() {
             echo_round_trip(&mut stream, &[n; 100]).await;
         });
     }
-    while let Some(done) = bounded("the parallel connections", tasks.join_next()).await {
+    while let Some(done) = bounded("the parallel connections", STEP, tasks.join_next()).await {
         done.unwrap();
     }
     assert!(

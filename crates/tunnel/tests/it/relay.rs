@@ -4,17 +4,17 @@ use std::time::Duration;
 
 use portcullis_link::client::{TunnelAddress, connect, read_server_message};
 use portcullis_proto::tunnel::{ErrorCode, ServerMessage, client};
+use portcullis_testkit::{EchoTarget, bounded, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::targets::Echo;
-use crate::support::{Stack, bounded, detail, eventually};
+use crate::support::{STEP, Stack, detail};
 
 /// Writes `data` to a local connection and reads the echo back.
 pub(crate) async fn echo_round_trip(local: &mut TcpStream, data: &[u8]) {
     local.write_all(data).await.unwrap();
     let mut back = vec![0u8; data.len()];
-    bounded("the echo", local.read_exact(&mut back))
+    bounded("the echo", STEP, local.read_exact(&mut back))
         .await
         .unwrap();
     assert_eq!(back, data);
@@ -39,7 +39,7 @@ async fn a_test_hello_is_answered_ok_without_a_broker_call() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_connection_relays_both_ways_and_stop_reports_the_bytes() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut local, b"hello through the tunnel").await;
@@ -54,14 +54,14 @@ async fn one_connection_relays_both_ways_and_stop_reports_the_bytes() {
         })
     };
     let mut back = Vec::new();
-    bounded("the bulk echo", read.read_to_end(&mut back))
+    bounded("the bulk echo", STEP, read.read_to_end(&mut back))
         .await
         .unwrap();
     sender.await.unwrap();
     assert!(back == bulk, "the bulk transfer came back intact");
     let total = (bulk.len() + 24) as u64;
     assert_eq!(forwarder.byte_counts(), (total, total));
-    bounded("ending the session", forwarder.end_session())
+    bounded("ending the session", STEP, forwarder.end_session())
         .await
         .unwrap();
     let stops = stack.wait_for_stops(1).await;
@@ -74,7 +74,7 @@ async fn one_connection_relays_both_ways_and_stop_reports_the_bytes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_connections_share_a_session_and_the_seventeenth_is_refused() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     let mut locals = Vec::new();
     for n in 0..16u8 {
@@ -91,7 +91,7 @@ async fn sixteen_connections_share_a_session_and_the_seventeenth_is_refused() {
     // The 17th connection is refused with TooManyConnections; the forwarder closes it.
     let mut extra = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     let mut buf = [0u8; 1];
-    let read = bounded("the refused connection", extra.read(&mut buf)).await;
+    let read = bounded("the refused connection", STEP, extra.read(&mut buf)).await;
     assert!(matches!(read, Ok(0) | Err(_)));
     eventually("the refusal is recorded", Duration::from_secs(5), || {
         forwarder
@@ -139,6 +139,7 @@ async fn a_target_half_close_reaches_the_program_and_data_still_flows_back() {
     let mut answer = String::new();
     bounded(
         "the answer after the half-close",
+        STEP,
         local.read_to_string(&mut answer),
     )
     .await
@@ -150,13 +151,17 @@ async fn a_target_half_close_reaches_the_program_and_data_still_flows_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_target_is_an_error_record_and_the_session_survives() {
     let stack = Stack::start().await;
-    let closed = crate::support::targets::closed_port().await;
+    let closed = portcullis_testkit::closed_port();
     let forwarder = stack.forwarder(closed).await;
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     let mut buf = Vec::new();
-    bounded("the closed local connection", local.read_to_end(&mut buf))
-        .await
-        .unwrap();
+    bounded(
+        "the closed local connection",
+        STEP,
+        local.read_to_end(&mut buf),
+    )
+    .await
+    .unwrap();
     assert!(buf.is_empty());
     // The session is alive: the redemption happened once, and it ends normally.
     assert_eq!(stack.audit("tunnel.started").await.len(), 1);
@@ -189,7 +194,7 @@ async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
         config.tls.require_post_quantum = true;
     })
     .await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(certified.cert.der().clone()).unwrap();
     let tls = std::sync::Arc::new(
@@ -230,7 +235,7 @@ async fn the_client_health_check_and_connection_counts() {
     portcullis_link::client::test_server(&stack.address(), Duration::from_secs(5))
         .await
         .unwrap();
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let forwarder = stack.forwarder(echo.addr).await;
     assert_eq!(forwarder.accepted_connections(), 0);
     let mut local = TcpStream::connect(forwarder.local_addr()).await.unwrap();

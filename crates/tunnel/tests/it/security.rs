@@ -9,9 +9,9 @@ use portcullis_broker::tickets::crypto::ticket_hash;
 use portcullis_link::client::{ClientError, connect, handshake_at, read_server_message};
 use portcullis_proto::tunnel::{ErrorCode, MAC_LEN, ServerMessage, client};
 use portcullis_proto::{SharedSecret, TicketId};
+use portcullis_testkit::EchoTarget;
 use tokio::io::AsyncWriteExt;
 
-use crate::support::targets::Echo;
 use crate::support::{Stack, now_ms};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -49,7 +49,7 @@ async fn still_redeemable(stack: &Stack, ticket: &TicketId) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_proof_consumes_nothing_and_the_right_proof_then_works() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let wrong = SharedSecret::generate().unwrap();
     for _ in 0..3 {
@@ -74,7 +74,7 @@ async fn a_wrong_proof_consumes_nothing_and_the_right_proof_then_works() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ticket_of_another_tunnel_group_is_refused_and_not_consumed() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_for_group(echo.addr, "dc2").await;
     assert_eq!(
         refused(open(&stack, &ticket, &secret).await),
@@ -87,7 +87,7 @@ async fn a_ticket_of_another_tunnel_group_is_refused_and_not_consumed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_connection_replayed_byte_for_byte_is_refused() {
     let stack = Stack::start().await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     // Record what a real client sends for an Open and an Attach.
     let mut hello = Vec::new();
@@ -180,7 +180,7 @@ async fn behind_a_proxy_v2_balancer_the_launcher_address_reaches_the_broker() {
         config.proxy_protocol_trusted = vec!["127.0.0.0/8".parse().unwrap()];
     })
     .await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let launcher = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 51, 100, 9), 40_000);
 
@@ -224,7 +224,7 @@ async fn only_trusted_balancers_may_send_a_proxy_v2_header() {
         config.proxy_protocol_trusted = vec!["10.0.0.0/8".parse().unwrap()];
     })
     .await;
-    let echo = Echo::start().await;
+    let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let forged = std::net::SocketAddrV4::new(std::net::Ipv4Addr::new(198, 51, 100, 77), 40_000);
     let mut stream = connect(&stack.address()).await.unwrap();

@@ -4,10 +4,11 @@
 
 use std::process::Stdio;
 
+use portcullis_testkit::bounded;
 use portcullis_testkit::{Sshd, program};
 use tokio::process::Command;
 
-use crate::support::{Stack, bounded, detail};
+use crate::support::{STEP, Stack, detail};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ssh_through_the_tunnel_runs_a_remote_command() {
@@ -16,6 +17,7 @@ async fn ssh_through_the_tunnel_runs_a_remote_command() {
     let forwarder = stack.forwarder(sshd.addr()).await;
     let output = bounded(
         "ssh through the tunnel",
+        STEP,
         Command::new(program("ssh", "openssh-client"))
             .args(sshd.ssh_args(
                 "127.0.0.1",

@@ -1,20 +1,16 @@
 //! A whole tunneled stack on loopback for the tests: a real broker (SQLite, plain HTTP on
-//! 127.0.0.1), a tunnel server registered at it, and TCP targets; the launcher's side is
-//! [`portcullis_link::client`].
+//! 127.0.0.1) and a tunnel server registered at it; the launcher's side is
+//! [`portcullis_link::client`], the targets and relays are `portcullis_testkit`'s.
 //!
 //! Tunnel tickets are issued the way an exchange commits them (client ticket consumed,
 //! tunnel ticket stored with the KEM secret sealed under the ticket id), without the HTTP
 //! client API, which the broker's own tests cover.
 
-// The tunnel benchmark and the `portcullis` crate's balancer test include this module with
-// `#[path]` and use part of it.
+// The tunnel benchmarks and the `portcullis` crate's balancer test include this module with
+// `#[path]` (it needs portcullis-broker, which portcullis-testkit must not depend on) and use
+// part of it.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
-pub mod cutter;
-pub mod hop;
-pub mod targets;
-
-use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, SystemTime};
 
@@ -29,6 +25,7 @@ use portcullis_broker::tickets::crypto::{seal_secret, ticket_hash};
 use portcullis_link::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_proto::tunnel::derive_tunnel_secret;
 use portcullis_proto::{Scrambler, SharedSecret, TicketId};
+use portcullis_testkit::{bounded, eventually};
 use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
 use portcullis_tunnel::server::{RunningTunnel, start};
 use tempfile::TempDir;
@@ -36,24 +33,9 @@ use tempfile::TempDir;
 /// The tunnel group of the test tunnel server.
 pub const GROUP: &str = "dc1";
 
-/// Runs `future` with a bound, so a hung test fails instead of hanging CI.
-pub async fn bounded<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(60), future)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within 60 s"))
-}
-
-/// Waits until `condition` holds, polling every 20 ms, for at most `limit`.
-pub async fn eventually(what: &str, limit: Duration, mut condition: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + limit;
-    while !condition() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{what}: not true within {limit:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
+/// How long one step of a test may take before it fails (a 64 MiB transfer of a debug
+/// build included).
+pub const STEP: Duration = Duration::from_secs(60);
 
 /// Ends a local connection the way a program does (half-close, read to the end), and waits
 /// until the forwarder has finished it.
@@ -61,7 +43,7 @@ pub async fn close_local(forwarder: &Forwarder, mut local: tokio::net::TcpStream
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     local.shutdown().await.unwrap();
     let mut rest = Vec::new();
-    bounded("the close handshake", local.read_to_end(&mut rest))
+    bounded("the close handshake", STEP, local.read_to_end(&mut rest))
         .await
         .unwrap();
     drop(local);

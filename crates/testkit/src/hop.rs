@@ -21,6 +21,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// A running hop; it stops when dropped.
 pub struct Hop {
+    /// Where it listens.
     pub addr: SocketAddr,
     _runtime: Option<tokio::runtime::Runtime>,
     accept: tokio::task::AbortHandle,

@@ -1,19 +1,23 @@
-//! A TCP relay between the launcher and a tunnel server (or a balancer) that cuts every
-//! connection it carries on demand — the network fault a resume or a hold must survive —
-//! and whose upstream can be switched, as when a server restarts behind a fixed address.
+//! A TCP relay on 127.0.0.1 that cuts every connection it carries on demand — the network
+//! fault a resume or a hold must survive — and whose upstream can be switched, as when a
+//! server restarts behind a fixed address.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 
+/// The relay; it runs until the test's runtime ends.
 pub struct Cutter {
+    /// Where it listens.
     pub addr: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
     cut: Arc<tokio::sync::Notify>,
 }
 
 impl Cutter {
+    /// Listens on a fresh loopback port and relays each connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -81,19 +85,23 @@ pub async fn echo_through_cuts(
     let mut back = Vec::with_capacity(total);
     let mut buf = vec![0u8; 1 << 16];
     let mut done = 0;
-    super::bounded("the transfer through a cut tunnel", async {
-        loop {
-            let n = read.read(&mut buf).await.unwrap();
-            if n == 0 {
-                break;
+    crate::bounded(
+        "the transfer through a cut tunnel",
+        Duration::from_secs(60),
+        async {
+            loop {
+                let n = read.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                back.extend_from_slice(&buf[..n]);
+                if done < cuts && back.len() > (done + 1) * total / (cuts + 1) {
+                    cutter.cut_all();
+                    done += 1;
+                }
             }
-            back.extend_from_slice(&buf[..n]);
-            if done < cuts && back.len() > (done + 1) * total / (cuts + 1) {
-                cutter.cut_all();
-                done += 1;
-            }
-        }
-    })
+        },
+    )
     .await;
     sender.await.unwrap();
     assert_eq!(done, cuts, "cut {cuts} times");
