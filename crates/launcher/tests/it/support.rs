@@ -136,7 +136,12 @@ impl Stack {
         config.scripts_dir = setup.scripts_dir;
         if let Some(secs) = setup.ssh_ca {
             config.credentials.ssh_certificate_secs = secs;
-            portcullis_broker::credentials::ssh_ca::SshCa::init(dir.path(), false).unwrap();
+            portcullis_broker::credentials::ssh_ca::SshCa::init(
+                dir.path(),
+                false,
+                unix_millis(std::time::SystemTime::now()),
+            )
+            .unwrap();
         }
         if let Some(secs) = setup.tunnel_startup_secs {
             config.tickets.tunnel_startup_secs = secs;
