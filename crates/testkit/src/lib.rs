@@ -27,7 +27,7 @@ mod wait;
 pub use cutter::{Cutter, echo_through_cuts};
 pub use echo::{CLOSE_TARGET, EchoTarget};
 pub use hop::Hop;
-pub use net::{closed_port, unused_loopback_addr};
+pub use net::{closed_port, free_port, unused_loopback_addr};
 pub use program::program;
 pub use rsyslog::Rsyslog;
 pub use sshd::Sshd;

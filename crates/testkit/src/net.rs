@@ -21,10 +21,18 @@ pub fn unused_loopback_addr() -> SocketAddr {
         .unwrap_or_else(|error| panic!("no local address for {ip}: {error}"))
 }
 
-/// A loopback address where nothing listens (bound, then closed): a target that refuses.
+/// A port of 127.0.0.1 nothing listens on now (bound, then released): for a program a test
+/// starts later, or a target that refuses.
+pub fn free_port() -> u16 {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|listener| listener.local_addr())
+        .unwrap_or_else(|error| panic!("no free port on 127.0.0.1: {error}"))
+        .port()
+}
+
+/// An address of 127.0.0.1 where nothing listens: a target that refuses.
 pub fn closed_port() -> SocketAddr {
-    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
-    listener.local_addr().unwrap()
+    SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()))
 }
 
 /// Four bytes that differ between calls and between test processes.

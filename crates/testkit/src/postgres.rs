@@ -29,7 +29,6 @@
 //! temporary directory, `max_connections = 300`.
 
 use std::fs;
-use std::net::{Ipv4Addr, TcpListener};
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -214,7 +213,7 @@ fn start_once(
         )));
     }
 
-    let port = free_port().map_err(|e| failed(format!("finding a free port: {e}")))?;
+    let port = crate::free_port();
     let server = as_server_user(run_as, &bin.join("postgres"));
     let mut supervisor = Command::new("sh");
     supervisor
@@ -359,11 +358,4 @@ fn as_server_user(run_as: Option<(u32, u32)>, program: &Path) -> Command {
         }
         None => Command::new(program),
     }
-}
-
-/// A loopback port that was free a moment ago.
-fn free_port() -> std::io::Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
 }

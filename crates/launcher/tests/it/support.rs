@@ -392,14 +392,7 @@ pub(crate) fn ca_file(dir: &TempDir) -> PathBuf {
     portcullis_broker::tls::self_signed_paths(dir.path()).0
 }
 
-/// A port nothing listens on now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use portcullis_testkit::free_port;
 
 /// The `host:port` the script's message names.
 pub(crate) fn local_address(message: &str) -> SocketAddr {

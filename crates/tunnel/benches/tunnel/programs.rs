@@ -2,7 +2,7 @@
 //! bench's profile), the reference tools (iperf3, socat), child processes that never
 //! outlive the bench, and what a process spent, read from `/proc/PID/stat`.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -228,14 +228,7 @@ pub(crate) fn has_no_children(pid: u32) -> bool {
         .is_ok_and(|children| children.trim().is_empty())
 }
 
-/// A loopback port nothing listens on now.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use portcullis_testkit::free_port;
 
 /// Waits (at most 30 s) until something listens on `addr`, an IPv4 address, read from
 /// `/proc/net/tcp` rather than by connecting: a probe connection would reach the iperf3

@@ -153,10 +153,7 @@ impl Drop for Target {
 }
 
 /// A loopback port on which nothing listens (it was free a moment ago).
-pub fn closed_port() -> u16 {
-    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).expect("binding");
-    listener.local_addr().expect("address").port()
-}
+pub use portcullis_testkit::free_port as closed_port;
 
 // ---------------------------------------------------------------------------------------
 // Brokers

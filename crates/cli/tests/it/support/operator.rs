@@ -263,14 +263,7 @@ impl Portal {
     }
 }
 
-/// A free TCP port on 127.0.0.1.
-pub(crate) fn free_port() -> u16 {
-    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+pub(crate) use portcullis_testkit::free_port;
 
 /// A `portcullis` process (a broker or a tunnel server), killed on drop.
 pub(crate) struct Process {
