@@ -58,6 +58,7 @@ use portcullis_proto::payload::{
     payload_signature_message,
 };
 use portcullis_proto::{Scrambler, TicketId};
+use portcullis_testkit::BenchMode as Mode;
 use tokio::runtime::Runtime;
 use tokio::sync::Barrier;
 
@@ -72,16 +73,6 @@ const SAMPLE_EVERY: usize = 50;
 const TICKET_TTL_MS: i64 = 60 * 60 * 1000;
 /// Worker threads of the broker's runtime: what `portcullis broker` uses on 2 cores.
 const BROKER_WORKERS: usize = 2;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    /// `cargo bench`: every row, about 4 s each.
-    Full,
-    /// `PORTCULLIS_BENCH_QUICK=1 cargo bench`: every row, well under a second each.
-    Quick,
-    /// `cargo test --all-targets`: a few exchanges on SQLite, to prove the code works.
-    Smoke,
-}
 
 /// What one mode runs.
 struct Plan {
@@ -160,13 +151,7 @@ impl Plan {
 }
 
 fn main() {
-    let bench = std::env::args().any(|arg| arg == "--bench");
-    let quick = std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let mode = match (bench, quick) {
-        (false, _) => Mode::Smoke,
-        (true, true) => Mode::Quick,
-        (true, false) => Mode::Full,
-    };
+    let mode = Mode::from_args();
     let plan = Plan::for_mode(mode);
     let started = Instant::now();
     println!("Portcullis broker: ticket exchange benchmark ({mode:?} mode)");

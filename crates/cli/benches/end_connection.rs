@@ -20,6 +20,8 @@ use std::time::{Duration, Instant};
 use portcullis_testkit::EchoTarget;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+/// The operators' tests' stack of `portcullis` processes (included: it needs the broker
+/// and the built binaries, which portcullis-testkit must not depend on).
 #[path = "../tests/it/support/operator.rs"]
 #[allow(dead_code)]
 mod operator;

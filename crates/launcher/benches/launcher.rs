@@ -47,6 +47,7 @@ use portcullis_link::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::tunnel::derive_tunnel_secret;
+use portcullis_testkit::BenchMode as Mode;
 use portcullis_testkit::targets::{self, CHUNK};
 use tempfile::TempDir;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -55,13 +56,6 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
 use support::{Stack, local_address};
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Full,
-    Quick,
-    Smoke,
-}
 
 /// What one mode runs.
 struct Plan {
@@ -102,14 +96,7 @@ const TUNNEL_CLIENT: usize = 1;
 const LAUNCHER: usize = 2;
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let quick = args.iter().any(|arg| arg == "--quick")
-        || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let mode = match (args.iter().any(|arg| arg == "--bench"), quick) {
-        (false, _) => Mode::Smoke,
-        (true, true) => Mode::Quick,
-        (true, false) => Mode::Full,
-    };
+    let mode = Mode::from_args();
     let plan = Plan::for_mode(mode);
     let cpus = std::thread::available_parallelism().map_or(1, usize::from);
     println!("Portcullis launcher benchmark ({mode:?} mode)");

@@ -13,6 +13,7 @@
 // Test support: a fixture that fails is a failed test, with the message of the panic.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod bench;
 mod cutter;
 mod echo;
 mod hop;
@@ -24,6 +25,7 @@ mod sshd;
 pub mod targets;
 mod wait;
 
+pub use bench::BenchMode;
 pub use cutter::{Cutter, echo_through_cuts};
 pub use echo::{CLOSE_TARGET, EchoTarget};
 pub use hop::Hop;

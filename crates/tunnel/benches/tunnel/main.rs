@@ -57,6 +57,7 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use portcullis_testkit::BenchMode as Mode;
 use portcullis_tunnel::config::TunnelConfig;
 
 use crate::iperf::Length;
@@ -70,13 +71,6 @@ const FDS_PER_CONNECTION: u64 = 6;
 const FD_RESERVE: u64 = 1024;
 /// Connections per session in the idle-memory phase.
 const PER_SESSION: usize = 1000;
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Mode {
-    Full,
-    Quick,
-    Smoke,
-}
 
 /// What one mode runs.
 struct Plan {
@@ -189,13 +183,7 @@ const PHASES: [&str; 3] = ["in-process", "loopback", "latency"];
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|arg| arg == "--quick")
-        || std::env::var("PORTCULLIS_BENCH_QUICK").is_ok_and(|v| !v.is_empty() && v != "0");
-    let mode = match (args.iter().any(|arg| arg == "--bench"), quick) {
-        (false, _) => Mode::Smoke,
-        (true, true) => Mode::Quick,
-        (true, false) => Mode::Full,
-    };
+    let mode = Mode::from_args();
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
