@@ -47,11 +47,9 @@ use portcullis_link::client::{ClientConfig, Forwarder, TunnelAddress};
 use portcullis_proto::TicketId;
 use portcullis_proto::api::LaunchUrl;
 use portcullis_proto::tunnel::derive_tunnel_secret;
-use portcullis_testkit::BenchMode as Mode;
 use portcullis_testkit::targets::{self, CHUNK};
+use portcullis_testkit::{BenchMode as Mode, Percentiles};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 
@@ -213,7 +211,7 @@ async fn run(plan: &Plan) {
         "  {:<34} {:>7} {:>8} {:>8} {:>8}  target",
         "span", "samples", "p50", "p99", "max"
     );
-    let (p50, p99, max) = percentiles(&after_answer);
+    let Percentiles { p50, p99, max } = Percentiles::of(&after_answer);
     println!(
         "  {:<34} {:>7} {:>8} {:>8} {:>8}  {}",
         "broker answered → listener ready",
@@ -223,7 +221,7 @@ async fn run(plan: &Plan) {
         ms(max),
         verdict(p50 <= Duration::from_millis(50), "p50 ≤ 50 ms")
     );
-    let (p50, p99, max) = percentiles(&whole);
+    let Percentiles { p50, p99, max } = Percentiles::of(&whole);
     println!(
         "  {:<34} {:>7} {:>8} {:>8} {:>8}",
         "launch() called → listener ready",
@@ -355,35 +353,15 @@ impl Ui for BenchUi {
 
 /// Writes `bytes` to `addr`, closes, and waits for the sink's count; the seconds taken.
 async fn upload(addr: SocketAddr, bytes: u64, reports: &mut mpsc::UnboundedReceiver<u64>) -> f64 {
-    let buf = vec![0xA5u8; CHUNK];
     let started = Instant::now();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        stream.write_all(&buf[..n]).await.unwrap();
-        left -= n as u64;
-    }
-    stream.shutdown().await.unwrap();
-    let received = reports.recv().await.unwrap();
-    assert_eq!(received, bytes, "upload to {addr}: the sink got {received}");
+    targets::send_to_sink(addr, bytes, reports).await;
     started.elapsed().as_secs_f64()
 }
 
 /// Asks `addr` for `bytes` and reads them to the end; the seconds taken.
 async fn download(addr: SocketAddr, bytes: u64) -> f64 {
-    let mut buf = vec![0u8; CHUNK];
     let started = Instant::now();
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&bytes.to_be_bytes()).await.unwrap();
-    let mut received = 0u64;
-    loop {
-        match stream.read(&mut buf).await.unwrap() {
-            0 => break,
-            n => received += n as u64,
-        }
-    }
-    assert_eq!(received, bytes, "download from {addr}: got {received}");
+    targets::fetch_from_source(addr, bytes).await;
     started.elapsed().as_secs_f64()
 }
 
@@ -391,17 +369,6 @@ fn median(samples: &[f64]) -> f64 {
     let mut sorted = samples.to_vec();
     sorted.sort_by(f64::total_cmp);
     sorted[sorted.len() / 2]
-}
-
-/// p50, p99 (nearest rank) and the largest sample.
-fn percentiles(samples: &[Duration]) -> (Duration, Duration, Duration) {
-    let mut sorted = samples.to_vec();
-    sorted.sort();
-    let rank = |q: f64| {
-        let index = ((q * sorted.len() as f64).ceil() as usize).max(1) - 1;
-        sorted[index.min(sorted.len() - 1)]
-    };
-    (rank(0.50), rank(0.99), sorted[sorted.len() - 1])
 }
 
 fn ms(duration: Duration) -> String {

@@ -1,4 +1,7 @@
-//! How much a benchmark runs, the same way in every bench target.
+//! How much a benchmark runs, the same way in every bench target, and the percentiles it
+//! reports.
+
+use std::time::Duration;
 
 /// What a bench target was started for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -26,6 +29,33 @@ impl BenchMode {
             (false, _) => Self::Smoke,
             (true, true) => Self::Quick,
             (true, false) => Self::Full,
+        }
+    }
+}
+
+/// The median, the 99th percentile (nearest rank) and the largest of some samples.
+#[derive(Clone, Copy, Debug)]
+pub struct Percentiles {
+    /// The median.
+    pub p50: Duration,
+    /// The 99th percentile, nearest rank.
+    pub p99: Duration,
+    /// The largest sample.
+    pub max: Duration,
+}
+
+impl Percentiles {
+    /// Of `samples`, which must not be empty.
+    pub fn of(samples: &[Duration]) -> Self {
+        let mut sorted = samples.to_vec();
+        sorted.sort();
+        let last = sorted.len() - 1;
+        // The nearest rank of quantile q: ceil(q·n), counted from 1.
+        let rank = |percent: usize| sorted[(percent * sorted.len()).div_ceil(100).max(1) - 1];
+        Self {
+            p50: rank(50),
+            p99: rank(99),
+            max: sorted[last],
         }
     }
 }

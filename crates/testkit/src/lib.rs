@@ -25,7 +25,7 @@ mod sshd;
 pub mod targets;
 mod wait;
 
-pub use bench::BenchMode;
+pub use bench::{BenchMode, Percentiles};
 pub use cutter::{Cutter, echo_through_cuts};
 pub use echo::{CLOSE_TARGET, EchoTarget};
 pub use hop::Hop;

@@ -1,5 +1,6 @@
 //! Far ends for throughput measurements on 127.0.0.1: a sink that counts what it read, a
-//! source that writes what it is asked for, and the accept loop under both.
+//! source that writes what it is asked for, the accept loop under both, and the near ends
+//! that send to the one and fetch from the other.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -64,4 +65,46 @@ pub async fn source() -> SocketAddr {
         let _ = stream.shutdown().await;
     })
     .await
+}
+
+/// Writes `bytes` to `addr` (a [`sink`], or something in front of one), closes, and waits
+/// for the sink's count of that connection, which must be `bytes`.
+pub async fn send_to_sink(
+    addr: SocketAddr,
+    bytes: u64,
+    reports: &mut mpsc::UnboundedReceiver<u64>,
+) {
+    let buf = vec![0xA5u8; CHUNK];
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    let mut left = bytes;
+    while left > 0 {
+        let n = usize::try_from(left.min(CHUNK as u64)).unwrap_or(CHUNK);
+        stream.write_all(&buf[..n]).await.unwrap();
+        left -= n as u64;
+    }
+    stream.shutdown().await.unwrap();
+    let received = reports.recv().await.unwrap();
+    assert_eq!(
+        received, bytes,
+        "upload to {addr}: the sink got {received} bytes"
+    );
+}
+
+/// Asks `addr` (a [`source`], or something in front of one) for `bytes` and reads them to
+/// the end; there must be exactly `bytes`.
+pub async fn fetch_from_source(addr: SocketAddr, bytes: u64) {
+    let mut buf = vec![0u8; CHUNK];
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(&bytes.to_be_bytes()).await.unwrap();
+    let mut received = 0u64;
+    loop {
+        match stream.read(&mut buf).await.unwrap() {
+            0 => break,
+            n => received += n as u64,
+        }
+    }
+    assert_eq!(
+        received, bytes,
+        "download from {addr}: got {received} bytes"
+    );
 }

@@ -69,30 +69,6 @@ pub(crate) fn raise_fd_limit(wanted: u64) -> u64 {
     getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX)
 }
 
-/// The median, the 99th percentile (nearest rank) and the largest of some samples.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Percentiles {
-    pub(crate) p50: Duration,
-    pub(crate) p99: Duration,
-    pub(crate) max: Duration,
-}
-
-impl Percentiles {
-    pub(crate) fn of(samples: &[Duration]) -> Self {
-        let mut sorted = samples.to_vec();
-        sorted.sort();
-        let rank = |q: f64| {
-            let index = ((q * sorted.len() as f64).ceil() as usize).max(1) - 1;
-            sorted[index.min(sorted.len() - 1)]
-        };
-        Self {
-            p50: rank(0.50),
-            p99: rank(0.99),
-            max: sorted[sorted.len() - 1],
-        }
-    }
-}
-
 /// Milliseconds with two decimals.
 pub(crate) fn ms(duration: Duration) -> String {
     format!("{:.2} ms", duration.as_secs_f64() * 1e3)

@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use crate::measure::{Percentiles, mib, ms};
+use portcullis_testkit::Percentiles;
+
+use crate::measure::{mib, ms};
 use crate::throughput::{CHAIN, Direction, PATHS, RELAY};
 use crate::{Plan, Report};
 

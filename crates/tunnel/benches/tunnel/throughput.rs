@@ -5,8 +5,7 @@
 use std::net::SocketAddr;
 use std::time::Instant;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use portcullis_testkit::targets::{fetch_from_source, send_to_sink};
 use tokio::sync::mpsc;
 
 use crate::measure::cpu_seconds;
@@ -105,48 +104,20 @@ async fn upload(
     bytes: u64,
     reports: &mut mpsc::UnboundedReceiver<u64>,
 ) -> Transfer {
-    let buf = vec![0xA5u8; CHUNK];
     let (started, cpu) = (Instant::now(), cpu_seconds());
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    let mut left = bytes;
-    while left > 0 {
-        let n = left.min(CHUNK as u64) as usize;
-        stream.write_all(&buf[..n]).await.unwrap();
-        left -= n as u64;
-    }
-    stream.shutdown().await.unwrap();
-    let received = reports.recv().await.unwrap();
-    let transfer = Transfer {
+    send_to_sink(addr, bytes, reports).await;
+    Transfer {
         secs: started.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - cpu,
-    };
-    assert_eq!(
-        received, bytes,
-        "upload to {addr}: the sink got {received} bytes"
-    );
-    transfer
+    }
 }
 
 /// Asks `addr` for `bytes` and reads them to the end.
 async fn download(addr: SocketAddr, bytes: u64) -> Transfer {
-    let mut buf = vec![0u8; CHUNK];
     let (started, cpu) = (Instant::now(), cpu_seconds());
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.write_all(&bytes.to_be_bytes()).await.unwrap();
-    let mut received = 0u64;
-    loop {
-        match stream.read(&mut buf).await.unwrap() {
-            0 => break,
-            n => received += n as u64,
-        }
-    }
-    let transfer = Transfer {
+    fetch_from_source(addr, bytes).await;
+    Transfer {
         secs: started.elapsed().as_secs_f64(),
         cpu: cpu_seconds() - cpu,
-    };
-    assert_eq!(
-        received, bytes,
-        "download from {addr}: got {received} bytes"
-    );
-    transfer
+    }
 }
