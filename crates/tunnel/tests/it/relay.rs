@@ -10,6 +10,56 @@ use tokio::net::TcpStream;
 
 use crate::support::{STEP, Stack, detail};
 
+/// A self-signed certificate for `tunnel.test` in files the tunnel server reads, and the
+/// launcher's side that trusts it.
+pub(crate) struct TestCert {
+    _files: tempfile::TempDir,
+    certified: rcgen::CertifiedKey,
+    cert: std::path::PathBuf,
+    key: std::path::PathBuf,
+}
+
+impl TestCert {
+    pub(crate) fn new() -> Self {
+        let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
+        let files = tempfile::tempdir().unwrap();
+        let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+        std::fs::write(&cert, certified.cert.pem()).unwrap();
+        std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+        Self {
+            _files: files,
+            certified,
+            cert,
+            key,
+        }
+    }
+
+    /// Makes the tunnel server serve TLS with this certificate.
+    pub(crate) fn serve(&self, config: &mut portcullis_tunnel::config::TunnelConfig) {
+        config.tls.cert = Some(self.cert.clone());
+        config.tls.key = Some(self.key.clone());
+    }
+
+    /// The stack's tunnel address over TLS 1.3 to `tunnel.test`, trusting only this
+    /// certificate.
+    pub(crate) fn address(&self, stack: &Stack) -> TunnelAddress {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(self.certified.cert.der().clone()).unwrap();
+        let tls = std::sync::Arc::new(
+            rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+                rustls::crypto::aws_lc_rs::default_provider(),
+            ))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+        );
+        let mut address = stack.address();
+        address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
+        address
+    }
+}
+
 /// Writes `data` to a local connection and reads the echo back.
 pub(crate) async fn echo_round_trip(local: &mut TcpStream, data: &[u8]) {
     local.write_all(data).await.unwrap();
@@ -183,31 +233,14 @@ fn tunnel_addresses_debug_without_tls_material() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_runs_over_tls_with_the_hybrid_key_exchange() {
-    let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let cert = TestCert::new();
     let stack = Stack::with(|config| {
-        config.tls.cert = Some(cert);
-        config.tls.key = Some(key);
+        cert.serve(config);
         config.tls.require_post_quantum = true;
     })
     .await;
     let echo = EchoTarget::start().await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).unwrap();
-    let tls = std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
-    let mut address = stack.address();
-    address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
+    let address = cert.address(&stack);
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
     let forwarder = portcullis_link::client::Forwarder::start(
         address,

@@ -12,6 +12,7 @@ use portcullis_proto::{SharedSecret, TicketId};
 use portcullis_testkit::EchoTarget;
 use tokio::io::AsyncWriteExt;
 
+use crate::relay::TestCert;
 use crate::support::{Stack, now_ms};
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -240,31 +241,14 @@ async fn only_trusted_balancers_may_send_a_proxy_v2_header() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_handshakes_are_counted_per_source_before_tls() {
-    let certified = rcgen::generate_simple_self_signed(vec!["tunnel.test".into()]).unwrap();
-    let files = tempfile::tempdir().unwrap();
-    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
-    std::fs::write(&cert, certified.cert.pem()).unwrap();
-    std::fs::write(&key, certified.key_pair.serialize_pem()).unwrap();
+    let cert = TestCert::new();
     // One handshake per second, a burst of two.
     let stack = Stack::with(|config| {
-        config.tls.cert = Some(cert);
-        config.tls.key = Some(key);
+        cert.serve(config);
         config.limits.handshakes_per_second_per_source = 1;
     })
     .await;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(certified.cert.der().clone()).unwrap();
-    let tls = std::sync::Arc::new(
-        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::aws_lc_rs::default_provider(),
-        ))
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth(),
-    );
-    let mut address = stack.address();
-    address.tls = Some((tls, "tunnel.test".try_into().unwrap()));
+    let address = cert.address(&stack);
     let mut completed = 0;
     for _ in 0..6 {
         if connect(&address).await.is_ok() {
