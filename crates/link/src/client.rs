@@ -497,26 +497,20 @@ async fn first_link(
     if shared.end.borrow().is_some() {
         return Err(ClientError::Refused(ErrorCode::SessionUnknown));
     }
-    let (stream, mut established) = handshake(shared, |random, out| {
+    let (stream, opened) = handshake(shared, |random, out| {
         client::open(&shared.ticket, &shared.secret, random, out)
     })
     .await?;
-    let opened = established
-        .credentials
-        .take()
-        .map(Arc::new)
-        .ok_or(ClientError::Protocol(Error::Unexpected(
-            "Open without credentials",
-        )))?;
-    *lock(&shared.credentials) = Some(Arc::clone(&opened));
+    let credentials = Arc::new(opened.credentials);
+    *lock(&shared.credentials) = Some(Arc::clone(&credentials));
     drop(opening);
     if shared.config.hold {
         shared.holding.store(true, Ordering::SeqCst);
         shared
             .tasks
-            .spawn(hold::keep(Arc::clone(shared), Arc::clone(&opened)));
+            .spawn(hold::keep(Arc::clone(shared), Arc::clone(&credentials)));
     }
-    Ok((stream, established, opened))
+    Ok((stream, opened.connection, credentials))
 }
 
 /// An `Attach` to the open session.
@@ -627,21 +621,22 @@ async fn resume(
 }
 
 /// One handshake with the forwarder's address and timeout.
-async fn handshake(
+async fn handshake<T: client::Outcome>(
     shared: &ClientShared,
-    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge,
-) -> Result<(TunnelStream, client::Established), ClientError> {
+    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge<T>,
+) -> Result<(TunnelStream, T), ClientError> {
     handshake_at(&shared.address, shared.config.handshake_timeout, start).await
 }
 
 /// Connects (TCP, then TLS when configured) and runs one handshake within `limit`:
-/// `start` appends the hello for a fresh client random (`client::open`, `client::attach`
-/// or `client::resume`).
-pub async fn handshake_at(
+/// `start` appends the hello for a fresh client random (`client::open`, `client::attach`,
+/// `client::resume` or `client::hold`); the stream and what the handshake ended in
+/// ([`client::Opened`] for an `Open`, [`client::Established`] for the others).
+pub async fn handshake_at<T: client::Outcome>(
     address: &TunnelAddress,
     limit: Duration,
-    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge,
-) -> Result<(TunnelStream, client::Established), ClientError> {
+    start: impl FnOnce(portcullis_proto::tunnel::Random, &mut Vec<u8>) -> client::AwaitChallenge<T>,
+) -> Result<(TunnelStream, T), ClientError> {
     let random = fresh_random()?;
     tokio::time::timeout(limit, async {
         let mut stream = connect(address).await?;

@@ -6,14 +6,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use portcullis_proto::api::Remote;
-use portcullis_proto::tunnel::{Connection, ErrorCode, server};
+use portcullis_proto::tunnel::{Command, Connection, ErrorCode, server};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::limits::ConnectionPermit;
-use crate::metrics::{DirectionLabels, ReasonLabels};
+use crate::metrics::DirectionLabels;
 use crate::session::{EndReason, ResumeRequest, Session};
 use crate::shared::Shared;
 use portcullis_link::TunnelStream;
@@ -229,11 +229,7 @@ async fn resume(
                 lock(connection).link_lost();
                 return None;
             }
-            shared
-                .metrics
-                .handshakes
-                .get_or_create(&ReasonLabels { reason: "resume" })
-                .inc();
+            shared.metrics.handshake_completed(Command::Resume);
             Some(Link { stream, permit })
         }
         Err(error) => {

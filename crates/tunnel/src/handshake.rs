@@ -120,11 +120,7 @@ pub async fn serve(
         let _ = server::start(hello, [0; 32], &mut out);
         let _ = stream.write_all(&out).await;
         let _ = stream.shutdown().await;
-        shared
-            .metrics
-            .handshakes
-            .get_or_create(&label("test"))
-            .inc();
+        shared.metrics.handshake_completed(Command::Test);
         return;
     }
     // Without TLS the token is taken here, where a Busy can still be answered.
@@ -183,6 +179,19 @@ pub async fn serve(
     }
 }
 
+/// A new connection id of a session, its `Accept` ready to send.
+struct NewConnection {
+    session: Arc<Session>,
+    established: server::Established,
+    /// Where the connection's driver receives the resumes of its id.
+    resumes: tokio::sync::mpsc::Receiver<ResumeRequest>,
+    /// The encoded `Accept`.
+    accept: Vec<u8>,
+}
+
+/// The client closed its connection before its `Accept` was written.
+struct ClientGone;
+
 /// A connection whose proof arrived.
 struct Handshake {
     shared: Arc<Shared>,
@@ -238,7 +247,7 @@ impl Handshake {
             let probed = tokio::time::timeout(std::time::Duration::ZERO, stream.read(&mut probe));
             gone = probed.await.is_ok();
         }
-        let this = Handshake { stream, ..self };
+        let mut this = Handshake { stream, ..self };
         let outcome = match &answer {
             Ok(_) => "ok",
             Err(BrokerError::Refused) => "refused",
@@ -285,14 +294,10 @@ impl Handshake {
             Ok(id) => id,
             Err(_) => return this.refuse(ErrorCode::Internal, "random").await,
         };
-        let mut out = Vec::new();
-        let established = match open.complete(
-            &redeemed.secret,
-            session_id,
-            ConnectionId(1),
-            &mut out,
-        ) {
-            Ok(established) => established,
+        let mut accept = Vec::new();
+        let opened = match open.complete(&redeemed.secret, session_id, ConnectionId(1), &mut accept)
+        {
+            Ok(opened) => opened,
             Err(_) => {
                 // The broker accepted the proof but it does not verify with the secret it
                 // sent: the ticket is consumed, so report an empty session.
@@ -301,38 +306,37 @@ impl Handshake {
                 return this.refuse(ErrorCode::AccessDenied, "access_denied").await;
             }
         };
-        let Some(key) = established.session_key else {
-            return this.refuse(ErrorCode::Internal, "no_session_key").await;
-        };
         let session = SessionTable::open(
             &shared.sessions,
             slot,
             session_id,
-            key,
+            opened.session_key,
             redeemed.notify,
             redeemed.remotes,
             Arc::clone(&shared.env),
         );
         let reserved = session.reserve_connection(shared.config.limits.max_connections_per_session);
-        let Ok((id, resumes)) = reserved else {
+        // A fresh session reserves id 1 first, the id its Accept states.
+        let Ok((_, resumes)) = reserved else {
             session.end(EndReason::ClientGone);
             return;
         };
         tracing::info!(session = %session.id(), source = %this.source, "session opened");
-        this.accept_new(
+        let new = NewConnection {
             session,
-            id,
+            established: opened.connection,
             resumes,
-            out,
-            established.sealer,
-            established.opener,
-            "open",
-        )
-        .await;
+            accept,
+        };
+        if this.send_accept(&new, Command::Open).await.is_err() {
+            // The client left before its first Accept: no one holds the new session's key.
+            return new.session.end(EndReason::ClientGone);
+        }
+        this.relay(new).await;
     }
 
     /// `Attach`: verify with the session key, then reserve a connection id.
-    async fn attach(self, attach: server::AttachProof) {
+    async fn attach(mut self, attach: server::AttachProof) {
         let shared = Arc::clone(&self.shared);
         let Some(session) = shared.sessions.get(attach.session_id()) else {
             return self
@@ -348,24 +352,23 @@ impl Handshake {
                 Ok(reserved) => reserved,
                 Err(code) => return self.refuse(code, code_label(code)).await,
             };
-        let mut out = Vec::new();
-        let established = match verified.accept(session.key(), id, &mut out) {
+        let mut accept = Vec::new();
+        let established = match verified.accept(session.key(), id, &mut accept) {
             Ok(established) => established,
             Err(_) => {
                 session.release_connection(id);
                 return self.refuse(ErrorCode::Internal, "accept").await;
             }
         };
-        self.accept_new(
+        let new = NewConnection {
             session,
-            id,
+            established,
             resumes,
-            out,
-            established.sealer,
-            established.opener,
-            "attach",
-        )
-        .await;
+            accept,
+        };
+        if self.send_accept(&new, Command::Attach).await.is_ok() {
+            self.relay(new).await;
+        }
     }
 
     /// `Resume`: verify with the session key, then hand the connection to its driver.
@@ -432,11 +435,7 @@ impl Handshake {
             shared.metrics.handshake_failed("client_gone");
             return;
         }
-        shared
-            .metrics
-            .handshakes
-            .get_or_create(&label("hold"))
-            .inc();
+        shared.metrics.handshake_completed(Command::Hold);
         let link = HoldLink::server(
             established.sealer,
             established.opener,
@@ -454,35 +453,37 @@ impl Handshake {
         ));
     }
 
-    /// Sends `Accept` for a new connection id, connects the target, starts its driver.
-    #[allow(clippy::too_many_arguments)]
-    async fn accept_new(
-        mut self,
-        session: Arc<Session>,
-        id: ConnectionId,
-        resumes: tokio::sync::mpsc::Receiver<ResumeRequest>,
-        accept: Vec<u8>,
-        sealer: portcullis_proto::tunnel::RecordSealer,
-        opener: portcullis_proto::tunnel::RecordOpener,
-        command: &'static str,
-    ) {
-        let shared = Arc::clone(&self.shared);
-        if self.stream.write_all(&accept).await.is_err() {
-            session.release_connection(id);
-            if command == "open" {
-                session.end(EndReason::ClientGone);
-            }
-            shared.metrics.handshake_failed("client_gone");
-            return;
+    /// Sends the `Accept` of a new connection id; `Err` when the client is gone (the id is
+    /// released).
+    async fn send_accept(
+        &mut self,
+        new: &NewConnection,
+        command: Command,
+    ) -> Result<(), ClientGone> {
+        if self.stream.write_all(&new.accept).await.is_err() {
+            new.session
+                .release_connection(new.established.connection_id);
+            self.shared.metrics.handshake_failed("client_gone");
+            return Err(ClientGone);
         }
-        shared
-            .metrics
-            .handshakes
-            .get_or_create(&label(command))
-            .inc();
+        self.shared.metrics.handshake_completed(command);
+        Ok(())
+    }
+
+    /// Connects the target of a new connection whose `Accept` was sent and starts its
+    /// driver.
+    async fn relay(mut self, new: NewConnection) {
+        let shared = Arc::clone(&self.shared);
+        let NewConnection {
+            session,
+            established,
+            resumes,
+            ..
+        } = new;
+        let id = established.connection_id;
         let mut connection =
             Connection::new(id, &shared.connection_config(session.window_budget()));
-        if let Err(error) = connection.attach_link(sealer, opener, 0) {
+        if let Err(error) = connection.attach_link(established.sealer, established.opener, 0) {
             tracing::error!(session = %session.id(), %error, "cannot start the connection's record layer");
             session.release_connection(id);
             return;
@@ -511,7 +512,7 @@ impl Handshake {
             stream: self.stream,
             permit: self.permit,
         };
-        tracing::debug!(session = %session.id(), connection = id.0, command, "connection relaying");
+        tracing::debug!(session = %session.id(), connection = id.0, "connection relaying");
         let tracker = session.drivers().clone();
         tracker.spawn(driver::drive(
             shared, session, connection, target, link, resumes,

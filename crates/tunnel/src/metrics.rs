@@ -1,5 +1,6 @@
 //! The tunnel server's Prometheus metrics, served by [`crate::ops`] at `/metrics`.
 
+use portcullis_proto::tunnel::Command;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -150,6 +151,20 @@ impl Metrics {
             registry,
             ..metrics
         }
+    }
+
+    /// Counts a completed handshake of `command`.
+    pub fn handshake_completed(&self, command: Command) {
+        let reason = match command {
+            Command::Test => "test",
+            Command::Open => "open",
+            Command::Attach => "attach",
+            Command::Resume => "resume",
+            Command::Hold => "hold",
+        };
+        self.handshakes
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// Counts a failed handshake.

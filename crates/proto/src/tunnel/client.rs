@@ -4,12 +4,17 @@
 //! open / attach / resume / hold ──hello──▶ AwaitChallenge ──Challenge, proof──▶ AwaitAccept
 //!        │                                │ Refuse: Error::Refused          │ Accept
 //!        │                                ▼                                 ▼
-//!        │                              error                          Established
+//!        │                              error            open: Opened; others: Established
 //! test ──hello──▶ AwaitTestAnswer ──"OK"──▶ done
 //! ```
 //!
-//! Each step consumes the state, so an error ends the handshake. The caller decodes server
-//! bytes with [`ServerMessage::decode`] and writes what the steps append to `out`.
+//! Each step consumes the state, so an error ends the handshake. The states carry the type
+//! the command ends in: an `Open` yields [`Opened`] (the connection and the new session's
+//! [`SessionCredentials`]), `Attach`, `Resume` and `Hold` yield an [`Established`]
+//! connection of a session whose credentials the caller already has. The caller decodes
+//! server bytes with [`ServerMessage::decode`] and writes what the steps append to `out`.
+
+use core::marker::PhantomData;
 
 use crate::tunnel::key_schedule::{Accepted, Transcript};
 use crate::tunnel::{
@@ -24,7 +29,7 @@ pub fn open(
     secret: &SharedSecret,
     client_random: Random,
     out: &mut Vec<u8>,
-) -> AwaitChallenge {
+) -> AwaitChallenge<Opened> {
     let hello = ClientHello::Open {
         ticket: ticket.clone(),
         client_random,
@@ -37,7 +42,7 @@ pub fn attach(
     credentials: &SessionCredentials,
     client_random: Random,
     out: &mut Vec<u8>,
-) -> AwaitChallenge {
+) -> AwaitChallenge<Established> {
     let hello = ClientHello::Attach {
         session_id: credentials.session_id(),
         client_random,
@@ -53,7 +58,7 @@ pub fn resume(
     received: u64,
     client_random: Random,
     out: &mut Vec<u8>,
-) -> AwaitChallenge {
+) -> AwaitChallenge<Established> {
     let hello = ClientHello::Resume {
         session_id: credentials.session_id(),
         connection_id,
@@ -70,7 +75,7 @@ pub fn hold(
     credentials: &SessionCredentials,
     client_random: Random,
     out: &mut Vec<u8>,
-) -> AwaitChallenge {
+) -> AwaitChallenge<Established> {
     let hello = ClientHello::Hold {
         session_id: credentials.session_id(),
         client_random,
@@ -101,22 +106,63 @@ impl AwaitTestAnswer {
     }
 }
 
-/// Hello sent; waiting for the server's `Challenge`.
-#[derive(Debug)]
-pub struct AwaitChallenge {
-    hello: ClientHello,
-    key: SessionKey,
+/// What a handshake ends in: [`Opened`] for `Open`, [`Established`] for the others.
+pub trait Outcome: sealed::Outcome {}
+
+impl Outcome for Opened {}
+impl Outcome for Established {}
+
+mod sealed {
+    use crate::tunnel::SessionKey;
+
+    /// Builds the outcome from the accepted connection and the session key it proved.
+    pub trait Outcome {
+        fn finish(connection: super::Established, key: SessionKey) -> Self;
+    }
+
+    impl Outcome for super::Opened {
+        fn finish(connection: super::Established, key: SessionKey) -> Self {
+            let credentials = crate::tunnel::SessionCredentials::new(connection.session_id, key);
+            Self {
+                connection,
+                credentials,
+            }
+        }
+    }
+
+    impl Outcome for super::Established {
+        /// The caller holds the session's credentials already; this copy of the key goes.
+        fn finish(connection: super::Established, _key: SessionKey) -> Self {
+            connection
+        }
+    }
 }
 
-impl AwaitChallenge {
+/// Hello sent; waiting for the server's `Challenge`. `T` is what the handshake ends in.
+#[derive(Debug)]
+pub struct AwaitChallenge<T> {
+    hello: ClientHello,
+    key: SessionKey,
+    outcome: PhantomData<fn() -> T>,
+}
+
+impl<T: Outcome> AwaitChallenge<T> {
     fn start(hello: ClientHello, key: SessionKey, out: &mut Vec<u8>) -> Self {
         hello.encode(out);
-        Self { hello, key }
+        Self {
+            hello,
+            key,
+            outcome: PhantomData,
+        }
     }
 
     /// Handles the server's first message: a `Challenge` appends the proof to `out`; a
     /// `Refuse` is `Error::Refused(code)`.
-    pub fn handle(self, message: ServerMessage, out: &mut Vec<u8>) -> Result<AwaitAccept, Error> {
+    pub fn handle(
+        self,
+        message: ServerMessage,
+        out: &mut Vec<u8>,
+    ) -> Result<AwaitAccept<T>, Error> {
         let server_random = match message {
             ServerMessage::Challenge { server_random } => server_random,
             ServerMessage::Refuse(code) => return Err(Error::Refused(code)),
@@ -135,24 +181,26 @@ impl AwaitChallenge {
             server_random,
             transcript,
             proof,
+            outcome: PhantomData,
         })
     }
 }
 
-/// Proof sent; waiting for the server's `Accept`.
+/// Proof sent; waiting for the server's `Accept`. `T` is what the handshake ends in.
 #[derive(Debug)]
-pub struct AwaitAccept {
+pub struct AwaitAccept<T> {
     hello: ClientHello,
     key: SessionKey,
     server_random: Random,
     transcript: Transcript,
     proof: [u8; MAC_LEN],
+    outcome: PhantomData<fn() -> T>,
 }
 
-impl AwaitAccept {
+impl<T: Outcome> AwaitAccept<T> {
     /// Handles the server's answer to the proof: checks the confirmation of an `Accept` in
     /// constant time (`Error::BadProof("confirm")`) and derives the connection's keys.
-    pub fn handle(self, message: ServerMessage) -> Result<Established, Error> {
+    pub fn handle(self, message: ServerMessage) -> Result<T, Error> {
         let (accepted, confirm) = match message {
             ServerMessage::Accept {
                 session_id,
@@ -218,16 +266,14 @@ impl AwaitAccept {
             .key
             .connection_keys(client_random, &self.server_random)?
             .client_side()?;
-        let credentials = matches!(self.hello, ClientHello::Open { .. })
-            .then(|| SessionCredentials::new(accepted.session_id, self.key));
-        Ok(Established {
+        let connection = Established {
             session_id: accepted.session_id,
             connection_id: accepted.connection_id,
             server_received: accepted.server_received,
             sealer,
             opener,
-            credentials,
-        })
+        };
+        Ok(T::finish(connection, self.key))
     }
 }
 
@@ -263,6 +309,13 @@ pub struct Established {
     pub sealer: RecordSealer,
     /// Opens server → client records.
     pub opener: RecordOpener,
-    /// After `Open`: what to keep to attach and resume connections of the new session.
-    pub credentials: Option<SessionCredentials>,
+}
+
+/// The first connection of a new session, after a successful `Open`.
+#[derive(Debug)]
+pub struct Opened {
+    /// The connection.
+    pub connection: Established,
+    /// What to keep to attach, resume and hold connections of the new session.
+    pub credentials: SessionCredentials,
 }

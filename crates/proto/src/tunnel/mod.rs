@@ -33,8 +33,12 @@
 //! connection id's data stream (acknowledgements, ping, close, resume) on both sides.
 //!
 //! Handshake states ([`client`], [`server`]) consume `self` at every step, so an error ends
-//! the handshake for good. Nothing here performs I/O or reads a clock: timeouts such as
-//! [`HANDSHAKE_TIMEOUT`] are applied by the caller. `docs/protocol.md` (section 8) is the
+//! the handshake for good; an `Open` ends in [`client::Opened`] / [`server::Opened`] (with
+//! the session's credentials or key), the other commands in `Established`. Nothing here
+//! performs I/O or reads a clock: timeouts such as [`HANDSHAKE_TIMEOUT`] are applied by the
+//! caller. A [`Connection`] keeps no timers (it takes `now` only to time its window
+//! samples; pings and idle timeouts are the caller's); the one timer, the hold's keep-alive,
+//! is driven through [`HoldLink::poll_timeout`] and [`HoldLink::handle_timeout`]. `docs/protocol.md` (section 8) is the
 //! byte-exact specification.
 
 use core::time::Duration;

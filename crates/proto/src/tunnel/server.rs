@@ -7,7 +7,7 @@
 //!   ProofReceived::Attach ── caller looks up the session key ──────────▶ complete(key, …)
 //!   ProofReceived::Resume ── caller looks up key and connection ───────▶ complete(key, …)
 //!   ProofReceived::Hold   ── caller looks up the session key ──────────▶ verify, accept
-//!   complete: proof checked, Accept appended ──▶ Established
+//!   complete: proof checked, Accept appended ──▶ Opened (Open), Established (others)
 //! ```
 //!
 //! Every step consumes the state, so an error ends the handshake; the caller then sends a
@@ -256,14 +256,15 @@ impl OpenProof {
     }
 
     /// Completes with the shared secret the broker returned: checks the proof locally
-    /// (`Error::BadProof("proof")`), appends `Accept` to `out` and yields the connection.
+    /// (`Error::BadProof("proof")`), appends `Accept` to `out` and yields the connection
+    /// with the new session's key.
     pub fn complete(
         self,
         secret: &SharedSecret,
         session_id: SessionId,
         connection_id: ConnectionId,
         out: &mut Vec<u8>,
-    ) -> Result<Established, Error> {
+    ) -> Result<Opened, Error> {
         let key = SessionKey::derive(secret, &self.ticket);
         let accepted = Accepted {
             session_id,
@@ -273,13 +274,16 @@ impl OpenProof {
         let (sealer, opener) = self
             .pending
             .complete(&key, &self.client_random, accepted, out)?;
-        Ok(Established {
+        let connection = Established {
             session_id,
             connection_id,
             client_received: 0,
             sealer,
             opener,
-            session_key: Some(key),
+        };
+        Ok(Opened {
+            connection,
+            session_key: key,
         })
     }
 }
@@ -321,7 +325,6 @@ impl AttachProof {
             client_received: 0,
             sealer,
             opener,
-            session_key: None,
         })
     }
 }
@@ -402,7 +405,6 @@ impl ResumeProof {
             client_received: self.client_received,
             sealer,
             opener,
-            session_key: None,
         })
     }
 }
@@ -493,7 +495,6 @@ impl VerifiedHold {
             client_received: 0,
             sealer,
             opener,
-            session_key: None,
         })
     }
 }
@@ -512,6 +513,13 @@ pub struct Established {
     pub sealer: RecordSealer,
     /// Opens client → server records.
     pub opener: RecordOpener,
-    /// After `Open`: the key of the new session, to keep for attach and resume.
-    pub session_key: Option<SessionKey>,
+}
+
+/// The first connection of a new session, after a successful `Open`.
+#[derive(Debug)]
+pub struct Opened {
+    /// The connection.
+    pub connection: Established,
+    /// The new session's key, to keep for its attaches, resumes and holds.
+    pub session_key: SessionKey,
 }

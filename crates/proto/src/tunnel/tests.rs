@@ -85,14 +85,16 @@ fn open_completes_and_both_sides_agree() {
     to_client.clear();
     let mut server = server
         .complete(&secret(), SESSION, ConnectionId(1), &mut to_client)
-        .unwrap();
-    let mut client = client.handle(decode_one(&to_client)).unwrap();
+        .unwrap()
+        .connection;
+    let opened = client.handle(decode_one(&to_client)).unwrap();
+    assert_eq!(opened.credentials.session_id(), SESSION);
+    let mut client = opened.connection;
     assert_eq!(
         (client.session_id, client.connection_id),
         (SESSION, ConnectionId(1))
     );
     assert_eq!(client.server_received, 0);
-    assert!(client.credentials.is_some() && server.session_key.is_some());
 
     let mut wire = Vec::new();
     client.sealer.seal_data(b"ping", &mut wire).unwrap();
@@ -282,7 +284,10 @@ fn accept_must_match_the_hello() {
 fn proof_from_client(
     credentials: &SessionCredentials,
     resume: Option<(ConnectionId, u64)>,
-) -> (client::AwaitAccept, server::ProofReceived) {
+) -> (
+    client::AwaitAccept<client::Established>,
+    server::ProofReceived,
+) {
     let mut to_server = Vec::new();
     let client = match resume {
         None => client::attach(credentials, CR, &mut to_server),
@@ -383,7 +388,6 @@ fn held() -> (client::Established, server::Established) {
         (client.connection_id, client.server_received),
         (ConnectionId(0), 0)
     );
-    assert!(client.credentials.is_none());
     (client, server)
 }
 

@@ -96,6 +96,12 @@ struct Connection {
     server_to_client: Vec<Item>,
 }
 
+/// A client handshake in either state type: opening a session or joining the open one.
+enum Start<O, J> {
+    Open(O),
+    Join(J),
+}
+
 fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> Value {
     let Connection {
         client_random: cr,
@@ -106,16 +112,18 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
     let key = SessionKey::derive(&secret(), &ticket());
     let mut to_server = Vec::new();
     let client = match credentials.as_ref() {
-        None => client::open(&ticket(), &secret(), cr, &mut to_server),
-        Some(c) if connection.name == "attach" => client::attach(c, cr, &mut to_server),
-        Some(c) if connection.name == "hold" => client::hold(c, cr, &mut to_server),
-        Some(c) => client::resume(
+        None => Start::Open(client::open(&ticket(), &secret(), cr, &mut to_server)),
+        Some(c) if connection.name == "attach" => {
+            Start::Join(client::attach(c, cr, &mut to_server))
+        }
+        Some(c) if connection.name == "hold" => Start::Join(client::hold(c, cr, &mut to_server)),
+        Some(c) => Start::Join(client::resume(
             c,
             connection_id,
             connection.client_received,
             cr,
             &mut to_server,
-        ),
+        )),
     };
     let hello = to_server.clone();
     let (decoded, _) = ClientHello::decode(&hello).unwrap().unwrap();
@@ -124,14 +132,18 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
         panic!("no challenge")
     };
     let mut proof = Vec::new();
-    let client = client
-        .handle(server_message(&challenge), &mut proof)
-        .unwrap();
+    let message = server_message(&challenge);
+    let client = match client {
+        Start::Open(c) => Start::Open(c.handle(message, &mut proof).unwrap()),
+        Start::Join(c) => Start::Join(c.handle(message, &mut proof).unwrap()),
+    };
     let mut accept = Vec::new();
     let mut server = match server.receive_proof(proof.as_slice().try_into().unwrap()) {
-        server::ProofReceived::Open(s) => s
-            .complete(&secret(), SESSION, connection_id, &mut accept)
-            .unwrap(),
+        server::ProofReceived::Open(s) => {
+            s.complete(&secret(), SESSION, connection_id, &mut accept)
+                .unwrap()
+                .connection
+        }
         server::ProofReceived::Attach(s) => s.complete(&key, connection_id, &mut accept).unwrap(),
         server::ProofReceived::Resume(s) => {
             assert_eq!(s.client_received(), connection.client_received);
@@ -142,11 +154,15 @@ fn run(connection: Connection, credentials: &mut Option<SessionCredentials>) -> 
             s.verify(&key).unwrap().accept(&key, &mut accept).unwrap()
         }
     };
-    let mut client = client.handle(server_message(&accept)).unwrap();
+    let mut client = match client {
+        Start::Open(c) => {
+            let opened = c.handle(server_message(&accept)).unwrap();
+            *credentials = Some(opened.credentials);
+            opened.connection
+        }
+        Start::Join(c) => c.handle(server_message(&accept)).unwrap(),
+    };
     assert_eq!(client.server_received, connection.server_received);
-    if let Some(new) = client.credentials.take() {
-        *credentials = Some(new);
-    }
     let keys = key.connection_keys(&cr, &sr).unwrap();
     let [c2s_key, c2s_iv, s2c_key, s2c_iv] = keys.expose_for_test();
     json!({

@@ -101,7 +101,7 @@ fn established() -> (client::Established, server::Established) {
         .complete(&secret, session, ConnectionId(1), &mut accept)
         .unwrap();
     let (accept, _) = ServerMessage::decode(&accept).unwrap().unwrap();
-    (state.handle(accept).unwrap(), server)
+    (state.handle(accept).unwrap().connection, server.connection)
 }
 
 proptest! {

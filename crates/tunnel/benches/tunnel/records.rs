@@ -57,5 +57,5 @@ fn key_pair() -> (
         .unwrap();
     let (accept, _) = ServerMessage::decode(&to_client).unwrap().unwrap();
     let client_side = accepting.handle(accept).unwrap();
-    (client_side.sealer, server_side.opener)
+    (client_side.connection.sealer, server_side.connection.opener)
 }

@@ -243,11 +243,12 @@ async fn a_download_over_a_long_round_trip_grows_the_window_to_its_cap_and_no_fu
     let (ticket, secret) = stack.ticket_to(source).await;
     let mut address = stack.address();
     address.port = hop.addr.port();
-    let (stream, established) = handshake_at(&address, Duration::from_secs(20), |random, out| {
+    let (stream, opened) = handshake_at(&address, Duration::from_secs(20), |random, out| {
         client::open(&ticket, &secret, random, out)
     })
     .await
     .unwrap();
+    let established = opened.connection;
     let mut connection =
         Connection::new_client(established.connection_id, &ConnectionConfig::default());
     connection

@@ -217,12 +217,12 @@ async fn a_newer_hold_replaces_the_older_one() {
     let stack = Stack::start().await;
     let echo = EchoTarget::start().await;
     let (ticket, secret) = stack.ticket_to(echo.addr).await;
-    let (_open, mut established) = handshake_at(&stack.address(), LIMIT, |random, out| {
+    let (_open, opened) = handshake_at(&stack.address(), LIMIT, |random, out| {
         client::open(&ticket, &secret, random, out)
     })
     .await
     .unwrap();
-    let credentials = established.credentials.take().unwrap();
+    let credentials = opened.credentials;
     let (mut first, accepted) = handshake_at(&stack.address(), LIMIT, |random, out| {
         client::hold(&credentials, random, out)
     })

@@ -32,12 +32,13 @@ async fn open_session(
     Arc<SessionCredentials>,
 ) {
     let (ticket, secret) = stack.ticket_to(target).await;
-    let (stream, mut established) = handshake_at(&stack.address(), LIMIT, |random, out| {
+    let (stream, opened) = handshake_at(&stack.address(), LIMIT, |random, out| {
         client::open(&ticket, &secret, random, out)
     })
     .await
     .unwrap();
-    let credentials = Arc::new(established.credentials.take().unwrap());
+    let credentials = Arc::new(opened.credentials);
+    let established = opened.connection;
     let mut connection =
         Connection::new_client(established.connection_id, &ConnectionConfig::default());
     connection

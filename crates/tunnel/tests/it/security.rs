@@ -26,7 +26,7 @@ async fn open(
         client::open(ticket, secret, random, out)
     })
     .await
-    .map(|(_, established)| established)
+    .map(|(_, opened)| opened.connection)
 }
 
 fn refused(result: Result<impl std::fmt::Debug, ClientError>) -> ErrorCode {
@@ -100,8 +100,7 @@ async fn a_recorded_connection_replayed_byte_for_byte_is_refused() {
     let state = state.handle(challenge, &mut proof).unwrap();
     stream.write_all(&proof).await.unwrap();
     let accept = read_server_message(&mut stream).await.unwrap();
-    let established = state.handle(accept).unwrap();
-    let credentials = established.credentials.unwrap();
+    let credentials = state.handle(accept).unwrap().credentials;
 
     let mut attach_hello = Vec::new();
     let attach = client::attach(&credentials, [8; 32], &mut attach_hello);

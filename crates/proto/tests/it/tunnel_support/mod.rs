@@ -219,7 +219,10 @@ impl World {
     pub fn open(&mut self, tamper: Tamper<'_>) -> Result<Link, Error> {
         let ticket = self.broker.ticket.clone();
         let secret = self.broker.secret.duplicate();
-        self.handshake(tamper, |cr, out| client::open(&ticket, &secret, cr, out))
+        let (opened, server) =
+            self.handshake(tamper, |cr, out| client::open(&ticket, &secret, cr, out))?;
+        self.client.credentials = Some(opened.credentials);
+        self.finish(opened.connection, server)
     }
 
     /// Attaches a new connection.
@@ -227,7 +230,8 @@ impl World {
         let credentials = self.client.credentials.take().expect("no session");
         let result = self.handshake(tamper, |cr, out| client::attach(&credentials, cr, out));
         self.client.credentials = Some(credentials);
-        result
+        let (client, server) = result?;
+        self.finish(client, server)
     }
 
     /// Resumes connection `id`; both sides retransmit what the other did not receive.
@@ -248,15 +252,17 @@ impl World {
             client::resume(&credentials, id, received, cr, out)
         });
         self.client.credentials = Some(credentials);
-        result
+        let (client, server) = result?;
+        self.finish(client, server)
     }
 
-    /// Runs one handshake through the state machines, flight by flight.
-    fn handshake(
+    /// Runs one handshake through the state machines, flight by flight: what the client's
+    /// handshake ended in and the server's connection.
+    fn handshake<T: client::Outcome>(
         &mut self,
         tamper: Tamper<'_>,
-        start: impl FnOnce([u8; 32], &mut Vec<u8>) -> client::AwaitChallenge,
-    ) -> Result<Link, Error> {
+        start: impl FnOnce([u8; 32], &mut Vec<u8>) -> client::AwaitChallenge<T>,
+    ) -> Result<(T, server::Established), Error> {
         let (cr, sr) = self.randoms();
         let mut flight = Vec::new();
         let client_state = start(cr, &mut flight);
@@ -300,7 +306,7 @@ impl World {
         };
         tamper(Dir::ToClient, &mut answer);
         let client = client_state.handle(decode_server(&answer)?)?;
-        self.finish(client, established)
+        Ok((client, established))
     }
 
     /// Server: hello → challenge, refusing what it cannot parse.
@@ -332,7 +338,10 @@ impl World {
                 let secret = self.broker.redeem(&open)?;
                 let session_id = SessionId::from_bytes([0x5e; 16]);
                 let id = self.next_connection();
-                open.complete(&secret, session_id, id, out)
+                let opened = open.complete(&secret, session_id, id, out)?;
+                // The server keeps the session once it sends the Accept.
+                self.server.session = Some((session_id, opened.session_key));
+                Ok(opened.connection)
             }
             server::ProofReceived::Attach(attach) => {
                 let (_, key) = self.session(attach.session_id())?;
@@ -384,12 +393,6 @@ impl World {
     ) -> Result<Link, Error> {
         assert_eq!(client.connection_id, server.connection_id);
         assert_eq!(client.session_id, server.session_id);
-        if let Some(key) = server.session_key {
-            self.server.session = Some((server.session_id, key));
-        }
-        if let Some(credentials) = client.credentials {
-            self.client.credentials = Some(credentials);
-        }
         let id = client.connection_id;
         let config = self.config.clone();
         let mut link = Link {
@@ -518,7 +521,10 @@ fn decode_server(bytes: &[u8]) -> Result<ServerMessage, Error> {
 }
 
 /// The client's view of a refusal sent in answer to its hello.
-fn client_refused(state: client::AwaitChallenge, answer: &[u8]) -> Option<Error> {
+fn client_refused<T: client::Outcome>(
+    state: client::AwaitChallenge<T>,
+    answer: &[u8],
+) -> Option<Error> {
     state
         .handle(decode_server(answer).ok()?, &mut Vec::new())
         .err()
