@@ -1,11 +1,14 @@
 //! A TCP relay on 127.0.0.1 that cuts every connection it carries on demand — the network
-//! fault a resume or a hold must survive — and whose upstream can be switched, as when a
-//! server restarts behind a fixed address.
+//! fault a resume or a hold must survive —, whose upstream can be switched, as when a
+//! server restarts behind a fixed address, and that can drop chosen connections unrelayed,
+//! as an unreachable server would.
 
 use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 /// The relay; it runs until the test's runtime ends.
@@ -14,24 +17,50 @@ pub struct Cutter {
     pub addr: SocketAddr,
     upstream: Arc<Mutex<SocketAddr>>,
     cut: Arc<tokio::sync::Notify>,
+    accepted: Arc<AtomicUsize>,
 }
 
 impl Cutter {
     /// Listens on a fresh loopback port and relays each connection to `upstream`.
     pub async fn start(upstream: SocketAddr) -> Self {
+        Self::gated(upstream, 0, |_| true).await
+    }
+
+    /// Like [`Cutter::start`], but reads the first `peek` bytes of each connection and
+    /// drops it unrelayed when `gate` says no to them (the test's knowledge of the protocol
+    /// stays in the test).
+    pub async fn gated(
+        upstream: SocketAddr,
+        peek: usize,
+        gate: impl Fn(&[u8]) -> bool + Send + Sync + 'static,
+    ) -> Self {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let upstream = Arc::new(Mutex::new(upstream));
         let cut = Arc::new(tokio::sync::Notify::new());
-        let (target, signal) = (Arc::clone(&upstream), Arc::clone(&cut));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (target, signal, counter) = (
+            Arc::clone(&upstream),
+            Arc::clone(&cut),
+            Arc::clone(&accepted),
+        );
+        let gate = Arc::new(gate);
         tokio::spawn(async move {
             while let Ok((mut down, _)) = listener.accept().await {
+                counter.fetch_add(1, Ordering::SeqCst);
                 let to = *target.lock().unwrap();
-                let signal = Arc::clone(&signal);
+                let (signal, gate) = (Arc::clone(&signal), Arc::clone(&gate));
                 tokio::spawn(async move {
+                    let mut head = vec![0u8; peek];
+                    if down.read_exact(&mut head).await.is_err() || !gate(&head) {
+                        return;
+                    }
                     let Ok(mut up) = TcpStream::connect(to).await else {
                         return;
                     };
+                    if up.write_all(&head).await.is_err() {
+                        return;
+                    }
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
                         () = signal.notified() => {}
@@ -43,7 +72,13 @@ impl Cutter {
             addr,
             upstream,
             cut,
+            accepted,
         }
+    }
+
+    /// TCP connections accepted since the start (relayed or dropped).
+    pub fn accepted(&self) -> usize {
+        self.accepted.load(Ordering::SeqCst)
     }
 
     /// Cuts every connection relayed now (both sides see the TCP connection end).

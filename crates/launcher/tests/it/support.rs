@@ -25,8 +25,6 @@ use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
 use portcullis_tunnel::server::RunningTunnel;
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 
 /// Alice's portal password.
@@ -180,7 +178,7 @@ impl Stack {
         };
         let public_address = cutter
             .as_ref()
-            .map_or(tunnel.local_addrs()[0], |cutter| cutter.addr);
+            .map_or(tunnel.local_addrs()[0], Cutter::addr);
         let store = &broker.state.store;
         let now = unix_millis(std::time::SystemTime::now());
         store
@@ -406,64 +404,33 @@ pub(crate) fn local_address(message: &str) -> SocketAddr {
     text.trim_end_matches('.').parse().unwrap()
 }
 
-/// A TCP relay between the launcher and the tunnel server that can cut every connection
-/// it carries: the fault a resume must survive.
+/// testkit's cutting relay between the launcher and the tunnel server, which can also drop
+/// the connections that resume a data connection.
 pub(crate) struct Cutter {
-    pub(crate) addr: SocketAddr,
-    cut: Arc<Notify>,
-    accepted: Arc<AtomicUsize>,
+    relay: portcullis_testkit::Cutter,
     /// `Resume` connections still to be dropped at once, unrelayed.
     refuse: Arc<AtomicUsize>,
 }
 
 impl Cutter {
     async fn start(upstream: SocketAddr) -> Self {
-        let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let cut = Arc::new(Notify::new());
-        let signal = Arc::clone(&cut);
-        let accepted = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&accepted);
         let refuse = Arc::new(AtomicUsize::new(0));
         let refusing = Arc::clone(&refuse);
-        tokio::spawn(async move {
-            while let Ok((mut down, _)) = listener.accept().await {
-                counter.fetch_add(1, Ordering::SeqCst);
-                let signal = Arc::clone(&signal);
-                let refusing = Arc::clone(&refusing);
-                tokio::spawn(async move {
-                    // The hello's first 6 bytes say the command (the tests' tunnel has no
-                    // TLS): only resumes are refused, holds and attaches pass.
-                    let mut prefix = [0u8; 6];
-                    if down.read_exact(&mut prefix).await.is_err() {
-                        return;
-                    }
-                    let refused = prefix[5] == 0x04
-                        && refusing
-                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                            .is_ok();
-                    if refused {
-                        return;
-                    }
-                    let Ok(mut up) = TcpStream::connect(upstream).await else {
-                        return;
-                    };
-                    if up.write_all(&prefix).await.is_err() {
-                        return;
-                    }
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
-                        () = signal.notified() => {}
-                    }
-                });
-            }
-        });
-        Self {
-            addr,
-            cut,
-            accepted,
-            refuse,
-        }
+        // The hello's first 6 bytes say the command (the tests' tunnel has no TLS): only
+        // resumes (0x04) are refused, holds and attaches pass.
+        let relay = portcullis_testkit::Cutter::gated(upstream, 6, move |head| {
+            head[5] != 0x04
+                || refusing
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_err()
+        })
+        .await;
+        Self { relay, refuse }
+    }
+
+    /// Where launchers reach the tunnel server.
+    pub(crate) fn addr(&self) -> SocketAddr {
+        self.relay.addr
     }
 
     /// Drops the next `count` connections that resume a data connection at once, as an
@@ -474,12 +441,12 @@ impl Cutter {
 
     /// TCP connections relayed since the start.
     pub(crate) fn accepted(&self) -> usize {
-        self.accepted.load(Ordering::SeqCst)
+        self.relay.accepted()
     }
 
     /// Cuts every connection relayed now (both sides see the TCP connection end).
     pub(crate) fn cut_all(&self) {
-        self.cut.notify_waiters();
+        self.relay.cut_all();
     }
 }
 
