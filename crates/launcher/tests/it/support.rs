@@ -19,6 +19,7 @@ use portcullis_launcher::launch::LaunchOptions;
 use portcullis_launcher::paths::Dirs;
 use portcullis_launcher::script::{HostFuture, ScriptEnv, ScriptLimits};
 use portcullis_launcher::ui::Ui;
+use portcullis_proto::tunnel::{ClientHello, Command};
 use portcullis_testkit::EchoTarget;
 pub(crate) use portcullis_testkit::bounded;
 use portcullis_tunnel::config::{BrokerToken, TunnelConfig};
@@ -416,10 +417,11 @@ impl Cutter {
     async fn start(upstream: SocketAddr) -> Self {
         let refuse = Arc::new(AtomicUsize::new(0));
         let refusing = Arc::clone(&refuse);
-        // The hello's first 6 bytes say the command (the tests' tunnel has no TLS): only
-        // resumes (0x04) are refused, holds and attaches pass.
-        let relay = portcullis_testkit::Cutter::gated(upstream, 6, move |head| {
-            head[5] != 0x04
+        // The hello's fixed prefix says the command (the tests' tunnel has no TLS): only
+        // resumes are refused, holds and attaches pass.
+        let prefix = ClientHello::wanted_len(&[]);
+        let relay = portcullis_testkit::Cutter::gated(upstream, prefix, move |head| {
+            head.last().copied().and_then(Command::from_u8) != Some(Command::Resume)
                 || refusing
                     .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
                     .is_err()
