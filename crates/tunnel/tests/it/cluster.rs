@@ -20,7 +20,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
 use crate::relay::echo_round_trip;
-use crate::support::{STEP, Stack, detail};
+use crate::support::{STEP, Stack, detail, ghost_credentials};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -164,13 +164,7 @@ async fn a_forwarded_connection_is_never_forwarded_again_and_a_gone_member_is_se
     // A session of node 3's: member 1 tries to forward, and nothing listens there.
     let mut bytes = [9u8; 16];
     bytes[..2].copy_from_slice(&3u16.to_be_bytes());
-    let ghost = portcullis_proto::tunnel::SessionCredentials::new(
-        portcullis_proto::SessionId::from_bytes(bytes),
-        portcullis_proto::tunnel::SessionKey::derive(
-            &portcullis_proto::SharedSecret::generate().unwrap(),
-            &portcullis_proto::TicketId::generate().unwrap(),
-        ),
-    );
+    let ghost = ghost_credentials(bytes);
     let mut through_balancer = stack.address();
     let balancer = Balancer::start(vec![a.local_addrs()[0]]).await;
     through_balancer.port = balancer.addr.port();

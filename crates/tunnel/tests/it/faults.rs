@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::relay::echo_round_trip;
-use crate::support::{STEP, Stack, detail};
+use crate::support::{STEP, Stack, detail, ghost_credentials};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -132,13 +132,7 @@ async fn a_silent_client_is_closed_at_the_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn handshakes_over_the_per_source_rate_are_busy() {
     let stack = Stack::with(|config| config.limits.handshakes_per_second_per_source = 1).await;
-    let ghost = portcullis_proto::tunnel::SessionCredentials::new(
-        portcullis_proto::SessionId::from_bytes([1; 16]),
-        portcullis_proto::tunnel::SessionKey::derive(
-            &portcullis_proto::SharedSecret::generate().unwrap(),
-            &portcullis_proto::TicketId::generate().unwrap(),
-        ),
-    );
+    let ghost = ghost_credentials([1; 16]);
     let mut codes = Vec::new();
     for _ in 0..4 {
         let result = handshake_at(&stack.address(), LIMIT, |random, out| {

@@ -17,7 +17,7 @@ use tokio::io::AsyncReadExt;
 use tokio::net::TcpStream;
 
 use crate::relay::echo_round_trip;
-use crate::support::{STEP, Stack, close_local, detail};
+use crate::support::{STEP, Stack, close_local, detail, ghost_credentials};
 
 const LIMIT: Duration = Duration::from_secs(20);
 
@@ -31,6 +31,20 @@ async fn one_connection(forwarder: &Forwarder, data: &[u8]) {
 /// Waits (on the test's clock) until the forwarder holds its session.
 async fn held(forwarder: &Forwarder) {
     eventually("the session is held", LIMIT, || forwarder.is_held()).await;
+}
+
+/// A forwarder to an echo target whose tunnel connections go through a relay that can cut
+/// them and switch to another tunnel server (a crash and a restart, as the launcher sees it).
+async fn through_a_switch(stack: &Stack) -> (EchoTarget, Cutter, Forwarder) {
+    let echo = EchoTarget::start().await;
+    let switch = Cutter::start(stack.tunnel_addr()).await;
+    let (ticket, secret) = stack.ticket_to(echo.addr).await;
+    let mut address = stack.address();
+    address.port = switch.addr.port();
+    let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
+        .await
+        .unwrap();
+    (echo, switch, forwarder)
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -146,14 +160,7 @@ async fn shutdown_reaches_the_launcher_over_the_hold() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_session() {
     let mut stack = Stack::start().await;
-    let echo = EchoTarget::start().await;
-    let switch = Cutter::start(stack.tunnel_addr()).await;
-    let (ticket, secret) = stack.ticket_to(echo.addr).await;
-    let mut address = stack.address();
-    address.port = switch.addr.port();
-    let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
-        .await
-        .unwrap();
+    let (_echo, switch, forwarder) = through_a_switch(&stack).await;
     one_connection(&forwarder, b"first").await;
     held(&forwarder).await;
     // The hold drops: the launcher holds the session again at once.
@@ -180,14 +187,7 @@ async fn a_dropped_hold_is_re_established_and_a_restarted_server_ends_the_sessio
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_server_ends_the_session_for_an_open_connection_too() {
     let mut stack = Stack::start().await;
-    let echo = EchoTarget::start().await;
-    let switch = Cutter::start(stack.tunnel_addr()).await;
-    let (ticket, secret) = stack.ticket_to(echo.addr).await;
-    let mut address = stack.address();
-    address.port = switch.addr.port();
-    let forwarder = Forwarder::start(address, ticket, secret, ClientConfig::default())
-        .await
-        .unwrap();
+    let (_echo, switch, forwarder) = through_a_switch(&stack).await;
     let mut open = TcpStream::connect(forwarder.local_addr()).await.unwrap();
     echo_round_trip(&mut open, b"open across the restart").await;
     held(&forwarder).await;
@@ -245,13 +245,7 @@ async fn a_newer_hold_replaces_the_older_one() {
     // A hold counts against no connection limit and dials nothing.
     assert_eq!(echo.accepted(), 1);
     // A hold of a session the server does not know is refused with SessionUnknown.
-    let ghost = portcullis_proto::tunnel::SessionCredentials::new(
-        portcullis_proto::SessionId::from_bytes([7; 16]),
-        portcullis_proto::tunnel::SessionKey::derive(
-            &portcullis_proto::SharedSecret::generate().unwrap(),
-            &ticket,
-        ),
-    );
+    let ghost = ghost_credentials([7; 16]);
     let refused = handshake_at(&stack.address(), LIMIT, |random, out| {
         client::hold(&ghost, random, out)
     })

@@ -335,6 +335,17 @@ async fn start_broker(dir: &TempDir) -> RunningBroker {
     server::start(config, system_clock()).await.unwrap()
 }
 
+/// Credentials of a session no tunnel server knows: the id `session_id` under a fresh key.
+pub fn ghost_credentials(session_id: [u8; 16]) -> portcullis_proto::tunnel::SessionCredentials {
+    portcullis_proto::tunnel::SessionCredentials::new(
+        portcullis_proto::SessionId::from_bytes(session_id),
+        portcullis_proto::tunnel::SessionKey::derive(
+            &portcullis_proto::SharedSecret::generate().unwrap(),
+            &portcullis_proto::TicketId::generate().unwrap(),
+        ),
+    )
+}
+
 /// Now, in the store's Unix milliseconds.
 pub fn now_ms() -> i64 {
     unix_millis(SystemTime::now())
