@@ -70,25 +70,28 @@ impl Xvfb {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
-    /// Waits (at most 60 s) for the launcher's window titled `title`; its id.
+    /// Waits (at most 60 s) for the launcher's window titled `title`; its id. On a timeout
+    /// the failure names the windows there are, so that an error window says what went wrong.
     async fn window(&self, title: &str) -> String {
         let pattern = format!("^{}$", title.replace('.', "\\."));
-        bounded(
-            &format!("the window {title:?}"),
-            Duration::from_secs(60),
-            async {
-                loop {
-                    let found = self.tool("xdotool", &["search", "--name", &pattern]);
-                    if let Some(id) = found.lines().next() {
-                        // Drawn: give FLTK a moment to paint after the title changed.
-                        tokio::time::sleep(Duration::from_millis(300)).await;
-                        break id.to_owned();
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+        let found = tokio::time::timeout(Duration::from_secs(60), async {
+            loop {
+                let found = self.tool("xdotool", &["search", "--name", &pattern]);
+                if let Some(id) = found.lines().next() {
+                    // Drawn: give FLTK a moment to paint after the title changed.
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    break id.to_owned();
                 }
-            },
-        )
-        .await
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+        .await;
+        found.unwrap_or_else(|_| {
+            let titles = self.tool("xdotool", &["search", "--name", ".", "getwindowname", "%@"]);
+            panic!(
+                "the window {title:?} did not appear within 60 s; the windows there are: {titles:?}"
+            )
+        })
     }
 
     /// Saves a screenshot of `window` as `name`.png and names it in the test output.
