@@ -689,17 +689,9 @@ pub async fn connect(address: &TunnelAddress) -> std::io::Result<TunnelStream> {
 pub async fn read_server_message(stream: &mut TunnelStream) -> Result<ServerMessage, ClientError> {
     let mut buf = [0u8; ServerMessage::ACCEPT_LEN];
     stream.read_exact(&mut buf[..1]).await?;
-    let len = match buf[0] {
-        0x4F => portcullis_proto::tunnel::TEST_ANSWER.len(),
-        0x01 => ServerMessage::CHALLENGE_LEN,
-        0x02 => ServerMessage::ACCEPT_LEN,
-        0x03 => ServerMessage::REFUSE_LEN,
-        _ => {
-            return Err(ClientError::Protocol(Error::Unexpected(
-                "unknown handshake message",
-            )));
-        }
-    };
+    let len = ServerMessage::len_for_kind(buf[0]).ok_or(ClientError::Protocol(
+        Error::Unexpected("unknown handshake message"),
+    ))?;
     stream.read_exact(&mut buf[1..len]).await?;
     match ServerMessage::decode(&buf[..len])? {
         Some((message, used)) if used == len => Ok(message),

@@ -81,24 +81,29 @@ impl ServerMessage {
         }
     }
 
+    /// The whole length of the message whose first byte is `kind`: how much a reader reads
+    /// so that it never reads past a message into the records that may follow an `Accept`.
+    /// `None` for a byte that starts no server message.
+    pub fn len_for_kind(kind: u8) -> Option<usize> {
+        match kind {
+            KIND_TEST_ANSWER => Some(TEST_ANSWER.len()),
+            KIND_CHALLENGE => Some(Self::CHALLENGE_LEN),
+            KIND_ACCEPT => Some(Self::ACCEPT_LEN),
+            KIND_REFUSE => Some(Self::REFUSE_LEN),
+            _ => None,
+        }
+    }
+
     /// Decodes a message from the start of `buf`: `Ok(None)` while `buf` is a prefix of a
     /// valid message, an error as soon as it cannot be one.
     pub fn decode(buf: &[u8]) -> Result<Option<(Self, usize)>, Error> {
         let Some(&kind) = buf.first() else {
             return Ok(None);
         };
-        let len = match kind {
-            KIND_TEST_ANSWER => TEST_ANSWER.len(),
-            KIND_CHALLENGE => Self::CHALLENGE_LEN,
-            KIND_ACCEPT => Self::ACCEPT_LEN,
-            KIND_REFUSE => Self::REFUSE_LEN,
-            other => {
-                return Err(Error::Unsupported {
-                    what: "tunnel server message",
-                    value: format!("0x{other:02x}"),
-                });
-            }
-        };
+        let len = Self::len_for_kind(kind).ok_or_else(|| Error::Unsupported {
+            what: "tunnel server message",
+            value: format!("0x{kind:02x}"),
+        })?;
         if kind == KIND_TEST_ANSWER && buf.get(1).is_some_and(|&b| b != TEST_ANSWER[1]) {
             return Err(Error::Invalid {
                 what: "tunnel test answer",
@@ -156,6 +161,33 @@ mod tests {
         assert_eq!(&out[17..21], &[0, 0, 0, 5]);
         assert_eq!(&out[21..29], &[0, 0, 0, 0, 0, 0, 0, 6]);
         assert_eq!(ServerMessage::decode(&out), Ok(Some((accept, 61))));
+    }
+
+    #[test]
+    fn the_first_byte_names_the_whole_length() {
+        let messages = [
+            ServerMessage::TestAnswer,
+            ServerMessage::Challenge {
+                server_random: [1; 32],
+            },
+            ServerMessage::Accept {
+                session_id: SessionId::from_bytes([2; 16]),
+                connection_id: ConnectionId(3),
+                server_received: 4,
+                confirm: [5; 32],
+            },
+            ServerMessage::Refuse(ErrorCode::Busy),
+        ];
+        for message in messages {
+            let mut out = Vec::new();
+            message.encode(&mut out);
+            assert_eq!(
+                ServerMessage::len_for_kind(out[0]),
+                Some(out.len()),
+                "{message:?}"
+            );
+        }
+        assert_eq!(ServerMessage::len_for_kind(0x7f), None);
     }
 
     #[test]
