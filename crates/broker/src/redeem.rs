@@ -1,4 +1,4 @@
-//! Tunnel ticket redemption (DESIGN.md, flow step 5, differences 2, 4 and 7).
+//! Tunnel ticket redemption (docs/protocol.md §7, and §9 differences 2, 4 and 7).
 //!
 //! `start`: the ticket must exist, be unused and unexpired, and belong to the calling
 //! server's tunnel group; a tunnel protocol v1 server must bring the launcher's proof,

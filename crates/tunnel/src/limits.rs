@@ -11,24 +11,9 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
+use portcullis_proto::SourceKey;
+
 use crate::config::TunnelLimits;
-
-/// The key a source address counts under: IPv4 as is, IPv6 by its /64.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-pub struct SourceKey(IpAddr);
-
-impl SourceKey {
-    /// The key of `address`.
-    pub fn of(address: IpAddr) -> Self {
-        match address.to_canonical() {
-            IpAddr::V6(v6) => {
-                let prefix = u128::from(v6) & !((1u128 << 64) - 1);
-                Self(IpAddr::V6(prefix.into()))
-            }
-            v4 => Self(v4),
-        }
-    }
-}
 
 /// Why a connection or handshake was turned away.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -317,22 +302,6 @@ mod tests {
 
     fn ip(text: &str) -> IpAddr {
         text.parse().unwrap()
-    }
-
-    #[test]
-    fn ipv6_sources_count_by_their_64() {
-        assert_eq!(
-            SourceKey::of(ip("2001:db8:1:2:aaaa::1")),
-            SourceKey::of(ip("2001:db8:1:2:bbbb::2"))
-        );
-        assert_ne!(
-            SourceKey::of(ip("2001:db8:1:2::1")),
-            SourceKey::of(ip("2001:db8:1:3::1"))
-        );
-        assert_eq!(
-            SourceKey::of(ip("::ffff:192.0.2.1")),
-            SourceKey::of(ip("192.0.2.1"))
-        );
     }
 
     #[test]

@@ -263,7 +263,7 @@ async fn a_service_without_readiness_check_is_served_at_once() {
     assert_eq!(opened.params()["port"], port);
 }
 
-/// DESIGN.md, difference 1: "Preparing service" is retryable and leaves the ticket valid,
+/// docs/protocol.md §9, difference 1: "Preparing service" is retryable and leaves the ticket valid,
 /// so the launcher's retry with the same ticket succeeds once the service answers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn preparing_service_is_retryable_and_the_same_ticket_then_succeeds() {

@@ -1,7 +1,7 @@
 //! The tunnel-server API over real HTTPS: a tunneled exchange, then `start` as the tunnel
 //! server with the launcher's handshake proof, `stop` with close accounting, and every
 //! refusal — always HTTP 403 `{"error": "Access denied"}`, never a 500
-//! (docs/protocol.md §7; DESIGN.md differences 2, 4 and 7).
+//! (docs/protocol.md §7, and §9 differences 2, 4 and 7).
 
 use std::net::IpAddr;
 use std::time::Duration;

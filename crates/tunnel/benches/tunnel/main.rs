@@ -1,5 +1,5 @@
-//! The tunnel server's capacity on loopback, against the budgets of DESIGN.md and issue 8
-//! §6, printed side by side in one run:
+//! The tunnel server's capacity on loopback, against the budgets docs/tunnel.md states
+//! ("Capacity"), printed side by side in one run:
 //!
 //! 1. throughput of one connection each way (bench → forwarder, sealing → tunnel server,
 //!    opening → target), beside a plain unencrypted two-hop relay and a direct connection,

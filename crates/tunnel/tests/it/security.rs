@@ -1,5 +1,5 @@
-//! What an attacker on the path can and cannot do (docs/protocol.md §7.3, §8.14; DESIGN.md
-//! differences 2, 3 and 4): wrong proofs consume nothing, a ticket is redeemed once, a
+//! What an attacker on the path can and cannot do (docs/protocol.md §7.3, §8.14;
+//! §9 differences 2, 3 and 4): wrong proofs consume nothing, a ticket is redeemed once, a
 //! recorded connection replays into nothing, a ticket of another tunnel group is refused
 //! and stays valid.
 
