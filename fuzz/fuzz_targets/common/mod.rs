@@ -35,5 +35,8 @@ pub fn pair() -> Pair {
         .unwrap();
     let (accept, _) = ServerMessage::decode(&to_client).unwrap().unwrap();
     let client = await_accept.handle(accept).unwrap();
-    Pair { client, server }
+    Pair {
+        client: client.connection,
+        server: server.connection,
+    }
 }
