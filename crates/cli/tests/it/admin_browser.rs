@@ -350,14 +350,7 @@ async fn an_admin_adds_a_service_watches_its_connection_and_ends_it() {
     );
     assert!(detail["sent"].as_u64().unwrap() >= later, "{detail}");
 
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
-    browser.quit().await;
-    interrupt(&dev);
-    let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
-        .await
-        .unwrap();
-    assert!(stopped.status.success(), "{stopped:?}");
+    browser.finish_with_dev(dev, PAGE_WAIT).await;
 }
 
 /// The window widths (CSS pixels) the admin pages are checked in: a desktop's, a window

@@ -225,14 +225,7 @@ async fn sign_in_connect_ssh_through_the_launcher_and_see_the_session_end() {
     assert_eq!(detail["sent"].as_u64(), Some(sent), "{stopped}");
     assert_eq!(detail["recv"].as_u64(), Some(received), "{stopped}");
 
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
-    browser.quit().await;
-    interrupt(&dev);
-    let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
-        .await
-        .unwrap();
-    assert!(stopped.status.success(), "{stopped:?}");
+    browser.finish_with_dev(dev, PAGE_WAIT).await;
     eprintln!("screenshots: {}", shots.display());
 }
 
@@ -272,13 +265,7 @@ async fn a_wrong_password_is_shown_and_every_control_is_reachable_by_keyboard() 
     // The services page, signed in, for a keyboard user too.
     sign_in_as_demo(&browser, &info).await;
     assert_tab_reaches_every_control(&browser, "the services page").await;
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
-    browser.quit().await;
-    interrupt(&dev);
-    tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
-        .await
-        .unwrap();
+    browser.finish_with_dev(dev, PAGE_WAIT).await;
 }
 
 /// A FreeRDP stand-in in a directory of its own: records its arguments (its
@@ -415,11 +402,5 @@ async fn pass_through_from_the_portal_sign_in_to_freerdps_stdin() {
     );
     let log = std::fs::read_to_string(home.join("launcher.log")).unwrap();
     assert!(!log.contains(password), "the launcher logged the password");
-    let errors = browser.console_errors().await;
-    assert!(errors.is_empty(), "browser console errors: {errors:#?}");
-    browser.quit().await;
-    interrupt(&dev);
-    tokio::task::spawn_blocking(move || wait_with_timeout(dev, PAGE_WAIT))
-        .await
-        .unwrap();
+    browser.finish_with_dev(dev, PAGE_WAIT).await;
 }

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 use portcullis_testkit::program;
 use serde_json::{Value, json};
 
+use super::process::{interrupt, wait_with_timeout};
+
 /// The key of an element reference in WebDriver answers.
 const ELEMENT_KEY: &str = "element-6066-11e4-a52e-4f735466cecf";
 /// How long one WebDriver command may take.
@@ -311,6 +313,19 @@ impl Browser {
     pub(crate) async fn quit(self) {
         let url = format!("{}/session/{}", self.base, self.session);
         let _ = self.http.delete(url).send().await;
+    }
+
+    /// The end of a browser test of `portcullis dev`: no console errors on the pages, the
+    /// browser closed, and `dev` stopped by SIGINT within `limit`, exiting successfully.
+    pub(crate) async fn finish_with_dev(self, dev: Child, limit: Duration) {
+        let errors = self.console_errors().await;
+        assert!(errors.is_empty(), "browser console errors: {errors:#?}");
+        self.quit().await;
+        interrupt(&dev);
+        let stopped = tokio::task::spawn_blocking(move || wait_with_timeout(dev, limit))
+            .await
+            .unwrap();
+        assert!(stopped.status.success(), "{stopped:?}");
     }
 }
 
