@@ -16,6 +16,7 @@ use portcullis_link::client::{ClientConfig, Forwarder, test_server};
 use portcullis_testkit::{
     Cutter, EchoTarget, bounded, echo_through_cuts, program, unused_loopback_addr,
 };
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// The tunnel integration tests' loopback stack: a broker on SQLite with tickets issued
@@ -86,12 +87,13 @@ fn haproxy(dir: &Path, front: SocketAddr, backends: &[SocketAddr]) -> Child {
     std::fs::write(
         &config,
         format!(
-            "global\n    maxconn 1024\n\
+            "global\n    maxconn 1024\n    stats socket {socket} mode 600 level user\n\
              defaults\n    mode tcp\n    timeout connect 2s\n    timeout client 5m\n    \
              timeout server 5m\n\
              frontend tunnel\n    bind {front}\n    default_backend members\n\
              backend members\n    balance roundrobin\n    option tcp-check\n    \
-             tcp-check send-binary 5043544e0101\n    tcp-check expect binary 4f4b\n{servers}"
+             tcp-check send-binary 5043544e0101\n    tcp-check expect binary 4f4b\n{servers}",
+            socket = stats_socket(dir).display(),
         ),
     )
     .unwrap();
@@ -101,6 +103,33 @@ fn haproxy(dir: &Path, front: SocketAddr, backends: &[SocketAddr]) -> Child {
         .stderr(Stdio::inherit())
         .spawn()
         .unwrap()
+}
+
+/// HAProxy's stats socket in `dir`.
+fn stats_socket(dir: &Path) -> std::path::PathBuf {
+    dir.join("haproxy.sock")
+}
+
+/// How many servers of the `members` backend HAProxy has up now (its stats socket in `dir`;
+/// `show servers state`, whose sixth field is the operational state, 2 for running).
+async fn servers_up(dir: &Path) -> usize {
+    let Ok(mut stream) = tokio::net::UnixStream::connect(stats_socket(dir)).await else {
+        return 0;
+    };
+    let mut state = String::new();
+    if stream
+        .write_all(b"show servers state members\n")
+        .await
+        .is_err()
+        || stream.read_to_string(&mut state).await.is_err()
+    {
+        return 0;
+    }
+    state
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| line.split_whitespace().nth(5) == Some("2"))
+        .count()
 }
 
 /// A metric's value from a tunnel server's `/metrics` (0 when absent).
@@ -153,17 +182,17 @@ async fn sixty_four_mib_through_haproxy_round_robin_survive_cuts_across_two_tunn
         port: front.port(),
         tls: None,
     };
-    // Both members answer the health check through HAProxy (round-robin: two in a row).
+    // HAProxy has both members up, and two Tests in a row through it are answered: with
+    // both up, round-robin sent one to each member, so both listen. (Two answers alone
+    // could both come from one member while HAProxy still counts the other down.)
+    let answered = || test_server(&haproxy_address, Duration::from_secs(2));
     bounded("the members and HAProxy to start", STEP, async {
-        let mut answered = 0;
-        while answered < 2 {
-            match test_server(&haproxy_address, Duration::from_secs(2)).await {
-                Ok(()) => answered += 1,
-                Err(_) => {
-                    answered = 0;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
+        while servers_up(dir.path()).await < 2
+            || answered().await.is_err()
+            || answered().await.is_err()
+            || servers_up(dir.path()).await < 2
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     })
     .await;
