@@ -108,7 +108,6 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Settings {
         database: Option<String>,
         limits: Option<Limits>,
@@ -116,9 +115,17 @@ mod tests {
 
     #[derive(Debug, serde::Deserialize)]
     #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
     struct Limits {
         size: u32,
+    }
+
+    #[test]
+    fn valid_text_becomes_settings_and_an_unknown_setting_is_refused() {
+        let settings = from_toml::<Settings>("database = \"x\"\n[limits]\nsize = 3\n").unwrap();
+        assert_eq!(settings.database.as_deref(), Some("x"));
+        assert_eq!(settings.limits.map(|limits| limits.size), Some(3));
+        let error = from_toml::<Settings>("[limits]\nsize = 3\ncolour = 1\n").unwrap_err();
+        assert_eq!((error.line, error.field.as_deref()), (3, Some("limits.colour")));
     }
 
     #[test]
