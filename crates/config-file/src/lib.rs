@@ -125,7 +125,10 @@ mod tests {
         assert_eq!(settings.database.as_deref(), Some("x"));
         assert_eq!(settings.limits.map(|limits| limits.size), Some(3));
         let error = from_toml::<Settings>("[limits]\nsize = 3\ncolour = 1\n").unwrap_err();
-        assert_eq!((error.line, error.field.as_deref()), (3, Some("limits.colour")));
+        assert_eq!(
+            (error.line, error.field.as_deref()),
+            (3, Some("limits.colour"))
+        );
     }
 
     #[test]
