@@ -162,21 +162,6 @@ async fn render(
     }
 }
 
-async fn failed(state: &AppState, admin: &Admin, error: &StoreError) -> Response {
-    match refusal(error) {
-        Some(text) => {
-            render(
-                state,
-                admin,
-                StatusCode::BAD_REQUEST,
-                Some(Message::Failed(text)),
-            )
-            .await
-        }
-        None => internal(error),
-    }
-}
-
 /// `GET /admin/connections`.
 pub(super) async fn page(
     State(state): State<Arc<AppState>>,

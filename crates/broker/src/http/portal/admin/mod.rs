@@ -31,7 +31,8 @@ use crate::store::{Revoked, StoreError, User};
 
 /// Runs a form's action for an administrator (the form's CSRF token checked first), wakes
 /// the held control requests (the action may have ended sessions), and answers: the
-/// action's response, or the calling page module's `failed` page.
+/// action's response, or the calling page module's page (its `render`) saying why the
+/// action was refused (400), or the error page for a failure the administrator cannot fix.
 macro_rules! action {
     ($state:ident, $headers:ident, $body:ident, |$admin:ident, $form:ident| $run:expr) => {{
         let ($admin, $form) = match admin_post(&$state, &$headers, $body).await {
@@ -42,7 +43,13 @@ macro_rules! action {
         $state.control.wake_all();
         match outcome {
             Ok(response) => response,
-            Err(error) => failed(&$state, &$admin, &error).await,
+            Err(error) => match refusal(&error) {
+                Some(text) => {
+                    let refused = Some(Message::Failed(text));
+                    render(&$state, &$admin, StatusCode::BAD_REQUEST, refused).await
+                }
+                None => internal(&error),
+            },
         }
     }};
 }

@@ -426,21 +426,6 @@ async fn render(
 }
 
 /// The list again with the failure of an action (nothing was changed), or the error page.
-async fn failed(state: &AppState, admin: &Admin, error: &StoreError) -> Response {
-    match refusal(error) {
-        Some(text) => {
-            render(
-                state,
-                admin,
-                StatusCode::BAD_REQUEST,
-                Some(Message::Failed(text)),
-            )
-            .await
-        }
-        None => internal(error),
-    }
-}
-
 /// `GET /admin/services`.
 pub(super) async fn page(
     State(state): State<Arc<AppState>>,

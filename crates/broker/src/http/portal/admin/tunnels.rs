@@ -169,21 +169,6 @@ async fn render(
     }
 }
 
-async fn failed(state: &AppState, admin: &Admin, error: &StoreError) -> Response {
-    match refusal(error) {
-        Some(text) => {
-            render(
-                state,
-                admin,
-                StatusCode::BAD_REQUEST,
-                Some(Message::Failed(text)),
-            )
-            .await
-        }
-        None => internal(error),
-    }
-}
-
 /// The page that shows a new token, once: it is stored only hashed.
 fn token_page(admin: &Admin, name: &str, token: &str, new: bool) -> Response {
     let body = html! {

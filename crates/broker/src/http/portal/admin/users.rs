@@ -298,21 +298,6 @@ pub(super) async fn page(
 }
 
 /// The page again with the failure of an action (nothing was changed), or the error page.
-async fn failed(state: &AppState, admin: &Admin, error: &StoreError) -> Response {
-    match refusal(error) {
-        Some(text) => {
-            render(
-                state,
-                admin,
-                StatusCode::BAD_REQUEST,
-                Some(Message::Failed(text)),
-            )
-            .await
-        }
-        None => internal(error),
-    }
-}
-
 /// `POST /admin/users`: a new password user.
 pub(super) async fn add(
     State(state): State<Arc<AppState>>,
