@@ -64,7 +64,31 @@ struct Audit<'a> {
     detail: Value,
 }
 
-impl Audit<'_> {
+impl<'a> Audit<'a> {
+    /// An event of `kind` by `actor` at `now`, about no user or service, with `detail`.
+    fn new(actor: &'a Actor, now: i64, kind: &'static str, detail: Value) -> Self {
+        Self {
+            actor,
+            now,
+            kind,
+            username: None,
+            service: None,
+            detail,
+        }
+    }
+
+    /// The event is about the user `name`.
+    fn about_user(mut self, name: impl Into<String>) -> Self {
+        self.username = Some(name.into());
+        self
+    }
+
+    /// The event is about the service `name`.
+    fn about_service(mut self, name: impl Into<String>) -> Self {
+        self.service = Some(name.into());
+        self
+    }
+
     async fn write(self, store: &Store) -> Result<(), StoreError> {
         store
             .audit(AuditEvent {
@@ -97,16 +121,10 @@ pub async fn add_user(
         store.remove_user(username, now).await?;
         return Err(StoreError::Invalid(format!("there is no group {group:?}")));
     }
-    Audit {
-        actor,
-        now,
-        kind: "admin.user.added",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: json!({ "groups": groups }),
-    }
-    .write(store)
-    .await?;
+    Audit::new(actor, now, "admin.user.added", json!({ "groups": groups }))
+        .about_user(username)
+        .write(store)
+        .await?;
     Ok(id)
 }
 
@@ -121,16 +139,10 @@ pub async fn disable_user(
     let revoked = store
         .set_user_disabled(username, Some(now), Some(actor.name()))
         .await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.user.disabled",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: revoked_detail(revoked),
-    }
-    .write(store)
-    .await?;
+    Audit::new(actor, now, "admin.user.disabled", revoked_detail(revoked))
+        .about_user(username)
+        .write(store)
+        .await?;
     Ok(revoked)
 }
 
@@ -142,16 +154,10 @@ pub async fn enable_user(
     username: &str,
 ) -> Result<(), StoreError> {
     store.set_user_disabled(username, None, None).await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.user.enabled",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: json!({}),
-    }
-    .write(store)
-    .await
+    Audit::new(actor, now, "admin.user.enabled", json!({}))
+        .about_user(username)
+        .write(store)
+        .await
 }
 
 /// Removes a user; their live connections end.
@@ -162,16 +168,10 @@ pub async fn remove_user(
     username: &str,
 ) -> Result<Revoked, StoreError> {
     let revoked = store.remove_user(username, now).await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.user.removed",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: revoked_detail(revoked),
-    }
-    .write(store)
-    .await?;
+    Audit::new(actor, now, "admin.user.removed", revoked_detail(revoked))
+        .about_user(username)
+        .write(store)
+        .await?;
     Ok(revoked)
 }
 
@@ -195,14 +195,13 @@ pub async fn set_password(
     }
     store.set_password_hash(user.id, password_hash).await?;
     let sessions = store.delete_login_sessions_of(user.id).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.user.password_set",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: json!({ "portal_sessions_ended": sessions }),
-    }
+        "admin.user.password_set",
+        json!({ "portal_sessions_ended": sessions }),
+    )
+    .about_user(username)
     .write(store)
     .await
 }
@@ -223,17 +222,16 @@ pub async fn set_user_groups(
     let before = store.groups_of_user(user.id).await?;
     let (missing, revoked) = store.set_user_groups(user.id, groups, now).await?;
     let after = store.groups_of_user(user.id).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.user.groups_set",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: merged(
+        "admin.user.groups_set",
+        merged(
             json!({ "before": before, "after": after, "missing": missing }),
             revoked_detail(revoked),
         ),
-    }
+    )
+    .about_user(username)
     .write(store)
     .await?;
     Ok(revoked)
@@ -248,14 +246,13 @@ pub async fn add_member(
     username: &str,
 ) -> Result<(), StoreError> {
     store.add_member(group, username).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.group.member_added",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: json!({ "group": group }),
-    }
+        "admin.group.member_added",
+        json!({ "group": group }),
+    )
+    .about_user(username)
     .write(store)
     .await
 }
@@ -269,14 +266,13 @@ pub async fn remove_member(
     username: &str,
 ) -> Result<Revoked, StoreError> {
     let revoked = store.remove_member(group, username, now).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.group.member_removed",
-        username: Some(username.to_owned()),
-        service: None,
-        detail: merged(json!({ "group": group }), revoked_detail(revoked)),
-    }
+        "admin.group.member_removed",
+        merged(json!({ "group": group }), revoked_detail(revoked)),
+    )
+    .about_user(username)
     .write(store)
     .await?;
     Ok(revoked)
@@ -290,16 +286,9 @@ pub async fn add_group(
     name: &str,
 ) -> Result<(), StoreError> {
     store.add_group(name).await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.group.added",
-        username: None,
-        service: None,
-        detail: json!({ "group": name }),
-    }
-    .write(store)
-    .await
+    Audit::new(actor, now, "admin.group.added", json!({ "group": name }))
+        .write(store)
+        .await
 }
 
 /// Removes a group; what its members may no longer use is revoked.
@@ -310,14 +299,12 @@ pub async fn remove_group(
     name: &str,
 ) -> Result<Revoked, StoreError> {
     let revoked = store.remove_group(name, now).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.group.removed",
-        username: None,
-        service: None,
-        detail: merged(json!({ "group": name }), revoked_detail(revoked)),
-    }
+        "admin.group.removed",
+        merged(json!({ "group": name }), revoked_detail(revoked)),
+    )
     .write(store)
     .await?;
     Ok(revoked)
@@ -347,16 +334,10 @@ pub async fn add_service(
     let detail = service_detail(&service);
     let name = service.name.clone();
     let id = store.add_service(service, now).await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.service.added",
-        username: None,
-        service: Some(name),
-        detail,
-    }
-    .write(store)
-    .await?;
+    Audit::new(actor, now, "admin.service.added", detail)
+        .about_service(name)
+        .write(store)
+        .await?;
     Ok(id)
 }
 
@@ -387,14 +368,13 @@ pub async fn update_service(
     );
     let name = service.name.clone();
     let revoked = store.update_service(id, service, now).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.service.changed",
-        username: None,
-        service: Some(name),
-        detail: merged(detail, revoked_detail(revoked)),
-    }
+        "admin.service.changed",
+        merged(detail, revoked_detail(revoked)),
+    )
+    .about_service(name)
     .write(store)
     .await?;
     Ok(revoked)
@@ -408,16 +388,10 @@ pub async fn remove_service(
     name: &str,
 ) -> Result<Revoked, StoreError> {
     let revoked = store.remove_service(name, now).await?;
-    Audit {
-        actor,
-        now,
-        kind: "admin.service.removed",
-        username: None,
-        service: Some(name.to_owned()),
-        detail: revoked_detail(revoked),
-    }
-    .write(store)
-    .await?;
+    Audit::new(actor, now, "admin.service.removed", revoked_detail(revoked))
+        .about_service(name)
+        .write(store)
+        .await?;
     Ok(revoked)
 }
 
@@ -431,13 +405,11 @@ pub async fn set_service_credentials(
     credentials: &ServiceCredentials,
 ) -> Result<(), StoreError> {
     store.set_service_credentials(name, credentials).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.service.credentials",
-        username: None,
-        service: Some(name.to_owned()),
-        detail: json!({
+        "admin.service.credentials",
+        json!({
             "mode": credentials.mode.as_str(),
             "account": credentials.username,
             "domain": credentials.domain,
@@ -445,7 +417,8 @@ pub async fn set_service_credentials(
             "ssh_principal": credentials.ssh_principal,
             "ssh_source_address": credentials.ssh_source_address,
         }),
-    }
+    )
+    .about_service(name)
     .write(store)
     .await
 }
@@ -457,14 +430,12 @@ pub async fn credential_key_rotated(
     actor: &Actor,
     resealed: usize,
 ) -> Result<(), StoreError> {
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.credential_key.rotated",
-        username: None,
-        service: None,
-        detail: json!({ "resealed": resealed }),
-    }
+        "admin.credential_key.rotated",
+        json!({ "resealed": resealed }),
+    )
     .write(store)
     .await
 }
@@ -507,16 +478,14 @@ pub async fn add_tunnel_server(
             now,
         )
         .await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.tunnel_server.added",
-        username: None,
-        service: None,
-        detail: json!({
+        "admin.tunnel_server.added",
+        json!({
             "tunnel_server": name, "address": public_address, "group": group, "legacy": legacy,
         }),
-    }
+    )
     .write(store)
     .await?;
     Ok(token)
@@ -533,14 +502,12 @@ pub async fn rotate_tunnel_token(
     store
         .set_tunnel_server_token(name, &TokenHash::of(token.as_bytes()))
         .await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.tunnel_server.token_rotated",
-        username: None,
-        service: None,
-        detail: json!({ "tunnel_server": name }),
-    }
+        "admin.tunnel_server.token_rotated",
+        json!({ "tunnel_server": name }),
+    )
     .write(store)
     .await?;
     Ok(token)
@@ -554,14 +521,12 @@ pub async fn remove_tunnel_server(
     name: &str,
 ) -> Result<(), StoreError> {
     store.remove_tunnel_server(name).await?;
-    Audit {
+    Audit::new(
         actor,
         now,
-        kind: "admin.tunnel_server.removed",
-        username: None,
-        service: None,
-        detail: json!({ "tunnel_server": name }),
-    }
+        "admin.tunnel_server.removed",
+        json!({ "tunnel_server": name }),
+    )
     .write(store)
     .await
 }
